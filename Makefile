@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export RECSYS_HOME ?= $(CURDIR)/.recsys
+export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast ui bench clean
+
+$(STAMP): setup.py pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/recsys demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the end-to-end tests that start servers and a browser.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(RECSYS_HOME)

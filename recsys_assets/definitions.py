@@ -1,0 +1,31 @@
+"""The Dagster `Definitions`: assets, checks, resources, jobs, schedules and sensors."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from recsys_assets.config import Settings
+from recsys_assets.defs import ingest, labeling, warehouse
+from recsys_assets.defs.resources import default_resources
+
+ASSET_MODULES = [ingest, labeling, warehouse]
+
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    """Definitions bound to `settings` (the environment when None); tests pass a tmp RECSYS_HOME."""
+    assets = [a for m in ASSET_MODULES for a in m.assets]
+    checks = [c for m in ASSET_MODULES for c in m.asset_checks]
+    rebuild_job = dg.define_asset_job(
+        "rebuild_job",
+        selection=dg.AssetSelection.all(),
+        description="Rebuild every asset: ingest, labeling, warehouse tables.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[rebuild_job],
+        resources=default_resources(settings),
+    )
+
+
+defs = build_defs()

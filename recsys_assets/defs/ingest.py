@@ -1,0 +1,123 @@
+"""Ingest assets: validated `restaurants`, `products`, `orders`; bad rows go to `rejected_rows`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from recsys_assets.defs.metadata import distribution, preview, row_count
+from recsys_assets.defs.resources import RecsysConfig, WarehouseResource
+from recsys_assets.sources import ensure_source_dir
+from recsys_assets.warehouse import ingest
+
+GROUP = "ingest"
+# Above this share of rejected rows the input is probably broken, not just dirty.
+MAX_REJECTED_SHARE = 0.05
+
+_ingesters = {
+    "restaurants": (ingest.ingest_restaurants, "restaurant_id"),
+    "products": (ingest.ingest_products, "product_id"),
+    "orders": (ingest.ingest_orders, "order_id, product_id"),
+}
+
+
+def _ingest(
+    name: str, context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    fn, order_by = _ingesters[name]
+    source = ingest.find_source(ensure_source_dir(recsys.settings()), name)
+    with warehouse.get_connection() as con:
+        result = fn(con, source)
+        sample = preview(con, name, order_by, n=5)
+        total = row_count(con, name)
+    if result.rows_rejected:
+        context.log.warning(
+            f"{name}: {result.rows_rejected} of {result.rows_read} rows rejected "
+            f"({result.rejected_by_reason}); see the rejected_rows table"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "source_file": str(source),
+            "rows_read": result.rows_read,
+            "rows_rejected": result.rows_rejected,
+            "rejected_share": result.rows_rejected / max(result.rows_read, 1),
+            "rejected_by_reason": distribution(result.rejected_by_reason)
+            if result.rejected_by_reason
+            else dg.MetadataValue.md("none"),
+            "preview": sample,
+        }
+    )
+
+
+def _ingest_asset(name: str, description: str, deps: list[str]) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=name,
+        group_name=GROUP,
+        kinds={"duckdb", "python"},
+        owners=["team:recsys"],
+        description=description,
+        deps=deps,
+        pool="warehouse",
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        return _ingest(name, context, recsys, warehouse)
+
+    return _asset
+
+
+restaurants = _ingest_asset(
+    "restaurants",
+    "Restaurants (id, name, menu, description, region, size, sign-up date), validated at ingest.",
+    [],
+)
+products = _ingest_asset(
+    "products", "The food-supply catalog (id, name, category, unit price), validated.", []
+)
+orders = _ingest_asset(
+    "orders",
+    "Order lines, validated; unknown restaurants or products are quarantined, not dropped.",
+    ["restaurants", "products"],
+)
+
+
+def _rejected_share_check(name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=name,
+        name="rejected_rows_below_threshold",
+        description=f"Less than {MAX_REJECTED_SHARE:.0%} of the input rows were rejected.",
+    )
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            loaded = row_count(con, name)
+            rejected = con.execute(
+                "SELECT count(*) FROM rejected_rows WHERE table_name = ?", [name]
+            ).fetchall()[0][0]
+        share = rejected / max(loaded + rejected, 1)
+        return dg.AssetCheckResult(
+            passed=share < MAX_REJECTED_SHARE,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rejected": int(rejected), "loaded": loaded, "share": share},
+        )
+
+    return _check
+
+
+def _unique_key_check(name: str, key: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=name, name="unique_key", description=f"({key}) is unique.")
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            dupes = con.execute(
+                f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY ALL HAVING count(*) > 1)"
+            ).fetchall()[0][0]
+        return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicate_keys": int(dupes)})
+
+    return _check
+
+
+assets = [restaurants, products, orders]
+asset_checks = [
+    *(_rejected_share_check(n) for n in _ingesters),
+    *(_unique_key_check(n, key) for n, (_, key) in _ingesters.items()),
+]

@@ -1,0 +1,37 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="recsys-assets",
+    version="0.1.0",
+    description="Cold-start product recommendations for restaurants: LLM industry labeling, "
+    "DuckDB industry-product tables and a LightGBM ranker, as Dagster assets.",
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
+    package_data={"recsys_assets": ["*.md", "**/*.md", "**/*.yaml", "**/*.json"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-duckdb==0.29.27",
+        "duckdb>=2.0,<2.1",
+        "langchain>=1.4,<1.5",
+        "langchain-core>=1.7,<1.8",
+        "langchain-openai>=1.7,<1.8",
+        "lightgbm>=4.7,<4.8",
+        "mlflow>=3.17,<3.18",
+        "pandas>=2.2,<4",
+        "pyarrow>=15",
+        "numpy>=1.26",
+        "pydantic>=2.7,<3",
+        "typer>=0.12",
+        "rich>=13",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+        ],
+    },
+    entry_points={"console_scripts": ["recsys=recsys_assets.cli:main"]},
+)
