@@ -110,6 +110,38 @@ def summary() -> None:
     print_summary(_settings())
 
 
+@app.command()
+def alerts(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 20,
+    kind: Annotated[
+        str | None, typer.Option(help="system_failure | model_quality")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List recent alerts (failed runs, rejected models) recorded under RECSYS_HOME."""
+    import json
+
+    from recsys_assets.alerts import KINDS, alert_store
+
+    if kind is not None and kind not in KINDS:
+        typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
+        raise typer.Exit(2)
+    rows = alert_store(_settings().home).recent(limit=limit, kind=kind)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no alerts recorded")
+        return
+    for row in rows:
+        where = " ".join(f"{k}={row[k]}" for k in ("job_name", "step_key", "run_id") if row[k])
+        typer.echo(f"#{row['id']} {row['created_at']} [{row['kind']}] {where}")
+        typer.echo(f"    {row['error_class'] + ': ' if row['error_class'] else ''}{row['message']}")
+        if row["remedy"]:
+            typer.echo(f"    → {row['remedy']}")
+
+
 def _register_optional() -> None:
     """Command groups that live beside their domain code."""
     from recsys_assets.labeling.commands import register as register_labeling

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from recsys_assets.config import Settings
-from recsys_assets.defs import ingest, labeling, warehouse
+from recsys_assets.defs import ingest, labeling, ops, warehouse
 from recsys_assets.defs.resources import default_resources
 
 ASSET_MODULES = [ingest, labeling, warehouse]
@@ -15,15 +15,12 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Definitions bound to `settings` (the environment when None); tests pass a tmp RECSYS_HOME."""
     assets = [a for m in ASSET_MODULES for a in m.assets]
     checks = [c for m in ASSET_MODULES for c in m.asset_checks]
-    rebuild_job = dg.define_asset_job(
-        "rebuild_job",
-        selection=dg.AssetSelection.all(),
-        description="Rebuild every asset: ingest, labeling, warehouse tables.",
-    )
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[rebuild_job],
+        jobs=ops.jobs,
+        schedules=ops.schedules,
+        sensors=ops.sensors,
         resources=default_resources(settings),
     )
 

@@ -1,0 +1,135 @@
+"""Durable alerts: every failure recorded under RECSYS_HOME, optionally posted to a webhook.
+
+Two kinds, because they call for different responses (see the batch-training seed article):
+`system_failure` (a step crashed: look at logs, servers, storage, then re-execute from failure) and
+`model_quality` (the model is worse than the service needs: data analysis or tuning, not a rerun).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+SYSTEM_FAILURE = "system_failure"
+MODEL_QUALITY = "model_quality"
+KINDS = (SYSTEM_FAILURE, MODEL_QUALITY)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    run_id TEXT,
+    job_name TEXT,
+    step_key TEXT,
+    error_class TEXT,
+    message TEXT NOT NULL,
+    remedy TEXT,
+    posted INTEGER NOT NULL DEFAULT 0,
+    post_error TEXT
+)
+"""
+_SECRET = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
+
+
+def scrub(text: str) -> str:
+    """Remove anything that looks like an API key (and the configured key itself)."""
+    key = os.environ.get("OPENAI_API_KEY")
+    if key and len(key) >= 8:
+        text = text.replace(key, "***")
+    return _SECRET.sub("sk-***", text)
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    message: str
+    run_id: str | None = None
+    job_name: str | None = None
+    step_key: str | None = None
+    error_class: str | None = None
+    remedy: str | None = None
+
+    def text(self) -> str:
+        """The human message: what failed, where, and how to recover."""
+        title = "Model quality alert" if self.kind == MODEL_QUALITY else "Pipeline failure"
+        where = ", ".join(
+            f"{k}={v}" for k, v in (("job", self.job_name), ("step", self.step_key), ("run", self.run_id)) if v
+        )
+        parts = [f"[recsys] {title}: {where}" if where else f"[recsys] {title}"]
+        parts.append(f"{self.error_class}: {self.message}" if self.error_class else self.message)
+        if self.remedy:
+            parts.append(self.remedy)
+        return "\n".join(parts)
+
+
+class AlertStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        return con
+
+    def record(self, alert: Alert, webhook_url: str | None = None, timeout: float = 10.0) -> int:
+        """Store the alert first (it must survive a dead webhook), then post it if configured."""
+        if alert.kind not in KINDS:
+            raise ValueError(f"unknown alert kind {alert.kind!r}")
+        clean = Alert(**{k: scrub(v) if isinstance(v, str) else v for k, v in asdict(alert).items()})
+        with self._connect() as con:
+            cur = con.execute(
+                "INSERT INTO alerts(kind, created_at, run_id, job_name, step_key, error_class, message, remedy)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (clean.kind, datetime.now(UTC).isoformat(timespec="seconds"), clean.run_id,
+                 clean.job_name, clean.step_key, clean.error_class, clean.message, clean.remedy),
+            )
+            alert_id = int(cur.lastrowid)
+        if webhook_url:
+            error = post_webhook(webhook_url, clean, timeout=timeout)
+            with self._connect() as con:
+                con.execute(
+                    "UPDATE alerts SET posted = ?, post_error = ? WHERE id = ?",
+                    (0 if error else 1, error, alert_id),
+                )
+        return alert_id
+
+    def recent(self, limit: int = 20, kind: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM alerts"
+        params: list = []
+        if kind:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(int(limit))
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute(sql, params).fetchall()]
+
+
+def post_webhook(url: str, alert: Alert, timeout: float = 10.0) -> str | None:
+    """POST a Slack-compatible payload ({"text": ...}); return an error string instead of raising."""
+    body = json.dumps({"text": alert.text(), "kind": alert.kind, "run_id": alert.run_id}).encode()
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
+            if response.status >= 300:
+                return f"webhook answered HTTP {response.status}"
+    except Exception as exc:  # the alert is already stored; report, never raise
+        return scrub(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def alert_store(home: Path) -> AlertStore:
+    return AlertStore(Path(home) / "alerts.sqlite")

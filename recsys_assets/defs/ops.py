@@ -1,0 +1,119 @@
+"""Operations: the rebuild job and its schedule, the new-restaurants sensor, failure alerts.
+
+The batch-training pattern (shared/seeds): retrain on a schedule, retry or tell an operator when
+it fails, and record where it failed so someone can troubleshoot and re-execute from failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import dagster as dg
+
+from recsys_assets.alerts import SYSTEM_FAILURE, Alert, alert_store
+from recsys_assets.config import load_settings
+
+DEFAULT_CRON = "0 5 * * 1"  # Monday 05:00
+DEFAULT_TIMEZONE = "Asia/Seoul"
+
+rebuild_job = dg.define_asset_job(
+    "rebuild_job",
+    selection=dg.AssetSelection.all(),
+    description="Rebuild every asset: ingest, labeling, warehouse tables, ranking.",
+)
+
+# New or changed restaurants: ingest them, label them, and refresh only what depends on them.
+labeling_job = dg.define_asset_job(
+    "labeling_job",
+    selection=dg.AssetSelection.assets("restaurants").downstream(),
+    description="Ingest restaurants, label new or changed ones (the ledger skips the rest) and "
+    "rebuild what depends on the labels.",
+)
+
+rebuild_schedule = dg.ScheduleDefinition(
+    name="rebuild_schedule",
+    job=rebuild_job,
+    cron_schedule=os.environ.get("RECSYS_REBUILD_CRON", DEFAULT_CRON),
+    execution_timezone=os.environ.get("RECSYS_REBUILD_TIMEZONE", DEFAULT_TIMEZONE),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Scheduled full rebuild (RECSYS_REBUILD_CRON, RECSYS_REBUILD_TIMEZONE).",
+)
+
+
+def restaurants_fingerprint(data_dir) -> str | None:
+    """Content hash of the restaurants file(s); None when the folder has none."""
+    digest = hashlib.sha256()
+    found = False
+    for path in sorted(data_dir.glob("restaurants.*")):
+        found = True
+        digest.update(path.name.encode())
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16] if found else None
+
+
+@dg.sensor(
+    job=labeling_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Labels new or changed restaurants when the RECSYS_DATA_DIR restaurants file changes.",
+)
+def new_restaurants_sensor(context: dg.SensorEvaluationContext):
+    settings = load_settings()
+    if settings.data_dir is None:
+        return dg.SkipReason("RECSYS_DATA_DIR is not set: sample data only changes on rebuild")
+    fingerprint = restaurants_fingerprint(settings.data_dir)
+    if fingerprint is None:
+        return dg.SkipReason(f"no restaurants file in {settings.data_dir}")
+    if fingerprint == context.cursor:
+        return dg.SkipReason("restaurants file unchanged")
+    context.update_cursor(fingerprint)
+    return dg.RunRequest(run_key=f"restaurants-{fingerprint}", tags={"recsys/trigger": "data_change"})
+
+
+def _failure_alert(context: dg.RunFailureSensorContext) -> Alert:
+    run = context.dagster_run
+    step_key, error_class, message = None, None, context.failure_event.message or "run failed"
+    step_failures = context.get_step_failure_events()
+    if step_failures:
+        first = step_failures[0]
+        step_key = first.step_key
+        error = first.event_specific_data.error if first.event_specific_data else None
+        while error is not None and error.cause is not None:
+            error = error.cause  # Dagster wraps user code errors; the cause is what an operator needs
+        if error is not None:
+            error_class = error.cls_name
+            message = error.message.strip().splitlines()[0] if error.message else message
+    remedy = (
+        f"Fix the cause, then re-execute from failure: Dagster UI → Runs → {run.run_id} → "
+        "'Re-execute from failure' (finished steps and paid LLM calls are not repeated)."
+    )
+    return Alert(
+        kind=SYSTEM_FAILURE,
+        message=message,
+        run_id=run.run_id,
+        job_name=run.job_name,
+        step_key=step_key,
+        error_class=error_class,
+        remedy=remedy,
+    )
+
+
+@dg.run_failure_sensor(
+    name="failure_alert_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records every failed run in the alerts table and posts it to RECSYS_ALERT_WEBHOOK.",
+)
+def failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
+    settings = load_settings()
+    alert = _failure_alert(context)
+    store = alert_store(settings.home)
+    store.record(alert, webhook_url=os.environ.get("RECSYS_ALERT_WEBHOOK"))
+    context.log.info(f"recorded alert for run {alert.run_id} ({alert.step_key})")
+
+
+jobs = [rebuild_job, labeling_job]
+schedules = [rebuild_schedule]
+sensors = [new_restaurants_sensor, failure_alert_sensor]

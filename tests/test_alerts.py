@@ -1,0 +1,60 @@
+"""Failures are recorded durably, posted to a webhook, and never leak a key."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from recsys_assets.alerts import MODEL_QUALITY, SYSTEM_FAILURE, Alert, AlertStore
+from recsys_assets.defs.ops import failure_alert_sensor
+from tests.webhook_receiver import WebhookReceiver
+
+
+def test_record_and_post(tmp_path, monkeypatch):
+    key = "sk-test-" + "a1b2c3d4" * 4
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    with WebhookReceiver() as hook:
+        alert_id = store.record(
+            Alert(kind=SYSTEM_FAILURE, message=f"auth failed for {key}", job_name="rebuild_job",
+                  step_key="restaurant_industry", error_class="AuthenticationError"),
+            webhook_url=hook.url,
+        )
+    [row] = store.recent()
+    assert row["id"] == alert_id and row["posted"] == 1 and row["post_error"] is None
+    assert key not in row["message"] and "***" in row["message"]
+    [payload] = hook.payloads
+    assert "restaurant_industry" in payload["text"] and key not in payload["text"]
+
+
+def test_dead_webhook_still_records(tmp_path):
+    store = AlertStore(tmp_path / "alerts.sqlite")
+    store.record(Alert(kind=MODEL_QUALITY, message="ndcg below floor"), webhook_url="http://127.0.0.1:9/x")
+    [row] = store.recent()
+    assert row["kind"] == MODEL_QUALITY and row["posted"] == 0 and row["post_error"]
+
+
+def test_failure_sensor_records_failed_step(recsys_home, monkeypatch):
+    @dg.asset
+    def broken_asset():
+        raise RuntimeError("warehouse disk is full")
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
+    assert not result.success
+    failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("RECSYS_ALERT_WEBHOOK", hook.url)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="failure_alert_sensor",
+            dagster_event=failure_event,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        ).for_run_failure()
+        failure_alert_sensor(context)
+    [row] = AlertStore(recsys_home / "alerts.sqlite").recent()
+    assert row["run_id"] == result.run_id
+    assert row["step_key"] == "broken_asset"
+    assert row["error_class"] == "RuntimeError"
+    assert "warehouse disk is full" in row["message"]
+    assert "Re-execute from failure" in row["remedy"]
+    assert "warehouse disk is full" in hook.payloads[0]["text"]
