@@ -1,0 +1,394 @@
+"""File -> DuckDB ingest: row checks and quarantine, whole-file errors, idempotency, atomicity."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from recsys_assets.warehouse import ingest
+from recsys_assets.warehouse.ingest import (
+    IngestError,
+    find_source,
+    ingest_orders,
+    ingest_products,
+    ingest_restaurants,
+)
+
+R_HEADER = "restaurant_id,name,menu,signup_date"
+P_HEADER = "product_id,name,category,unit_price"
+O_HEADER = "order_id,restaurant_id,product_id,quantity,ordered_at"
+
+GOOD_RESTAURANTS = [
+    "r1,교촌치킨,후라이드|양념,2024-01-02",
+    "r2,김밥천국,김밥|라면,2024-01-03",
+]
+GOOD_PRODUCTS = ["p1,닭 10호,meat,12000", "p2,밀가루,grain,0"]
+
+
+@pytest.fixture
+def con(tmp_path: Path):
+    c = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    yield c
+    c.close()
+
+
+def write(path: Path, lines: list[str], *, newline: str = "\n", bom: bool = False,
+          encoding: str = "utf-8") -> Path:
+    text = newline.join(lines) + newline
+    data = text.encode(encoding)
+    if bom:
+        data = b"\xef\xbb\xbf" + data
+    path.write_bytes(data)
+    return path
+
+
+def rejects(con, table: str) -> list[tuple[int, str]]:
+    return con.execute(
+        "SELECT row_number, reason FROM rejected_rows WHERE table_name = ? ORDER BY row_number",
+        [table],
+    ).fetchall()
+
+
+def ids(con, table: str, col: str) -> list[str]:
+    return [r[0] for r in con.execute(f"SELECT {col} FROM {table} ORDER BY {col}").fetchall()]
+
+
+def load_dims(con, tmp_path: Path) -> None:
+    ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, *GOOD_RESTAURANTS]))
+    ingest_products(con, write(tmp_path / "products.csv", [P_HEADER, *GOOD_PRODUCTS]))
+
+
+# ------------------------------------------------------------------------------------- find_source
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_find_source_accepts_each_format(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / f"orders{suffix}").write_bytes(b"x")
+    (tmp_path / "products.csv").write_bytes(b"x")  # other sources do not interfere
+    assert find_source(tmp_path, "orders") == tmp_path / f"orders{suffix}"
+
+
+def test_find_source_missing_names_folder(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=str(tmp_path)):
+        find_source(tmp_path, "products")
+
+
+def test_find_source_ambiguous(tmp_path: Path) -> None:
+    (tmp_path / "products.csv").write_bytes(b"x")
+    (tmp_path / "products.parquet").write_bytes(b"x")
+    with pytest.raises(IngestError, match="products.csv.*products.parquet"):
+        find_source(tmp_path, "products")
+
+
+# ------------------------------------------------------------------------------ bad rows, per kind
+
+RESTAURANT_BAD = [
+    (",이름,메뉴,2024-01-01", "missing_id"),
+    ("r1,중복집,메뉴,2024-01-01", "duplicate_id"),
+    ("r9,  ,메뉴,2024-01-01", "missing_name"),
+    ("r9,이름,메뉴,2024-13-45", "bad_date"),
+    ("r9,이름,메뉴,0202-01-01", "bad_date"),
+    ("r9,이름,메뉴,", "bad_date"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), RESTAURANT_BAD)
+def test_restaurant_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: str) -> None:
+    f = write(tmp_path / "restaurants.csv",
+              [R_HEADER, GOOD_RESTAURANTS[0], bad, GOOD_RESTAURANTS[1]])
+    res = ingest_restaurants(con, f)
+    assert rejects(con, "restaurants") == [(2, reason)]
+    assert ids(con, "restaurants", "restaurant_id") == ["r1", "r2"]
+    # The duplicate keeps the first occurrence, not the later one.
+    first = con.execute("SELECT name FROM restaurants WHERE restaurant_id='r1'").fetchone()[0]
+    assert first == "교촌치킨"
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (3, 2, 1)
+    assert res.rejected_by_reason == {reason: 1}
+    source, raw = con.execute("SELECT source_file, raw_row FROM rejected_rows").fetchone()
+    assert source == str(f)
+    assert json.loads(raw)["menu"] == "메뉴"
+
+
+def test_restaurant_size_column_optional_and_validated(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER + ",size,region,description",
+        "r1,a,m,2024-01-01,Small,서울,좋은 집",
+        "r2,b,m,2024-01-01,huge,,",
+        "r3,c,m,2024-01-01,,,",
+    ])
+    ingest_restaurants(con, f)
+    assert rejects(con, "restaurants") == [(2, "bad_size")]
+    assert con.execute("SELECT restaurant_id, size, region, description FROM restaurants "
+                       "ORDER BY 1").fetchall() == [("r1", "small", "서울", "좋은 집"),
+                                                    ("r3", None, None, None)]
+
+
+@pytest.mark.parametrize("column", ["name", "menu", "description"])
+def test_restaurant_oversized_text(con, tmp_path: Path, column: str) -> None:
+    values = {"name": "이름", "menu": "메뉴", "description": "설명"}
+    values[column] = "가" * 11  # 11 characters (33 bytes): the limit is on characters
+    ok = {"name": "가" * 10, "menu": "나" * 10, "description": "다" * 10}
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER + ",description",
+        f"r1,{ok['name']},{ok['menu']},2024-01-01,{ok['description']}",
+        f"r2,{values['name']},{values['menu']},2024-01-01,{values['description']}",
+    ])
+    ingest_restaurants(con, f, max_text_chars=10)
+    assert rejects(con, "restaurants") == [(2, "oversized_text")]
+    assert ids(con, "restaurants", "restaurant_id") == ["r1"]
+
+
+PRODUCT_BAD = [
+    (",x,cat,1", "missing_id"),
+    ("p1,again,cat,1", "duplicate_id"),
+    ("p9,,cat,1", "missing_name"),
+    ("p9,x,,1", "missing_category"),
+    ("p9,x,cat,abc", "bad_number"),
+    ("p9,x,cat,nan", "bad_number"),
+    ("p9,x,cat,", "bad_number"),
+    ("p9,x,cat,-0.5", "negative_price"),
+    ("p9," + "x" * 21 + ",cat,1", "oversized_text"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), PRODUCT_BAD)
+def test_product_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: str) -> None:
+    f = write(tmp_path / "products.csv", [P_HEADER, GOOD_PRODUCTS[0], GOOD_PRODUCTS[1], bad])
+    res = ingest_products(con, f, max_text_chars=20)
+    assert rejects(con, "products") == [(3, reason)]
+    assert con.execute("SELECT product_id, unit_price FROM products ORDER BY 1").fetchall() == [
+        ("p1", 12000.0), ("p2", 0.0)]  # zero price is allowed
+    assert res.rejected_by_reason == {reason: 1}
+
+
+ORDER_BAD = [
+    ("o9,r1,,1,2024-02-01 10:00:00", "missing_id"),
+    (",r1,p1,1,2024-02-01 10:00:00", "missing_id"),
+    ("o1,r1,p1,5,2024-02-01 11:00:00", "duplicate_id"),
+    ("o9,r1,p1,many,2024-02-01 10:00:00", "bad_number"),
+    ("o9,r1,p1,0,2024-02-01 10:00:00", "non_positive_quantity"),
+    ("o9,r1,p1,-2,2024-02-01 10:00:00", "non_positive_quantity"),
+    ("o9,r1,p1,1,yesterday", "bad_timestamp"),
+    ("o9,r1,p1,1,1900-01-01 00:00:00", "bad_timestamp"),
+    ("o9,r404,p1,1,2024-02-01 10:00:00", "unknown_restaurant"),
+    ("o9,r1,p404,1,2024-02-01 10:00:00", "unknown_product"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), ORDER_BAD)
+def test_order_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: str) -> None:
+    load_dims(con, tmp_path)
+    f = write(tmp_path / "orders.csv", [
+        O_HEADER,
+        "o1,r1,p1,2,2024-02-01 10:00:00",
+        "o1,r1,p2,1.5,2024-02-01T10:00:00",  # same order, another line: fine
+        bad,
+        "o2,r2,p1,1,2023-06-01 09:00:00",  # before r2's signup: kept, not rejected
+    ])
+    res = ingest_orders(con, f)
+    assert rejects(con, "orders") == [(3, reason)]
+    loaded = con.execute("SELECT order_id, product_id, quantity FROM orders ORDER BY 1, 2")
+    assert loaded.fetchall() == [
+        ("o1", "p1", 2.0), ("o1", "p2", 1.5), ("o2", "p1", 1.0)]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (4, 3, 1)
+
+
+def test_orders_need_dimension_tables(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"])
+    with pytest.raises(IngestError, match="restaurants"):
+        ingest_orders(con, f)
+
+
+def test_row_number_counts_records_not_lines(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER + ",description",
+        'r1,a,m,2024-01-01,"여러 줄\n설명\n입니다"',
+        "r1,b,m,2024-01-01,",
+    ])
+    ingest_restaurants(con, f)
+    assert rejects(con, "restaurants") == [(2, "duplicate_id")]
+    assert con.execute("SELECT description FROM restaurants").fetchone()[0] == "여러 줄\n설명\n입니다"
+
+
+# --------------------------------------------------------------------------- formats and encodings
+
+
+def test_bom_crlf_whitespace_and_header_case(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        " Restaurant_ID , NAME ,Menu,signup_date,unused",
+        "  r1  ,  교촌치킨 ,  후라이드|양념  , 2024-01-02 ,zzz",
+        "r2,bhc,,2024-01-03 10:30:00,",
+    ], newline="\r\n", bom=True)
+    res = ingest_restaurants(con, f)
+    assert res.rows_rejected == 0
+    rows = con.execute("SELECT restaurant_id, name, menu, signup_date::VARCHAR FROM restaurants "
+                       "ORDER BY 1").fetchall()
+    assert rows == [("r1", "교촌치킨", "후라이드|양념", "2024-01-02"), ("r2", "bhc", "", "2024-01-03")]
+
+
+def test_quoted_commas_pipes_korean_and_emoji(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER,
+        'r1,"치킨, 맥주 🍗🍺","양념치킨|후라이드, 반반|""특제"" 소스",2024-01-02',
+        "r2,떡볶이🌶️,,2024-01-02",
+    ])
+    ingest_restaurants(con, f)
+    assert con.execute("SELECT name, menu FROM restaurants ORDER BY restaurant_id").fetchall() == [
+        ("치킨, 맥주 🍗🍺", '양념치킨|후라이드, 반반|"특제" 소스'), ("떡볶이🌶️", "")]
+
+
+def test_missing_column_names_file_and_column(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "products.csv", ["product_id,name,price", "p1,x,1"])
+    with pytest.raises(IngestError) as err:
+        ingest_products(con, f)
+    msg = str(err.value)
+    assert "products.csv" in msg and "category" in msg and "unit_price" in msg
+
+
+def test_malformed_csv_row_fails_the_file_with_line_number(con, tmp_path: Path) -> None:
+    lines = [P_HEADER] + [f"p{i},x,c,1" for i in range(30_000)] + ["p_bad,x,c,1,extra"]
+    f = write(tmp_path / "products.csv", lines)
+    with pytest.raises(IngestError, match=r"products.csv: malformed CSV.*Line: 30002"):
+        ingest_products(con, f)
+
+
+def test_cp949_file_is_an_encoding_error(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [R_HEADER, "r1,교촌치킨,후라이드|양념,2024-01-02"],
+              encoding="cp949")
+    with pytest.raises(IngestError) as err:
+        ingest_restaurants(con, f)
+    msg = str(err.value)
+    assert "restaurants.csv" in msg and "encoding" in msg and "UTF-8" in msg
+    assert "CP949" in msg
+
+
+@pytest.mark.parametrize("content", [b"", gzip.compress(b"")])
+def test_empty_file(con, tmp_path: Path, content: bytes) -> None:
+    f = tmp_path / ("products.csv.gz" if content else "products.csv")
+    f.write_bytes(content)
+    with pytest.raises(IngestError, match="empty"):
+        ingest_products(con, f)
+
+
+def test_header_only_file_loads_empty_table(con, tmp_path: Path) -> None:
+    res = ingest_products(con, write(tmp_path / "products.csv", [P_HEADER]))
+    assert (res.rows_read, res.rows_loaded) == (0, 0)
+    assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 0
+
+
+def test_gzip_csv(con, tmp_path: Path) -> None:
+    f = tmp_path / "products.csv.gz"
+    text = "\n".join([P_HEADER, *GOOD_PRODUCTS, "p3,x,y,-1"]) + "\n"
+    f.write_bytes(gzip.compress(text.encode()))
+    res = ingest_products(con, f)
+    assert ids(con, "products", "product_id") == ["p1", "p2"]
+    assert rejects(con, "products") == [(3, "negative_price")]
+    assert res.source_file == str(f)
+
+
+def test_parquet_input_with_typed_columns(con, tmp_path: Path) -> None:
+    f = tmp_path / "restaurants.parquet"
+    duckdb.sql(
+        "SELECT * FROM (VALUES ('r1', '교촌치킨', '후라이드|양념', DATE '2024-01-02', 1),"
+        " ('r1', 'dup', '', DATE '2024-01-03', 2),"
+        " ('r2', ' 맘스터치 ', NULL, DATE '2024-01-04', 3))"
+        " t(restaurant_id, Name, menu, signup_date, extra)"
+    ).write_parquet(str(f))
+    res = ingest_restaurants(con, f)
+    assert (res.rows_loaded, res.rows_rejected) == (2, 1)
+    assert rejects(con, "restaurants") == [(2, "duplicate_id")]
+    assert con.execute("SELECT restaurant_id, name, menu, signup_date FROM restaurants "
+                       "ORDER BY 1").fetchall() == [
+        ("r1", "교촌치킨", "후라이드|양념", datetime.date(2024, 1, 2)),
+        ("r2", "맘스터치", "", datetime.date(2024, 1, 4))]
+    raw = json.loads(con.execute("SELECT raw_row FROM rejected_rows").fetchone()[0])
+    assert raw["Name"] == "dup" and raw["extra"] == 2
+
+
+def test_unreadable_parquet(con, tmp_path: Path) -> None:
+    f = tmp_path / "products.parquet"
+    f.write_bytes(b"this is not parquet at all")
+    with pytest.raises(IngestError, match="products.parquet.*Parquet"):
+        ingest_products(con, f)
+
+
+def test_target_schemas(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    ingest_orders(con, write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"]))
+    types = dict(((t, c), d) for t, c, d in con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE table_name IN ('restaurants', 'products', 'orders', 'rejected_rows')").fetchall())
+    assert types[("restaurants", "signup_date")] == "DATE"
+    assert types[("restaurants", "size")] == "VARCHAR"
+    assert types[("products", "unit_price")] == "DOUBLE"
+    assert types[("orders", "quantity")] == "DOUBLE"
+    assert types[("orders", "ordered_at")] == "TIMESTAMP"
+    assert types[("rejected_rows", "row_number")] == "BIGINT"
+    assert types[("rejected_rows", "rejected_at")] == "TIMESTAMP"
+    # No scratch tables are left behind.
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__ingest%'"
+                       ).fetchone()[0] == 0
+
+
+# -------------------------------------------------------------------------- idempotency, atomicity
+
+
+def test_reingest_is_idempotent(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    f = write(tmp_path / "orders.csv", [
+        O_HEADER, "o1,r1,p1,2,2024-02-01 10:00:00", "o1,r1,p1,2,2024-02-01 10:00:00",
+        "o2,r404,p1,1,2024-02-01 10:00:00"])
+    first = ingest_orders(con, f)
+    second = ingest_orders(con, f)
+    assert first.rows_loaded == second.rows_loaded == 1
+    assert first.rejected_by_reason == second.rejected_by_reason == {
+        "duplicate_id": 1, "unknown_restaurant": 1}
+    assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == 1
+    assert rejects(con, "orders") == [(2, "duplicate_id"), (3, "unknown_restaurant")]
+
+
+def test_reingest_only_replaces_its_own_rejects(con, tmp_path: Path) -> None:
+    ingest_products(con, write(tmp_path / "products.csv", [P_HEADER, "p1,x,c,-1"]))
+    ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, ",x,m,2024-01-01"]))
+    ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, "r1,x,m,2024-01-01"]))
+    assert rejects(con, "restaurants") == []
+    assert rejects(con, "products") == [(1, "negative_price")]
+
+
+def test_failure_midway_keeps_previous_table_and_rejects(con, tmp_path: Path, monkeypatch) -> None:
+    f = write(tmp_path / "restaurants.csv", [R_HEADER, *GOOD_RESTAURANTS, "r1,dup,m,2024-01-01"])
+    ingest_restaurants(con, f)
+    before = con.execute("SELECT * FROM restaurants ORDER BY 1").fetchall()
+    before_rejects = rejects(con, "restaurants")
+
+    g = write(tmp_path / "restaurants2.csv", [R_HEADER, "r7,new,m,2024-01-01", ",x,m,2024-01-01"])
+
+    def boom(*args, **kwargs):  # fails after the old rejects were deleted and new ones inserted
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest, "_replace_target", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest_restaurants(con, g)
+    assert con.execute("SELECT * FROM restaurants ORDER BY 1").fetchall() == before
+    assert rejects(con, "restaurants") == before_rejects == [(3, "duplicate_id")]
+    monkeypatch.undo()
+    # The connection is still usable and a good re-run goes through.
+    assert ingest_restaurants(con, g).rows_loaded == 1
+
+
+def test_bad_bytes_deep_in_file_keep_previous_table(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    good = write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"])
+    ingest_orders(con, good)
+    lines = [O_HEADER] + [f"o{i},r1,p1,1,2024-02-01 10:00:00" for i in range(40_000)]
+    data = ("\n".join(lines) + "\n").encode() + "o_x,r1,p1,1,2024-02-01 교촌\n".encode("cp949")
+    bad = tmp_path / "orders_bad.csv"
+    bad.write_bytes(data)
+    with pytest.raises(IngestError, match="encoding"):
+        ingest_orders(con, bad)
+    assert con.execute("SELECT order_id FROM orders").fetchall() == [("o1",)]
