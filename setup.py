@@ -26,11 +26,13 @@ setup(
         "rich>=13",
         "tqdm>=4.66",
         "matplotlib>=3.8",
+        "tabulate>=0.9",
     ],
     extras_require={
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "selenium>=4.20",
         ],
     },
     entry_points={"console_scripts": ["recsys=recsys_assets.cli:main"]},

@@ -103,6 +103,7 @@ def _failure_alert(context: dg.RunFailureSensorContext) -> Alert:
 
 @dg.run_failure_sensor(
     name="failure_alert_sensor",
+    minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Records every failed run in the alerts table and posts it to RECSYS_ALERT_WEBHOOK.",
 )
