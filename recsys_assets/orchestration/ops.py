@@ -4,7 +4,6 @@ The batch-training pattern (shared/seeds): retrain on a schedule, retry or tell 
 it fails, and record where it failed so someone can troubleshoot and re-execute from failure.
 """
 
-from __future__ import annotations
 
 import hashlib
 import os

@@ -4,19 +4,21 @@ The warehouse connection is closed while the labeler runs, so a long (and paid) 
 holds the DuckDB write lock; the checkpoint ledger, not Dagster, makes reruns free.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 
 from recsys_assets import taxonomy
-from recsys_assets.defs.metadata import distribution, preview, row_count
-from recsys_assets.defs.resources import RecsysConfig, WarehouseResource
+from recsys_assets.orchestration.metadata import distribution, preview, row_count
+from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
 from recsys_assets.warehouse.tables import transaction
 
 GROUP = "labeling"
 
 # Transient LLM trouble (rate limits, a flaky gateway) deserves another try a little later;
 # the ledger makes the retry pay only for rows that did not finish.
+# Why a labeling run may stop early; only a tripped circuit breaker is worth retrying later.
+TRANSIENT_ABORTS = {"circuit_open"}
+
 LLM_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -44,7 +46,9 @@ def restaurant_industry(
     try:
         labels, report = label_frame(frame, settings=settings, progress=False)
     except LabelingAborted as exc:
-        # Authentication, quota or a tripped circuit breaker: retrying now would not help.
+        if exc.reason in TRANSIENT_ABORTS:
+            raise  # the provider is down or throttling: the RetryPolicy tries again later
+        # A bad key or an exhausted quota will not fix itself: fail fast with the reason.
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     if report.interrupted or len(labels) != len(frame):
         raise dg.Failure(

@@ -1,11 +1,10 @@
 """Ingest assets: validated `restaurants`, `products`, `orders`; bad rows go to `rejected_rows`."""
 
-from __future__ import annotations
 
 import dagster as dg
 
-from recsys_assets.defs.metadata import distribution, preview, row_count
-from recsys_assets.defs.resources import RecsysConfig, WarehouseResource
+from recsys_assets.orchestration.metadata import distribution, preview, row_count
+from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
 from recsys_assets.sources import ensure_source_dir
 from recsys_assets.warehouse import ingest
 

@@ -1,11 +1,10 @@
 """Industry-to-product assets, built in DuckDB SQL from orders and labels."""
 
-from __future__ import annotations
 
 import dagster as dg
 
-from recsys_assets.defs.metadata import markdown_table, preview, row_count
-from recsys_assets.defs.resources import WarehouseResource
+from recsys_assets.orchestration.metadata import markdown_table, preview, row_count
+from recsys_assets.orchestration.resources import WarehouseResource
 from recsys_assets.warehouse import tables
 
 GROUP = "warehouse"

@@ -1,0 +1,286 @@
+"""`recsys label` and `recsys ledger stats|export|prune`, mounted by recsys_assets/cli.py via register().
+
+Imports of pandas and the labeling modules happen inside the commands so `recsys --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+INTERRUPTED_EXIT = 130
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _settings():
+    from recsys_assets.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _read_input(path: Path):
+    import pandas as pd
+
+    from recsys_assets.labeling.service import REQUIRED_COLUMNS
+
+    if not path.exists():
+        _err(f"error: input file {path} does not exist")
+        raise typer.Exit(2)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            _err(f"error: {path}: input must be .csv or .parquet")
+            raise typer.Exit(2)
+    except UnicodeDecodeError as exc:
+        _err(f"error: {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+             "re-save it as UTF-8 (e.g. from CP949: iconv -f cp949 -t utf-8)")
+        raise typer.Exit(2) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # pyarrow / parser errors: name the file, keep it short
+        _err(f"error: cannot read {path}: {type(exc).__name__}: {str(exc)[:300]}")
+        raise typer.Exit(2) from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        _err(f"error: {path} lacks column(s) {', '.join(missing)} "
+             f"(needs {', '.join(REQUIRED_COLUMNS)}[, description]; has {', '.join(map(str, df.columns))})")
+        raise typer.Exit(2)
+    return df
+
+
+def _write_atomic(df, path: Path) -> None:
+    """Write next to the target then rename, so a kill mid-write never leaves a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.suffix.lower() == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _StopOnSignal:
+    """First SIGINT/SIGTERM: stop dispatching, finish the calls in flight. Second SIGINT: quit now."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        _err(f"\n{signal.Signals(signum).name}: stopping after the calls in flight "
+             "(press Ctrl+C again to quit at once; finished rows are already saved)")
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def label_cmd(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet with restaurant_id, name, menu[, description].")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet, by suffix.")],
+    labeler: Annotated[str | None, typer.Option(help="offline | openai | cascade | auto (default: RECSYS_LABELER).")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(min=1, help="Parallel LLM calls (RECSYS_LLM_MAX_CONCURRENCY, default 8).")] = None,
+    items_per_call: Annotated[int | None, typer.Option(min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1).")] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+) -> None:
+    """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes."""
+    from recsys_assets.config import ConfigError
+
+    if output.suffix.lower() not in (".csv", ".parquet"):
+        _err(f"error: {output}: output must end in .csv or .parquet")
+        raise typer.Exit(2)
+    if labeler is not None and labeler.lower() not in ("offline", "openai", "cascade", "auto"):
+        _err("error: --labeler must be offline, openai, cascade or auto")
+        raise typer.Exit(2)
+    settings = _settings()
+    df = _read_input(input_path)
+
+    from recsys_assets.labeling.engine import EngineConfig
+    from recsys_assets.labeling.llm import scrub
+    from recsys_assets.labeling.service import LabelingAbortedError, label_frame
+
+    secrets = (os.environ.get("OPENAI_API_KEY"),)
+    try:
+        cfg = EngineConfig.from_env(max_concurrency=max_concurrency, items_per_call=items_per_call)
+        with _StopOnSignal() as stopper:
+            labels, report = label_frame(df, labeler=labeler, settings=settings, progress=progress,
+                                         stop_event=stopper.event, engine_config=cfg)
+    except LabelingAbortedError as exc:
+        _err(f"error: {scrub(exc, secrets)}")
+        _err(f"{output} was not written (the labels are incomplete).")
+        raise typer.Exit(1) from None
+    except (ConfigError, ValueError) as exc:
+        _err(f"error: {scrub(exc, secrets)}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        _err(f"interrupted at once: every finished call is saved in the ledger, the calls in flight "
+             f"are lost. {output} was NOT written. Rerun the same command to resume.")
+        sys.stderr.flush()
+        # Worker threads may be blocked in HTTP calls; committed ledger rows are safe, so leave now.
+        os._exit(INTERRUPTED_EXIT)
+
+    if report.remaining:
+        _err(f"interrupted: {report.resume_message()}. {output} was NOT written "
+             "(it would be incomplete).")
+        raise typer.Exit(INTERRUPTED_EXIT)
+
+    out = df.copy()
+    out["industry"] = labels["industry"].to_numpy()
+    out["confidence"] = labels["confidence"].to_numpy()
+    out["source"] = labels["source"].to_numpy()
+    out["flagged"] = labels["flagged"].to_numpy()
+    _write_atomic(out, output)
+    _err(_summary(report, output))
+    if report.failed:
+        _err(f"warning: {report.failed} row(s) failed after retries and are flagged as 'other'; "
+             "rerun the same command to retry only those.")
+
+
+def _summary(report, output: Path) -> str:
+    parts = [f"wrote {output}: {report.total} rows ({report.labeler})"]
+    if report.labeler != "offline":
+        parts.append(
+            f"labeled now {report.labeled_this_run}, from ledger {report.reused_from_ledger}, "
+            f"offline {report.offline_answered}; {report.llm_calls} calls, "
+            f"{report.tokens_in:,}+{report.tokens_out:,} tokens, ~${report.estimated_cost_usd:.4f}; "
+            f"invalid {report.invalid}, failed {report.failed}"
+        )
+        if report.latency_p50_ms is not None:
+            parts.append(f"latency p50 {report.latency_p50_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms")
+    return "\n".join(parts)
+
+
+# -- ledger sub-commands -----------------------------------------------------------------------
+def _open_ledger(must_exist: bool = True):
+    from recsys_assets.labeling.ledger import Ledger
+
+    path = _settings().ledger_path
+    if must_exist and not path.exists():
+        _err(f"no ledger at {path} (nothing has been labeled with the LLM under this RECSYS_HOME)")
+        raise typer.Exit(0)
+    return Ledger(path)
+
+
+def ledger_stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Rows by status and fingerprint, tokens and estimated cost."""
+    with _open_ledger() as ledger:
+        stats = ledger.stats()
+    if as_json:
+        typer.echo(json.dumps(stats, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"ledger {stats['path']}: {stats['rows']} rows "
+               + ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
+               + f"; tokens {stats['tokens_in']:,} in / {stats['tokens_out']:,} out; "
+               f"cost ~${stats['cost_usd']:.4f}")
+    typer.echo(f"{'fingerprint':<18}{'status':<9}{'rows':>8}{'tokens_in':>12}{'tokens_out':>12}"
+               f"{'cost_usd':>11}  model / prompt")
+    for g in stats["groups"]:
+        p = g["params"]
+        typer.echo(f"{g['fingerprint']:<18}{g['status']:<9}{g['rows']:>8}{g['tokens_in']:>12,}"
+                   f"{g['tokens_out']:>12,}{g['cost_usd']:>11.4f}  {p.get('model', '?')} / "
+                   f"{p.get('prompt_version', '?')} x{p.get('items_per_call', 1)}")
+
+
+def ledger_export(
+    output: Annotated[Path, typer.Argument(help="CSV or Parquet, by suffix.")],
+    fingerprint: Annotated[str | None, typer.Option(help="Only this fingerprint.")] = None,
+    status: Annotated[str | None, typer.Option(help="ok | invalid | failed")] = None,
+) -> None:
+    """Export ledger rows (raw answers included) for audit or analysis."""
+    with _open_ledger() as ledger:
+        try:
+            n = ledger.export(output, fingerprint=fingerprint, status=status)
+        except ValueError as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(2) from None
+    typer.echo(f"exported {n} rows to {output}")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
+
+
+def _parse_duration(text: str) -> timedelta:
+    m = _DURATION.match(text)
+    if not m:
+        raise typer.BadParameter("use a number and a unit d/h/m, e.g. 30d, 12h, 90m")
+    value, unit = float(m.group(1)), m.group(2)
+    return {"d": timedelta(days=value), "h": timedelta(hours=value), "m": timedelta(minutes=value)}[unit]
+
+
+def ledger_prune(
+    fingerprint: Annotated[str | None, typer.Option(help="Delete rows of this fingerprint.")] = None,
+    older_than: Annotated[str | None, typer.Option(help="Rows last updated before now minus this (30d, 12h).")] = None,
+    status: Annotated[str | None, typer.Option(help="ok | invalid | failed")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete (default is a dry run).")] = False,
+) -> None:
+    """Delete ledger rows matching ALL given filters. Dry run unless --yes."""
+    if fingerprint is None and older_than is None and status is None:
+        _err("error: give at least one of --fingerprint, --older-than, --status")
+        raise typer.Exit(2)
+    age = _parse_duration(older_than) if older_than else None
+    with _open_ledger() as ledger:
+        try:
+            n = ledger.prune(fingerprint=fingerprint, older_than=age, status=status, dry_run=not yes)
+        except ValueError as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(2) from None
+    if yes:
+        typer.echo(f"deleted {n} rows")
+    else:
+        typer.echo(f"would delete {n} rows (dry run; add --yes to delete)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `label` and the `ledger` sub-app to the main `recsys` app."""
+    app.command("label")(label_cmd)
+    ledger_app = typer.Typer(help="Inspect and maintain the LLM labeling ledger.",
+                             no_args_is_help=True)
+    ledger_app.command("stats")(ledger_stats)
+    ledger_app.command("export")(ledger_export)
+    ledger_app.command("prune")(ledger_prune)
+    app.add_typer(ledger_app, name="ledger")
+
+
+def main() -> None:  # `python -m recsys_assets.labeling.commands ...` (tests, debugging)
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,349 @@
+"""The LLM labeling engine: concurrency, rate limiting, the one retry layer, breaker, interruption.
+
+Threads with the sync client: the work is waiting on HTTP, so a ThreadPoolExecutor of
+`max_concurrency` workers gets the throughput without an event loop. Each worker commits its call's
+rows to the ledger the moment the call finishes, so a SIGKILL loses at most the calls in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from recsys_assets import taxonomy
+from recsys_assets.labeling.ledger import Ledger, LedgerRecord
+from recsys_assets.labeling.llm import (
+    CallFailedError,
+    FatalError,
+    LabelItem,
+    LLMError,
+    LLMLabeler,
+    RetryableError,
+    approx_tokens,
+    estimate_cost,
+    scrub,
+    system_prompt,
+    user_message,
+)
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_concurrency: int = 8
+    rpm: int | None = None
+    tpm: int | None = None
+    items_per_call: int = 1
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    breaker_threshold: int = 20
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> EngineConfig:
+        values: dict[str, object] = dict(
+            max_concurrency=_env_int("RECSYS_LLM_MAX_CONCURRENCY", 8),
+            rpm=_env_int("RECSYS_LLM_RPM", None),
+            tpm=_env_int("RECSYS_LLM_TPM", None),
+            items_per_call=_env_int("RECSYS_LLM_ITEMS_PER_CALL", 1),
+            max_attempts=_env_int("RECSYS_LLM_MAX_ATTEMPTS", 6),
+            backoff_base_s=_env_float("RECSYS_LLM_BACKOFF_BASE", 0.5),
+            backoff_max_s=_env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
+            breaker_threshold=_env_int("RECSYS_LLM_BREAKER", 20),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**values)  # type: ignore[arg-type]
+        if cfg.max_concurrency < 1 or cfg.items_per_call < 1 or cfg.max_attempts < 1:
+            raise ValueError("max_concurrency, items_per_call and max_attempts must be >= 1")
+        return cfg
+
+
+class RateLimiter:
+    """Requests- and tokens-per-minute buckets (about one second of burst), allowed to go into debt
+    so a request larger than the burst still passes once the bucket is positive again."""
+
+    def __init__(self, rpm: int | None, tpm: int | None) -> None:
+        self._lock = threading.Lock()
+        now = time.monotonic()
+        self._buckets: dict[str, list[float]] = {}
+        for name, per_min in (("req", rpm), ("tok", tpm)):
+            if per_min:
+                cap = max(1.0, per_min / 60.0)
+                self._buckets[name] = [cap, cap, per_min / 60.0, now]  # level, cap, rate/s, t
+
+    def _refill(self, now: float) -> None:
+        for b in self._buckets.values():
+            b[0] = min(b[1], b[0] + (now - b[3]) * b[2])
+            b[3] = now
+
+    def acquire(self, tokens: int, stop: threading.Event) -> bool:
+        """Block until both buckets allow one request of ~tokens; False if `stop` is set first."""
+        if not self._buckets:
+            return not stop.is_set()
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._refill(now)
+                waits = [(1e-9 - b[0]) / b[2] for b in self._buckets.values() if b[0] <= 0]
+                if not waits:
+                    if "req" in self._buckets:
+                        self._buckets["req"][0] -= 1
+                    if "tok" in self._buckets:
+                        self._buckets["tok"][0] -= tokens
+                    return True
+                delay = max(waits)
+            if stop.wait(min(delay, 1.0)):
+                return False
+
+    def correct(self, estimated: int, actual: int) -> None:
+        """Charge the difference between the estimate and the tokens the server reported."""
+        with self._lock:
+            if "tok" in self._buckets:
+                self._buckets["tok"][0] -= actual - estimated
+
+
+class LabelingAborted(Exception):
+    """The run stopped early for a reason the user must fix; progress is kept in the ledger."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class EngineStats:
+    http_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    ok: int = 0
+    invalid: int = 0
+    failed: int = 0
+    failures_by_reason: Counter = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    rows_done: int = 0
+    rows_remaining: int = 0
+    failed_keys: set[str] = field(default_factory=set)
+    interrupted: bool = False
+    aborted: LabelingAborted | None = None
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    key: str
+    name: str
+    menu: str
+    description: str | None
+
+
+class Engine:
+    def __init__(
+        self,
+        labeler: LLMLabeler,
+        ledger: Ledger,
+        fingerprint: str,
+        config: EngineConfig,
+        *,
+        on_progress: Callable[[int, EngineStats], None] | None = None,
+    ) -> None:
+        self.labeler = labeler
+        self.ledger = ledger
+        self.fp = fingerprint
+        self.cfg = config
+        self.on_progress = on_progress
+        self.limiter = RateLimiter(config.rpm, config.tpm)
+        self.stats = EngineStats()
+        self._lock = threading.Lock()
+        self._halt = threading.Event()  # fatal error or breaker: stop everything
+        self._consecutive_failures = 0
+        self._model = labeler.options.model
+        self._prompt_version = labeler.options.effective_prompt_version()
+        self._system_tokens = approx_tokens(system_prompt(config.items_per_call))
+
+    # -- public ------------------------------------------------------------------------------
+    def run(self, rows: Sequence[PendingRow], stop: threading.Event | None = None) -> EngineStats:
+        stop = stop or threading.Event()
+        n = self.cfg.items_per_call
+        units = [list(rows[i : i + n]) for i in range(0, len(rows), n)]
+        futures: dict[Future, list[PendingRow]] = {}
+        next_unit = 0
+        pool = ThreadPoolExecutor(self.cfg.max_concurrency, thread_name_prefix="llm-label")
+        try:
+            while next_unit < len(units) or futures:
+                while (
+                    next_unit < len(units)
+                    and len(futures) < self.cfg.max_concurrency
+                    and not stop.is_set()
+                    and not self._halt.is_set()
+                ):
+                    unit = units[next_unit]
+                    futures[pool.submit(self._work, unit, stop)] = unit
+                    next_unit += 1
+                if not futures:
+                    break  # stopped before dispatching the rest
+                done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    futures.pop(fut)
+                    finished = fut.result()
+                    if finished and self.on_progress:
+                        self.on_progress(finished, self.stats)
+        except BaseException:
+            # A second Ctrl+C (KeyboardInterrupt) or a bug: do not wait for the calls in flight.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        self.stats.rows_remaining = len(rows) - self.stats.rows_done
+        self.stats.interrupted = stop.is_set() and self.stats.rows_remaining > 0
+        return self.stats
+
+    # -- one unit (one call, its retries) ------------------------------------------------------
+    def _work(self, unit: list[PendingRow], stop: threading.Event) -> int:
+        items = [LabelItem(f"r{i + 1}", r.name, r.menu, r.description) for i, r in enumerate(unit)]
+        by_id = {it.item_id: row for it, row in zip(items, unit, strict=True)}
+        est = self._system_tokens + approx_tokens(user_message(items)) + 30 * len(items)
+        attempt = 0
+        while True:
+            if stop.is_set() or self._halt.is_set():
+                return 0  # not recorded: these rows stay "remaining" and are sent next run
+            if not self.limiter.acquire(est, stop):
+                return 0
+            attempt += 1
+            try:
+                res = self.labeler.label(items)
+            except FatalError as exc:
+                self._abort(exc.reason, str(exc))
+                self._count_failure(exc.reason, http=1, exc=exc)
+                return 0
+            except CallFailedError as exc:
+                self._count_failure(exc.reason, http=1, exc=exc)
+                return self._record_failed(unit, exc, attempt)
+            except RetryableError as exc:
+                self._count_failure(exc.reason, http=1, exc=exc)
+                if self._breaker_tripped(exc):
+                    return 0
+                if attempt >= self.cfg.max_attempts:
+                    return self._record_failed(unit, exc, attempt)
+                if stop.wait(self._backoff(attempt, exc.retry_after)):
+                    return 0
+                continue
+            except Exception as exc:  # a bug or an unexpected client error: keep the run going
+                err = RetryableError("unexpected", scrub(f"{type(exc).__name__}: {exc}",
+                                                         self.labeler.secrets))
+                self._count_failure(err.reason, http=1)
+                if self._breaker_tripped(err) or attempt >= self.cfg.max_attempts:
+                    return self._record_failed(unit, err, attempt) if not self._halt.is_set() else 0
+                if stop.wait(self._backoff(attempt, None)):
+                    return 0
+                continue
+            self.limiter.correct(est, res.tokens_in + res.tokens_out)
+            return self._record_result(unit, by_id, res, attempt)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After is a floor, never shortened."""
+        cap = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** (attempt - 1)))
+        jitter = random.uniform(0, cap)
+        if retry_after is not None:
+            return min(max(retry_after, 0.0) + jitter * 0.1, max(self.cfg.backoff_max_s, retry_after))
+        return jitter
+
+    def _record_result(self, unit: list[PendingRow], by_id: dict[str, PendingRow], res, attempt: int) -> int:
+        n = len(unit)
+        cost = estimate_cost(self._model, res.tokens_in, res.tokens_out)
+        share_in, share_out = res.tokens_in // n, res.tokens_out // n
+        records = []
+        for item_id, row in by_id.items():
+            common = dict(
+                input_key=row.key, attempts=attempt + (1 if res.reasked else 0),
+                tokens_in=share_in, tokens_out=share_out, cost_usd=cost / n,
+                latency_ms=res.latency_ms, raw_response=res.raw,
+            )
+            if item_id in res.answers:
+                a = res.answers[item_id]
+                records.append(LedgerRecord(status="ok", industry=a.industry,
+                                            confidence=a.confidence, reason=a.reason, **common))
+            else:
+                records.append(LedgerRecord(status="invalid", industry=taxonomy.OTHER,
+                                            confidence=0.0,
+                                            error=res.invalid.get(item_id, "missing"), **common))
+        self.ledger.record(self.fp, records, model=self._model, prompt_version=self._prompt_version)
+        with self._lock:
+            self._consecutive_failures = 0
+            s = self.stats
+            s.http_calls += res.http_calls
+            s.tokens_in += res.tokens_in
+            s.tokens_out += res.tokens_out
+            s.cost_usd += cost
+            s.latencies_ms.append(res.latency_ms)
+            n_invalid = sum(1 for r in records if r.status == "invalid")
+            s.ok += n - n_invalid
+            s.invalid += n_invalid
+            if n_invalid:
+                s.failures_by_reason["invalid_answer"] += n_invalid
+            s.rows_done += n
+        return n
+
+    def _record_failed(self, unit: list[PendingRow], exc: LLMError, attempt: int) -> int:
+        msg = scrub(str(exc), self.labeler.secrets)[:500]
+        records = [LedgerRecord(input_key=r.key, status="failed", error=f"{exc.reason}: {msg}",
+                                attempts=attempt) for r in unit]
+        self.ledger.record(self.fp, records, model=self._model, prompt_version=self._prompt_version)
+        with self._lock:
+            self.stats.failed += len(unit)
+            self.stats.failed_keys.update(r.key for r in unit)
+            self.stats.failures_by_reason[f"exhausted:{exc.reason}"] += len(unit)
+            self.stats.rows_done += len(unit)
+        return len(unit)
+
+    def _count_failure(self, reason: str, http: int, exc: BaseException | None = None) -> None:
+        spent_calls, spent_in, spent_out = getattr(exc, "spent", (0, 0, 0))
+        with self._lock:
+            self.stats.http_calls += http + spent_calls
+            self.stats.tokens_in += spent_in
+            self.stats.tokens_out += spent_out
+            self.stats.cost_usd += estimate_cost(self._model, spent_in, spent_out)
+            self.stats.failures_by_reason[reason] += 1
+
+    def _breaker_tripped(self, exc: LLMError) -> bool:
+        with self._lock:
+            self._consecutive_failures += 1
+            tripped = self._consecutive_failures >= self.cfg.breaker_threshold
+        if tripped:
+            self._abort(
+                "circuit_open",
+                f"stopped after {self.cfg.breaker_threshold} consecutive failed calls "
+                f"(last: {exc.reason}: {scrub(str(exc), self.labeler.secrets)[:200]}). "
+                "Every finished row is saved in the ledger; fix the cause (endpoint, limits) and "
+                "rerun the same command to resume.",
+            )
+        return tripped
+
+    def _abort(self, reason: str, message: str) -> None:
+        with self._lock:
+            if self.stats.aborted is None:
+                self.stats.aborted = LabelingAborted(reason, scrub(message, self.labeler.secrets))
+        self._halt.set()

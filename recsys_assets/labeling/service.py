@@ -1,0 +1,308 @@
+"""The one entry point for labeling restaurants with an industry (Dagster asset and `recsys label`).
+
+Labelers:
+* ``offline``: the lexicon labeler; free, deterministic, no ledger (nothing to pay for twice).
+* ``openai``: the LLM through the checkpointed engine; every answer is kept in the ledger.
+* ``cascade``: offline answers where it is sure (margin >= RECSYS_CASCADE_MARGIN), the LLM the rest.
+
+Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``.
+A row answered from the ledger keeps its LLM source (the answer *is* an LLM answer); the report's
+``reused_from_ledger`` says how many were not paid for in this run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from recsys_assets import taxonomy
+from recsys_assets.config import ConfigError, Settings, load_settings
+
+SOURCES = ("offline", "llm", "cascade_offline", "cascade_llm")
+OUTPUT_COLUMNS = ("restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged")
+REQUIRED_COLUMNS = ("restaurant_id", "name", "menu")
+
+
+@dataclass
+class LabelingReport:
+    labeler: str
+    total: int
+    labeled_this_run: int = 0
+    reused_from_ledger: int = 0
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    estimated_cost_usd: float = 0.0
+    invalid: int = 0
+    failed: int = 0
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    label_distribution: dict[str, int] = field(default_factory=dict)
+    offline_answered: int = 0
+    interrupted: bool = False
+    remaining: int = 0
+    model: str | None = None
+    fingerprint: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.total - self.remaining
+
+    def resume_message(self) -> str:
+        return f"{self.done} labeled, {self.remaining} remaining — rerun the same command to resume"
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Flat and JSON-safe (Dagster metadata, logs). Holds no secret: the key is never stored."""
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, dict):
+                prefix = "failures" if k == "failures_by_reason" else "labels"
+                for kk, vv in sorted(v.items()):
+                    out[f"{prefix}.{kk}"] = int(vv)
+            elif isinstance(v, float):
+                out[k] = round(v, 6)
+            else:
+                out[k] = v
+        return out
+
+
+class LabelingAbortedError(RuntimeError):
+    """A fatal provider error or the circuit breaker stopped the run; progress is in the ledger."""
+
+    def __init__(self, reason: str, message: str, frame: pd.DataFrame, report: LabelingReport):
+        super().__init__(message)
+        self.reason = reason
+        self.frame = frame
+        self.report = report
+
+
+def _clean(series: pd.Series) -> list[str | None]:
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
+            for v in series.astype(object).tolist()]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    idx = min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))
+    return round(s[idx], 2)
+
+
+def label_frame(
+    df: pd.DataFrame,
+    *,
+    labeler: str | None = None,
+    settings: Settings | None = None,
+    progress: bool = False,
+    stop_event: threading.Event | None = None,
+    llm_options: Any | None = None,
+    engine_config: Any | None = None,
+    cascade_margin: float | None = None,
+) -> tuple[pd.DataFrame, LabelingReport]:
+    """Label every row; output in input order. Interrupted -> the rows not done are absent.
+
+    `llm_options` (llm.LLMOptions) and `engine_config` (engine.EngineConfig) default to the
+    environment; they exist for tests and the benchmark.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"input is missing column(s): {', '.join(missing)}")
+    settings = settings or load_settings()
+    kind = (labeler or settings.resolved_labeler()).lower()
+    if kind == "auto":
+        kind = "openai" if os.environ.get("OPENAI_API_KEY") else "offline"
+    if kind not in ("offline", "openai", "cascade"):
+        raise ConfigError(f"labeler must be offline, openai, cascade or auto, got {kind!r}")
+
+    ids = df["restaurant_id"]
+    names = _clean(df["name"])
+    menus = _clean(df["menu"])
+    descs = _clean(df["description"]) if "description" in df.columns else [None] * len(df)
+    n = len(df)
+    report = LabelingReport(labeler=kind, total=n)
+
+    industry: list[str | None] = [None] * n
+    confidence: list[float | None] = [None] * n
+    source: list[str | None] = [None] * n
+    labeled_at: list[pd.Timestamp | None] = [None] * n
+    flagged = [False] * n
+    now = pd.Timestamp.now(tz="UTC")
+
+    llm_rows: list[int] = list(range(n))
+    if kind in ("offline", "cascade"):
+        from recsys_assets.labeling.offline import OfflineLabeler
+
+        # Chains and re-registrations repeat the same text: predict each distinct input once.
+        triples = list(zip(names, menus, descs, strict=True))
+        distinct = list(dict.fromkeys(triples))
+        by_input = dict(zip(distinct, OfflineLabeler().predict_many(distinct), strict=True))
+        preds = [by_input[t] for t in triples]
+        if kind == "offline":
+            offline_rows, llm_rows = list(range(n)), []
+        else:
+            from recsys_assets.labeling import cascade
+
+            margin = cascade_margin if cascade_margin is not None else cascade.margin_from_env()
+            split = cascade.plan(preds, margin)
+            offline_rows, llm_rows = split.offline_rows, split.llm_rows
+        tag = "offline" if kind == "offline" else "cascade_offline"
+        for i in offline_rows:
+            p = preds[i]
+            industry[i], confidence[i], source[i], labeled_at[i] = p.industry, float(p.confidence), tag, now
+        report.offline_answered = n - len(llm_rows)
+        report.labeled_this_run = report.offline_answered
+
+    if kind in ("openai", "cascade") and llm_rows:
+        llm_source = "llm" if kind == "openai" else "cascade_llm"
+        try:
+            _label_with_llm(
+                llm_rows, names, menus, descs, settings, report, industry, confidence, labeled_at,
+                flagged, progress=progress, stop_event=stop_event, llm_options=llm_options,
+                engine_config=engine_config,
+            )
+        except _Aborted as ab:
+            for i in llm_rows:
+                if industry[i] is not None:
+                    source[i] = llm_source
+            frame = _finish(ids, industry, confidence, source, labeled_at, flagged, report)
+            raise LabelingAbortedError(ab.reason, f"{ab.message} ({report.resume_message()})",
+                                       frame, report) from None
+        for i in llm_rows:
+            if industry[i] is not None:
+                source[i] = llm_source
+
+    frame = _finish(ids, industry, confidence, source, labeled_at, flagged, report)
+    return frame, report
+
+
+class _Aborted(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason, self.message = reason, message
+
+
+def _finish(ids, industry, confidence, source, labeled_at, flagged, report) -> pd.DataFrame:
+    keep = [i for i, v in enumerate(industry) if v is not None]
+    frame = pd.DataFrame(
+        {
+            "restaurant_id": ids.iloc[keep].reset_index(drop=True),
+            "industry": pd.Series([industry[i] for i in keep], dtype="string"),
+            "confidence": pd.Series([confidence[i] for i in keep], dtype="float64"),
+            "source": pd.Series([source[i] for i in keep], dtype="string"),
+            "labeled_at": pd.Series(pd.to_datetime([labeled_at[i] for i in keep], utc=True))
+            .astype("datetime64[us, UTC]"),
+            "flagged": pd.Series([flagged[i] for i in keep], dtype="bool"),
+        },
+        columns=list(OUTPUT_COLUMNS),
+    )
+    report.remaining = report.total - len(keep)
+    report.label_distribution = dict(Counter(frame["industry"].tolist()).most_common())
+    return frame
+
+
+def _label_with_llm(
+    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, *,
+    progress, stop_event, llm_options, engine_config,
+) -> None:
+    from recsys_assets.labeling.engine import Engine, EngineConfig, PendingRow
+    from recsys_assets.labeling.ledger import Ledger, input_key
+    from recsys_assets.labeling.llm import LLMLabeler, LLMOptions, price_per_1m
+
+    cfg = engine_config or EngineConfig.from_env()
+    if llm_options is None:
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise ConfigError("the openai/cascade labeler needs OPENAI_API_KEY (and optionally "
+                              "OPENAI_BASE_URL for an OpenAI-compatible server)")
+        llm_options = LLMOptions.from_env(model=settings.llm_model,
+                                          items_per_call=cfg.items_per_call)
+    if llm_options.items_per_call != cfg.items_per_call:
+        from dataclasses import replace
+
+        llm_options = replace(llm_options, items_per_call=cfg.items_per_call)
+    from recsys_assets.labeling.ledger import fingerprint
+
+    params = llm_options.fingerprint_params()
+    fp = fingerprint(params)
+    report.model, report.fingerprint = llm_options.model, fp
+
+    keys = [input_key(names[i], menus[i], descs[i]) for i in rows]
+    first_row: dict[str, int] = {}
+    for i, k in zip(rows, keys, strict=True):
+        first_row.setdefault(k, i)
+
+    ledger = Ledger(settings.ledger_path)
+    try:
+        ledger.register_fingerprint(fp, params)
+        before = ledger.lookup(fp, first_row)
+        reused_keys = {k for k, v in before.items() if v.status in ("ok", "invalid")}
+        pending = [
+            PendingRow(k, names[i] or "", menus[i] or "", descs[i])
+            for k, i in first_row.items() if k not in reused_keys
+        ]
+        bar = None
+        if progress and pending:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(pending), desc=f"labeling ({llm_options.model})", unit="row",
+                       dynamic_ncols=True, file=__import__("sys").stderr)
+        priced = price_per_1m(llm_options.model) is not None
+
+        def on_progress(delta: int, stats) -> None:
+            if bar is not None:
+                bar.update(delta)
+                bar.set_postfix_str(
+                    f"tok {stats.tokens_in + stats.tokens_out:,} "
+                    + (f"${stats.cost_usd:.4f}" if priced else "(no price for model)"),
+                    refresh=False,
+                )
+
+        engine = Engine(LLMLabeler(llm_options), ledger, fp, cfg, on_progress=on_progress)
+        try:
+            stats = engine.run(pending, stop_event)
+        finally:
+            if bar is not None:
+                bar.close()
+        after = ledger.lookup(fp, first_row)
+    finally:
+        ledger.close()
+
+    for i, k in zip(rows, keys, strict=True):
+        rec = after.get(k)
+        if rec is None:
+            continue
+        if rec.status == "failed" and k not in stats.failed_keys:
+            continue  # a failure from an earlier run that this run did not get to: remaining
+        ok = rec.status == "ok" and taxonomy.is_valid(rec.industry)
+        industry[i] = rec.industry if ok else taxonomy.OTHER
+        confidence[i] = float(rec.confidence) if ok and rec.confidence is not None else 0.0
+        flagged[i] = not ok
+        labeled_at[i] = pd.Timestamp(rec.updated_at)
+        if k in reused_keys:
+            report.reused_from_ledger += 1
+        else:
+            report.labeled_this_run += 1
+        if rec.status == "invalid":
+            report.invalid += 1
+        elif rec.status == "failed":
+            report.failed += 1
+
+    report.llm_calls = stats.http_calls
+    report.tokens_in, report.tokens_out = stats.tokens_in, stats.tokens_out
+    report.estimated_cost_usd = stats.cost_usd
+    report.failures_by_reason = dict(stats.failures_by_reason)
+    report.latency_p50_ms = _percentile(stats.latencies_ms, 50)
+    report.latency_p95_ms = _percentile(stats.latencies_ms, 95)
+    report.interrupted = stats.interrupted
+    if stats.aborted is not None:
+        raise _Aborted(stats.aborted.reason, str(stats.aborted))
+
+
+# The name the Dagster asset imports.
+LabelingAborted = LabelingAbortedError
