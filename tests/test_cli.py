@@ -1,0 +1,67 @@
+"""The `recsys` command line, through the installed console script where startup matters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from recsys_assets.alerts import MODEL_QUALITY, Alert, alert_store
+from recsys_assets.cli import _register_optional, app
+
+_register_optional()
+runner = CliRunner()
+
+
+def test_generate_sample_csv(tmp_path):
+    out = tmp_path / "sample"
+    result = runner.invoke(app, ["generate-sample", "--out", str(out), "--scale", "small", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    restaurants = pd.read_csv(out / "restaurants.csv")
+    assert len(restaurants) == 2000
+    assert (out / "ground_truth" / "restaurant_truth.parquet").exists()
+    assert "industry" not in restaurants.columns  # the truth stays in its own folder
+
+
+def test_generate_sample_rejects_bad_scale(tmp_path):
+    result = runner.invoke(app, ["generate-sample", "--out", str(tmp_path), "--scale", "huge"])
+    assert result.exit_code == 2 and "--scale" in result.output
+
+
+def test_bad_setting_is_a_clear_error(recsys_home, monkeypatch):
+    monkeypatch.setenv("RECSYS_SAMPLE_SCALE", "gigantic")
+    result = runner.invoke(app, ["alerts"])
+    assert result.exit_code == 2 and "RECSYS_SAMPLE_SCALE" in result.output
+
+
+def test_alerts_lists_recorded_alerts(recsys_home):
+    alert_store(recsys_home).record(Alert(kind=MODEL_QUALITY, message="challenger rejected: ndcg 0.31 < 0.35"))
+    result = runner.invoke(app, ["alerts", "--json"])
+    assert result.exit_code == 0
+    [row] = [json.loads(line) for line in result.output.splitlines()]
+    assert row["kind"] == MODEL_QUALITY and "rejected" in row["message"]
+    assert "model_quality" in runner.invoke(app, ["alerts"]).output
+
+
+def test_materialize_selection_then_summary(recsys_home, tmp_path, monkeypatch):
+    from recsys_assets.sample_data import generate_sample
+
+    generate_sample(tmp_path / "d", n_restaurants=150, seed=5, fmt="csv")
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "d"))
+    result = runner.invoke(app, ["materialize", "--select", "restaurants,restaurant_industry"])
+    assert result.exit_code == 0, result.output
+    summary = runner.invoke(app, ["summary"])
+    assert summary.exit_code == 0, summary.output
+    assert "restaurant_industry" in summary.output and "Label distribution" in summary.output
+
+
+def test_console_script_is_installed():
+    recsys = Path(sys.executable).parent / "recsys"
+    out = subprocess.run([str(recsys), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for command in ("generate-sample", "label", "ledger", "demo", "alerts"):
+        assert command in out.stdout
