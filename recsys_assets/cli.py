@@ -68,7 +68,12 @@ def _materialize(selection: str | None) -> bool:
     job = defs.resolve_job_def("rebuild_job")
     instance = dg.DagsterInstance.get()
     kwargs = {"asset_selection": [dg.AssetKey(s.strip()) for s in selection.split(",")]} if selection else {}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    # Step-by-step DEBUG events stay in the run's event log (the UI shows them); the terminal
+    # gets INFO and above.
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config, **kwargs
+    )
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             typer.echo(f"step failed: {event.step_key}: {event.event_specific_data.error.message}", err=True)
@@ -140,6 +145,85 @@ def alerts(
         typer.echo(f"    {row['error_class'] + ': ' if row['error_class'] else ''}{row['message']}")
         if row["remedy"]:
             typer.echo(f"    → {row['remedy']}")
+
+
+@app.command()
+def recommend(
+    name: Annotated[str, typer.Option(help="Restaurant name.")],
+    menu: Annotated[str, typer.Option(help="Menu items separated by '|'.")] = "",
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="How many products.")] = 10,
+    industry: Annotated[
+        str | None, typer.Option(help="Skip labeling and use this taxonomy code.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="Optional description.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recommend products for a new restaurant from the champion model in the MLflow registry."""
+    import json
+
+    from recsys_assets import taxonomy
+    from recsys_assets.ranking.recommend import NoChampionError
+    from recsys_assets.ranking.recommend import recommend as run_recommend
+
+    settings = _settings()
+    if industry is not None and not taxonomy.is_valid(industry):
+        typer.echo(f"error: --industry must be one of {', '.join(taxonomy.INDUSTRY_CODES)}", err=True)
+        raise typer.Exit(2)
+    if industry is None and settings.resolved_labeler() != "offline":
+        # The configured LLM (or cascade) labels it, through the same ledger as the pipeline.
+        import pandas as pd
+
+        from recsys_assets.labeling.service import label_frame
+
+        frame = pd.DataFrame(
+            [{"restaurant_id": "cli", "name": name, "menu": menu, "description": description or ""}]
+        )
+        labels, _ = label_frame(frame, settings=settings)
+        industry = str(labels["industry"].iloc[0])
+    try:
+        result = run_recommend(name, menu, k=k, industry=industry, settings=settings,
+                               description=description)
+    except NoChampionError as exc:
+        typer.echo(f"error: {exc} (run `make demo` or materialize champion_model first)", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    typer.echo(f"industry: {result['industry']} (model version {result['model_version']})")
+    for i, p in enumerate(result["products"], 1):
+        typer.echo(f"{i:>3}. {p['name']}  [{p['product_id']}]  {p['score']:.4f}")
+
+
+model_app = typer.Typer(help="The registered ranker: aliases and rollback.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("status")
+def model_status() -> None:
+    """Show which version holds champion, challenger and previous."""
+    from recsys_assets.ranking.registry import MODEL_NAME, aliases
+
+    current = aliases(_settings())
+    if not current:
+        typer.echo(f"{MODEL_NAME}: no version registered yet")
+        return
+    for alias in ("champion", "challenger", "previous"):
+        typer.echo(f"{alias:<11} {current.get(alias, '-')}")
+
+
+@model_app.command("rollback")
+def model_rollback(
+    reason: Annotated[str, typer.Option(help="Why; stored as a tag on the demoted version.")] = "manual rollback",
+) -> None:
+    """Make the `previous` version champion again (the demoted version is tagged)."""
+    from recsys_assets.ranking.registry import rollback
+
+    try:
+        result = rollback(_settings(), reason=reason)
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"champion is now version {result['champion']} (demoted {result['demoted'] or 'none'})")
 
 
 def _register_optional() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from recsys_assets.config import Settings
-from recsys_assets.defs import ingest, labeling, ops, warehouse
-from recsys_assets.defs.resources import default_resources
+from recsys_assets.orchestration import ingest, labeling, ops, ranking, warehouse
+from recsys_assets.orchestration.resources import default_resources
 
-ASSET_MODULES = [ingest, labeling, warehouse]
+ASSET_MODULES = [ingest, labeling, warehouse, ranking]
 
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:

@@ -7,7 +7,10 @@ import duckdb
 import pandas as pd
 import pytest
 
+from mlflow import MlflowClient
+
 from recsys_assets import taxonomy
+from recsys_assets.alerts import AlertStore
 from recsys_assets.config import load_settings
 from recsys_assets.definitions import build_defs
 from recsys_assets.sample_data import generate_sample
@@ -22,7 +25,8 @@ def test_definitions_load():
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {
         "restaurants", "products", "orders", "restaurant_industry",
-        "industry_product_stats", "industry_top_products",
+        "industry_product_stats", "industry_top_products", "ranking_dataset", "ranker_model",
+        "ranker_evaluation", "champion_model", "recommendations",
     } <= keys
     assert defs.resolve_job_def("rebuild_job") is not None
     dg.Definitions.validate_loadable(defs)
@@ -44,6 +48,7 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
     assert result.success
     checks = [e for e in result.get_asset_check_evaluations()]
     failed = [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed]
+    assert {c.check_name for c in checks} >= {"unique_key", "labels_within_taxonomy", "promotion_gate"}
     assert checks and not failed
 
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
@@ -62,8 +67,26 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
     finally:
         con.close()
 
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias("industry-product-ranker", "champion")
+    assert champion.tags["promotion_decision"] == "promoted"
+    recs = pd.read_parquet(settings.exports_dir / "recommendations.parquet")
+    assert set(recs["model_version"]) == {str(champion.version)}
+    assert recs.groupby("restaurant_id").size().max() == 10 and recs["restaurant_id"].nunique() == n_rest
+
     # Idempotent: a second rebuild gives the same tables, no duplicates.
-    assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
+    second = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert second.success
+    # Same data, same model: the challenger does not beat the champion, so the gate keeps it,
+    # warns through the asset check and records a model-quality alert.
+    gate = [c for c in second.get_asset_check_evaluations() if c.check_name == "promotion_gate"]
+    assert len(gate) == 1 and not gate[0].passed
+    assert client.get_model_version_by_alias("industry-product-ranker", "champion").version == champion.version
+    challenger = client.get_model_version_by_alias("industry-product-ranker", "challenger")
+    assert challenger.version != champion.version
+    assert challenger.tags["promotion_decision"] == "rejected"
+    [alert] = AlertStore(settings.home / "alerts.sqlite").recent()
+    assert alert["kind"] == "model_quality" and f"v{challenger.version}" in alert["message"]
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         for table, before in snapshot.items():

@@ -1,0 +1,312 @@
+"""Ranking assets: dataset, training + MLflow logging, evaluation, the promotion gate, serving.
+
+The batch-training pattern's "train, evaluate, build to the prediction server, record", as assets.
+The heavy lifting lives in `recsys_assets.ranking`; these functions only wire it to Dagster.
+"""
+
+import base64
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from recsys_assets.alerts import MODEL_QUALITY, Alert, alert_store
+from recsys_assets.orchestration.metadata import markdown_table, row_count
+from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
+from recsys_assets.sources import ground_truth_dir
+from recsys_assets.warehouse.tables import transaction
+
+GROUP = "ranking"
+RECOMMENDATIONS_K = 10
+METRICS = ("ndcg_at_10", "recall_at_10", "recall_at_20", "map_at_10", "hit_rate_at_10")
+
+# MLflow's store or registry can be briefly unavailable (a locked sqlite file, a restarting
+# server); a later try usually works. Data and validation errors are not retried (dg.Failure).
+MLFLOW_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def _mlflow_run_url(settings, run_id: str) -> str:
+    """Where the run is in the MLflow UI (`make mlflow-ui` serves the local store on port 5000)."""
+    import mlflow
+
+    from recsys_assets.ranking.registry import configure_mlflow
+
+    configure_mlflow(settings)
+    run = mlflow.get_run(run_id)
+    return f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
+def _metrics_table(evaluation) -> pd.DataFrame:
+    rows = [{"ranker": "model", **{m: evaluation.metrics.get(m) for m in METRICS}}]
+    for name, values in evaluation.baselines.items():
+        rows.append({"ranker": name, **{m: values.get(m) for m in METRICS}})
+    return pd.DataFrame(rows)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "sql"},
+    owners=["team:recsys"],
+    deps=["restaurants", "products", "orders", "restaurant_industry", "industry_top_products"],
+    pool="warehouse",
+    description="Temporal cold-start dataset: candidates and features from orders before the cutoff, "
+    "first-30-day truth of later sign-ups (rk_* tables).",
+)
+def ranking_dataset(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from recsys_assets.ranking.dataset import build_ranking_dataset, save_dataset_summary
+
+    with warehouse.get_connection() as con:
+        con.execute("SET enable_progress_bar = false")
+        try:
+            dataset = build_ranking_dataset(con)
+        except ValueError as exc:  # e.g. too little history for the cutoff: retrying cannot help
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        with transaction(con):
+            save_dataset_summary(con, dataset)
+        rows = row_count(con, "rk_candidates")
+    counts = pd.DataFrame(sorted(dataset.counts.items()), columns=["count", "value"])
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "cutoff": str(dataset.cutoff),
+            "data_span": f"{dataset.data_start} .. {dataset.data_end}",
+            "training_snapshots": len(dataset.snapshots),
+            "data_snapshot_hash": dataset.snapshot_hash,
+            "candidate_recall_test": float(dataset.candidate_recall.get("test", float("nan"))),
+            "counts": markdown_table(counts, 30),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"lightgbm", "mlflow"},
+    owners=["team:recsys"],
+    deps=[ranking_dataset],
+    pool="warehouse",
+    retry_policy=MLFLOW_RETRY_POLICY,
+    description="LightGBM lambdarank trained with early stopping, logged to MLflow (params, metrics, "
+    "plots, a pyfunc model) and registered as the `challenger`.",
+)
+def ranker_model(
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    from recsys_assets.ranking.dataset import load_dataset_summary
+    from recsys_assets.ranking.evaluate import evaluate
+    from recsys_assets.ranking.registry import log_to_mlflow
+    from recsys_assets.ranking.train import train_ranker
+
+    settings = recsys.settings()
+    with warehouse.get_connection() as con:
+        dataset = load_dataset_summary(con)
+        trained = train_ranker(con, dataset)
+        evaluation = evaluate(con, trained, dataset, ground_truth_dir=ground_truth_dir(settings))
+        logged = log_to_mlflow(con, trained, evaluation, dataset, settings=settings,
+                               dagster_run_id=context.run_id)
+    context.log.info(f"registered version {logged.version} as challenger (run {logged.run_id})")
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": logged.version,
+            "mlflow_run_id": logged.run_id,
+            "mlflow_run_url": dg.MetadataValue.url(_mlflow_run_url(settings, logged.run_id)),
+            "model_uri": logged.model_uri,
+            "best_iteration": int(trained.best_iteration),
+            "train_seconds": float(trained.train_seconds),
+            "features": len(trained.features),
+            "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"lightgbm", "mlflow"},
+    owners=["team:recsys"],
+    deps=[ranker_model],
+    pool="warehouse",
+    retry_policy=MLFLOW_RETRY_POLICY,
+    description="The registered challenger re-scored on the cold-start holdout against industry "
+    "popularity, global popularity and (on generated data) the oracle; per-industry breakdown.",
+)
+def ranker_evaluation(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from types import SimpleNamespace
+
+    from recsys_assets.ranking.dataset import load_dataset_summary
+    from recsys_assets.ranking.evaluate import evaluate
+    from recsys_assets.ranking.registry import (
+        CHALLENGER,
+        configure_mlflow,
+        evaluation_plots,
+        load_registered_booster,
+        version_by_alias,
+    )
+
+    settings = recsys.settings()
+    client = configure_mlflow(settings)
+    version = version_by_alias(client, CHALLENGER)
+    if version is None:
+        raise dg.Failure("no challenger version is registered: materialize ranker_model first",
+                         allow_retries=False)
+    booster = load_registered_booster(version, settings)
+    with warehouse.get_connection() as con:
+        dataset = load_dataset_summary(con)
+        evaluation = evaluate(con, booster, dataset, ground_truth_dir=ground_truth_dir(settings))
+    table = _metrics_table(evaluation)
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = SimpleNamespace(booster=booster, features=booster.feature_name())
+        importance, curve = evaluation_plots(trained, evaluation, Path(tmp))
+        plots = {
+            "feature_importance": _png_markdown(importance, "feature importance"),
+            "ndcg_at_k_curve": _png_markdown(curve, "NDCG@k"),
+        }
+    per_industry = evaluation.per_industry
+    industry_pop = evaluation.baselines["industry_popularity"]["ndcg_at_10"]
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "metrics_vs_baselines": markdown_table(table, 10),
+            "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
+            "industry_popularity_ndcg_at_10": float(industry_pop),
+            "margin_vs_industry_popularity": float(evaluation.margin_vs_industry_popularity),
+            "oracle_ndcg_at_10": float(evaluation.baselines.get("oracle", {}).get("ndcg_at_10", float("nan"))),
+            "test_queries_evaluated": int(evaluation.queries_evaluated),
+            "test_queries_without_positives": int(evaluation.queries_without_positives),
+            "candidate_recall": float(evaluation.candidate_recall),
+            "per_industry": markdown_table(per_industry, len(per_industry)),
+            **plots,
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"mlflow"},
+    owners=["team:recsys"],
+    deps=[ranker_evaluation],
+    pool="warehouse",
+    retry_policy=MLFLOW_RETRY_POLICY,
+    check_specs=[dg.AssetCheckSpec("promotion_gate", asset="champion_model",
+                                   description="Warns when the gate keeps the old champion.")],
+    description="The promotion gate: the challenger becomes `champion` only if, on the current "
+    "holdout, it beats the re-scored champion by the margin, beats industry popularity and meets "
+    "the floor; the old champion keeps `previous` for rollback.",
+)
+def champion_model(
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    import os
+
+    from recsys_assets.ranking.dataset import load_dataset_summary
+    from recsys_assets.ranking.registry import (
+        CHALLENGER,
+        CHAMPION,
+        PREVIOUS,
+        configure_mlflow,
+        promote_if_better,
+        version_by_alias,
+    )
+
+    settings = recsys.settings()
+    client = configure_mlflow(settings)
+    challenger = version_by_alias(client, CHALLENGER)
+    if challenger is None:
+        raise dg.Failure("no challenger version is registered", allow_retries=False)
+    with warehouse.get_connection() as con:
+        dataset = load_dataset_summary(con)
+        decision = promote_if_better(con, challenger, dataset, settings=settings)
+    aliases = {a: version_by_alias(client, a) for a in (CHAMPION, CHALLENGER, PREVIOUS)}
+    if not decision.promoted and decision.champion_version_before != decision.challenger_version:
+        alert_store(settings.home).record(
+            Alert(
+                kind=MODEL_QUALITY,
+                message=f"challenger v{decision.challenger_version} rejected: {decision.reason}",
+                run_id=context.run_id,
+                job_name=context.job_name,
+                step_key="champion_model",
+                remedy="The champion keeps serving. Look at the data and features (ranker_evaluation "
+                "per-industry table) or tune the model; a rerun alone will not change the decision.",
+            ),
+            webhook_url=os.environ.get("RECSYS_ALERT_WEBHOOK"),
+        )
+        context.log.warning(f"promotion gate rejected v{decision.challenger_version}: {decision.reason}")
+    metrics = {k: v for k, v in decision.metrics.items() if isinstance(v, (int, float))}
+    return dg.MaterializeResult(
+        metadata={
+            "promoted": decision.promoted,
+            "decision_reason": decision.reason,
+            "challenger_version": decision.challenger_version,
+            "champion_version_before": decision.champion_version_before or "none",
+            "champion_version": aliases[CHAMPION] or "none",
+            "previous_version": aliases[PREVIOUS] or "none",
+            **{f"gate_{k}": float(v) for k, v in metrics.items()},
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="promotion_gate",
+                passed=decision.promoted or decision.champion_version_before == decision.challenger_version,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"reason": decision.reason},
+            )
+        ],
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "parquet", "mlflow"},
+    owners=["team:recsys"],
+    deps=[champion_model, "restaurant_industry"],
+    pool="warehouse",
+    retry_policy=MLFLOW_RETRY_POLICY,
+    description=f"Top-{RECOMMENDATIONS_K} products per restaurant from the champion, in DuckDB "
+    "`recommendations` and exports/recommendations.parquet (readers never need the warehouse lock).",
+)
+def recommendations(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from recsys_assets.ranking.recommend import NoChampionError, recommend_for_restaurants
+
+    settings = recsys.settings()
+    with warehouse.get_connection() as con:
+        try:
+            recs = recommend_for_restaurants(con, k=RECOMMENDATIONS_K, settings=settings)
+        except NoChampionError as exc:
+            raise dg.Failure(f"no champion model to serve: {exc}", allow_retries=False) from exc
+        con.register("recs_df", recs)
+        with transaction(con):
+            con.execute(
+                "CREATE OR REPLACE TABLE recommendations AS "
+                "SELECT restaurant_id, CAST(rank AS INTEGER) AS rank, product_id, score, model_version "
+                "FROM recs_df ORDER BY restaurant_id, rank"
+            )
+        con.unregister("recs_df")
+        export = settings.exports_dir / "recommendations.parquet"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        tmp = export.with_suffix(".parquet.tmp")
+        con.execute("COPY recommendations TO ? (FORMAT parquet)", [str(tmp)])
+        tmp.replace(export)  # atomic: a reader sees the old file or the new one, never half
+        rows = row_count(con, "recommendations")
+        sample = con.execute(
+            "SELECT r.restaurant_id, r.rank, p.name, round(r.score, 3) AS score FROM recommendations r "
+            "JOIN products p USING (product_id) ORDER BY r.restaurant_id, r.rank LIMIT 10"
+        ).df()
+    versions = sorted(recs["model_version"].unique().tolist()) if len(recs) else []
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "model_version": ", ".join(versions),
+            "restaurants": int(recs["restaurant_id"].nunique()) if len(recs) else 0,
+            "parquet_export": dg.MetadataValue.path(str(export)),
+            "preview": markdown_table(sample, 10),
+        }
+    )
+
+
+assets = [ranking_dataset, ranker_model, ranker_evaluation, champion_model, recommendations]
+asset_checks: list = []

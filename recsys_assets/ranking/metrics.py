@@ -1,0 +1,167 @@
+"""Ranking metrics computed by our own code, not LightGBM's.
+
+Why our own: LightGBM's built-in NDCG scores a query without any relevant item as 1.0, which would
+inflate the average with restaurants that bought nothing. Here such queries are *excluded* from every
+average and counted separately (`queries_without_positives`), so the reported figures only describe
+restaurants that actually bought something in their first 30 days.
+
+Conventions (the same for the model, the baselines and the oracle):
+- `truth` maps product_id -> graded relevance (0..4); products with relevance 0 are not positives.
+- The ideal DCG uses *all* the restaurant's purchases, including products the candidate generator
+  missed, so a ranking cannot look perfect by ignoring what it failed to retrieve.
+- Gain is 2^rel - 1, discount log2(rank + 1).
+- Recall@k = relevant products in the top k / all relevant products.
+- AP@k = sum over hits at rank i <= k of precision@i, divided by min(#relevant, k).
+- HitRate@k = 1 when at least one relevant product is in the top k.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+METRIC_NAMES = ("ndcg_at_10", "recall_at_10", "recall_at_20", "map_at_10", "hit_rate_at_10")
+
+
+def dcg_at_k(ranked: Sequence[str], truth: Mapping[str, float], k: int) -> float:
+    total = 0.0
+    for i, item in enumerate(ranked[:k]):
+        rel = truth.get(item, 0.0)
+        if rel > 0:
+            total += (2.0**rel - 1.0) / math.log2(i + 2)
+    return total
+
+
+def ndcg_at_k(ranked: Sequence[str], truth: Mapping[str, float], k: int) -> float | None:
+    """None when the query has no positive (it has no defined NDCG)."""
+    ideal_rels = sorted((r for r in truth.values() if r > 0), reverse=True)[:k]
+    if not ideal_rels:
+        return None
+    ideal = sum((2.0**r - 1.0) / math.log2(i + 2) for i, r in enumerate(ideal_rels))
+    return dcg_at_k(ranked, truth, k) / ideal
+
+
+def recall_at_k(ranked: Sequence[str], truth: Mapping[str, float], k: int) -> float | None:
+    positives = {p for p, r in truth.items() if r > 0}
+    if not positives:
+        return None
+    return len(positives.intersection(ranked[:k])) / len(positives)
+
+
+def average_precision_at_k(ranked: Sequence[str], truth: Mapping[str, float], k: int) -> float | None:
+    positives = {p for p, r in truth.items() if r > 0}
+    if not positives:
+        return None
+    hits = 0
+    total = 0.0
+    seen: set[str] = set()
+    for i, item in enumerate(ranked[:k]):
+        if item in positives and item not in seen:
+            hits += 1
+            total += hits / (i + 1)
+        seen.add(item)
+    return total / min(len(positives), k)
+
+
+def hit_rate_at_k(ranked: Sequence[str], truth: Mapping[str, float], k: int) -> float | None:
+    positives = {p for p, r in truth.items() if r > 0}
+    if not positives:
+        return None
+    return 1.0 if positives.intersection(ranked[:k]) else 0.0
+
+
+def query_metrics(ranked: Sequence[str], truth: Mapping[str, float]) -> dict[str, float] | None:
+    """All the reported metrics for one query, or None when it has no positive."""
+    ndcg = ndcg_at_k(ranked, truth, 10)
+    if ndcg is None:
+        return None
+    return {
+        "ndcg_at_10": ndcg,
+        "recall_at_10": recall_at_k(ranked, truth, 10),  # type: ignore[dict-item]
+        "recall_at_20": recall_at_k(ranked, truth, 20),  # type: ignore[dict-item]
+        "map_at_10": average_precision_at_k(ranked, truth, 10),  # type: ignore[dict-item]
+        "hit_rate_at_10": hit_rate_at_k(ranked, truth, 10),  # type: ignore[dict-item]
+    }
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Averages over queries with at least one positive; the rest are only counted."""
+
+    metrics: dict[str, float]
+    queries_evaluated: int
+    queries_without_positives: int
+    per_query: pd.DataFrame  # query_id + one column per metric (evaluated queries only)
+
+
+def rankings_from_frame(
+    frame: pd.DataFrame, query_col: str = "restaurant_id", item_col: str = "product_id",
+    score_col: str | None = "score", rank_col: str | None = None,
+) -> dict[str, list[str]]:
+    """query -> ranked item list, from a long frame sorted by score desc (ties: item id) or rank."""
+    if frame.empty:
+        return {}
+    if rank_col is not None:
+        ordered = frame.sort_values([query_col, rank_col], kind="mergesort")
+    else:
+        ordered = frame.assign(_neg=-frame[score_col].astype(float)).sort_values(
+            [query_col, "_neg", item_col], kind="mergesort"
+        )
+    return {
+        str(q): [str(x) for x in g[item_col].tolist()]
+        for q, g in ordered.groupby(query_col, sort=False)
+    }
+
+
+def truth_from_frame(
+    frame: pd.DataFrame, query_col: str = "restaurant_id", item_col: str = "product_id",
+    label_col: str = "label",
+) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for q, item, rel in zip(frame[query_col], frame[item_col], frame[label_col], strict=True):
+        out.setdefault(str(q), {})[str(item)] = float(rel)
+    return out
+
+
+def summarize(
+    rankings: Mapping[str, Sequence[str]],
+    truth: Mapping[str, Mapping[str, float]],
+    queries: Iterable[str],
+) -> MetricSummary:
+    """Average the metrics over `queries` (every query of the cohort, ranked or not).
+
+    A query with positives but no ranking counts as a miss (all metrics 0), never as absent.
+    """
+    rows = []
+    without = 0
+    for q in queries:
+        qm = query_metrics(list(rankings.get(q, ())), truth.get(q, {}))
+        if qm is None:
+            without += 1
+            continue
+        rows.append({"query_id": q, **qm})
+    per_query = pd.DataFrame(rows, columns=["query_id", *METRIC_NAMES])
+    metrics = {
+        name: (float(per_query[name].mean()) if len(per_query) else float("nan"))
+        for name in METRIC_NAMES
+    }
+    return MetricSummary(metrics, len(per_query), without, per_query)
+
+
+def ndcg_curve(
+    rankings: Mapping[str, Sequence[str]],
+    truth: Mapping[str, Mapping[str, float]],
+    queries: Iterable[str],
+    ks: Sequence[int] = (1, 3, 5, 10, 20, 30, 50),
+) -> dict[int, float]:
+    """Mean NDCG@k for each k, over queries with positives."""
+    qs = [q for q in queries if any(r > 0 for r in truth.get(q, {}).values())]
+    out = {}
+    for k in ks:
+        vals = [ndcg_at_k(list(rankings.get(q, ())), truth[q], k) for q in qs]
+        out[k] = float(np.mean(vals)) if vals else float("nan")
+    return out

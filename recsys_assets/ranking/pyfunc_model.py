@@ -1,0 +1,264 @@
+"""The servable ranker: native LightGBM booster + the feature tables it needs, as an MLflow pyfunc.
+
+Why this shape:
+- `mlflow.lightgbm.log_model` cannot serialise an LGBMRanker (skops rejects it) and we load nothing
+  back through pickle, so the model is the booster's own text file plus Parquet/JSON tables.
+- The pyfunc is logged as *models from code* (a tiny script calling `mlflow.models.set_model`), so
+  MLflow does not cloudpickle the Python object either.
+- Serving features are computed with the same SQL as training (`dataset.candidate_feature_sql`), run
+  by an in-memory DuckDB over the exported serving snapshot: one definition, no training/serving skew,
+  and no warehouse needed at serving time.
+
+Input rows: any of restaurant_id, industry, name, menu, description, region, size, label_confidence, k.
+A row without a valid industry is labeled from name + menu with the OfflineLabeler.
+Output: one row per recommended product: request_index, restaurant_id, industry, label_confidence,
+rank, product_id, name, score.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys_assets.ranking.dataset import (
+    SIZE_ORD,
+    RankingDataset,
+    candidate_feature_sql,
+    candidate_params,
+    industry_code,
+    menu_tokens,
+)
+from recsys_assets.taxonomy import INDUSTRY_CODES
+
+DEFAULT_K = 10
+MAX_K = 100
+BOOSTER_FILE = "booster.txt"
+META_FILE = "meta.json"
+TABLE_FILES = {
+    "rk_snap_ind_prod": "snap_ind_prod.parquet",
+    "rk_snap_ind_cat": "snap_ind_cat.parquet",
+    "rk_snap_prod": "snap_prod.parquet",
+    "rk_snap_token": "snap_token.parquet",
+    "rk_snap_token_prod": "snap_token_prod.parquet",
+    "products": "products.parquet",
+}
+INPUT_COLUMNS = ("restaurant_id", "industry", "name", "menu", "description", "region", "size",
+                 "label_confidence", "k")
+OUTPUT_COLUMNS = ("request_index", "restaurant_id", "industry", "label_confidence", "rank",
+                  "product_id", "name", "score")
+
+
+def export_serving_artifacts(con, trained, dataset: RankingDataset, out_dir: str | Path) -> dict[str, str]:
+    """Write the booster and the serving-snapshot tables; returns {artifact name: path} for MLflow."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    booster_path = out / BOOSTER_FILE
+    trained.booster.save_model(str(booster_path), num_iteration=trained.best_iteration)
+    paths["booster"] = str(booster_path)
+    s = dataset.serving_snapshot
+    for table, fname in TABLE_FILES.items():
+        if table == "products":
+            frame = con.execute("SELECT product_id, name, category, unit_price FROM products "
+                                "ORDER BY product_id").df()
+        else:
+            frame = con.execute(f"SELECT * FROM {table} WHERE snapshot = $s", {"s": s}).df()
+        frame.to_parquet(out / fname, index=False)
+        paths[table] = str(out / fname)
+    meta = {
+        "features": list(trained.features),
+        "serving_snapshot": str(s),
+        "cutoff": str(dataset.cutoff),
+        "regions": list(dataset.regions),
+        "categories": list(dataset.categories),
+        "label_thresholds": list(dataset.label_thresholds),
+        "candidate_params": candidate_params(dataset.config),
+        "best_iteration": int(trained.best_iteration),
+        "default_k": DEFAULT_K,
+    }
+    (out / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    paths["meta"] = str(out / META_FILE)
+    return paths
+
+
+def _clean_str(v) -> str | None:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+class RankerServer:
+    """Loads the artefacts once; `recommend` serves batches of requests (thread-safe)."""
+
+    def __init__(self, artifacts: dict[str, str] | str | Path):
+        import duckdb
+        import lightgbm as lgb
+
+        if not isinstance(artifacts, dict):
+            base = Path(artifacts)
+            artifacts = {t: str(base / f) for t, f in TABLE_FILES.items()}
+            artifacts.update(booster=str(base / BOOSTER_FILE), meta=str(base / META_FILE))
+        self.meta = json.loads(Path(artifacts["meta"]).read_text(encoding="utf-8"))
+        self.booster = lgb.Booster(model_file=artifacts["booster"])
+        self.features = self.booster.feature_name()
+        self.snapshot = pd.Timestamp(self.meta["serving_snapshot"]).date()
+        self.params = dict(self.meta["candidate_params"])
+        self.region_code = {r: i for i, r in enumerate(self.meta["regions"])}
+        self._con = duckdb.connect(":memory:")
+        self._con.execute("SET threads TO 1")
+        for table in TABLE_FILES:
+            self._con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet($p)",
+                              {"p": artifacts[table]})
+        products = self._con.execute("SELECT product_id, name FROM products").fetchall()
+        self.product_names = dict(products)
+        self._sql = f"SELECT * FROM ({candidate_feature_sql('rk_req_q', 'rk_req_t')}) " \
+                    "ORDER BY restaurant_id, product_id"
+        self._labeler = None
+        self._lock = threading.Lock()
+
+    def _label(self, name, menu, description):
+        if self._labeler is None:
+            from recsys_assets.labeling.offline import OfflineLabeler
+
+            self._labeler = OfflineLabeler()
+        pred = self._labeler.predict(name or "", menu or "", description)
+        return pred.industry, float(pred.confidence)
+
+    def _queries(self, requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+        rows, toks, ks = [], [], []
+        cols = set(requests.columns)
+        for i, rec in enumerate(requests.to_dict("records")):
+            get = (lambda c, rec=rec: rec.get(c) if c in cols else None)
+            industry = _clean_str(get("industry"))
+            conf = get("label_confidence")
+            conf = None if conf is None or pd.isna(conf) else float(conf)
+            if industry not in INDUSTRY_CODES:
+                industry, labeled_conf = self._label(_clean_str(get("name")), _clean_str(get("menu")),
+                                                     _clean_str(get("description")))
+                conf = labeled_conf if conf is None else conf
+            elif conf is None:
+                conf = 1.0  # the caller asserted the industry
+            size = _clean_str(get("size"))
+            region = _clean_str(get("region"))
+            k = get("k")
+            k = DEFAULT_K if k is None or pd.isna(k) else int(k)
+            ks.append(max(1, min(k, MAX_K)))
+            qid = f"q{i:08d}"
+            rows.append((qid, self.snapshot, industry, industry_code(industry), conf,
+                         self.region_code.get(region), SIZE_ORD.get((size or "").lower())))
+            toks.extend((qid, t) for t in menu_tokens(_clean_str(get("menu"))))
+        q = pd.DataFrame(rows, columns=["restaurant_id", "snapshot", "industry", "industry_code",
+                                        "label_confidence", "region_code", "size_ord"])
+        q["region_code"] = q["region_code"].astype("Int64")
+        q["size_ord"] = q["size_ord"].astype("Int64")
+        t = pd.DataFrame(toks, columns=["restaurant_id", "token"]).astype(object)
+        return q, t, ks
+
+    def features_for(self, requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+        """Candidate feature rows for the requests (query ids q00000000, ...), plus queries and ks."""
+        q, t, ks = self._queries(requests)
+        cur = self._con.cursor()
+        try:
+            cur.register("rk_req_q", q)
+            cur.register("rk_req_t", t)
+            feats = cur.execute(self._sql, self.params).df()
+        finally:
+            cur.close()
+        return feats, q, ks
+
+    def recommend(self, requests: pd.DataFrame) -> pd.DataFrame:
+        feats, q, ks = self.features_for(requests)
+        if feats.empty:
+            return pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+        x = feats[self.features].astype("float64").to_numpy()
+        feats["score"] = self.booster.predict(x)
+        feats = feats.sort_values(["restaurant_id", "score", "product_id"], ascending=[True, False, True],
+                                  kind="mergesort")
+        feats["rank"] = feats.groupby("restaurant_id", sort=False).cumcount() + 1
+        qi = {qid: i for i, qid in enumerate(q["restaurant_id"])}
+        feats["request_index"] = feats["restaurant_id"].map(qi)
+        feats = feats[feats["rank"] <= feats["request_index"].map(lambda i: ks[i])]
+        ids = requests["restaurant_id"].tolist() if "restaurant_id" in requests.columns else [None] * len(q)
+        idx = feats["request_index"].to_numpy()
+        out = pd.DataFrame({
+            "request_index": idx.astype("int64"),
+            "restaurant_id": [_clean_str(ids[i]) or "" for i in idx],
+            "industry": q["industry"].to_numpy()[idx],
+            "label_confidence": q["label_confidence"].to_numpy(dtype="float64")[idx],
+            "rank": feats["rank"].to_numpy(dtype="int64"),
+            "product_id": feats["product_id"].astype(str).to_numpy(),
+            "name": [self.product_names.get(p, "") for p in feats["product_id"]],
+            "score": feats["score"].to_numpy(dtype="float64"),
+        })
+        return out.sort_values(["request_index", "rank"], kind="mergesort").reset_index(drop=True)
+
+
+def make_pyfunc():
+    """The MLflow PythonModel wrapping a RankerServer (artefacts -> server; predict = recommend).
+
+    Built on demand so importing this module (the CLI's fast path) never imports MLflow.
+    """
+    from mlflow.pyfunc import PythonModel
+
+    class IndustryRankerPyfunc(PythonModel):
+        def load_context(self, context):
+            self.artifacts = dict(context.artifacts)
+            self.server = RankerServer(self.artifacts)
+
+        def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            return self.server.recommend(frame)
+
+    return IndustryRankerPyfunc()
+
+
+MODEL_CODE = '''\
+"""MLflow models-from-code entry point for the industry product ranker (no pickle)."""
+import mlflow
+
+from recsys_assets.ranking.pyfunc_model import make_pyfunc
+
+mlflow.models.set_model(make_pyfunc())
+'''
+
+
+def model_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([
+        ColSpec("string", "restaurant_id", required=False),
+        ColSpec("string", "industry", required=False),
+        ColSpec("string", "name", required=False),
+        ColSpec("string", "menu", required=False),
+        ColSpec("string", "description", required=False),
+        ColSpec("string", "region", required=False),
+        ColSpec("string", "size", required=False),
+        ColSpec("double", "label_confidence", required=False),
+        ColSpec("long", "k", required=False),
+    ])
+    outputs = Schema([
+        ColSpec("long", "request_index"),
+        ColSpec("string", "restaurant_id"),
+        ColSpec("string", "industry"),
+        ColSpec("double", "label_confidence"),
+        ColSpec("long", "rank"),
+        ColSpec("string", "product_id"),
+        ColSpec("string", "name"),
+        ColSpec("double", "score"),
+    ])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example() -> pd.DataFrame:
+    return pd.DataFrame({
+        "name": ["", "바삭치킨 역삼점"],
+        "menu": ["", "후라이드치킨|양념치킨|치즈볼"],
+        "industry": ["chicken", ""],
+        "k": [5, 10],
+    })

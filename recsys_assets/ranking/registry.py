@@ -1,0 +1,345 @@
+"""MLflow tracking, the model registry and the promotion gate.
+
+- Every training run logs params, the input snapshot hash, metrics named as the dashboards expect
+  (ndcg_at_10, industry_popularity_ndcg_at_10, oracle_ndcg_at_10, ...), plots, the per-industry table
+  and the servable pyfunc, then registers a version of `industry-product-ranker` aliased `challenger`.
+- `promote_if_better` re-scores BOTH the challenger and the current champion (their registered
+  boosters) on the CURRENT holdout, because a champion's stored metrics came from an older holdout
+  and are not comparable. The challenger becomes `champion` only if it beats the champion by the
+  margin, beats industry popularity and meets the service-level floor; the old champion keeps
+  `previous` so `rollback()` is one call. A worse model never becomes champion.
+- Aliases only, never stages (stages are deprecated in MLflow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from recsys_assets.config import Settings, load_settings
+
+EXPERIMENT_NAME = "recsys-industry-ranker"
+MODEL_NAME = "industry-product-ranker"
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+DEFAULT_PROMOTION_MARGIN = 0.0
+DEFAULT_NDCG_FLOOR = 0.0
+
+
+@dataclass
+class LoggedModel:
+    run_id: str
+    model_uri: str
+    version: str | None
+
+
+@dataclass
+class GateDecision:
+    promoted: bool
+    reason: str
+    challenger_version: str
+    champion_version_before: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def promotion_margin() -> float:
+    return _float_env("RECSYS_PROMOTION_MARGIN", DEFAULT_PROMOTION_MARGIN)
+
+
+def ndcg_floor() -> float:
+    return _float_env("RECSYS_NDCG_FLOOR", DEFAULT_NDCG_FLOOR)
+
+
+def configure_mlflow(settings: Settings | None = None):
+    """Point MLflow at the settings' sqlite store; returns an MlflowClient."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = settings or load_settings()
+    # Per-file download progress bars would flood logs when the gate fetches model versions.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _experiment_id(client, settings: Settings) -> str:
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if exp is not None:
+        return exp.experiment_id
+    root = settings.mlflow_artifact_root
+    root.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(EXPERIMENT_NAME, artifact_location=root.resolve().as_uri())
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("mlflow", "lightgbm", "duckdb", "pandas", "numpy", "pyarrow"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:  # pragma: no cover
+            reqs.append(pkg)
+    return reqs
+
+
+def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
+    """Feature importance and the NDCG@k curve against the baselines, as PNG files in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    gain = trained.booster.feature_importance(importance_type="gain")
+    order = sorted(range(len(gain)), key=lambda i: gain[i])
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.barh([trained.features[i] for i in order], [gain[i] for i in order])
+    ax.set_title("Feature importance (total gain)")
+    fig.tight_layout()
+    files.append(out / "feature_importance.png")
+    fig.savefig(files[-1], dpi=90)
+    plt.close(fig)
+
+    curve = evaluation.ndcg_curve
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for col in curve.columns:
+        if col != "k":
+            ax.plot(curve["k"], curve[col], marker="o", label=col)
+    ax.set_xlabel("k")
+    ax.set_ylabel("NDCG@k")
+    ax.set_title(f"NDCG@k on the cold-start holdout ({evaluation.queries_evaluated} restaurants)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    files.append(out / "ndcg_at_k.png")
+    fig.savefig(files[-1], dpi=90)
+    plt.close(fig)
+    return files
+
+
+def log_to_mlflow(
+    con: duckdb.DuckDBPyConnection,
+    trained,
+    evaluation,
+    dataset,
+    settings: Settings | None = None,
+    dagster_run_id: str | None = None,
+    register: bool = True,
+) -> LoggedModel:
+    """Log one training run and (by default) register it as the `challenger` version."""
+    import mlflow
+
+    from recsys_assets.ranking.pyfunc_model import (
+        MODEL_CODE,
+        export_serving_artifacts,
+        input_example,
+        model_signature,
+    )
+
+    settings = settings or load_settings()
+    client = configure_mlflow(settings)
+    exp_id = _experiment_id(client, settings)
+    params = {f"lgb_{k}": v for k, v in trained.params.items()}
+    cfg = dataset.summary()["config"]
+    params.update({f"data_{k}": v for k, v in cfg.items() if k != "cutoff"})
+    params.update({
+        "cutoff": str(dataset.cutoff), "serving_snapshot": str(dataset.serving_snapshot),
+        "label_thresholds": ",".join(f"{t:g}" for t in dataset.label_thresholds),
+        "best_iteration": trained.best_iteration, "n_features": len(trained.features),
+    })
+    tags = {"data_snapshot_hash": dataset.snapshot_hash, "cutoff": str(dataset.cutoff)}
+    if dagster_run_id:
+        tags["dagster_run_id"] = dagster_run_id
+    metrics = {k: float(v) for k, v in evaluation.flat_metrics().items()
+               if v is not None and not math.isnan(float(v))}
+    metrics["train_seconds"] = trained.train_seconds
+    metrics.update({f"count_{k}": float(v) for k, v in {**dataset.counts, **trained.counts}.items()})
+    pkg_dir = str(Path(__file__).resolve().parents[1])
+
+    with tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp, \
+            mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
+        tmpd = Path(tmp)
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
+        mlflow.log_metrics(metrics)
+        for f in evaluation_plots(trained, evaluation, tmpd):
+            mlflow.log_artifact(str(f), artifact_path="evaluation")
+        per_ind = tmpd / "per_industry.csv"
+        evaluation.per_industry.to_csv(per_ind, index=False)
+        mlflow.log_artifact(str(per_ind), artifact_path="evaluation")
+        curve = tmpd / "ndcg_at_k.csv"
+        evaluation.ndcg_curve.to_csv(curve, index=False)
+        mlflow.log_artifact(str(curve), artifact_path="evaluation")
+        mlflow.log_dict(dataset.summary(), "evaluation/dataset_summary.json")
+
+        artifacts = export_serving_artifacts(con, trained, dataset, tmpd / "serving")
+        code = tmpd / "ranker_model.py"
+        code.write_text(MODEL_CODE, encoding="utf-8")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            artifacts=artifacts,
+            code_paths=[pkg_dir],
+            signature=model_signature(),
+            input_example=input_example(),
+            pip_requirements=_pip_requirements(),
+        )
+        version = None
+        if register:
+            mv = mlflow.register_model(info.model_uri, MODEL_NAME, tags=tags)
+            version = str(mv.version)
+            client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+            client.set_model_version_tag(MODEL_NAME, version, "run_id", run.info.run_id)
+            client.set_model_version_tag(MODEL_NAME, version, "ndcg_at_10_at_training",
+                                         f"{evaluation.metrics['ndcg_at_10']:.6f}")
+        return LoggedModel(run.info.run_id, info.model_uri, version)
+
+
+def version_by_alias(client, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(MODEL_NAME, alias).version)
+    except MlflowException:
+        return None
+
+
+def load_registered_booster(version: str, settings: Settings | None = None):
+    """The booster of a registered version, read from its artefacts (no code import, no pickle)."""
+    import lightgbm as lgb
+    import mlflow
+
+    configure_mlflow(settings)
+    with tempfile.TemporaryDirectory(prefix="rk-booster-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{MODEL_NAME}/{version}", dst_path=tmp))
+        found = sorted(local.rglob("booster.txt"))
+        if not found:
+            raise FileNotFoundError(f"version {version} of {MODEL_NAME} has no booster.txt")
+        return lgb.Booster(model_file=str(found[0]))
+
+
+def promote_if_better(
+    con: duckdb.DuckDBPyConnection,
+    challenger_version: str,
+    dataset,
+    settings: Settings | None = None,
+    margin: float | None = None,
+    floor: float | None = None,
+    industry_popularity_ndcg: float | None = None,
+) -> GateDecision:
+    """Re-score challenger and champion on the current holdout (rk_* tables of `dataset`) and decide.
+
+    `industry_popularity_ndcg` may be passed from the Evaluation to avoid recomputing it.
+    """
+    from recsys_assets.ranking.evaluate import evaluate, score_with_booster
+
+    settings = settings or load_settings()
+    client = configure_mlflow(settings)
+    margin = promotion_margin() if margin is None else margin
+    floor = ndcg_floor() if floor is None else floor
+    challenger_version = str(challenger_version)
+    champion_before = version_by_alias(client, CHAMPION)
+
+    ch_booster = load_registered_booster(challenger_version, settings)
+    ch = score_with_booster(con, ch_booster)
+    ch_ndcg = ch.metrics["ndcg_at_10"]
+    if industry_popularity_ndcg is None:
+        industry_popularity_ndcg = evaluate(con, ch_booster, dataset).baselines[
+            "industry_popularity"]["ndcg_at_10"]
+    metrics = {"challenger_ndcg_at_10": ch_ndcg, "industry_popularity_ndcg_at_10": industry_popularity_ndcg,
+               "margin": margin, "ndcg_floor": floor, "queries_evaluated": float(ch.queries_evaluated)}
+
+    reasons = []
+    if champion_before == challenger_version:
+        # A no-op: nothing to decide, and the version keeps the decision that made it champion.
+        return GateDecision(False, f"version {challenger_version} is already the champion",
+                            challenger_version, champion_before, metrics)
+    if champion_before is not None:
+        try:
+            champ = score_with_booster(con, load_registered_booster(champion_before, settings))
+        except KeyError as exc:
+            return _decide(client, challenger_version, champion_before, False,
+                           f"champion v{champion_before} cannot be re-scored on the current features "
+                           f"({exc}); promote by hand after checking", metrics)
+        metrics["champion_ndcg_at_10"] = champ.metrics["ndcg_at_10"]
+        if not ch_ndcg > champ.metrics["ndcg_at_10"] + margin:
+            reasons.append(f"ndcg_at_10 {ch_ndcg:.4f} does not beat champion v{champion_before} "
+                           f"re-scored {champ.metrics['ndcg_at_10']:.4f} + margin {margin:g}")
+    if math.isnan(ch_ndcg) or not ch_ndcg > industry_popularity_ndcg:
+        reasons.append(f"ndcg_at_10 {ch_ndcg:.4f} does not beat industry popularity "
+                       f"{industry_popularity_ndcg:.4f}")
+    if math.isnan(ch_ndcg) or ch_ndcg < floor:
+        reasons.append(f"ndcg_at_10 {ch_ndcg:.4f} is below the floor {floor:g}")
+    if reasons:
+        return _decide(client, challenger_version, champion_before, False, "; ".join(reasons), metrics)
+
+    if champion_before is not None:
+        client.set_registered_model_alias(MODEL_NAME, PREVIOUS, champion_before)
+        client.set_model_version_tag(MODEL_NAME, champion_before, "demoted_by", challenger_version)
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, challenger_version)
+    vs = (f"beats champion v{champion_before} ({metrics['champion_ndcg_at_10']:.4f})"
+          if champion_before is not None else "first champion")
+    reason = (f"ndcg_at_10 {ch_ndcg:.4f} {vs}, industry popularity ({industry_popularity_ndcg:.4f}) "
+              f"and floor {floor:g}")
+    return _decide(client, challenger_version, champion_before, True, reason, metrics)
+
+
+def _decide(client, version, champion_before, promoted, reason, metrics) -> GateDecision:
+    client.set_model_version_tag(MODEL_NAME, version, "promotion_decision",
+                                 "promoted" if promoted else "rejected")
+    client.set_model_version_tag(MODEL_NAME, version, "promotion_reason", reason[:5000])
+    for k, v in metrics.items():
+        if isinstance(v, float) and not math.isnan(v):
+            client.set_model_version_tag(MODEL_NAME, version, f"gate_{k}", f"{v:.6f}")
+    return GateDecision(promoted, reason, version, champion_before, metrics)
+
+
+def rollback(settings: Settings | None = None, reason: str = "manual rollback") -> dict[str, str]:
+    """champion <- previous; the demoted version is tagged. Raises when there is nothing to roll back to."""
+    client = configure_mlflow(settings)
+    current = version_by_alias(client, CHAMPION)
+    previous = version_by_alias(client, PREVIOUS)
+    if previous is None:
+        raise LookupError(f"{MODEL_NAME} has no '{PREVIOUS}' version to roll back to")
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, previous)
+    # `previous` is consumed: a second rollback must not flip back to the demoted model.
+    client.delete_registered_model_alias(MODEL_NAME, PREVIOUS)
+    if current is not None:
+        client.set_model_version_tag(MODEL_NAME, current, "rolled_back", "true")
+        client.set_model_version_tag(MODEL_NAME, current, "rollback_reason", reason[:5000])
+    return {"champion": previous, "demoted": current or ""}
+
+
+def aliases(settings: Settings | None = None) -> dict[str, str]:
+    """alias -> version of the registered model (empty when it does not exist yet)."""
+    from mlflow.exceptions import MlflowException
+
+    client = configure_mlflow(settings)
+    try:
+        rm = client.get_registered_model(MODEL_NAME)
+    except MlflowException:
+        return {}
+    return {a: str(v) for a, v in (rm.aliases or {}).items()}

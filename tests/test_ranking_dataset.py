@@ -1,0 +1,214 @@
+"""Ranking dataset: temporal split, no leakage, candidates, labels.
+
+`make_synthetic_warehouse` is a tiny generator with the same structure as the real sample (industry and
+menu items drive purchases, size scales quantities), so these tests do not depend on another module.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_assets.ranking import dataset as ds
+
+SYN_INDUSTRIES = {
+    # industry: (core product ids, {menu item: product ids it needs})
+    "chicken": (["P000", "P001", "P002", "P003"],
+                {"후라이드": ["P004"], "양념치킨": ["P005"], "치즈볼": ["P006"], "감자튀김": ["P007"]}),
+    "pizza": (["P006", "P008", "P009", "P010"],
+              {"페퍼로니피자": ["P011"], "포테이토피자": ["P012"], "파스타": ["P013"], "치즈볼": ["P006"]}),
+    "korean": (["P014", "P015", "P016", "P017"],
+               {"김치찌개": ["P018"], "된장찌개": ["P019"], "제육볶음": ["P020"], "비빔밥": ["P021"]}),
+    "cafe_dessert": (["P022", "P023", "P024", "P025"],
+                     {"아메리카노": ["P026"], "라떼": ["P027"], "케이크": ["P028"], "빙수": ["P029"]}),
+}
+N_PRODUCTS = 40
+
+
+def make_synthetic_warehouse(path, n_restaurants: int = 300, seed: int = 0,
+                             start: date = date(2024, 1, 1), days: int = 540) -> duckdb.DuckDBPyConnection:
+    rng = np.random.default_rng(seed)
+    products = pd.DataFrame({
+        "product_id": [f"P{i:03d}" for i in range(N_PRODUCTS)],
+        "name": [f"상품{i}" for i in range(N_PRODUCTS)],
+        "category": [f"cat{i % 6}" for i in range(N_PRODUCTS)],
+        "unit_price": rng.uniform(1000, 50000, N_PRODUCTS).round(0),
+    })
+    inds = list(SYN_INDUSTRIES)
+    rest_rows, ind_rows, order_rows = [], [], []
+    for r in range(n_restaurants):
+        ind = inds[rng.integers(len(inds))]
+        core, items = SYN_INDUSTRIES[ind]
+        menu = list(rng.choice(list(items), size=rng.integers(1, 4), replace=False))
+        size = ["small", "medium", "large"][rng.integers(3)]
+        signup = start + timedelta(days=int(rng.integers(0, days - 20)))
+        rid = f"R{r:04d}"
+        rest_rows.append((rid, f"{ind} 가게 {r}", "|".join(menu), None, ["서울", "부산"][r % 2], size, signup))
+        conf = float(rng.uniform(0.5, 1.0))
+        ind_rows.append((rid, ind, conf, "test", datetime(2024, 1, 1)))
+        probs = np.full(N_PRODUCTS, 0.03)
+        probs[[int(p[1:]) for p in core]] = rng.uniform(0.2, 0.6, len(core))
+        for it in menu:
+            for p in items[it]:
+                probs[int(p[1:])] = 0.7
+        scale = {"small": 1.0, "medium": 2.0, "large": 4.0}[size]
+        n_o = 0
+        for d in range(0, days, 7):
+            day = signup + timedelta(days=d + int(rng.integers(0, 7)))
+            if day >= start + timedelta(days=days):
+                break
+            buy = rng.random(N_PRODUCTS) < probs
+            for p in np.flatnonzero(buy):
+                order_rows.append((f"O{r}-{n_o}", rid, f"P{p:03d}", float(1 + rng.poisson(scale * (1 + 2 * probs[p]))),
+                                   datetime(day.year, day.month, day.day, 10)))
+            n_o += 1
+    con = duckdb.connect(str(path))
+    con.execute("""CREATE TABLE restaurants (restaurant_id VARCHAR, name VARCHAR, menu VARCHAR,
+                   description VARCHAR, region VARCHAR, size VARCHAR, signup_date DATE)""")
+    con.executemany("INSERT INTO restaurants VALUES (?, ?, ?, ?, ?, ?, ?)", rest_rows)
+    con.register("p_df", products)
+    con.execute("CREATE TABLE products AS SELECT * FROM p_df")
+    con.unregister("p_df")
+    orders = pd.DataFrame(order_rows, columns=["order_id", "restaurant_id", "product_id", "quantity", "ordered_at"])
+    con.register("o_df", orders)
+    con.execute("CREATE TABLE orders AS SELECT order_id, restaurant_id, product_id, quantity, "
+                "CAST(ordered_at AS TIMESTAMP) AS ordered_at FROM o_df")
+    con.unregister("o_df")
+    con.execute("""CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, confidence DOUBLE,
+                   source VARCHAR, labeled_at TIMESTAMP)""")
+    con.executemany("INSERT INTO restaurant_industry VALUES (?, ?, ?, ?, ?)", ind_rows)
+    return con
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    con = make_synthetic_warehouse(tmp_path_factory.mktemp("rk") / "w.duckdb")
+    dset = ds.build_ranking_dataset(con)
+    yield con, dset
+    con.close()
+
+
+def _features_of(con, split):
+    cols = ", ".join(ds.FEATURES)
+    return con.execute(
+        f"SELECT restaurant_id, product_id, {cols} FROM rk_candidates WHERE split = $s "
+        "ORDER BY restaurant_id, product_id", {"s": split}).df()
+
+
+def test_split_is_temporal(built):
+    con, dset = built
+    assert dset.cutoff == dset.data_end - timedelta(days=90)
+    rows = con.execute("SELECT split, min(signup_date), max(signup_date), max(snapshot) FROM rk_queries "
+                       "GROUP BY split").fetchall()
+    by = {r[0]: r[1:] for r in rows}
+    assert set(by) == {"train", "valid", "test"}
+    # Test signed up on/after the cutoff with a full 30-day window; train/valid windows end by the cutoff.
+    assert by["test"][0] >= dset.cutoff and by["test"][1] + timedelta(days=30) <= dset.data_end
+    assert by["train"][1] + timedelta(days=30) <= dset.cutoff
+    assert by["valid"][1] + timedelta(days=30) <= dset.cutoff and by["valid"][0] > by["train"][0]
+    # Every training query reads a snapshot taken on/before its sign-up.
+    bad = con.execute("SELECT count(*) FROM rk_queries WHERE split <> 'test' AND "
+                      "(snapshot IS NULL OR snapshot > signup_date)").fetchall()[0][0]
+    assert bad == 0
+    assert con.execute("SELECT DISTINCT snapshot FROM rk_queries WHERE split='test'").fetchall() == [(dset.cutoff,)]
+
+
+def test_labels_are_graded_first_window_purchases(built):
+    con, dset = built
+    labels = {r[0] for r in con.execute("SELECT DISTINCT label FROM rk_truth").fetchall()}
+    assert labels <= {1, 2, 3, 4} and len(labels) >= 3
+    # A restaurant's truth is what it bought in [signup, signup + 30 days), recomputed independently.
+    rid, signup = con.execute("SELECT restaurant_id, signup_date FROM rk_queries WHERE split='test' "
+                              "ORDER BY restaurant_id LIMIT 1").fetchall()[0]
+    expect = dict(con.execute(
+        "SELECT product_id, sum(quantity) FROM orders WHERE restaurant_id = ? AND ordered_at >= ? "
+        "AND ordered_at < ? GROUP BY product_id", [rid, signup, signup + timedelta(days=30)]).fetchall())
+    got = dict(con.execute("SELECT product_id, quantity FROM rk_truth WHERE restaurant_id = ?", [rid]).fetchall())
+    assert got == expect
+    assert 0 < dset.candidate_recall["test"] <= 1
+    assert dset.counts["test_queries"] > 10 and dset.counts["train_queries"] > 50
+
+
+def test_post_cutoff_orders_never_reach_features(tmp_path):
+    con = make_synthetic_warehouse(tmp_path / "a.duckdb", n_restaurants=200, seed=3)
+    cfg = ds.RankingConfig()
+    d1 = ds.build_ranking_dataset(con, config=cfg)
+    before = {s: _features_of(con, s) for s in ("train", "valid", "test")}
+    # An absurd spike for one niche product from every restaurant, strictly after the cutoff but inside
+    # the data span, plus a brand-new token-like purchase pattern.
+    rids = [r[0] for r in con.execute("SELECT restaurant_id FROM restaurants WHERE signup_date < ?",
+                                      [d1.cutoff]).fetchall()]
+    spike_day = datetime.combine(d1.cutoff, datetime.min.time()) + timedelta(days=1, hours=3)
+    con.executemany("INSERT INTO orders VALUES (?, ?, 'P039', 1e6, ?)",
+                    [(f"SPIKE{i}", rid, spike_day) for i, rid in enumerate(rids)])
+    d2 = ds.build_ranking_dataset(con, cutoff=d1.cutoff, config=cfg)
+    assert d2.cutoff == d1.cutoff and d2.snapshot_hash != d1.snapshot_hash
+    for split in ("train", "valid"):
+        pd.testing.assert_frame_equal(before[split], _features_of(con, split))
+    # Test-cohort features are as of the cutoff, so they are unchanged too; only labels of test
+    # restaurants that bought the spike product can change (they are truth, not features).
+    pd.testing.assert_frame_equal(before["test"], _features_of(con, "test"))
+    # The serving snapshot (data end) does see it: proves the spike was inside the data.
+    gp = con.execute("SELECT global_penetration FROM rk_snap_prod WHERE snapshot = ? AND product_id = 'P039'",
+                     [d2.serving_snapshot]).fetchall()[0][0]
+    assert gp > 0.5
+    con.close()
+
+
+def test_menu_token_association_finds_the_menu_driven_product(built):
+    con, dset = built
+    # Restaurants with 치즈볼 on the menu buy P006 (mozzarella) far more than the average restaurant.
+    lift = con.execute("SELECT lift FROM rk_snap_token_prod WHERE snapshot = ? AND token = '치즈볼' "
+                       "AND product_id = 'P006'", [dset.cutoff]).fetchall()[0][0]
+    other = con.execute("SELECT max(lift) FROM rk_snap_token_prod WHERE snapshot = ? AND token = '치즈볼' "
+                        "AND product_id NOT IN ('P006')", [dset.cutoff]).fetchall()[0][0]
+    assert lift > 1.5 and lift > other
+
+
+def test_cutoff_from_environment(built, monkeypatch):
+    con, _ = built
+    monkeypatch.setenv("RECSYS_RANK_CUTOFF", "2025-01-15")
+    assert ds.resolve_cutoff(con) == date(2025, 1, 15)
+    assert ds.resolve_cutoff(con, "2024-12-01") == date(2024, 12, 1)
+
+
+def test_menu_tokens():
+    assert ds.menu_tokens(" 치즈볼 | 후라이드  치킨|치즈볼|") == ["치즈볼", "후라이드 치킨", "후라이드", "치킨"]
+    # Prices and emoji are not part of the dish: the same token as the plain spelling.
+    assert ds.menu_tokens("치즈볼 4,500원|🍗양념치킨 21500") == ["치즈볼", "양념치킨"]
+    assert ds.menu_tokens(None) == [] and ds.menu_tokens("") == []
+
+
+def test_model_beats_industry_popularity_on_generated_sample(tmp_path):
+    """The real generator (reduced to 1,000 restaurants), the real ingest and the offline labeler."""
+    from recsys_assets.labeling.offline import OfflineLabeler
+    from recsys_assets.ranking.evaluate import evaluate
+    from recsys_assets.ranking.train import train_ranker
+    from recsys_assets.sample_data import generate_sample
+    from recsys_assets.warehouse.ingest import ingest_orders, ingest_products, ingest_restaurants
+
+    files = generate_sample(tmp_path / "sample", scale="small", seed=42, n_restaurants=1000)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ingest_restaurants(con, files.restaurants)
+    ingest_products(con, files.products)
+    ingest_orders(con, files.orders)
+    rows = con.execute("SELECT restaurant_id, name, menu, description FROM restaurants").fetchall()
+    preds = OfflineLabeler().predict_many((n, m, d) for _, n, m, d in rows)
+    con.execute("CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, "
+                "confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP)")
+    con.executemany("INSERT INTO restaurant_industry VALUES (?, ?, ?, 'offline', now())",
+                    [(r[0], p.industry, float(p.confidence)) for r, p in zip(rows, preds, strict=True)])
+    dset = ds.build_ranking_dataset(con)
+    ev = evaluate(con, train_ranker(con, dset), dset, ground_truth_dir=files.ground_truth)
+    model = ev.metrics["ndcg_at_10"]
+    industry = ev.baselines["industry_popularity"]["ndcg_at_10"]
+    oracle = ev.baselines["oracle"]["ndcg_at_10"]
+    assert ev.queries_evaluated >= 100
+    assert model > industry, f"model {model:.4f} <= industry popularity {industry:.4f}"
+    assert model > ev.baselines["global_popularity"]["ndcg_at_10"]
+    assert model < oracle  # the generator's expected demand is an upper bound
+    con.close()

@@ -1,0 +1,192 @@
+"""MLflow logging, the promotion gate, rollback and the pyfunc served from the registry.
+
+Real DuckDB and a real MLflow sqlite store, both in tmp_path. One scenario walks the registry through
+its life (first champion, better challenger, worse challenger, rollback) because each step depends
+on the aliases the previous one left.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_assets.config import load_settings
+from recsys_assets.ranking import dataset as ds
+from recsys_assets.ranking import recommend as rec
+from recsys_assets.ranking import registry as reg
+from recsys_assets.ranking.evaluate import evaluate, score_with_booster
+from recsys_assets.ranking.train import TrainedRanker, train_ranker
+from tests.test_ranking_dataset import make_synthetic_warehouse
+
+
+_ORIGINAL_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def _booster_on(frame: pd.DataFrame, features: list[str], labels: np.ndarray, rounds: int = 20):
+    groups = frame.groupby("restaurant_id", sort=False).size().to_numpy()
+    data = lgb.Dataset(frame[features].astype("float64"), label=labels, group=groups,
+                       feature_name=features)
+    params = {"objective": "lambdarank", "verbosity": -1, "seed": 1, "deterministic": True,
+              "force_row_wise": True, "num_threads": 1}
+    return TrainedRanker(lgb.train(params, data, num_boost_round=rounds), features, params, rounds, 0.0)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("rk-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RECSYS_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.delenv("RECSYS_PROMOTION_MARGIN", raising=False)
+    mp.delenv("RECSYS_NDCG_FLOOR", raising=False)
+    settings = load_settings()
+    con = make_synthetic_warehouse(home / "w.duckdb", n_restaurants=300, seed=7)
+    dset = ds.build_ranking_dataset(con)
+    good = train_ranker(con, dset)
+    train = ds.load_split(con, "train")
+    labels = train["label"].to_numpy()
+    # Weak: ranks by one popularity feature. Worst: learned to put the products bought on the bottom.
+    weak = _booster_on(train, ["global_penetration"], labels)
+    worst = _booster_on(train, list(ds.FEATURES), (labels == 0).astype(int))
+    yield settings, con, dset, good, weak, worst
+    con.close()
+    mp.undo()
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; do not leak our tmp store to other tests.
+    import mlflow
+
+    mlflow.set_tracking_uri(_ORIGINAL_URI)
+    mlflow.set_registry_uri(_ORIGINAL_URI)
+
+
+def _log(con, trained, dset, settings, run_id=None):
+    ev = evaluate(con, trained, dset)
+    return reg.log_to_mlflow(con, trained, ev, dset, settings, dagster_run_id=run_id), ev
+
+
+def test_registry_lifecycle(env, monkeypatch):
+    import mlflow
+
+    settings, con, dset, good, weak, worst = env
+
+    # 1. A weak first model becomes champion when it clears the (here: lowered) baseline bar.
+    v1, ev1 = _log(con, weak, dset, settings, run_id="dagster-run-1")
+    run = mlflow.get_run(v1.run_id)
+    assert run.data.tags["dagster_run_id"] == "dagster-run-1"
+    assert run.data.tags["data_snapshot_hash"] == dset.snapshot_hash
+    for name in ("ndcg_at_10", "recall_at_10", "recall_at_20", "map_at_10", "hit_rate_at_10",
+                 "industry_popularity_ndcg_at_10", "global_popularity_ndcg_at_10",
+                 "industry_popularity_map_at_10"):
+        assert name in run.data.metrics, name
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(v1.run_id, "evaluation")}
+    assert {"evaluation/feature_importance.png", "evaluation/ndcg_at_k.png",
+            "evaluation/per_industry.csv"} <= arts
+    assert reg.aliases(settings) == {"challenger": v1.version}
+    d1 = reg.promote_if_better(con, v1.version, dset, settings, industry_popularity_ndcg=0.0)
+    assert d1.promoted and d1.champion_version_before is None
+    assert reg.aliases(settings) == {"challenger": v1.version, "champion": v1.version}
+
+    # 2. The good model beats the champion re-scored on the current holdout.
+    v2, ev2 = _log(con, good, dset, settings)
+    d2 = reg.promote_if_better(con, v2.version, dset, settings)
+    assert d2.promoted, d2.reason
+    assert d2.champion_version_before == v1.version
+    assert d2.metrics["champion_ndcg_at_10"] == pytest.approx(
+        score_with_booster(con, weak.booster).metrics["ndcg_at_10"], abs=1e-9)
+    assert d2.metrics["challenger_ndcg_at_10"] > d2.metrics["champion_ndcg_at_10"]
+    assert d2.metrics["challenger_ndcg_at_10"] > ev2.baselines["industry_popularity"]["ndcg_at_10"]
+    assert reg.aliases(settings) == {"challenger": v2.version, "champion": v2.version,
+                                     "previous": v1.version}
+
+    # 3. A worse model is rejected; aliases (except challenger) do not move.
+    v3, _ = _log(con, worst, dset, settings)
+    d3 = reg.promote_if_better(con, v3.version, dset, settings)
+    assert not d3.promoted
+    assert f"champion v{v2.version}" in d3.reason and "industry popularity" in d3.reason
+    assert reg.aliases(settings) == {"challenger": v3.version, "champion": v2.version,
+                                     "previous": v1.version}
+    # Re-submitting the champion itself is a no-op.
+    d3b = reg.promote_if_better(con, v2.version, dset, settings)
+    assert not d3b.promoted and "already the champion" in d3b.reason
+    client = reg.configure_mlflow(settings)
+    tags = {v: client.get_model_version(reg.MODEL_NAME, v).tags for v in (v1.version, v2.version, v3.version)}
+    assert tags[v1.version]["promotion_decision"] == "promoted"
+    assert tags[v2.version]["promotion_decision"] == "promoted"
+    assert tags[v3.version]["promotion_decision"] == "rejected"
+    assert tags[v3.version]["promotion_reason"] == d3.reason
+    assert tags[v1.version]["demoted_by"] == v2.version
+
+    # 4. The champion serves from the registry alone (pyfunc round trip).
+    model = mlflow.pyfunc.load_model("models:/industry-product-ranker@champion")
+    out = model.predict(pd.DataFrame({
+        "industry": ["chicken", "chicken", None],
+        "name": ["", "", "바삭치킨 역삼점"],
+        "menu": ["", "치즈볼", "후라이드치킨|양념치킨|치즈볼"],
+        "k": [5, 5, 8],
+    }))
+    assert list(out.columns) == ["request_index", "restaurant_id", "industry", "label_confidence",
+                                 "rank", "product_id", "name", "score"]
+    assert out.groupby("request_index").size().to_dict() == {0: 5, 1: 5, 2: 8}
+    assert (out.groupby("request_index")["rank"].apply(list).tolist()
+            == [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5], list(range(1, 9))])
+    assert out.loc[out.request_index == 2, "industry"].iloc[0] == "chicken"  # labeled from name + menu
+    assert (out["name"] != "").all()
+    # The menu matters: a chicken place selling 치즈볼 gets mozzarella (P006) higher than one without.
+    rank_of = {i: dict(zip(g["product_id"], g["rank"], strict=True)) for i, g in out.groupby("request_index")}
+    assert rank_of[1].get("P006", 99) < rank_of[0].get("P006", 99)
+
+    r = rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)
+    assert r["model_version"] == v2.version and r["industry"] == "chicken"
+    assert len(r["products"]) == 3 and set(r["products"][0]) == {"product_id", "name", "score"}
+    scores = [p["score"] for p in r["products"]]
+    assert scores == sorted(scores, reverse=True)
+
+    # The CLI fast path: a fresh process (empty in-memory cache) reads the alias with sqlite3 and the
+    # artefacts from the on-disk cache the first load filled, without importing MLflow's loader.
+    rec._CACHE.clear()
+    with monkeypatch.context() as mp:
+        mp.setattr(reg, "configure_mlflow", lambda *a, **k: pytest.fail("fast path used MLflow"))
+        server, version = rec.load_champion(settings)
+    assert version == v2.version
+    assert any(settings.home.joinpath("cache", "ranker").glob(f"*-v{v2.version}-{v2.run_id}"))
+    again = rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)
+    assert again == r
+
+    allrec = rec.recommend_for_restaurants(con, k=4, settings=settings)
+    n_rest = con.execute("SELECT count(*) FROM restaurants").fetchall()[0][0]
+    assert allrec["restaurant_id"].nunique() == n_rest
+    assert allrec.groupby("restaurant_id").size().eq(4).all()
+    assert set(allrec["model_version"]) == {v2.version}
+
+    # 5. Rollback: champion <- previous; the demoted version is tagged; previous is consumed.
+    rb = reg.rollback(settings, reason="bad recommendations reported")
+    assert rb == {"champion": v1.version, "demoted": v2.version}
+    assert reg.aliases(settings) == {"challenger": v3.version, "champion": v1.version}
+    demoted = client.get_model_version(reg.MODEL_NAME, v2.version).tags
+    assert demoted["rolled_back"] == "true" and demoted["rollback_reason"] == "bad recommendations reported"
+    with pytest.raises(LookupError):
+        reg.rollback(settings)
+    # After the rollback, recommendations come from the restored champion.
+    assert rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)["model_version"] == v1.version
+
+
+def test_floor_and_baseline_block_a_first_model(env, tmp_path, monkeypatch):
+    settings, con, dset, good, weak, worst = env
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))  # a fresh, empty registry
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # exported by mlflow.set_tracking_uri
+    fresh = load_settings()
+    v, ev = _log(con, good, dset, fresh)
+    monkeypatch.setenv("RECSYS_NDCG_FLOOR", "0.999")
+    d = reg.promote_if_better(con, v.version, dset, fresh)
+    assert not d.promoted and "below the floor 0.999" in d.reason
+    assert "champion" not in reg.aliases(fresh)
+    with pytest.raises(rec.NoChampionError):
+        rec.recommend("치킨집", "후라이드", settings=fresh)
+    monkeypatch.delenv("RECSYS_NDCG_FLOOR")
+    vw, _ = _log(con, worst, dset, fresh)
+    dw = reg.promote_if_better(con, vw.version, dset, fresh)
+    assert not dw.promoted and "does not beat industry popularity" in dw.reason
+    assert reg.promote_if_better(con, v.version, dset, fresh).promoted
