@@ -6,6 +6,7 @@ The heavy lifting lives in `recsys_assets.ranking`; these functions only wire it
 
 import base64
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -28,6 +29,13 @@ MLFLOW_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
+# The weekly rebuild refreshes what is served. Past a week and a day, someone should look: the
+# schedule is off, the daemon is down, or runs keep failing (the alerts table says which).
+SERVED_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=8), warn_window=timedelta(days=7, hours=6)
+)
+
+
 def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
     encoded = base64.b64encode(path.read_bytes()).decode()
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
@@ -42,6 +50,26 @@ def _mlflow_run_url(settings, run_id: str) -> str:
     configure_mlflow(settings)
     run = mlflow.get_run(run_id)
     return f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
+def _this_runs_version(context: dg.AssetExecutionContext, client) -> str:
+    """The version `ranker_model` registered in this run (or the run it re-executes).
+
+    Two rebuilds can interleave, so the `challenger` alias may already point at the other run's
+    model; each version carries its Dagster run id as a tag, which is what we gate.
+    """
+    from recsys_assets.ranking.registry import CHALLENGER, MODEL_NAME, version_by_alias
+
+    run = context.dagster_run
+    for run_id in dict.fromkeys(r for r in (run.run_id, run.parent_run_id, run.root_run_id) if r):
+        found = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.dagster_run_id = '{run_id}'")
+        if found:
+            return str(max(int(v.version) for v in found))
+    version = version_by_alias(client, CHALLENGER)
+    if version is None:
+        raise dg.Failure("no challenger version is registered: materialize ranker_model first",
+                         allow_retries=False)
+    return version
 
 
 def _metrics_table(evaluation) -> pd.DataFrame:
@@ -136,25 +164,18 @@ def ranker_model(
     description="The registered challenger re-scored on the cold-start holdout against industry "
     "popularity, global popularity and (on generated data) the oracle; per-industry breakdown.",
 )
-def ranker_evaluation(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def ranker_evaluation(
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     from types import SimpleNamespace
 
     from recsys_assets.ranking.dataset import load_dataset_summary
     from recsys_assets.ranking.evaluate import evaluate
-    from recsys_assets.ranking.registry import (
-        CHALLENGER,
-        configure_mlflow,
-        evaluation_plots,
-        load_registered_booster,
-        version_by_alias,
-    )
+    from recsys_assets.ranking.registry import configure_mlflow, evaluation_plots, load_registered_booster
 
     settings = recsys.settings()
     client = configure_mlflow(settings)
-    version = version_by_alias(client, CHALLENGER)
-    if version is None:
-        raise dg.Failure("no challenger version is registered: materialize ranker_model first",
-                         allow_retries=False)
+    version = _this_runs_version(context, client)
     booster = load_registered_booster(version, settings)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
@@ -192,6 +213,7 @@ def ranker_evaluation(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.
     owners=["team:recsys"],
     deps=[ranker_evaluation],
     pool="warehouse",
+    freshness_policy=SERVED_FRESHNESS,
     retry_policy=MLFLOW_RETRY_POLICY,
     check_specs=[dg.AssetCheckSpec("promotion_gate", asset="champion_model",
                                    description="Warns when the gate keeps the old champion.")],
@@ -216,9 +238,7 @@ def champion_model(
 
     settings = recsys.settings()
     client = configure_mlflow(settings)
-    challenger = version_by_alias(client, CHALLENGER)
-    if challenger is None:
-        raise dg.Failure("no challenger version is registered", allow_retries=False)
+    challenger = _this_runs_version(context, client)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
         decision = promote_if_better(con, challenger, dataset, settings=settings)
@@ -265,6 +285,7 @@ def champion_model(
     owners=["team:recsys"],
     deps=[champion_model, "restaurant_industry"],
     pool="warehouse",
+    freshness_policy=SERVED_FRESHNESS,
     retry_policy=MLFLOW_RETRY_POLICY,
     description=f"Top-{RECOMMENDATIONS_K} products per restaurant from the champion, in DuckDB "
     "`recommendations` and exports/recommendations.parquet (readers never need the warehouse lock).",
