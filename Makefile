@@ -7,7 +7,7 @@ export RECSYS_HOME ?= $(CURDIR)/.recsys
 export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast ui bench clean
+.PHONY: install demo test test-fast ui mlflow-ui bench clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-fast: $(STAMP)
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+# The MLflow UI on the local store (runs, metrics, plots, the registry and its aliases).
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(RECSYS_HOME)/mlflow.db
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

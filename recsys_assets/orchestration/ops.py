@@ -66,6 +66,11 @@ def new_restaurants_sensor(context: dg.SensorEvaluationContext):
     fingerprint = restaurants_fingerprint(settings.data_dir)
     if fingerprint is None:
         return dg.SkipReason(f"no restaurants file in {settings.data_dir}")
+    if context.cursor is None:
+        # The first tick only starts watching: what is already there is the initial load, which
+        # the scheduled or a manual rebuild covers.
+        context.update_cursor(fingerprint)
+        return dg.SkipReason(f"watching {settings.data_dir} (restaurants fingerprint {fingerprint})")
     if fingerprint == context.cursor:
         return dg.SkipReason("restaurants file unchanged")
     context.update_cursor(fingerprint)

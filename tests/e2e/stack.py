@@ -102,12 +102,20 @@ class DagsterStack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-        # Children that outlived their leader (code server, run workers) still carry our home.
-        for pid in processes_with_env("DAGSTER_HOME", str(self.dagster_home)):
+        # Children that left the group (code server, run workers) still carry our DAGSTER_HOME:
+        # ask them to stop, then insist, and wait until they are really gone.
+        home = str(self.dagster_home)
+        for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 15.0)):
+            for pid in processes_with_env("DAGSTER_HOME", home):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                wait_until(lambda: not processes_with_env("DAGSTER_HOME", home), grace, "leftover processes")
+                return
+            except TimeoutError:
+                continue
 
 
 def processes_with_env(name: str, value: str) -> list[int]:

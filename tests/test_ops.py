@@ -1,0 +1,68 @@
+"""Schedules and sensors evaluated the way the daemon evaluates them."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from recsys_assets.definitions import build_defs
+from recsys_assets.orchestration.ops import new_restaurants_sensor, rebuild_schedule
+
+
+def test_rebuild_schedule_defaults_to_monday_0500_seoul():
+    assert rebuild_schedule.cron_schedule == "0 5 * * 1"
+    assert rebuild_schedule.execution_timezone == "Asia/Seoul"
+    assert rebuild_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    context = dg.build_schedule_context(scheduled_execution_time=None)
+    [request] = rebuild_schedule.evaluate_tick(context).run_requests
+    assert request.job_name in (None, "rebuild_job")
+    assert build_defs().resolve_job_def("rebuild_job") is not None
+
+
+def test_schedule_cron_is_configurable(monkeypatch):
+    import importlib
+
+    from recsys_assets.orchestration import ops
+
+    monkeypatch.setenv("RECSYS_REBUILD_CRON", "0 5 1 * *")
+    monkeypatch.setenv("RECSYS_REBUILD_TIMEZONE", "UTC")
+    try:
+        reloaded = importlib.reload(ops)
+        assert reloaded.rebuild_schedule.cron_schedule == "0 5 1 * *"
+        assert reloaded.rebuild_schedule.execution_timezone == "UTC"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(ops)
+
+
+def test_labeling_job_selects_the_labeling_path_only():
+    defs = build_defs()
+    job = defs.resolve_job_def("labeling_job")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert {"restaurants", "restaurant_industry", "industry_top_products", "recommendations"} <= keys
+    assert "products" not in keys  # the catalog is not re-ingested for new restaurants
+
+
+def test_sensor_watches_then_runs_on_change(recsys_home, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(data))
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(cursor):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor)
+        result = new_restaurants_sensor.evaluate_tick(context)
+        return result, context.cursor
+
+    result, cursor = tick(None)
+    assert not result.run_requests and "no restaurants file" in result.skip_message
+
+    (data / "restaurants.csv").write_text("restaurant_id,name,menu,signup_date\nR1,a,b,2026-01-01\n")
+    result, cursor = tick(None)
+    assert not result.run_requests and cursor  # first sight: start watching
+    result, same = tick(cursor)
+    assert not result.run_requests and same == cursor
+
+    (data / "restaurants.csv").write_text("restaurant_id,name,menu,signup_date\nR1,a,b,2026-01-01\nR2,c,d,2026-02-01\n")
+    result, new_cursor = tick(cursor)
+    [request] = result.run_requests
+    assert new_cursor != cursor and request.run_key == f"restaurants-{new_cursor}"
