@@ -163,27 +163,6 @@ def test_schedule_and_sensors_are_running(stack):
     assert sensors["new_restaurants_sensor"] == "RUNNING"
 
 
-def test_failure_is_recorded_and_posted(stack, hook):
-    bad_config = {"resources": {"recsys": {"config": {"data_dir": "/nonexistent/recsys-data"}}}}
-    run_id = client(stack).submit_job_execution("labeling_job", run_config=bad_config)
-    assert wait_for_run(stack, run_id) == "FAILURE"
-    alerts_db = stack.recsys_home / "alerts.sqlite"
-
-    def recorded():
-        if not alerts_db.exists():
-            return None
-        with sqlite3.connect(alerts_db) as con:
-            con.row_factory = sqlite3.Row
-            return con.execute("SELECT * FROM alerts WHERE run_id = ?", [run_id]).fetchone()
-
-    row = wait_until(recorded, 180, f"an alert for run {run_id}\n{stack.tail()}", interval=1.0)
-    assert row["kind"] == "system_failure"
-    assert row["step_key"] == "restaurants"
-    assert "nonexistent" in row["message"]
-    assert row["posted"] == 1
-    assert any(run_id in p["text"] and "Re-execute from failure" in p["text"] for p in hook.payloads)
-
-
 @pytest.mark.skipif(not shutil.which("chromium") or not shutil.which("chromedriver"),
                     reason="Debian chromium/chromium-driver not installed (.ci/run installs them)")
 def test_ui_in_headless_chromium(stack, tmp_path):
@@ -233,3 +212,24 @@ def test_ui_in_headless_chromium(stack, tmp_path):
     if shot_dir:
         for png in tmp_path.glob("*.png"):
             shutil.copy(png, Path(shot_dir) / png.name)
+
+
+def test_failure_is_recorded_and_posted(stack, hook):
+    bad_config = {"resources": {"recsys": {"config": {"data_dir": "/nonexistent/recsys-data"}}}}
+    run_id = client(stack).submit_job_execution("labeling_job", run_config=bad_config)
+    assert wait_for_run(stack, run_id) == "FAILURE"
+    alerts_db = stack.recsys_home / "alerts.sqlite"
+
+    def recorded():
+        if not alerts_db.exists():
+            return None
+        with sqlite3.connect(alerts_db) as con:
+            con.row_factory = sqlite3.Row
+            return con.execute("SELECT * FROM alerts WHERE run_id = ?", [run_id]).fetchone()
+
+    row = wait_until(recorded, 180, f"an alert for run {run_id}\n{stack.tail()}", interval=1.0)
+    assert row["kind"] == "system_failure"
+    assert row["step_key"] == "restaurants"
+    assert "nonexistent" in row["message"]
+    assert row["posted"] == 1
+    assert any(run_id in p["text"] and "Re-execute from failure" in p["text"] for p in hook.payloads)
