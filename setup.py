@@ -27,6 +27,8 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "tabulate>=0.9",
+        "SQLAlchemy>=2.0,<2.2",
+        "psycopg[binary]>=3.2,<4",
     ],
     extras_require={
         "dev": [

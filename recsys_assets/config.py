@@ -6,7 +6,7 @@ Plain Python (no Dagster import) so the CLI and the domain modules share one sou
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 SCALES = ("small", "medium", "large")
@@ -46,7 +46,7 @@ class Settings:
     has_openai_key: bool
     duckdb_memory_limit: str
     duckdb_threads: int
-    extra: dict[str, str] = field(default_factory=dict)
+    ledger_url: str | None = None
 
     # Everything the pipeline writes lives under `home`.
     @property
@@ -130,4 +130,5 @@ def _from_env() -> Settings:
         has_openai_key=bool(_env("OPENAI_API_KEY")),
         duckdb_memory_limit=_env("RECSYS_DUCKDB_MEMORY_LIMIT", "4GB") or "4GB",
         duckdb_threads=_int_env("RECSYS_DUCKDB_THREADS", os.cpu_count() or 2),
+        ledger_url=_env("RECSYS_LEDGER_URL"),
     )

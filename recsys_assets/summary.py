@@ -65,7 +65,9 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
 
     console.print(f"[bold]Files[/bold] (RECSYS_HOME={settings.home})")
     console.print(f"  warehouse     {settings.warehouse_path}")
-    console.print(f"  label ledger  {settings.ledger_path}")
+    from recsys_assets.labeling.ledger import ledger_url, safe_url
+
+    console.print(f"  label ledger  {safe_url(ledger_url(settings))}")
     console.print(f"  MLflow store  {settings.mlflow_tracking_uri}")
     console.print(f"  Dagster home  {settings.dagster_home}")
     if elapsed_seconds is not None:

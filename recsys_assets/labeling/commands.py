@@ -128,6 +128,7 @@ def label_cmd(
     df = _read_input(input_path)
 
     from recsys_assets.labeling.engine import EngineConfig
+    from recsys_assets.labeling.ledger import LedgerError
     from recsys_assets.labeling.llm import scrub
     from recsys_assets.labeling.service import LabelingAbortedError, label_frame
 
@@ -141,7 +142,7 @@ def label_cmd(
         _err(f"error: {scrub(exc, secrets)}")
         _err(f"{output} was not written (the labels are incomplete).")
         raise typer.Exit(1) from None
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, LedgerError) as exc:
         _err(f"error: {scrub(exc, secrets)}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -184,13 +185,24 @@ def _summary(report, output: Path) -> str:
 
 # -- ledger sub-commands -----------------------------------------------------------------------
 def _open_ledger(must_exist: bool = True):
-    from recsys_assets.labeling.ledger import Ledger
+    from recsys_assets.labeling.ledger import Ledger, LedgerError, ledger_url
+    from sqlalchemy.engine import make_url
 
-    path = _settings().ledger_path
-    if must_exist and not path.exists():
-        _err(f"no ledger at {path} (nothing has been labeled with the LLM under this RECSYS_HOME)")
-        raise typer.Exit(0)
-    return Ledger(path)
+    url = ledger_url(_settings())
+    try:
+        parsed = make_url(url)
+    except Exception:
+        parsed = None
+    if must_exist and parsed is not None and parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "")
+        if parsed.database and not path.exists():
+            _err(f"no ledger at {path} (nothing has been labeled with the LLM under this RECSYS_HOME)")
+            raise typer.Exit(0)
+    try:
+        return Ledger.from_url(url)
+    except (LedgerError, ValueError) as exc:  # the message is password-free by construction
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 def ledger_stats(

@@ -3,6 +3,11 @@
 Threads with the sync client: the work is waiting on HTTP, so a ThreadPoolExecutor of
 `max_concurrency` workers gets the throughput without an event loop. Each worker commits its call's
 rows to the ledger the moment the call finishes, so a SIGKILL loses at most the calls in flight.
+
+Several workers (threads of other processes, other machines) may label overlapping inputs at
+once: each call first claims its keys in the ledger; keys a live peer holds are set aside and,
+once this worker has nothing else to do, read back from the ledger (or taken over when the peer's
+claim ends), so no key is paid for by two workers.
 """
 
 from __future__ import annotations
@@ -11,13 +16,13 @@ import os
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from recsys_assets import taxonomy
-from recsys_assets.labeling.ledger import Ledger, LedgerRecord
+from recsys_assets.labeling.ledger import FINAL_STATUSES, Ledger, LedgerRecord, utcnow
 from recsys_assets.labeling.llm import (
     CallFailedError,
     FatalError,
@@ -151,6 +156,9 @@ class EngineStats:
     failed_keys: set[str] = field(default_factory=set)
     interrupted: bool = False
     aborted: LabelingAborted | None = None
+    # keys a concurrent worker answered while this run waited for them (not paid for here)
+    peer_keys: set[str] = field(default_factory=set)
+    waited_for_peers_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -186,52 +194,128 @@ class Engine:
         self._system_tokens = approx_tokens(system_prompt(config.items_per_call))
 
     # -- public ------------------------------------------------------------------------------
+    POLL_MIN_S = 0.05  # first look at keys held by a peer; then x1.5 up to POLL_MAX_S
+    POLL_MAX_S = 2.0
+
     def run(self, rows: Sequence[PendingRow], stop: threading.Event | None = None) -> EngineStats:
         stop = stop or threading.Event()
         n = self.cfg.items_per_call
-        units = [list(rows[i : i + n]) for i in range(0, len(rows), n)]
+        units: deque[tuple[list[PendingRow], bool]] = deque(
+            (list(rows[i : i + n]), False) for i in range(0, len(rows), n)
+        )
         futures: dict[Future, list[PendingRow]] = {}
-        next_unit = 0
+        self._deferred: dict[str, PendingRow] = {}  # keys a live peer holds
+        self._started_at = utcnow()
+        poll, next_poll, wait_t0 = self.POLL_MIN_S, 0.0, None
         pool = ThreadPoolExecutor(self.cfg.max_concurrency, thread_name_prefix="llm-label")
         try:
-            while next_unit < len(units) or futures:
+            while units or futures or self._deferred:
                 while (
-                    next_unit < len(units)
+                    units
                     and len(futures) < self.cfg.max_concurrency
                     and not stop.is_set()
                     and not self._halt.is_set()
                 ):
-                    unit = units[next_unit]
-                    futures[pool.submit(self._work, unit, stop)] = unit
-                    next_unit += 1
-                if not futures:
+                    unit, claimed = units.popleft()
+                    futures[pool.submit(self._work, unit, stop, claimed)] = unit
+                if futures:
+                    done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        futures.pop(fut)
+                        self._progress(fut.result())
+                    continue
+                if stop.is_set() or self._halt.is_set():
                     break  # stopped before dispatching the rest
-                done, _ = wait(list(futures), timeout=0.2, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    futures.pop(fut)
-                    finished = fut.result()
-                    if finished and self.on_progress:
-                        self.on_progress(finished, self.stats)
+                # Only keys held by peers are left: read their answers, take over ended claims.
+                now = time.monotonic()
+                wait_t0 = wait_t0 if wait_t0 is not None else now
+                if now < next_poll:
+                    stop.wait(next_poll - now)
+                    continue
+                mine = self._poll_deferred()
+                for i in range(0, len(mine), n):
+                    units.append((mine[i : i + n], True))
+                next_poll, poll = time.monotonic() + poll, min(self.POLL_MAX_S, poll * 1.5)
         except BaseException:
             # A second Ctrl+C (KeyboardInterrupt) or a bug: do not wait for the calls in flight.
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        if wait_t0 is not None:
+            self.stats.waited_for_peers_s = time.monotonic() - wait_t0
         self.stats.rows_remaining = len(rows) - self.stats.rows_done
         self.stats.interrupted = stop.is_set() and self.stats.rows_remaining > 0
         return self.stats
 
+    def _progress(self, finished: int) -> None:
+        if finished and self.on_progress:
+            self.on_progress(finished, self.stats)
+
+    def _poll_deferred(self) -> list[PendingRow]:
+        """Settle the keys peers held: their answers count as done here (a failure a peer recorded
+        during this run is this run's failure too: retried next run, not paid twice now); keys
+        whose claim ended are claimed and returned, to be called by this worker."""
+        keys = list(self._deferred)
+        found = self.ledger.lookup(self.fp, keys)
+        settled = 0
+        for k in keys:
+            rec = found.get(k)
+            if rec is None:
+                continue
+            if rec.status in FINAL_STATUSES:
+                self.stats.peer_keys.add(k)
+            elif rec.status == "failed" and rec.updated_at >= self._started_at:
+                self.stats.failed += 1
+                self.stats.failed_keys.add(k)
+                self.stats.failures_by_reason["peer_failed"] += 1
+            else:
+                continue
+            del self._deferred[k]
+            settled += 1
+        self.stats.rows_done += settled
+        self._progress(settled)
+        mine = self.ledger.claim(self.fp, list(self._deferred)) if self._deferred else set()
+        return [self._deferred.pop(k) for k in list(self._deferred) if k in mine]
+
     # -- one unit (one call, its retries) ------------------------------------------------------
-    def _work(self, unit: list[PendingRow], stop: threading.Event) -> int:
+    def _work(self, unit: list[PendingRow], stop: threading.Event, claimed: bool = False) -> int:
+        if not claimed:
+            if stop.is_set() or self._halt.is_set():
+                return 0
+            held = self.ledger.claim(self.fp, [r.key for r in unit])
+            if len(held) < len(unit):
+                with self._lock:
+                    for r in unit:
+                        if r.key not in held:
+                            self._deferred[r.key] = r
+                unit = [r for r in unit if r.key in held]
+                if not unit:
+                    return 0
+        finished = 0
+        try:
+            finished = self._call(unit, stop)
+        finally:
+            if not finished:  # stopped, aborted or a bug before recording: hand the keys back
+                try:
+                    self.ledger.release(self.fp, [r.key for r in unit])
+                except Exception:  # the lease ends on its own; do not hide the first error
+                    pass
+        return finished
+
+    def _call(self, unit: list[PendingRow], stop: threading.Event) -> int:
         items = [LabelItem(f"r{i + 1}", r.name, r.menu, r.description) for i, r in enumerate(unit)]
         by_id = {it.item_id: row for it, row in zip(items, unit, strict=True)}
         est = self._system_tokens + approx_tokens(user_message(items)) + 30 * len(items)
         attempt = 0
+        renewed = time.monotonic()
         while True:
             if stop.is_set() or self._halt.is_set():
                 return 0  # not recorded: these rows stay "remaining" and are sent next run
             if not self.limiter.acquire(est, stop):
                 return 0
+            if time.monotonic() - renewed > self.ledger.lease_seconds / 3:
+                self.ledger.renew(self.fp, [r.key for r in unit])  # long retries keep the claim
+                renewed = time.monotonic()
             attempt += 1
             try:
                 res = self.labeler.label(items)

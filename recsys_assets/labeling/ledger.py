@@ -1,9 +1,9 @@
-"""The labeling ledger: a SQLite file that remembers every paid LLM answer.
+"""The labeling ledger: a database table that remembers every paid LLM answer.
 
 It replaces the notebook's pickle checkpoint, whose failure modes motivated each choice here:
 
 * the pickle was rewritten whole every 100 rows, so a crash lost up to 99 paid calls -> here
-  every finished call is committed on its own (WAL, one small transaction, well under 1 ms);
+  every finished call is committed on its own (one small transaction, well under 1 ms on SQLite);
 * it resumed at a row *index*, so a changed input file resumed at the wrong row -> here the key is
   a hash of the normalized input text plus a fingerprint of what shapes the answer (model,
   endpoint, prompt version, schema, temperature, items per call), never a position;
@@ -11,8 +11,20 @@ It replaces the notebook's pickle checkpoint, whose failure modes motivated each
   unchanged restaurant is never paid for twice and old prompt versions stay queryable;
 * it was a pickle (unsafe to load, opaque) -> here it is a plain table any SQL tool can read.
 
+Where it lives is a SQLAlchemy URL (`ledger_url`): a SQLite file under RECSYS_HOME by default
+(WAL, one process or a few on one machine), PostgreSQL (``RECSYS_LEDGER_URL=postgresql://...``)
+when many workers on many machines label at once. Both get the same tables and the same SQL.
+
 Statuses: ``ok`` and ``invalid`` (the model answered, but not in the schema even after one re-ask)
 are final; ``failed`` (transport errors, retries exhausted) is retried on the next run.
+
+Claims (table ``claims``) stop two workers from paying for the same key: a worker claims a key
+before calling the model (a lease of RECSYS_LEDGER_LEASE_SECONDS, default 600 s); a worker that
+finds a key claimed by a live peer skips it and reads the peer's answer later. A claim row is never
+deleted when the answer lands, it turns ``done`` in the same transaction: that is what lets a
+racing claim see the answer even under PostgreSQL's READ COMMITTED (ON CONFLICT DO UPDATE
+re-checks the newest row version). A crashed worker's claim ends with its lease, or at once when
+the claimant is a dead process on this same host.
 """
 
 from __future__ import annotations
@@ -20,10 +32,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sqlite3
+import os
+import re
+import socket
 import threading
 import unicodedata
+import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +48,10 @@ from typing import Any
 
 STATUSES = ("ok", "invalid", "failed")
 FINAL_STATUSES = ("ok", "invalid")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the claims table
+DEFAULT_LEASE_SECONDS = 600.0
+LEDGER_URL_ENV = "RECSYS_LEDGER_URL"
+LEASE_ENV = "RECSYS_LEDGER_LEASE_SECONDS"
 
 _COLUMNS = (
     "input_key",
@@ -53,42 +73,59 @@ _COLUMNS = (
     "updated_at",
 )
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS labels (
+
+def _ddl(postgres: bool) -> list[str]:
+    """One schema for both backends; only the float type and SQLite's WITHOUT ROWID differ
+    (PostgreSQL's REAL is 4 bytes, too coarse for summed costs)."""
+    real = "DOUBLE PRECISION" if postgres else "REAL"
+    no_rowid = "" if postgres else " WITHOUT ROWID"
+    return [
+        f"""CREATE TABLE IF NOT EXISTS labels (
     input_key      TEXT NOT NULL,
     fingerprint    TEXT NOT NULL,
     status         TEXT NOT NULL CHECK (status IN ('ok', 'invalid', 'failed')),
     industry       TEXT,
-    confidence     REAL,
+    confidence     {real},
     reason         TEXT,
     raw_response   TEXT,
     error          TEXT,
     attempts       INTEGER NOT NULL DEFAULT 0,
     tokens_in      INTEGER NOT NULL DEFAULT 0,
     tokens_out     INTEGER NOT NULL DEFAULT 0,
-    cost_usd       REAL NOT NULL DEFAULT 0,
-    latency_ms     REAL,
+    cost_usd       {real} NOT NULL DEFAULT 0,
+    latency_ms     {real},
     model          TEXT,
     prompt_version TEXT,
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (input_key, fingerprint)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS labels_status ON labels (status);
-CREATE INDEX IF NOT EXISTS labels_updated ON labels (updated_at);
-CREATE TABLE IF NOT EXISTS fingerprints (
+){no_rowid}""",
+        "CREATE INDEX IF NOT EXISTS labels_status ON labels (status)",
+        "CREATE INDEX IF NOT EXISTS labels_updated ON labels (updated_at)",
+        """CREATE TABLE IF NOT EXISTS fingerprints (
     fingerprint TEXT PRIMARY KEY,
     params      TEXT NOT NULL,
     created_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+)""",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS claims (
+    input_key   TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('claimed', 'released', 'done')),
+    owner       TEXT NOT NULL,
+    lease_until TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (input_key, fingerprint)
+){no_rowid}""",
+        "CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner, state)",
+    ]
+
 
 # A final answer is never overwritten: two processes racing on one key keep the first final
 # answer, and a later `failed` cannot clobber an `ok`. A `failed` row is upgraded in place.
 _UPSERT = f"""
 INSERT INTO labels ({", ".join(_COLUMNS)})
-VALUES ({", ".join("?" for _ in _COLUMNS)})
+VALUES ({", ".join(":" + c for c in _COLUMNS)})
 ON CONFLICT (input_key, fingerprint) DO UPDATE SET
     status = excluded.status, industry = excluded.industry, confidence = excluded.confidence,
     reason = excluded.reason, raw_response = excluded.raw_response, error = excluded.error,
@@ -101,9 +138,60 @@ ON CONFLICT (input_key, fingerprint) DO UPDATE SET
 WHERE labels.status = 'failed'
 """
 
+_FINAL_EXISTS = (
+    "EXISTS (SELECT 1 FROM labels l WHERE l.input_key = :k AND l.fingerprint = :fp "
+    "AND l.status IN ('ok', 'invalid'))"
+)
+
+# Take a key unless it has a final answer or a live claim of someone else. On a conflict the
+# WHERE is evaluated on the newest row version (PostgreSQL locks it first), so a peer's `done`
+# committed after this statement's snapshot still wins.
+_CLAIM = f"""
+INSERT INTO claims (input_key, fingerprint, state, owner, lease_until, updated_at)
+SELECT CAST(:k AS TEXT), CAST(:fp AS TEXT), 'claimed', CAST(:owner AS TEXT),
+       CAST(:lease_until AS TEXT), CAST(:now AS TEXT)
+WHERE NOT {_FINAL_EXISTS}
+ON CONFLICT (input_key, fingerprint) DO UPDATE SET
+    state = 'claimed', owner = excluded.owner, lease_until = excluded.lease_until,
+    updated_at = excluded.updated_at
+WHERE (claims.state = 'released'
+       OR (claims.state = 'claimed'
+           AND (claims.owner = excluded.owner OR claims.lease_until < excluded.updated_at)))
+  AND NOT {_FINAL_EXISTS}
+"""
+
+# Take over the claim of a claimant known to be dead (a crashed process on this host).
+_STEAL = """
+UPDATE claims SET owner = :owner, lease_until = :lease_until, updated_at = :now
+WHERE input_key = :k AND fingerprint = :fp AND state = 'claimed' AND owner = :dead
+"""
+
+_CLAIM_DONE = """
+INSERT INTO claims (input_key, fingerprint, state, owner, lease_until, updated_at)
+VALUES (:k, :fp, 'done', :owner, :now, :now)
+ON CONFLICT (input_key, fingerprint) DO UPDATE SET
+    state = 'done', owner = excluded.owner, lease_until = excluded.lease_until,
+    updated_at = excluded.updated_at
+"""
+
+# A failure hands the key back (retried by the next run or by a waiting peer), but never
+# un-does a `done` and never releases a claim someone else has taken over.
+_CLAIM_RELEASE = """
+UPDATE claims SET state = 'released', lease_until = :now, updated_at = :now
+WHERE input_key = :k AND fingerprint = :fp AND owner = :owner AND state = 'claimed'
+"""
+
+
+class LedgerError(RuntimeError):
+    """The ledger database cannot be opened or used; the message never holds a password."""
+
 
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _iso_in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
 
 
 def normalize_text(value: object) -> str:
@@ -132,6 +220,88 @@ def fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+# -- URLs ---------------------------------------------------------------------------------------
+def sqlite_url(path: Path | str) -> str:
+    return f"sqlite:///{Path(path).expanduser().absolute()}"
+
+
+def ledger_url(settings: Any) -> str:
+    """RECSYS_LEDGER_URL, else a `ledger_url` setting, else the SQLite file under RECSYS_HOME."""
+    raw = os.environ.get(LEDGER_URL_ENV, "").strip()
+    if raw:
+        return raw
+    configured = getattr(settings, "ledger_url", None)
+    if configured:
+        return str(configured)
+    return sqlite_url(settings.ledger_path)
+
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&](?:password|passwd|sslpassword)=)[^&\s]*", re.I)
+
+
+def _mask(text: str) -> str:
+    text = _PASSWORD_IN_URL.sub(r"\g<head>***\g<tail>", text)
+    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", text)
+
+
+def safe_url(url: object) -> str:
+    """The URL with its password masked: the only form that may be logged, printed or stored."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return _mask(make_url(str(url)).render_as_string(hide_password=True))
+    except Exception:  # unparsable: mask anything shaped like user:password@ or password=
+        return _mask(str(url))
+
+
+def _scrub(text: object, secrets: Iterable[str | None]) -> str:
+    out = str(text)
+    for secret in secrets:
+        if secret:
+            out = out.replace(secret, "***")
+    return _mask(out)
+
+
+def _lease_from_env() -> float:
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{LEASE_ENV} must be a number of seconds, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{LEASE_ENV} must be > 0, got {raw!r}")
+    return value
+
+
+_HOST = socket.gethostname()
+_LIVE_OWNERS: set[str] = set()  # owners of this process's open ledgers
+
+
+def _owner_is_dead_here(owner: str) -> bool:
+    """True only when the claimant is certainly gone: a process of this host that no longer
+    exists, or a ledger of this very process that is closed (or was garbage-collected).
+
+    Claims of other hosts (or of live or unknown processes) are left to their lease.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner not in _LIVE_OWNERS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists but not ours (EPERM): alive
+        return False
+    return False
+
+
 @dataclass(frozen=True)
 class LedgerRecord:
     input_key: str
@@ -157,43 +327,166 @@ class StoredLabel:
     updated_at: str
 
 
-class Ledger:
-    """One connection shared by the engine's worker threads (writes are serialized by a lock).
+@dataclass(frozen=True)
+class Claim:
+    input_key: str
+    state: str
+    owner: str
+    lease_until: str
 
-    WAL lets a second process read and wait for the write lock (busy_timeout) instead of failing.
-    synchronous=NORMAL: a committed transaction survives a killed process (the OS has it); only a
-    power loss can drop the last few commits, which would merely be paid for again.
+
+class Ledger:
+    """One connection shared by the engine's worker threads (calls are serialized by a lock).
+
+    `Ledger(path)` opens a SQLite file; `Ledger.from_url(url)` any SQLAlchemy URL (sqlite or
+    postgresql; a bare ``postgresql://`` uses psycopg 3). The connection runs in autocommit and
+    every write is an explicit short transaction: ``BEGIN IMMEDIATE`` on SQLite (take the write
+    lock up front, so waiting is busy_timeout's job and never a failed lock upgrade), ``BEGIN``
+    (READ COMMITTED) on PostgreSQL, where the upserts' conflict handling does the arbitration.
+
+    SQLite: WAL lets a second process read and wait for the write lock (busy_timeout) instead of
+    failing. synchronous=NORMAL: a committed transaction survives a killed process (the OS has
+    it); only a power loss can drop the last few commits, which would merely be paid for again.
     """
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 30_000) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        url: str | None = None,
+        busy_timeout_ms: int = 30_000,
+        lease_seconds: float | None = None,
+    ) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("give exactly one of a SQLite path or a url")
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.engine import make_url
+
+        raw_url = sqlite_url(path) if path is not None else str(url)
+        try:
+            parsed = make_url(raw_url)
+        except Exception:
+            raise LedgerError(f"not a database URL: {safe_url(raw_url)}") from None
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self._secrets = [parsed.password] + [
+            str(v) for k, v in parsed.query.items()
+            if k.lower() in ("password", "passwd", "sslpassword")
+        ]
+        self.url = safe_url(parsed.render_as_string(hide_password=False))
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise LedgerError(f"the ledger supports sqlite and postgresql URLs, got {self.url}")
+        self.is_sqlite = self.dialect == "sqlite"
+        self.path: Path | None = None
+        self.lease_seconds = float(lease_seconds) if lease_seconds else _lease_from_env()
+        self.owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        _LIVE_OWNERS.add(self.owner)
+        weakref.finalize(self, _LIVE_OWNERS.discard, self.owner)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False,
-            isolation_level=None,
-        )
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._closed = False
+
+        kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                self.path = Path(parsed.database)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+        else:
+            kwargs["connect_args"] = {"connect_timeout": max(1, busy_timeout_ms // 1000),
+                                      "application_name": "recsys-ledger"}
+        self._engine = create_engine(parsed, **kwargs)
+        if self.is_sqlite:
+            @event.listens_for(self._engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+                cur.close()
+
+        try:
+            self._conn = self._engine.connect()
+            self._create_schema()
+        except Exception as exc:
+            self._engine.dispose()
+            raise LedgerError(
+                f"cannot open the labeling ledger at {self.url}: "
+                f"{_scrub(f'{type(exc).__name__}: {exc}', self._secrets)[:600]}"
+            ) from None
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Ledger:
+        return cls(url=url, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.url!r})"
+
+    __str__ = __repr__
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """One write transaction on the shared connection (caller holds no lock)."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if self._closed:
+                raise LedgerError(f"the ledger {self.url} is closed")
+            self._conn.exec_driver_sql("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
             try:
-                for statement in filter(None, (s.strip() for s in _DDL.split(";"))):
-                    self._conn.execute(statement)
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                self._conn.execute("COMMIT")
+                yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                try:
+                    self._conn.exec_driver_sql("ROLLBACK")
+                except Exception:  # a dead connection: keep the first error
+                    pass
                 raise
+            self._conn.exec_driver_sql("COMMIT")
+
+    def _read(
+        self, sql: str, params: dict[str, Any] | None = None, *, expanding: Sequence[str] = ()
+    ) -> list[Any]:
+        with self._lock:
+            if self._closed:
+                raise LedgerError(f"the ledger {self.url} is closed")
+            return self._conn.execute(_text(sql, expanding), params or {}).fetchall()
+
+    def _create_schema(self) -> None:
+        with self._tx() as conn:
+            if not self.is_sqlite:
+                # Two workers starting at once would race on CREATE TABLE IF NOT EXISTS.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7301594201)")
+            for statement in _ddl(postgres=not self.is_sqlite):
+                conn.exec_driver_sql(statement)
+            conn.execute(
+                _text(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', :v) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+                    "WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)"
+                ),
+                {"v": str(SCHEMA_VERSION)},
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
+        """Hand back this instance's unfinished claims (nobody waits for their lease), close."""
+        if self._closed:
+            return
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    _text("UPDATE claims SET state = 'released', lease_until = :now, "
+                          "updated_at = :now WHERE owner = :owner AND state = 'claimed'"),
+                    {"now": utcnow(), "owner": self.owner},
+                )
+        except Exception:  # a broken connection: the leases will expire on their own
+            pass
         with self._lock:
-            self._conn.close()
+            self._closed = True
+            _LIVE_OWNERS.discard(self.owner)
+            try:
+                self._conn.close()
+            finally:
+                self._engine.dispose()
 
     def __enter__(self) -> Ledger:
         return self
@@ -203,87 +496,173 @@ class Ledger:
 
     # -- writes ------------------------------------------------------------------------------
     def register_fingerprint(self, fp: str, params: dict[str, Any]) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO fingerprints (fingerprint, params, created_at) VALUES (?,?,?)",
-                (fp, json.dumps(params, sort_keys=True, ensure_ascii=False), utcnow()),
+        with self._tx() as conn:
+            conn.execute(
+                _text("INSERT INTO fingerprints (fingerprint, params, created_at) "
+                      "VALUES (:fp, :params, :now) ON CONFLICT (fingerprint) DO NOTHING"),
+                {"fp": fp, "params": json.dumps(params, sort_keys=True, ensure_ascii=False),
+                 "now": utcnow()},
             )
 
     def record(
         self, fp: str, records: Sequence[LedgerRecord], *, model: str, prompt_version: str
     ) -> None:
-        """Commit the results of one finished call at once (one transaction, however many rows)."""
+        """Commit the results of one finished call at once (one transaction, however many rows).
+
+        The same transaction marks the keys' claims `done` (final answers) or `released`
+        (failures), so no peer can claim a key between the answer and the claim update.
+        """
         if not records:
             return
         now = utcnow()
+        records = sorted(records, key=lambda r: r.input_key)  # one lock order for every worker
         rows = [
-            (
-                r.input_key, fp, r.status, r.industry, r.confidence, r.reason, r.raw_response,
-                r.error, r.attempts, r.tokens_in, r.tokens_out, r.cost_usd, r.latency_ms, model,
-                prompt_version, now, now,
-            )
+            {
+                "input_key": r.input_key, "fingerprint": fp, "status": r.status,
+                "industry": r.industry, "confidence": r.confidence, "reason": r.reason,
+                "raw_response": r.raw_response, "error": r.error, "attempts": r.attempts,
+                "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "cost_usd": r.cost_usd,
+                "latency_ms": r.latency_ms, "model": model, "prompt_version": prompt_version,
+                "created_at": now, "updated_at": now,
+            }
             for r in records
         ]
+        done = [{"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
+                for r in records if r.status in FINAL_STATUSES]
+        released = [{"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
+                    for r in records if r.status not in FINAL_STATUSES]
+        with self._tx() as conn:
+            conn.execute(_text(_UPSERT), rows if len(rows) > 1 else rows[0])
+            if done:
+                conn.execute(_text(_CLAIM_DONE), done if len(done) > 1 else done[0])
+            if released:
+                conn.execute(_text(_CLAIM_RELEASE), released if len(released) > 1 else released[0])
+
+    # -- claims ------------------------------------------------------------------------------
+    def claim(self, fp: str, keys: Iterable[str]) -> set[str]:
+        """Claim the keys this worker may pay for now; returns the ones it holds.
+
+        Not returned: keys with a final answer, and keys under a live claim of another worker
+        (their lease not expired and the claimant not a dead process of this host).
+        """
+        keys = sorted(set(keys))
+        if not keys:
+            return set()
+        now, lease_until = utcnow(), _iso_in(self.lease_seconds)
+        base = {"fp": fp, "owner": self.owner, "now": now, "lease_until": lease_until}
+        held = set()
+        with self._tx() as conn:
+            claim = _text(_CLAIM)
+            for k in keys:  # one statement per key: its rowcount says whether the claim took
+                if conn.execute(claim, {**base, "k": k}).rowcount == 1:
+                    held.add(k)
+            others = [k for k in keys if k not in held]
+            if others:
+                holders = self._holders(conn, fp, others)
+                dead = [c for c in holders if c.state == "claimed" and _owner_is_dead_here(c.owner)]
+                for c in dead:
+                    got = conn.execute(_text(_STEAL), {**base, "k": c.input_key, "dead": c.owner})
+                    if got.rowcount == 1:
+                        held.add(c.input_key)
+        return held
+
+    def renew(self, fp: str, keys: Iterable[str]) -> None:
+        """Push this worker's lease on the keys forward (a long run of retries)."""
+        keys = sorted(set(keys))
+        if not keys:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                _text("UPDATE claims SET lease_until = :lease_until, updated_at = :now "
+                      "WHERE fingerprint = :fp AND owner = :owner AND state = 'claimed' "
+                      "AND input_key IN :keys", ("keys",)),
+                {"fp": fp, "owner": self.owner, "now": utcnow(),
+                 "lease_until": _iso_in(self.lease_seconds), "keys": keys},
+            )
+
+    def release(self, fp: str, keys: Iterable[str]) -> None:
+        """Hand back claims this worker will not answer (stopped or aborted before the call)."""
+        keys = sorted(set(keys))
+        if not keys:
+            return
+        now = utcnow()
+        with self._tx() as conn:
+            conn.execute(_text(_CLAIM_RELEASE), [{"k": k, "fp": fp, "owner": self.owner, "now": now}
+                                                 for k in keys])
+
+    def claims(self, fp: str, keys: Iterable[str]) -> dict[str, Claim]:
+        keys = sorted(set(keys))
+        found: dict[str, Claim] = {}
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(_UPSERT, rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            for start in range(0, len(keys), 500):
+                for c in self._holders(self._conn, fp, keys[start : start + 500]):
+                    found[c.input_key] = c
+        return found
+
+    @staticmethod
+    def _holders(conn: Any, fp: str, keys: list[str]) -> list[Claim]:
+        rows = conn.execute(
+            _text("SELECT input_key, state, owner, lease_until FROM claims "
+                  "WHERE fingerprint = :fp AND input_key IN :keys", ("keys",)),
+            {"fp": fp, "keys": keys},
+        ).fetchall()
+        return [Claim(*r) for r in rows]
 
     # -- reads -------------------------------------------------------------------------------
     def lookup(self, fp: str, keys: Iterable[str]) -> dict[str, StoredLabel]:
         keys = list(dict.fromkeys(keys))
         found: dict[str, StoredLabel] = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" for _ in chunk)
-                cur = self._conn.execute(
-                    "SELECT input_key, status, industry, confidence, updated_at FROM labels "
-                    f"WHERE fingerprint = ? AND input_key IN ({marks})",
-                    (fp, *chunk),
-                )
-                for row in cur:
-                    found[row[0]] = StoredLabel(*row)
+        for start in range(0, len(keys), 500):
+            rows = self._read(
+                "SELECT input_key, status, industry, confidence, updated_at FROM labels "
+                "WHERE fingerprint = :fp AND input_key IN :keys",
+                {"fp": fp, "keys": keys[start : start + 500]}, expanding=("keys",),
+            )
+            for row in rows:
+                found[row[0]] = StoredLabel(*row)
         return found
 
     def count(self, *, fingerprint: str | None = None, status: str | None = None) -> int:
         where, params = _where(fingerprint=fingerprint, status=status)
-        with self._lock:
-            return int(self._conn.execute(f"SELECT count(*) FROM labels {where}", params).fetchone()[0])
+        return int(self._read(f"SELECT count(*) FROM labels {where}", params)[0][0])
 
     def integrity_check(self) -> str:
-        with self._lock:
-            return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+        """SQLite's PRAGMA integrity_check; PostgreSQL checks its own pages: 'ok' if reachable."""
+        if self.is_sqlite:
+            return str(self._read("PRAGMA integrity_check")[0][0])
+        self._read("SELECT 1")
+        return "ok"
 
     def stats(self) -> dict[str, Any]:
         """Rows, tokens and cost by fingerprint and status (what `recsys ledger stats` prints)."""
-        with self._lock:
-            cur = self._conn.execute(
-                "SELECT l.fingerprint, l.status, count(*), sum(l.tokens_in), sum(l.tokens_out), "
-                "sum(l.cost_usd), sum(l.attempts), min(l.created_at), max(l.updated_at), "
-                "f.params FROM labels l LEFT JOIN fingerprints f USING (fingerprint) "
-                "GROUP BY l.fingerprint, l.status ORDER BY l.fingerprint, l.status"
-            )
-            groups = [
-                {
-                    "fingerprint": r[0], "status": r[1], "rows": r[2], "tokens_in": r[3] or 0,
-                    "tokens_out": r[4] or 0, "cost_usd": round(r[5] or 0.0, 6),
-                    "attempts": r[6] or 0, "first": r[7], "last": r[8],
-                    "params": json.loads(r[9]) if r[9] else {},
-                }
-                for r in cur
-            ]
+        rows = self._read(
+            "SELECT l.fingerprint, l.status, count(*), sum(l.tokens_in), sum(l.tokens_out), "
+            "sum(l.cost_usd), sum(l.attempts), min(l.created_at), max(l.updated_at), "
+            "f.params FROM labels l LEFT JOIN fingerprints f ON f.fingerprint = l.fingerprint "
+            "GROUP BY l.fingerprint, l.status, f.params ORDER BY l.fingerprint, l.status"
+        )
+        groups = [
+            {
+                "fingerprint": r[0], "status": r[1], "rows": int(r[2]),
+                "tokens_in": int(r[3] or 0), "tokens_out": int(r[4] or 0),
+                "cost_usd": round(float(r[5] or 0.0), 6), "attempts": int(r[6] or 0),
+                "first": r[7], "last": r[8], "params": json.loads(r[9]) if r[9] else {},
+            }
+            for r in rows
+        ]
+        live = self._read(
+            "SELECT count(*) FROM claims WHERE state = 'claimed' AND lease_until >= :now",
+            {"now": utcnow()},
+        )[0][0]
         by_status = {s: 0 for s in STATUSES}
         for g in groups:
             by_status[g["status"]] = by_status.get(g["status"], 0) + g["rows"]
         return {
-            "path": str(self.path),
+            "path": str(self.path) if self.path is not None else self.url,
+            "url": self.url,
             "rows": sum(by_status.values()),
             "by_status": by_status,
+            "in_progress": int(live),
             "tokens_in": sum(g["tokens_in"] for g in groups),
             "tokens_out": sum(g["tokens_out"] for g in groups),
             "cost_usd": round(sum(g["cost_usd"] for g in groups), 6),
@@ -294,11 +673,10 @@ class Ledger:
         self, *, fingerprint: str | None = None, status: str | None = None
     ) -> Iterator[dict[str, Any]]:
         where, params = _where(fingerprint=fingerprint, status=status)
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM labels {where} ORDER BY created_at, input_key",
-                params,
-            ).fetchall()
+        rows = self._read(
+            f"SELECT {', '.join(_COLUMNS)} FROM labels {where} ORDER BY created_at, input_key",
+            params,
+        )
         for row in rows:
             yield dict(zip(_COLUMNS, row, strict=True))
 
@@ -307,20 +685,20 @@ class Ledger:
     ) -> int:
         """Write the ledger (optionally filtered) to CSV or Parquet by suffix; returns the row count."""
         path = Path(path)
-        rows = list(self.iter_rows(fingerprint=fingerprint, status=status))
         suffix = path.suffix.lower()
+        if suffix not in (".parquet", ".csv"):
+            raise ValueError(f"export path must end in .csv or .parquet, got {path.name!r}")
+        rows = list(self.iter_rows(fingerprint=fingerprint, status=status))
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".parquet":
             import pandas as pd
 
             pd.DataFrame(rows, columns=list(_COLUMNS)).to_parquet(path, index=False)
-        elif suffix == ".csv":
+        else:
             with path.open("w", newline="", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(_COLUMNS))
                 writer.writeheader()
                 writer.writerows(rows)
-        else:
-            raise ValueError(f"export path must end in .csv or .parquet, got {path.name!r}")
         return len(rows)
 
     def prune(
@@ -331,38 +709,68 @@ class Ledger:
         status: str | None = None,
         dry_run: bool = True,
     ) -> int:
-        """Delete matching rows (or only count them when dry_run). Refuses an unfiltered prune."""
+        """Delete matching rows (or only count them when dry_run). Refuses an unfiltered prune.
+
+        The rows' `done` claims go too, so a pruned key can be labeled again.
+        """
         if fingerprint is None and older_than is None and status is None:
             raise ValueError("prune needs at least one of fingerprint, older_than, status")
         cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="milliseconds") if older_than else None
         where, params = _where(fingerprint=fingerprint, status=status, updated_before=cutoff)
-        with self._lock:
-            n = int(self._conn.execute(f"SELECT count(*) FROM labels {where}", params).fetchone()[0])
-            if not dry_run and n:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.execute(f"DELETE FROM labels {where}", params)
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
+        if dry_run:
+            return int(self._read(f"SELECT count(*) FROM labels {where}", params)[0][0])
+        inner, _ = _where(fingerprint=fingerprint, status=status, updated_before=cutoff, alias="l")
+        with self._tx() as conn:
+            n = int(conn.execute(_text(f"SELECT count(*) FROM labels {where}"), params).scalar())
+            if n:
+                conn.execute(
+                    _text(
+                        "DELETE FROM claims WHERE state = 'done' AND EXISTS (SELECT 1 FROM labels l "
+                        f"{inner} {'AND' if inner else 'WHERE'} l.input_key = claims.input_key "
+                        "AND l.fingerprint = claims.fingerprint)"
+                    ),
+                    params,
+                )
+                conn.execute(_text(f"DELETE FROM labels {where}"), params)
         return n
 
 
+_STATEMENTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _text(sql: str, expanding: Sequence[str] = ()):
+    """A parameterized statement, built once (so SQLAlchemy's compiled cache applies)."""
+    key = (sql, tuple(expanding))
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        from sqlalchemy import bindparam, text
+
+        stmt = text(sql)
+        if expanding:
+            stmt = stmt.bindparams(*(bindparam(name, expanding=True) for name in expanding))
+        _STATEMENTS[key] = stmt
+    return stmt
+
+
 def _where(
-    *, fingerprint: str | None = None, status: str | None = None, updated_before: str | None = None
-) -> tuple[str, tuple[Any, ...]]:
+    *,
+    fingerprint: str | None = None,
+    status: str | None = None,
+    updated_before: str | None = None,
+    alias: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    col = f"{alias}." if alias else ""
     clauses: list[str] = []
-    params: list[Any] = []
+    params: dict[str, Any] = {}
     if fingerprint is not None:
-        clauses.append("fingerprint = ?")
-        params.append(fingerprint)
+        clauses.append(f"{col}fingerprint = :w_fp")
+        params["w_fp"] = fingerprint
     if status is not None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        clauses.append("status = ?")
-        params.append(status)
+        clauses.append(f"{col}status = :w_status")
+        params["w_status"] = status
     if updated_before is not None:
-        clauses.append("updated_at < ?")
-        params.append(updated_before)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(params)
+        clauses.append(f"{col}updated_at < :w_before")
+        params["w_before"] = updated_before
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -212,7 +212,7 @@ def _label_with_llm(
     progress, stop_event, llm_options, engine_config,
 ) -> None:
     from recsys_assets.labeling.engine import Engine, EngineConfig, PendingRow
-    from recsys_assets.labeling.ledger import Ledger, input_key
+    from recsys_assets.labeling.ledger import Ledger, input_key, ledger_url
     from recsys_assets.labeling.llm import LLMLabeler, LLMOptions, price_per_1m
 
     cfg = engine_config or EngineConfig.from_env()
@@ -237,7 +237,7 @@ def _label_with_llm(
     for i, k in zip(rows, keys, strict=True):
         first_row.setdefault(k, i)
 
-    ledger = Ledger(settings.ledger_path)
+    ledger = Ledger.from_url(ledger_url(settings))
     try:
         ledger.register_fingerprint(fp, params)
         before = ledger.lookup(fp, first_row)
@@ -284,7 +284,7 @@ def _label_with_llm(
         confidence[i] = float(rec.confidence) if ok and rec.confidence is not None else 0.0
         flagged[i] = not ok
         labeled_at[i] = pd.Timestamp(rec.updated_at)
-        if k in reused_keys:
+        if k in reused_keys or k in stats.peer_keys:  # peers' answers were not paid by this run
             report.reused_from_ledger += 1
         else:
             report.labeled_this_run += 1
