@@ -66,3 +66,40 @@ def test_sensor_watches_then_runs_on_change(recsys_home, tmp_path, monkeypatch):
     result, new_cursor = tick(cursor)
     [request] = result.run_requests
     assert new_cursor != cursor and request.run_key == f"restaurants-{new_cursor}"
+
+
+def test_data_errors_fail_fast_without_retries(recsys_home):
+    """restaurant_industry has an LLM RetryPolicy, but a missing table is not worth a retry."""
+    from recsys_assets.config import load_settings
+
+    defs = build_defs(load_settings())
+    result = defs.resolve_job_def("rebuild_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey("restaurant_industry")],
+        raise_on_error=False,
+    )
+    assert not result.success
+    types = [e.event_type_value for e in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in types and types.count("STEP_FAILURE") == 1
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "not retried" in failure.event_specific_data.error.message
+
+
+def test_transient_errors_are_retried(recsys_home, monkeypatch):
+    """A locked or unreachable store is retried by the policy (shortened here)."""
+    import duckdb
+
+    from recsys_assets.orchestration import retries
+
+    calls = []
+
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
+    @retries.fail_fast_unless()
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise duckdb.IOException("Could not set lock on file: Conflicting lock is held")
+        return 1
+
+    result = dg.materialize([flaky], instance=dg.DagsterInstance.ephemeral())
+    assert result.success and len(calls) == 3

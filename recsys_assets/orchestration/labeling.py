@@ -6,11 +6,15 @@ holds the DuckDB write lock; the checkpoint ledger, not Dagster, makes reruns fr
 
 
 import dagster as dg
+import pandas as pd
 
 from recsys_assets import taxonomy
+from recsys_assets.labeling.service import LabelingAborted
 from recsys_assets.orchestration.metadata import distribution, preview, row_count
 from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
-from recsys_assets.warehouse.tables import transaction
+from recsys_assets.orchestration.retries import backoff_policy, retry_only_on
+from recsys_assets.warehouse import labels as labels_sql
+from recsys_assets.warehouse.labels import N_SHARDS
 
 GROUP = "labeling"
 
@@ -19,30 +23,16 @@ GROUP = "labeling"
 # Why a labeling run may stop early; only a tripped circuit breaker is worth retrying later.
 TRANSIENT_ABORTS = {"circuit_open"}
 
-LLM_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+LLM_RETRY_POLICY = backoff_policy(max_retries=3, delay=30)
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"duckdb", "openai", "python"},
-    owners=["team:recsys"],
-    deps=["restaurants"],
-    retry_policy=LLM_RETRY_POLICY,
-    pool="llm",
-    description="One industry per restaurant (offline lexicon, LLM or cascade), checkpointed in the ledger.",
-)
-def restaurant_industry(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    from recsys_assets.labeling.service import LabelingAborted, label_frame
+SHARDS = dg.StaticPartitionsDefinition([str(i) for i in range(N_SHARDS)])
 
-    settings = recsys.settings()
-    with warehouse.get_connection() as con:
-        frame = con.execute(
-            "SELECT restaurant_id, name, menu, description FROM restaurants ORDER BY restaurant_id"
-        ).df()
+
+def _label(context: dg.AssetExecutionContext, frame: pd.DataFrame, settings):
+    """Run the labeling engine; decide what Dagster should do when it stops early."""
+    from recsys_assets.labeling.service import label_frame
+
     try:
         labels, report = label_frame(frame, settings=settings, progress=False)
     except LabelingAborted as exc:
@@ -55,26 +45,82 @@ def restaurant_industry(
             description=f"labeling stopped with {report.remaining} rows remaining; "
             "re-execute to resume (finished rows are in the ledger and cost nothing again)"
         )
-    columns = ["restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged"]
-    with warehouse.get_connection() as con:
-        con.register("labels_df", labels[columns])
-        with transaction(con):
-            con.execute(
-                "CREATE OR REPLACE TABLE restaurant_industry AS "
-                "SELECT restaurant_id, industry, CAST(confidence AS DOUBLE) AS confidence, source, "
-                "CAST(labeled_at AS TIMESTAMP) AS labeled_at, CAST(flagged AS BOOLEAN) AS flagged "
-                "FROM labels_df ORDER BY restaurant_id"
-            )
-        con.unregister("labels_df")
-        total = row_count(con, "restaurant_industry")
-        sample = preview(con, "restaurant_industry", "restaurant_id", n=5)
-    context.log.info(f"labeled {total} restaurants with {report.labeler}")
+    context.log.info(
+        f"{report.labeler}: {report.labeled_this_run} labeled, {report.reused_from_ledger} from the ledger, "
+        f"{report.llm_calls} LLM calls, ~${report.estimated_cost_usd:.4f}"
+    )
+    return labels, report
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "openai", "python"},
+    owners=["team:recsys"],
+    deps=["restaurants"],
+    partitions_def=SHARDS,
+    retry_policy=LLM_RETRY_POLICY,
+    description=f"Labels of one of {N_SHARDS} hash shards of the restaurants. Backfill the shards to "
+    "label a large base in parallel runs; each shard is idempotent, and `restaurant_industry` "
+    "assembles the current ones without labeling them again.",
+)
+def restaurant_industry_shard(
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    shard = int(context.partition_key)
+    with retry_only_on(LabelingAborted):
+        with warehouse.get_connection() as con:
+            inputs = labels_sql.restaurants_to_label(con, shard)
+        labels, report = _label(context, inputs, recsys.settings())
+        with warehouse.get_connection() as con:
+            rows = labels_sql.write_shard(con, shard, inputs, labels)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "shard": shard,
+            "label_distribution": distribution(report.label_distribution),
+            **report.as_metadata(),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "openai", "python"},
+    owners=["team:recsys"],
+    deps=["restaurants", restaurant_industry_shard],
+    retry_policy=LLM_RETRY_POLICY,
+    pool="llm",
+    description="One industry per restaurant (offline lexicon, LLM or cascade), checkpointed in the "
+    "ledger; shard labels that are still current are reused, the rest is labeled here.",
+)
+def restaurant_industry(
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    settings = recsys.settings()
+    with retry_only_on(LabelingAborted):
+        with warehouse.get_connection() as con:
+            inputs = labels_sql.restaurants_to_label(con)
+            from_shards = labels_sql.current_shard_labels(con)
+        todo = inputs[~inputs["restaurant_id"].isin(from_shards["restaurant_id"])]
+        parts = [from_shards] if len(from_shards) else []
+        report = None
+        if len(todo):
+            labels, report = _label(context, todo.reset_index(drop=True), settings)
+            parts.append(labels)
+        combined = pd.concat(parts, ignore_index=True) if parts else from_shards
+        with warehouse.get_connection() as con:
+            labels_sql.write_restaurant_industry(con, combined)
+            total = row_count(con, "restaurant_industry")
+            sample = preview(con, "restaurant_industry", "restaurant_id", n=5)
+    counts = combined["industry"].value_counts().to_dict()
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,
-            "label_distribution": distribution(report.label_distribution),
+            "reused_from_shards": len(from_shards),
+            "labeled_here": len(todo),
+            "label_distribution": distribution({str(k): int(v) for k, v in counts.items()}),
             "preview": sample,
-            **report.as_metadata(),
+            **(report.as_metadata() if report is not None else {"labeler": settings.resolved_labeler()}),
         }
     )
 
@@ -109,5 +155,5 @@ def every_restaurant_labeled(warehouse: WarehouseResource) -> dg.AssetCheckResul
     )
 
 
-assets = [restaurant_industry]
+assets = [restaurant_industry_shard, restaurant_industry]
 asset_checks = [labels_within_taxonomy, every_restaurant_labeled]

@@ -16,18 +16,28 @@ from recsys_assets.config import load_settings
 DEFAULT_CRON = "0 5 * * 1"  # Monday 05:00
 DEFAULT_TIMEZONE = "Asia/Seoul"
 
+# Shard partitions are for parallel backfills (labeling_shards_job); a rebuild labels in one step.
+_SHARDS = dg.AssetSelection.assets("restaurant_industry_shard")
+
 rebuild_job = dg.define_asset_job(
     "rebuild_job",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - _SHARDS,
     description="Rebuild every asset: ingest, labeling, warehouse tables, ranking.",
 )
 
 # New or changed restaurants: ingest them, label them, and refresh only what depends on them.
 labeling_job = dg.define_asset_job(
     "labeling_job",
-    selection=dg.AssetSelection.assets("restaurants").downstream(),
+    selection=dg.AssetSelection.assets("restaurants").downstream() - _SHARDS,
     description="Ingest restaurants, label new or changed ones (the ledger skips the rest) and "
     "rebuild what depends on the labels.",
+)
+
+labeling_shards_job = dg.define_asset_job(
+    "labeling_shards_job",
+    selection=_SHARDS,
+    description="Label the restaurants shard by shard: backfill all partitions to run them in "
+    "parallel, then materialize restaurant_industry to assemble them.",
 )
 
 rebuild_schedule = dg.ScheduleDefinition(
@@ -119,6 +129,6 @@ def failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     context.log.info(f"recorded alert for run {alert.run_id} ({alert.step_key})")
 
 
-jobs = [rebuild_job, labeling_job]
+jobs = [rebuild_job, labeling_job, labeling_shards_job]
 schedules = [rebuild_schedule]
 sensors = [new_restaurants_sensor, failure_alert_sensor]

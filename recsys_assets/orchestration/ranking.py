@@ -15,6 +15,7 @@ import pandas as pd
 from recsys_assets.alerts import MODEL_QUALITY, Alert, alert_store
 from recsys_assets.orchestration.metadata import markdown_table, row_count
 from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
+from recsys_assets.orchestration.retries import backoff_policy, fail_fast_unless
 from recsys_assets.sources import ground_truth_dir
 from recsys_assets.warehouse.tables import transaction
 
@@ -24,9 +25,13 @@ METRICS = ("ndcg_at_10", "recall_at_10", "recall_at_20", "map_at_10", "hit_rate_
 
 # MLflow's store or registry can be briefly unavailable (a locked sqlite file, a restarting
 # server); a later try usually works. Data and validation errors are not retried (dg.Failure).
-MLFLOW_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+MLFLOW_RETRY_POLICY = backoff_policy(max_retries=2, delay=15)
+
+
+def _mlflow_errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException,)
 
 
 # The weekly rebuild refreshes what is served. Past a week and a day, someone should look: the
@@ -124,6 +129,7 @@ def ranking_dataset(warehouse: WarehouseResource) -> dg.MaterializeResult:
     description="LightGBM lambdarank trained with early stopping, logged to MLflow (params, metrics, "
     "plots, a pyfunc model) and registered as the `challenger`.",
 )
+@fail_fast_unless(*_mlflow_errors())
 def ranker_model(
     context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -164,6 +170,7 @@ def ranker_model(
     description="The registered challenger re-scored on the cold-start holdout against industry "
     "popularity, global popularity and (on generated data) the oracle; per-industry breakdown.",
 )
+@fail_fast_unless(*_mlflow_errors())
 def ranker_evaluation(
     context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -221,6 +228,7 @@ def ranker_evaluation(
     "holdout, it beats the re-scored champion by the margin, beats industry popularity and meets "
     "the floor; the old champion keeps `previous` for rollback.",
 )
+@fail_fast_unless(*_mlflow_errors())
 def champion_model(
     context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -290,6 +298,7 @@ def champion_model(
     description=f"Top-{RECOMMENDATIONS_K} products per restaurant from the champion, in DuckDB "
     "`recommendations` and exports/recommendations.parquet (readers never need the warehouse lock).",
 )
+@fail_fast_unless(*_mlflow_errors())
 def recommendations(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     from recsys_assets.ranking.recommend import NoChampionError, recommend_for_restaurants
 

@@ -6,6 +6,7 @@ format: readable, version-tolerant, and loadable without pickle.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -71,6 +72,80 @@ def _group_sizes(frame: pd.DataFrame) -> np.ndarray:
     return frame.groupby("restaurant_id", sort=False).size().to_numpy()
 
 
+def _passive_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning (unless the environment says otherwise).
+
+    With the default (active) wait policy, LightGBM's threads busy-wait between parallel regions;
+    on a shared 2-core machine that starves everything else and made training ~8x slower here
+    (small scale: 37 s vs 4.2 s for identical models). Must run before lightgbm (libgomp) loads.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@dataclass
+class _SplitMatrix:
+    x: pd.DataFrame  # the FEATURES as one float64 block (a view of a C-contiguous array)
+    label: np.ndarray
+    group: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.label)
+
+
+# Rows fetched from DuckDB per batch while filling the feature matrix.
+_FETCH_ROWS = 1_000_000
+# Most queries (restaurants with at least one positive) LightGBM sees per split. The small and
+# medium samples stay below these, so they train on every query; at the large scale (~108k train
+# queries, 11.7M candidate rows) lambdarank took well over 7 minutes on 2 cores, while a fixed
+# pseudo-random subset of this size trains in a fraction of that (see benchmarks/REPORT.md).
+MAX_QUERIES = {"train": 12_000, "valid": 4_000}
+
+
+def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: list[str],
+                          max_queries: int | None = None) -> _SplitMatrix:
+    """Candidate rows of `split` for LightGBM, streamed from DuckDB into one preallocated matrix.
+
+    Same rows, order and values as `load_split` + `_drop_queries_without_positives` + a float64
+    cast, but at the large scale that path held several whole-table pandas copies at once (the
+    peak of the rebuild); here the query filter runs in SQL and only the float64 matrix, the labels
+    and the group sizes are ever in memory.
+    """
+    # Which queries: every one with a positive, or a subset fixed by md5(restaurant_id) (the
+    # same restaurants on every run, independent of row order) when there are more than allowed.
+    limit = "" if max_queries is None else "ORDER BY md5(restaurant_id), restaurant_id LIMIT $n"
+    keep = f"""
+        FROM rk_candidates
+        WHERE split = $s AND restaurant_id IN (
+            SELECT restaurant_id FROM rk_candidates WHERE split = $s
+            GROUP BY restaurant_id HAVING max(label) > 0 {limit})
+    """
+    params = {"s": split} if max_queries is None else {"s": split, "n": int(max_queries)}
+    groups = con.execute(
+        f"SELECT count(*) AS n {keep} GROUP BY restaurant_id ORDER BY restaurant_id", params
+    ).fetchnumpy()["n"]
+    group = np.asarray(groups, dtype=np.int64)
+    n = int(group.sum())
+    x = np.empty((n, len(features)), dtype=np.float64)
+    label = np.empty(n, dtype=np.int64)
+    cols = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in features)
+    # con.sql streams record batches (a DB-API result would materialise every row first).
+    reader = con.sql(
+        f"SELECT {cols}, label {keep} ORDER BY restaurant_id, product_id", params=params
+    ).to_arrow_reader(_FETCH_ROWS)
+    at = 0
+    for batch in reader:
+        m = batch.num_rows
+        for j, c in enumerate(features):
+            # Float columns: a NULL becomes NaN, as the pandas float64 cast did.
+            x[at:at + m, j] = batch.column(c).to_numpy(zero_copy_only=False)
+        label[at:at + m] = batch.column("label").to_numpy(zero_copy_only=False)
+        at += m
+    if at != n:
+        raise RuntimeError(f"rk_candidates changed while loading split {split!r}: {at} rows, expected {n}")
+    return _SplitMatrix(pd.DataFrame(x, columns=features, copy=False), label, group)
+
+
 def train_ranker(
     con: duckdb.DuckDBPyConnection,
     dataset: RankingDataset | None = None,
@@ -80,30 +155,37 @@ def train_ranker(
 
     Queries without any positive are dropped from both: they carry no ranking signal and LightGBM
     would score them as perfect. Labels are the 0..4 quantity grades (< 31 as LightGBM requires).
+    Above `MAX_QUERIES` per split, a fixed md5-chosen subset of the queries is used.
     """
+    _passive_openmp()
     import lightgbm as lgb
 
     p = {**DEFAULT_PARAMS, **(params or {})}
     rounds = int(p.pop("num_boost_round"))
     stop = int(p.pop("early_stopping_rounds"))
-    train = _drop_queries_without_positives(load_split(con, "train"))
-    valid = _drop_queries_without_positives(load_split(con, "valid"))
-    if train.empty:
-        raise ValueError("no training query has a positive: cannot train a ranker")
     features = list(FEATURES)
     cats = [c for c in CATEGORICAL_FEATURES if c in features]
 
-    def mk(frame, reference=None):
-        return lgb.Dataset(
-            frame[features].astype("float64"), label=frame["label"].astype(int).to_numpy(),
-            group=_group_sizes(frame), feature_name=features, categorical_feature=cats,
-            reference=reference, free_raw_data=False,
-        )
+    def mk(split: str, reference=None):
+        """(binned Dataset, rows, queries): the float matrix is dropped once LightGBM has binned it."""
+        m = _load_training_matrix(con, split, features, MAX_QUERIES.get(split))
+        if m.rows == 0:
+            return None, 0, 0
+        # The Dataset gets the training params up front (what lgb.train would give it) so that
+        # constructing it here bins exactly as training would.
+        ds = lgb.Dataset(
+            m.x, label=m.label, group=m.group, feature_name=features, categorical_feature=cats,
+            reference=reference, params=dict(p), free_raw_data=True,
+        ).construct()
+        return ds, m.rows, len(m.group)
 
-    dtrain = mk(train)
+    dtrain, train_rows, train_queries = mk("train")
+    if dtrain is None:
+        raise ValueError("no training query has a positive: cannot train a ranker")
+    dvalid, valid_rows, valid_queries = mk("valid", dtrain)
     valid_sets, callbacks = [dtrain], []
-    if not valid.empty:
-        valid_sets = [mk(valid, dtrain)]
+    if dvalid is not None:
+        valid_sets = [dvalid]
         callbacks.append(lgb.early_stopping(stop, first_metric_only=True, verbose=False))
     t0 = time.perf_counter()
     booster = lgb.train(p, dtrain, num_boost_round=rounds, valid_sets=valid_sets,
@@ -111,10 +193,10 @@ def train_ranker(
     elapsed = time.perf_counter() - t0
     best = booster.best_iteration or booster.current_iteration()
     counts = {
-        "train_queries": int(train["restaurant_id"].nunique()),
-        "train_rows": len(train),
-        "valid_queries": int(valid["restaurant_id"].nunique()) if not valid.empty else 0,
-        "valid_rows": len(valid),
+        "train_queries": train_queries,
+        "train_rows": train_rows,
+        "valid_queries": valid_queries,
+        "valid_rows": valid_rows,
     }
     return TrainedRanker(booster, features, {**p, "num_boost_round": rounds,
                                              "early_stopping_rounds": stop}, best, elapsed, counts)
