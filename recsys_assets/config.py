@@ -54,6 +54,11 @@ class Settings:
         return self.home / "warehouse.duckdb"
 
     @property
+    def warehouse_database(self) -> str:
+        """What DuckDB opens: RECSYS_WAREHOUSE_DB (e.g. a MotherDuck `md:` database) or the file."""
+        return _env("RECSYS_WAREHOUSE_DB") or str(self.warehouse_path)
+
+    @property
     def ledger_path(self) -> Path:
         return self.home / "labeling_ledger.sqlite"
 

@@ -24,7 +24,7 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
     import duckdb
 
     console = Console()
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    con = duckdb.connect(settings.warehouse_database, read_only=True)
     try:
         existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         rows = Table(title="Warehouse tables")
@@ -64,7 +64,7 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
         con.close()
 
     console.print(f"[bold]Files[/bold] (RECSYS_HOME={settings.home})")
-    console.print(f"  warehouse     {settings.warehouse_path}")
+    console.print(f"  warehouse     {settings.warehouse_database}")
     from recsys_assets.labeling.ledger import ledger_url, safe_url
 
     console.print(f"  label ledger  {safe_url(ledger_url(settings))}")

@@ -45,8 +45,8 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self.database != ":memory:":
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.database != ":memory:" and ":" not in self.database.split("/")[0]:
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)  # a local file
         with super().get_connection() as conn:
             try:
                 yield conn
@@ -59,7 +59,7 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
     return {
         "recsys": RecsysConfig(home=str(settings.home)),
         "warehouse": WarehouseResource(
-            database=str(settings.warehouse_path),
+            database=settings.warehouse_database,
             connection_config={
                 "memory_limit": settings.duckdb_memory_limit,
                 "threads": settings.duckdb_threads,
