@@ -24,7 +24,8 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value.strip()
 
 
-def _int_env(name: str, default: int) -> int:
+def env_int(name: str, default: int | None) -> int | None:
+    """An integer setting; a malformed value is a ConfigError naming the variable."""
     raw = _env(name)
     if raw is None:
         return default
@@ -32,6 +33,16 @@ def _int_env(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -128,12 +139,12 @@ def _from_env() -> Settings:
         home=home,
         data_dir=Path(data_dir_raw).expanduser().resolve() if data_dir_raw else None,
         sample_scale=scale,
-        seed=_int_env("RECSYS_SEED", 42),
+        seed=env_int("RECSYS_SEED", 42),
         labeler=labeler,
         llm_model=_env("RECSYS_LLM_MODEL", "gpt-4o-mini") or "gpt-4o-mini",
         openai_base_url=_env("OPENAI_BASE_URL"),
         has_openai_key=bool(_env("OPENAI_API_KEY")),
         duckdb_memory_limit=_env("RECSYS_DUCKDB_MEMORY_LIMIT", "4GB") or "4GB",
-        duckdb_threads=_int_env("RECSYS_DUCKDB_THREADS", os.cpu_count() or 2),
+        duckdb_threads=env_int("RECSYS_DUCKDB_THREADS", os.cpu_count() or 2),
         ledger_url=_env("RECSYS_LEDGER_URL"),
     )

@@ -12,7 +12,6 @@ claim ends), so no key is paid for by two workers.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -22,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from recsys_assets import taxonomy
+from recsys_assets.config import env_float, env_int
 from recsys_assets.labeling.ledger import FINAL_STATUSES, Ledger, LedgerRecord, utcnow
 from recsys_assets.labeling.llm import (
     CallFailedError,
@@ -38,26 +38,6 @@ from recsys_assets.labeling.llm import (
 )
 
 
-def _env_int(name: str, default: int | None) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     max_concurrency: int = 8
@@ -72,14 +52,14 @@ class EngineConfig:
     @classmethod
     def from_env(cls, **overrides: object) -> EngineConfig:
         values: dict[str, object] = dict(
-            max_concurrency=_env_int("RECSYS_LLM_MAX_CONCURRENCY", 8),
-            rpm=_env_int("RECSYS_LLM_RPM", None),
-            tpm=_env_int("RECSYS_LLM_TPM", None),
-            items_per_call=_env_int("RECSYS_LLM_ITEMS_PER_CALL", 1),
-            max_attempts=_env_int("RECSYS_LLM_MAX_ATTEMPTS", 6),
-            backoff_base_s=_env_float("RECSYS_LLM_BACKOFF_BASE", 0.5),
-            backoff_max_s=_env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
-            breaker_threshold=_env_int("RECSYS_LLM_BREAKER", 20),
+            max_concurrency=env_int("RECSYS_LLM_MAX_CONCURRENCY", 8),
+            rpm=env_int("RECSYS_LLM_RPM", None),
+            tpm=env_int("RECSYS_LLM_TPM", None),
+            items_per_call=env_int("RECSYS_LLM_ITEMS_PER_CALL", 1),
+            max_attempts=env_int("RECSYS_LLM_MAX_ATTEMPTS", 6),
+            backoff_base_s=env_float("RECSYS_LLM_BACKOFF_BASE", 0.5),
+            backoff_max_s=env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
+            breaker_threshold=env_int("RECSYS_LLM_BREAKER", 20),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(**values)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from recsys_assets.config import Settings, load_settings
+from recsys_assets.config import Settings, env_float, load_settings
 
 EXPERIMENT_NAME = "recsys-industry-ranker"
 MODEL_NAME = "industry-product-ranker"
@@ -50,22 +50,12 @@ class GateDecision:
         return asdict(self)
 
 
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-
-
 def promotion_margin() -> float:
-    return _float_env("RECSYS_PROMOTION_MARGIN", DEFAULT_PROMOTION_MARGIN)
+    return env_float("RECSYS_PROMOTION_MARGIN", DEFAULT_PROMOTION_MARGIN)
 
 
 def ndcg_floor() -> float:
-    return _float_env("RECSYS_NDCG_FLOOR", DEFAULT_NDCG_FLOOR)
+    return env_float("RECSYS_NDCG_FLOOR", DEFAULT_NDCG_FLOOR)
 
 
 def configure_mlflow(settings: Settings | None = None):
