@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", choices=["offline", "truth"], default="offline")
     ap.add_argument("--no-mlflow", action="store_true")
     ap.add_argument("--work-dir", default=None, help="cache dir for samples (default: a temp dir)")
+    ap.add_argument("--report-json", default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     from recsys_assets.ranking.evaluate import format_report
 
@@ -172,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
                      f"{b['global_popularity']['ndcg_at_10']:.4f} / "
                      f"{b.get('oracle', {}).get('ndcg_at_10', float('nan')):.4f}")
         print(" | ".join(cells))
+    if args.report_json:
+        import json
+
+        Path(args.report_json).write_text(json.dumps(
+            [{**{k: v for k, v in r.items() if k != "eval"},
+              "metrics": r["eval"].metrics, "baselines": r["eval"].baselines} for r in results],
+            indent=2, default=float))
     return 0
 
 

@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from recsys_assets.ranking.dataset import CATEGORICAL_FEATURES, FEATURES, RankingDataset, load_split
+from recsys_assets.ranking.dataset import CATEGORICAL_FEATURES, FEATURES, RankingDataset
 
 DEFAULT_PARAMS: dict = {
     "objective": "lambdarank",
@@ -62,16 +62,6 @@ def score_frame(booster, frame: pd.DataFrame) -> np.ndarray:
     return booster.predict(x, num_iteration=booster.best_iteration or None)
 
 
-def _drop_queries_without_positives(frame: pd.DataFrame) -> pd.DataFrame:
-    has_pos = frame.groupby("restaurant_id")["label"].transform("max") > 0
-    return frame.loc[has_pos].reset_index(drop=True)
-
-
-def _group_sizes(frame: pd.DataFrame) -> np.ndarray:
-    # Frames come sorted by restaurant_id; groupby(sort=False) keeps that order.
-    return frame.groupby("restaurant_id", sort=False).size().to_numpy()
-
-
 def _passive_openmp() -> None:
     """Idle OpenMP threads sleep instead of spinning (unless the environment says otherwise).
 
@@ -106,8 +96,8 @@ def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: 
                           max_queries: int | None = None) -> _SplitMatrix:
     """Candidate rows of `split` for LightGBM, streamed from DuckDB into one preallocated matrix.
 
-    Same rows, order and values as `load_split` + `_drop_queries_without_positives` + a float64
-    cast, but at the large scale that path held several whole-table pandas copies at once (the
+    Same rows, order and values as `load_split` minus the queries without a positive, cast to
+    float64, but at the large scale that path held several whole-table pandas copies at once (the
     peak of the rebuild); here the query filter runs in SQL and only the float64 matrix, the labels
     and the group sizes are ever in memory.
     """

@@ -1,0 +1,265 @@
+"""Shared benchmark helpers: the machine, peak memory of a process tree, medians, a timed rebuild.
+
+Peak memory is sampled from /proc (psutil is used when installed) every ~0.5 s over the whole
+process tree, because the pipeline may start child processes and ru_maxrss only sees one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+KEY_PACKAGES = ("dagster", "duckdb", "pandas", "pyarrow", "numpy", "lightgbm", "mlflow", "langchain-openai")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+try:  # optional
+    import psutil  # type: ignore
+except ImportError:  # pragma: no cover - depends on the environment
+    psutil = None
+
+
+def median(values) -> float:
+    vals = [float(v) for v in values]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def percentile(values, q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); enough for latency tables."""
+    vals = sorted(float(v) for v in values)
+    if not vals:
+        return float("nan")
+    idx = min(len(vals) - 1, max(0, int(round(q / 100.0 * len(vals) + 0.5)) - 1))
+    return vals[idx]
+
+
+def machine() -> dict:
+    """CPU model, cores, memory, OS, Python and key package versions (for the report header)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = float("nan")
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in KEY_PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "-"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "packages": versions,
+        "load_avg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+# --- process-tree memory -------------------------------------------------------------------------
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read().decode(errors="replace")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Sum of RSS of `root` and all its descendants right now."""
+    if psutil is not None:
+        try:
+            p = psutil.Process(root)
+            procs = [p, *p.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+    kids = _children_map()
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += _rss_bytes(pid)
+        stack.extend(kids.get(pid, ()))
+    return total
+
+
+class TreeMemorySampler:
+    """Samples the RSS of a process tree in a thread; `.peak_bytes` is the high-water mark."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak_bytes = 0
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.perf_counter()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = tree_rss_bytes(self.pid)
+            self.samples.append((time.perf_counter() - self._t0, rss))
+            self.peak_bytes = max(self.peak_bytes, rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "TreeMemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    seconds: float
+    peak_rss_bytes: int
+    stdout: str
+    stderr: str
+    memory_samples: list = field(default_factory=list)
+
+    @property
+    def peak_rss_gib(self) -> float:
+        return self.peak_rss_bytes / 1024**3
+
+
+def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
+                 timeout: float | None = None, log_path: Path | None = None) -> CommandResult:
+    """Run `cmd` as a subprocess, timing it and sampling its process tree's RSS every 0.5 s."""
+    out_fh = open(log_path, "w") if log_path else subprocess.PIPE
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out_fh,
+                            stderr=subprocess.STDOUT if log_path else subprocess.PIPE, text=True)
+    with TreeMemorySampler(proc.pid) as sampler:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - t0
+    if log_path:
+        out_fh.close()
+        stdout, stderr = Path(log_path).read_text(errors="replace"), ""
+    return CommandResult(proc.returncode, seconds, sampler.peak_bytes, stdout or "", stderr or "",
+                         sampler.samples)
+
+
+# --- full rebuild --------------------------------------------------------------------------------
+
+def step_durations(dagster_home: Path) -> dict[str, float]:
+    """Seconds per step of the newest run in `dagster_home`, from its STEP_SUCCESS events."""
+    import dagster as dg
+
+    old = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs(limit=1)
+            if not runs:
+                return {}
+            out: dict[str, float] = {}
+            for rec in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
+                ev = rec.dagster_event
+                out[ev.step_key] = ev.event_specific_data.duration_ms / 1000.0
+            return out
+    finally:
+        if old is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = old
+
+
+def rebuild_env(home: Path, scale: str, extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RECSYS_", "MLFLOW_", "OPENAI_", "DAGSTER_"))}
+    env.update({
+        "RECSYS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "RECSYS_SAMPLE_SCALE": scale,
+        "RECSYS_LABELER": "offline",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+def full_rebuild(home: Path, scale: str, timeout: float | None = None, extra_env: dict | None = None) -> dict:
+    """`recsys materialize` in a fresh RECSYS_HOME (sample generated inside it), as a subprocess."""
+    if home.exists():
+        import shutil
+
+        shutil.rmtree(home)
+    (home / "dagster").mkdir(parents=True)
+    # Telemetry off; otherwise the instance defaults (what a fresh `make demo` home gets).
+    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    res = run_measured([str(VENV_BIN / "recsys"), "materialize"], env=rebuild_env(home, scale, extra_env),
+                       cwd=REPO, timeout=timeout, log_path=home.parent / f"{home.name}.log")
+    steps = step_durations(home / "dagster") if res.returncode == 0 else {}
+    return {
+        "scale": scale,
+        "ok": res.returncode == 0,
+        "seconds": res.seconds,
+        "peak_rss_gib": res.peak_rss_gib,
+        "steps": steps,
+        "log_tail": res.stdout[-3000:] if res.returncode != 0 else "",
+    }
+
+
+def write_json(path: str | Path | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))

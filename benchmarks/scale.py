@@ -1,0 +1,160 @@
+"""Benchmark: full rebuild (`recsys materialize`) time and peak memory vs scale.
+
+Usage: .venv/bin/python benchmarks/scale.py [--scales small medium large] [--work-dir DIR]
+           [--assets-dir benchmarks/report_assets] [--report-json PATH]
+
+Each scale is a fresh RECSYS_HOME, offline labeler, RECSYS_DATA_DIR unset (the sample is generated
+inside the home, and that is part of the rebuild), `recsys materialize` run as a subprocess. Peak
+memory is the whole process tree's RSS sampled every 0.5 s; per-asset seconds come from the run's
+STEP_SUCCESS events in the Dagster event log. Budgets (from the issue) are checked and printed;
+the script always exits 0 when the rebuilds themselves succeed (1 if one fails).
+The homes are kept under --work-dir so other benchmarks can reuse their warehouse and champion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import full_rebuild, machine, print_table, write_json  # noqa: E402
+
+NOMINAL_RESTAURANTS = {"small": 2_000, "medium": 20_000, "large": 200_000}
+# (what, scale, limit, unit, how to read it from a result)
+BUDGETS = [
+    ("full rebuild", "large", 15 * 60, "s", lambda r: r["seconds"]),
+    ("peak memory (process tree)", "large", 8.0, "GiB", lambda r: r["peak_rss_gib"]),
+    ("industry_product_stats + industry_top_products", "large", 30, "s",
+     lambda r: r["steps"].get("industry_product_stats", float("nan"))
+     + r["steps"].get("industry_top_products", float("nan"))),
+    ("ranking_dataset + ranker_model", "large", 5 * 60, "s",
+     lambda r: r["steps"].get("ranking_dataset", float("nan")) + r["steps"].get("ranker_model", float("nan"))),
+    ("full rebuild", "medium", 3 * 60, "s", lambda r: r["seconds"]),
+]
+
+
+def warehouse_counts(home: Path) -> dict:
+    import duckdb
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("restaurants", "orders")}
+    finally:
+        con.close()
+
+
+def plot(results: list[dict], assets_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assets_dir.mkdir(parents=True, exist_ok=True)
+    ok = [r for r in results if r["ok"]]
+    if not ok:
+        return []
+    x = [r["restaurants"] for r in ok]
+    files = []
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].plot(x, [r["seconds"] / 60 for r in ok], "o-")
+    ax[0].set(xscale="log", yscale="log", xlabel="restaurants", ylabel="full rebuild (min)",
+              title="Full rebuild time")
+    ax[1].plot(x, [r["peak_rss_gib"] for r in ok], "o-", color="tab:red")
+    ax[1].set(xscale="log", xlabel="restaurants", ylabel="peak RSS, process tree (GiB)", title="Peak memory")
+    for a, r in zip([ax[0]] * len(ok), ok):
+        a.annotate(r["scale"], (r["restaurants"], r["seconds"] / 60), textcoords="offset points", xytext=(4, -10))
+    for axis in ax:
+        axis.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path = assets_dir / "scale_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path.name)
+
+    # Per-asset breakdown, stacked, per scale.
+    steps = [s for s in ok[-1]["steps"]]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    bottom = [0.0] * len(ok)
+    for step in sorted(steps, key=lambda s: -ok[-1]["steps"][s])[:10]:
+        vals = [r["steps"].get(step, 0.0) for r in ok]
+        ax.bar([r["scale"] for r in ok], vals, bottom=bottom, label=step)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set(ylabel="seconds (step duration)", title="Where the rebuild time goes (10 longest steps at the largest scale)")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path = assets_dir / "scale_steps.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(path.name)
+    return files
+
+
+def check_budgets(results: list[dict]) -> list[dict]:
+    by_scale = {r["scale"]: r for r in results if r["ok"]}
+    out = []
+    for what, scale, limit, unit, get in BUDGETS:
+        if scale not in by_scale:
+            continue
+        value = get(by_scale[scale])
+        out.append({"what": what, "scale": scale, "value": value, "limit": limit, "unit": unit,
+                    "ok": value < limit})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scales", nargs="+", default=["small", "medium", "large"])
+    ap.add_argument("--work-dir", default=None)
+    ap.add_argument("--assets-dir", default=str(ROOT / "benchmarks" / "report_assets"))
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--report-json", default=None)
+    args = ap.parse_args(argv)
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    results = []
+    for scale in args.scales:
+        home = work / f"home-{scale}"
+        print(f"rebuilding {scale} in {home} ...", flush=True)
+        r = full_rebuild(home, scale, timeout=args.timeout)
+        r["home"] = str(home)
+        r["restaurants"] = NOMINAL_RESTAURANTS[scale]
+        if r["ok"]:
+            r.update(warehouse_counts(home))
+        else:
+            print(r["log_tail"], file=sys.stderr)
+        results.append(r)
+        print(f"  {scale}: {'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.1f} s, "
+              f"peak {r['peak_rss_gib']:.2f} GiB", flush=True)
+
+    budgets = check_budgets(results)
+    figures = plot(results, Path(args.assets_dir))
+
+    print("\nfull rebuild vs scale (fresh RECSYS_HOME, offline labeler, sample generated in the run)")
+    print_table(["scale", "restaurants", "order lines", "rebuild s", "peak GiB", "ok"],
+                [[r["scale"], f"{r['restaurants']:,}", f"{r.get('orders', 0):,}", f"{r['seconds']:.1f}",
+                  f"{r['peak_rss_gib']:.2f}", r["ok"]] for r in results])
+    all_steps = sorted({s for r in results for s in r["steps"]},
+                       key=lambda s: -max(r["steps"].get(s, 0) for r in results))
+    print("\nper-step seconds (STEP_SUCCESS durations from the Dagster event log)")
+    print_table(["step", *[r["scale"] for r in results]],
+                [[s, *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in results]] for s in all_steps])
+    if budgets:
+        print("\nbudgets")
+        print_table(["what", "scale", "measured", "budget", "met"],
+                    [[b["what"], b["scale"], f"{b['value']:.1f} {b['unit']}", f"< {b['limit']} {b['unit']}",
+                      "yes" if b["ok"] else "NO"] for b in budgets])
+    for r in results:
+        r.pop("log_tail", None)
+    write_json(args.report_json, {"machine": machine(), "results": results, "budgets": budgets,
+                                  "figures": figures})
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
