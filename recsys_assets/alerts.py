@@ -8,13 +8,13 @@ Two kinds, because they call for different responses (see the batch-training see
 from __future__ import annotations
 
 import json
-import os
-import re
 import sqlite3
 import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from recsys_assets.redact import scrub
 
 SYSTEM_FAILURE = "system_failure"
 MODEL_QUALITY = "model_quality"
@@ -35,17 +35,6 @@ CREATE TABLE IF NOT EXISTS alerts (
     post_error TEXT
 )
 """
-_SECRET = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
-
-
-def scrub(text: str) -> str:
-    """Remove anything that looks like an API key (and the configured key itself)."""
-    key = os.environ.get("OPENAI_API_KEY")
-    if key and len(key) >= 8:
-        text = text.replace(key, "***")
-    return _SECRET.sub("sk-***", text)
-
-
 @dataclass(frozen=True)
 class Alert:
     kind: str

@@ -9,26 +9,19 @@ only ~12% of rows are paid for. See docs/labeling.md for the sweep.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recsys_assets.config import ConfigError
+from recsys_assets.config import ConfigError, env_float
 
 DEFAULT_MARGIN = 0.35
 
 
 def margin_from_env() -> float:
-    raw = os.environ.get("RECSYS_CASCADE_MARGIN", "").strip()
-    if not raw:
-        return DEFAULT_MARGIN
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"RECSYS_CASCADE_MARGIN must be a number, got {raw!r}") from exc
+    value = env_float("RECSYS_CASCADE_MARGIN", DEFAULT_MARGIN)
     if value < 0:
-        raise ConfigError(f"RECSYS_CASCADE_MARGIN must be >= 0, got {raw!r}")
+        raise ConfigError(f"RECSYS_CASCADE_MARGIN must be >= 0, got {value!r}")
     return value
 
 

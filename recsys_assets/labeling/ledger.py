@@ -46,6 +46,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from recsys_assets.config import env_float
+
 STATUSES = ("ok", "invalid", "failed")
 FINAL_STATUSES = ("ok", "invalid")
 SCHEMA_VERSION = 2  # 2: the claims table
@@ -264,15 +266,9 @@ def _scrub(text: object, secrets: Iterable[str | None]) -> str:
 
 
 def _lease_from_env() -> float:
-    raw = os.environ.get(LEASE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_LEASE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{LEASE_ENV} must be a number of seconds, got {raw!r}") from exc
+    value = env_float(LEASE_ENV, DEFAULT_LEASE_SECONDS)
     if value <= 0:
-        raise ValueError(f"{LEASE_ENV} must be > 0, got {raw!r}")
+        raise ValueError(f"{LEASE_ENV} must be > 0, got {value!r}")
     return value
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsys_assets import taxonomy
+from recsys_assets.redact import scrub  # noqa: F401 (the engine and service import it from here)
 
 PROMPT_VERSION = "2026-11-23.1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -161,18 +161,6 @@ def user_message(items: Sequence[LabelItem]) -> str:
 
 
 # -- errors -----------------------------------------------------------------------------------
-_SK_RE = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
-
-
-def scrub(text: object, secrets: Sequence[str | None] = ()) -> str:
-    """Remove API keys (the configured value and anything shaped like sk-...) from a message."""
-    out = str(text)
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            out = out.replace(secret, "***")
-    return _SK_RE.sub("sk-***", out)
-
-
 class LLMError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
