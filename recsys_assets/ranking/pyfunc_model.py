@@ -121,6 +121,11 @@ class RankerServer:
         self._labeler = None
         self._lock = threading.Lock()
 
+    def set_threads(self, threads: int) -> None:
+        """One thread keeps single requests fast; batch scoring of a whole base wants them all."""
+        with self._lock:
+            self._con.execute(f"SET threads TO {max(1, int(threads))}")
+
     def _label(self, name, menu, description):
         if self._labeler is None:
             from recsys_assets.labeling.offline import OfflineLabeler

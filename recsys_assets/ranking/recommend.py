@@ -164,8 +164,11 @@ def recommend_for_restaurants(
     """
     import pandas as pd
 
+    from recsys_assets.config import load_settings
+
     if server is None:
         server, model_version = load_champion(settings)
+    server.set_threads((settings or load_settings()).duckdb_threads)
     sql = """
         WITH ri AS (
             SELECT restaurant_id, industry, confidence FROM restaurant_industry
