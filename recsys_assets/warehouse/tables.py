@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import duckdb
@@ -23,14 +22,8 @@ SMOOTHING_RESTAURANTS = 5.0
 _FAR_FUTURE = datetime(9999, 12, 31)
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    key: tuple[str, ...]
-
-
-INDUSTRY_PRODUCT_STATS = TableSpec("industry_product_stats", ("industry", "product_id"))
-INDUSTRY_TOP_PRODUCTS = TableSpec("industry_top_products", ("industry", "rank"))
+INDUSTRY_PRODUCT_STATS = "industry_product_stats"  # key: (industry, product_id)
+INDUSTRY_TOP_PRODUCTS = "industry_top_products"  # key: (industry, rank)
 
 
 @contextmanager
@@ -107,7 +100,7 @@ def _stats_select() -> str:
 def build_industry_product_stats(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime | None = None,
-    table: str = INDUSTRY_PRODUCT_STATS.name,
+    table: str = INDUSTRY_PRODUCT_STATS,
 ) -> int:
     """Per industry x product: buyers, penetration, orders, quantity, lift, recency score.
 
@@ -129,8 +122,8 @@ def build_industry_product_stats(
 def build_industry_top_products(
     con: duckdb.DuckDBPyConnection,
     k: int = TOP_K_PER_INDUSTRY,
-    stats_table: str = INDUSTRY_PRODUCT_STATS.name,
-    table: str = INDUSTRY_TOP_PRODUCTS.name,
+    stats_table: str = INDUSTRY_PRODUCT_STATS,
+    table: str = INDUSTRY_TOP_PRODUCTS,
 ) -> int:
     """The cold-start list: top `k` products per industry by smoothed penetration.
 
