@@ -27,7 +27,9 @@ from recsys_assets.config import Settings, env_float, load_settings
 EXPERIMENT_NAME = "recsys-industry-ranker"
 MODEL_NAME = "industry-product-ranker"
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
-DEFAULT_PROMOTION_MARGIN = 0.0
+# A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
+# parallel sums); a champion should not change hands for that.
+DEFAULT_PROMOTION_MARGIN = 0.001
 DEFAULT_NDCG_FLOOR = 0.0
 
 

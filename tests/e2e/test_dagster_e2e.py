@@ -131,10 +131,18 @@ def test_rebuild_job_over_graphql(stack):
     client_ = MlflowClient(tracking_uri=f"sqlite:///{stack.recsys_home / 'mlflow.db'}")
     champion = client_.get_model_version_by_alias("industry-product-ranker", "champion")
     assert champion.tags["promotion_decision"] == "promoted"
-    versions = client_.search_model_versions("name = 'industry-product-ranker'")
-    # One model per run; the same data makes the same model, so exactly one wins the gate.
-    assert sorted(v.tags["dagster_run_id"] for v in versions) == sorted([run_id, second_id])
-    assert sorted(v.tags["promotion_decision"] for v in versions) == ["promoted", "rejected"]
+    versions = {str(v.version): v for v in client_.search_model_versions("name = 'industry-product-ranker'")}
+    # One model per run, each judged by the gate; the aliases agree with the decisions.
+    assert sorted(v.tags["dagster_run_id"] for v in versions.values()) == sorted([run_id, second_id])
+    decisions = {k: v.tags["promotion_decision"] for k, v in versions.items()}
+    first, second = sorted(versions, key=int)
+    assert decisions[first] == "promoted"  # the first champion
+    if decisions[second] == "promoted":  # only by beating the re-scored first one by the margin
+        assert str(champion.version) == second and "beats champion" in versions[second].tags["promotion_reason"]
+        previous = client_.get_model_version_by_alias("industry-product-ranker", "previous")
+        assert str(previous.version) == first
+    else:
+        assert str(champion.version) == first and "does not beat" in versions[second].tags["promotion_reason"]
 
 
 def test_schedule_and_sensors_are_running(stack):
