@@ -35,10 +35,8 @@ def ensure_source_dir(settings: Settings) -> Path:
         try:
             os.rename(staging, target)
         except OSError:
-            # Another process finished first (target exists and is not empty): keep theirs.
-            if not (target / READY_MARKER).exists():
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(staging, target)
+            # Another process renamed its (complete) sample into place first: keep theirs.
+            pass
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -46,9 +44,6 @@ def ensure_source_dir(settings: Settings) -> Path:
 
 
 def ground_truth_dir(settings: Settings) -> Path | None:
-    """The generator's ground truth (evaluation only); None for user data."""
-    if settings.data_dir is not None:
-        candidate = settings.data_dir / "ground_truth"
-        return candidate if candidate.is_dir() else None
-    candidate = settings.sample_dir / "ground_truth"
+    """The generator's ground truth (evaluation only); None when the data has none."""
+    candidate = (settings.data_dir or settings.sample_dir) / "ground_truth"
     return candidate if candidate.is_dir() else None
