@@ -46,15 +46,9 @@ def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
-def _mlflow_run_url(settings, run_id: str) -> str:
+def _mlflow_run_url(experiment_id: str, run_id: str) -> str:
     """Where the run is in the MLflow UI (`make mlflow-ui` serves the local store on port 5000)."""
-    import mlflow
-
-    from recsys_assets.ranking.registry import configure_mlflow
-
-    configure_mlflow(settings)
-    run = mlflow.get_run(run_id)
-    return f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _this_runs_version(context: dg.AssetExecutionContext, client) -> str:
@@ -150,7 +144,7 @@ def ranker_model(
         metadata={
             "model_version": logged.version,
             "mlflow_run_id": logged.run_id,
-            "mlflow_run_url": dg.MetadataValue.url(_mlflow_run_url(settings, logged.run_id)),
+            "mlflow_run_url": dg.MetadataValue.url(_mlflow_run_url(logged.experiment_id, logged.run_id)),
             "model_uri": logged.model_uri,
             "best_iteration": int(trained.best_iteration),
             "train_seconds": float(trained.train_seconds),

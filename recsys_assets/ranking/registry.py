@@ -38,6 +38,7 @@ class LoggedModel:
     run_id: str
     model_uri: str
     version: str | None
+    experiment_id: str = ""
 
 
 @dataclass
@@ -206,7 +207,7 @@ def log_to_mlflow(
             client.set_model_version_tag(MODEL_NAME, version, "run_id", run.info.run_id)
             client.set_model_version_tag(MODEL_NAME, version, "ndcg_at_10_at_training",
                                          f"{evaluation.metrics['ndcg_at_10']:.6f}")
-        return LoggedModel(run.info.run_id, info.model_uri, version)
+        return LoggedModel(run.info.run_id, info.model_uri, version, exp_id)
 
 
 def version_by_alias(client, alias: str) -> str | None:
