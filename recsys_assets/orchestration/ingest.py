@@ -27,7 +27,6 @@ def _ingest(
     with warehouse.get_connection() as con:
         result = fn(con, source)
         sample = preview(con, name, order_by, n=5)
-        total = row_count(con, name)
     if result.rows_rejected:
         context.log.warning(
             f"{name}: {result.rows_rejected} of {result.rows_read} rows rejected "
@@ -35,7 +34,7 @@ def _ingest(
         )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": total,
+            "dagster/row_count": result.rows_loaded,
             "source_file": str(source),
             "rows_read": result.rows_read,
             "rows_rejected": result.rows_rejected,
