@@ -209,9 +209,9 @@ class _Model:
                 self.item_matrix[it.item_id, p] += w
         self.base_qty = np.array([p.base_qty for p in self.products])
         self.season = np.ones((12, self.n_products))
-        for j, p in enumerate(self.products):
-            if p.season:
-                self.season[:, j] = _SEASON[p.season]
+        for j, product in enumerate(self.products):
+            if product.season:
+                self.season[:, j] = _SEASON[product.season]
 
     def share(self, code: str) -> float:
         recipe = self.recipes.get(code)
@@ -252,7 +252,7 @@ class _Model:
         common = self._refs(parse_refs(_COMMON_SUPPLIES))
         for code, recipe in self.recipes.items():
             i = self.ind_index[code]
-            where = f"{tax.source}:{recipe.line}: industry {code!r} staples: "
+            where = f"{tax.source}:{recipe.staples_line}: industry {code!r} staples: "
             for p, w in self._refs(recipe.staples, where):
                 staples[i, p] += w
             for p, w in basics:
@@ -487,7 +487,7 @@ def _make_name(rnd: random.Random, recipe: SampleRecipe, place: str, english: bo
 
 def _price_text(rnd: random.Random, recipe: SampleRecipe) -> str:
     lo, hi = recipe.menu_price
-    price = int(round(rnd.uniform(lo, hi) / 500.0)) * 500
+    price = round(rnd.uniform(lo, hi) / 500.0) * 500
     style = rnd.randrange(3)
     if style == 0:
         return f"{price}원"

@@ -24,9 +24,26 @@ from typing import Any, NoReturn
 from recsys_assets.datafiles import DATA_DIR, DataFileError, LocatedDict, LocatedList, load_yaml
 
 __all__ = [
-    "BY_CODE", "DEFAULT", "DEFAULT_PATH", "INDUSTRIES", "INDUSTRY_CODES", "LEXICON_SCOPES", "OTHER",
-    "RULES", "DataFileError", "Industry", "LexiconLine", "MenuEntry", "SampleRecipe", "Taxonomy",
-    "describe", "is_valid", "load", "markdown_table", "parse_refs", "readme_with_table",
+    "BY_CODE",
+    "DEFAULT",
+    "DEFAULT_PATH",
+    "INDUSTRIES",
+    "INDUSTRY_CODES",
+    "LEXICON_SCOPES",
+    "OTHER",
+    "RULES",
+    "DataFileError",
+    "Industry",
+    "LexiconLine",
+    "MenuEntry",
+    "SampleRecipe",
+    "Taxonomy",
+    "describe",
+    "is_valid",
+    "load",
+    "markdown_table",
+    "parse_refs",
+    "readme_with_table",
 ]
 
 DEFAULT_PATH = DATA_DIR / "taxonomy.yaml"
@@ -36,10 +53,24 @@ OTHER = "other"
 LEXICON_SCOPES = ("dish", "name", "brand", "generic", "menu_ending", "name_ending")
 
 _CODE_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
-_INDUSTRY_KEYS = {"code": True, "name_ko": True, "name_en": True, "examples": True,
-                  "lexicon": False, "sample": False}  # key -> required
-_SAMPLE_KEYS = {"share": True, "menu_price": True, "emoji": True, "staples": True, "names": True,
-                "menu": True, "basics_factor": False, "cross_sell": False}
+_INDUSTRY_KEYS = {
+    "code": True,
+    "name_ko": True,
+    "name_en": True,
+    "examples": True,
+    "lexicon": False,
+    "sample": False,
+}  # key -> required
+_SAMPLE_KEYS = {
+    "share": True,
+    "menu_price": True,
+    "emoji": True,
+    "staples": True,
+    "names": True,
+    "menu": True,
+    "basics_factor": False,
+    "cross_sell": False,
+}
 _NAME_KEYS = {"cores": True, "fun": True, "english": True}
 
 
@@ -78,7 +109,8 @@ class SampleRecipe:
     menu: tuple[MenuEntry, ...]
     basics_factor: float = 1.0
     cross_sell: tuple[str, ...] = ()
-    line: int = 0
+    staples_line: int = 0  # lines in the registry file, for error messages
+    cross_sell_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,13 +153,18 @@ def _fail(path: Path, line: int, message: str) -> NoReturn:
     raise DataFileError(f"{path}:{line}: {message}")
 
 
-def _check_keys(path: Path, where: str, value: Any, line: int, spec: dict[str, bool]) -> LocatedDict:
+def _check_keys(
+    path: Path, where: str, value: Any, line: int, spec: dict[str, bool]
+) -> LocatedDict:
     if not isinstance(value, LocatedDict):
         _fail(path, line, f"{where} must be a mapping with keys {', '.join(spec)}")
     unknown = [k for k in value if k not in spec]
     if unknown:
-        _fail(path, value.line_of(unknown[0]),
-              f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(spec)})")
+        _fail(
+            path,
+            value.line_of(unknown[0]),
+            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(spec)})",
+        )
     missing = [k for k, required in spec.items() if required and k not in value]
     if missing:
         _fail(path, value.line, f"{where}: missing {', '.join(missing)}")
@@ -149,8 +186,11 @@ def _texts(path: Path, where: str, value: Any, line: int) -> tuple[str, ...]:
 def _number(path: Path, where: str, value: Any, line: int, *, positive: bool = True) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (positive and value == 0):
-        _fail(path, line, f"{where} must be a {'positive' if positive else 'non-negative'} "
-                          f"number, got {value!r}")
+        _fail(
+            path,
+            line,
+            f"{where} must be a {'positive' if positive else 'non-negative'} number, got {value!r}",
+        )
     return value
 
 
@@ -181,8 +221,12 @@ def _lexicon(path: Path, where: str, value: Any, line: int) -> tuple[LexiconLine
         ((head, terms),) = entry.items()
         parts = str(head).split()
         if len(parts) != 2 or parts[0] not in LEXICON_SCOPES:
-            _fail(path, entry_line, f"{where}: lexicon line starts with {head!r}; expected "
-                                    f"'<scope> <weight>' with scope one of {', '.join(LEXICON_SCOPES)}")
+            _fail(
+                path,
+                entry_line,
+                f"{where}: lexicon line starts with {head!r}; expected "
+                f"'<scope> <weight>' with scope one of {', '.join(LEXICON_SCOPES)}",
+            )
         try:
             weight = float(parts[1])
         except ValueError:
@@ -199,7 +243,11 @@ def _menu_entry(path: Path, where: str, value: Any, line: int) -> MenuEntry:
     text = _text(path, where, value, line)
     parts = [s.strip() for s in text.split(";")]
     if len(parts) != 3:
-        _fail(path, line, f"{where}: {text!r} is not 'names @English ; popularity ; product*weight, ...'")
+        _fail(
+            path,
+            line,
+            f"{where}: {text!r} is not 'names @English ; popularity ; product*weight, ...'",
+        )
     names_part, _, english = parts[0].partition("@")
     names = tuple(n.strip() for n in names_part.split("/") if n.strip())
     try:
@@ -213,38 +261,54 @@ def _menu_entry(path: Path, where: str, value: Any, line: int) -> MenuEntry:
 
 
 def _sample(path: Path, where: str, value: Any, line: int) -> SampleRecipe:
-    d = _check_keys(path, f"{where}.sample", value, line, _SAMPLE_KEYS)
-    names = _check_keys(path, f"{where}.sample.names", d["names"], d.line_of("names"), _NAME_KEYS)
+    d = _check_keys(path, f"{where}: sample", value, line, _SAMPLE_KEYS)
+    names = _check_keys(path, f"{where}: sample.names", d["names"], d.line_of("names"), _NAME_KEYS)
     price = d["menu_price"]
     if not isinstance(price, list) or len(price) != 2:
-        _fail(path, d.line_of("menu_price"), f"{where}.sample.menu_price must be [low, high]")
-    low, high = (_number(path, f"{where}.sample.menu_price", p, d.line_of("menu_price")) for p in price)
+        _fail(path, d.line_of("menu_price"), f"{where}: sample.menu_price must be [low, high]")
+    low, high = (
+        _number(path, f"{where}: sample.menu_price", p, d.line_of("menu_price")) for p in price
+    )
     if low > high:
-        _fail(path, d.line_of("menu_price"), f"{where}.sample.menu_price: low {low} > high {high}")
+        _fail(path, d.line_of("menu_price"), f"{where}: sample.menu_price: low {low} > high {high}")
     try:
-        staples = parse_refs(_text(path, f"{where}.sample.staples", d["staples"], d.line_of("staples")))
+        staples = parse_refs(
+            _text(path, f"{where}: sample.staples", d["staples"], d.line_of("staples"))
+        )
     except ValueError as exc:
-        _fail(path, d.line_of("staples"), f"{where}.sample.staples: {exc}")
+        _fail(path, d.line_of("staples"), f"{where}: sample.staples: {exc}")
     menu = d["menu"]
     if not isinstance(menu, LocatedList) or not menu:
-        _fail(path, d.line_of("menu"), f"{where}.sample.menu must be a non-empty list of items")
+        _fail(path, d.line_of("menu"), f"{where}: sample.menu must be a non-empty list of items")
     cross = d.get("cross_sell", LocatedList())
     return SampleRecipe(
-        share=_number(path, f"{where}.sample.share", d["share"], d.line_of("share")),
+        share=_number(path, f"{where}: sample.share", d["share"], d.line_of("share")),
         menu_price=(low, high),
-        emoji=_text(path, f"{where}.sample.emoji", d["emoji"], d.line_of("emoji")),
+        emoji=_text(path, f"{where}: sample.emoji", d["emoji"], d.line_of("emoji")),
         staples=staples,
-        name_cores=_texts(path, f"{where}.sample.names.cores", names["cores"], names.line_of("cores")),
-        name_fun=_texts(path, f"{where}.sample.names.fun", names["fun"], names.line_of("fun")),
-        name_english=_texts(path, f"{where}.sample.names.english", names["english"],
-                            names.line_of("english")),
-        menu=tuple(_menu_entry(path, f"{where}.sample.menu[{i}]", m, menu.lines[i])
-                   for i, m in enumerate(menu)),
-        basics_factor=_number(path, f"{where}.sample.basics_factor", d.get("basics_factor", 1.0),
-                              d.line_of("basics_factor"), positive=False),
-        cross_sell=_texts(path, f"{where}.sample.cross_sell", cross, d.line_of("cross_sell"))
-        if cross else (),
-        line=d.line,
+        name_cores=_texts(
+            path, f"{where}: sample.names.cores", names["cores"], names.line_of("cores")
+        ),
+        name_fun=_texts(path, f"{where}: sample.names.fun", names["fun"], names.line_of("fun")),
+        name_english=_texts(
+            path, f"{where}: sample.names.english", names["english"], names.line_of("english")
+        ),
+        menu=tuple(
+            _menu_entry(path, f"{where}: sample.menu[{i}]", m, menu.lines[i])
+            for i, m in enumerate(menu)
+        ),
+        basics_factor=_number(
+            path,
+            f"{where}: sample.basics_factor",
+            d.get("basics_factor", 1.0),
+            d.line_of("basics_factor"),
+            positive=False,
+        ),
+        cross_sell=_texts(path, f"{where}: sample.cross_sell", cross, d.line_of("cross_sell"))
+        if cross
+        else (),
+        staples_line=d.line_of("staples"),
+        cross_sell_line=d.line_of("cross_sell"),
     )
 
 
@@ -256,28 +320,41 @@ def _industry(path: Path, index: int, value: Any, line: int) -> Industry:
         _fail(path, d.line_of("code"), f"{where}: code must be snake_case (a-z, 0-9, _)")
     return Industry(
         code=code,
-        name_ko=_text(path, f"{where}.name_ko", d["name_ko"], d.line_of("name_ko")),
-        name_en=_text(path, f"{where}.name_en", d["name_en"], d.line_of("name_en")),
-        examples=_texts(path, f"{where}.examples", d["examples"], d.line_of("examples")),
+        name_ko=_text(path, f"{where}: name_ko", d["name_ko"], d.line_of("name_ko")),
+        name_en=_text(path, f"{where}: name_en", d["name_en"], d.line_of("name_en")),
+        examples=_texts(path, f"{where}: examples", d["examples"], d.line_of("examples")),
         lexicon=_lexicon(path, where, d.get("lexicon", LocatedList()), d.line_of("lexicon")),
         sample=_sample(path, where, d["sample"], d.line_of("sample")) if "sample" in d else None,
     )
 
 
-def _check_registry(path: Path, industries: tuple[Industry, ...], lines: list[int]) -> None:
+def _check_registry(path: Path, industries: tuple[Industry, ...], entries: LocatedList) -> None:
     seen: dict[str, int] = {}
-    for ind, line in zip(industries, lines):
+    for ind, line in zip(industries, entries.lines):
         if ind.code in seen:
-            _fail(path, line, f"duplicate industry code {ind.code!r} (first at line {seen[ind.code]})")
+            _fail(
+                path, line, f"duplicate industry code {ind.code!r} (first at line {seen[ind.code]})"
+            )
         seen[ind.code] = line
     if OTHER not in seen:
-        _fail(path, 1, f"the taxonomy needs an industry {OTHER!r} (the answer when nothing fits)")
+        _fail(
+            path,
+            entries.line,
+            f"industries: the taxonomy needs an industry {OTHER!r} (the answer when nothing fits)",
+        )
+    with_recipe = {i.code for i in industries if i.sample is not None}
     for ind in industries:
-        for side in ind.sample.cross_sell if ind.sample else ():
-            target = next((i for i in industries if i.code == side), None)
-            if target is None or target.sample is None:
-                _fail(path, ind.sample.line, f"industry {ind.code!r}: cross_sell {side!r} is not an "
-                                             "industry with a sample recipe")
+        recipe = ind.sample
+        if recipe is None:
+            continue
+        for side in recipe.cross_sell:
+            if side not in with_recipe:
+                _fail(
+                    path,
+                    recipe.cross_sell_line,
+                    f"industry {ind.code!r}: cross_sell {side!r} "
+                    "is not an industry with a sample recipe",
+                )
 
 
 def load(path: Path | str | None = None) -> Taxonomy:
@@ -289,7 +366,7 @@ def load(path: Path | str | None = None) -> Taxonomy:
     if not isinstance(entries, LocatedList) or not entries:
         _fail(path, doc.line_of("industries"), "industries must be a non-empty list")
     industries = tuple(_industry(path, i, e, entries.lines[i]) for i, e in enumerate(entries))
-    _check_registry(path, industries, entries.lines)
+    _check_registry(path, industries, entries)
     return Taxonomy(industries, rules, path)
 
 
@@ -311,8 +388,10 @@ def describe() -> str:
 
 
 # -- the README table --------------------------------------------------------------------------
-TABLE_BEGIN = ("<!-- BEGIN taxonomy table: generated from recsys_assets/data/taxonomy.yaml by "
-               "`python -m recsys_assets.taxonomy --write README.md` -->")
+TABLE_BEGIN = (
+    "<!-- BEGIN taxonomy table: generated from recsys_assets/data/taxonomy.yaml by "
+    "`python -m recsys_assets.taxonomy --write README.md` -->"
+)
 TABLE_END = "<!-- END taxonomy table -->"
 
 
@@ -323,8 +402,10 @@ def markdown_table(tax: Taxonomy | None = None) -> str:
         return text.replace("|", "\\|")
 
     rows = ["| code | 업종 | English | examples |", "| --- | --- | --- | --- |"]
-    rows += [f"| `{i.code}` | {cell(i.name_ko)} | {cell(i.name_en)} | {cell('·'.join(i.examples))} |"
-             for i in tax.industries]
+    rows += [
+        f"| `{i.code}` | {cell(i.name_ko)} | {cell(i.name_en)} | {cell('·'.join(i.examples))} |"
+        for i in tax.industries
+    ]
     return "\n".join(rows)
 
 
@@ -338,11 +419,15 @@ def readme_with_table(readme: str, tax: Taxonomy | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys_assets.taxonomy",
-                                     description="Print or update the README's taxonomy table.")
+    parser = argparse.ArgumentParser(
+        prog="python -m recsys_assets.taxonomy",
+        description="Print or update the README's taxonomy table.",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="README", help="rewrite the table in this file")
-    group.add_argument("--check", metavar="README", help="exit 1 if the table in this file is stale")
+    group.add_argument(
+        "--check", metavar="README", help="exit 1 if the table in this file is stale"
+    )
     args = parser.parse_args(argv)
     target = args.write or args.check
     if target is None:
@@ -355,8 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(fresh, encoding="utf-8")
         return 0
     if fresh != text:
-        print(f"{path}: the taxonomy table differs from {DEFAULT_PATH}; "
-              f"run: python -m recsys_assets.taxonomy --write {path}", file=sys.stderr)
+        print(
+            f"{path}: the taxonomy table differs from {DEFAULT_PATH}; "
+            f"run: python -m recsys_assets.taxonomy --write {path}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
