@@ -6,7 +6,11 @@ setup(
     description="Cold-start product recommendations for restaurants: LLM industry labeling, "
     "DuckDB industry-product tables and a LightGBM ranker, as Dagster assets.",
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
-    package_data={"recsys_assets": ["*.md", "**/*.md", "**/*.yaml", "**/*.json"]},
+    # The data files (taxonomy registry, lexicon variants, sample catalog) are part of the package.
+    package_data={
+        "recsys_assets": ["*.md", "**/*.md", "**/*.yaml", "**/*.json", "data/*.csv", "data/*.yaml",
+                          "data/*.txt"],
+    },
     python_requires=">=3.11",
     install_requires=[
         "dagster==1.13.27",
@@ -22,6 +26,7 @@ setup(
         "pyarrow>=15",
         "numpy>=1.26",
         "pydantic>=2.7,<3",
+        "PyYAML>=6.0,<7",
         "typer>=0.12",
         "rich>=13",
         "tqdm>=4.66",
