@@ -1,0 +1,138 @@
+"""`recsys label` when things go wrong (issue 9): a ledger that is not a ledger, a model that never
+answers, hostile cell text, an output path that cannot be written.
+
+Every case runs the real `recsys` CLI in a subprocess (the exit code is part of the contract) against
+the fake OpenAI-compatible server over HTTP, through the real ChatOpenAI client.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recsys_assets.labeling.ledger import Ledger, LedgerError
+from tests.fake_openai_server import FakeOpenAI
+from tests.test_labeling_cli import fake_key, make_input
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def server():
+    with FakeOpenAI() as srv:
+        srv.keep_bodies = False
+        yield srv
+
+
+@pytest.fixture()
+def env(recsys_home, server):
+    """The environment of a `recsys label` subprocess talking to the fake server."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OPENAI_API_KEY": fake_key(),
+        "OPENAI_BASE_URL": server.base_url,
+        "RECSYS_LLM_MAX_CONCURRENCY": "1",  # calls in input order: the fault script is per row
+        "RECSYS_LLM_BACKOFF_BASE": "0.005",
+        "RECSYS_LLM_BACKOFF_MAX": "0.01",
+        "RECSYS_LLM_TIMEOUT": "5",
+    }
+
+
+def recsys(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recsys_assets.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def ledger_rows(path: Path) -> dict[str, int]:
+    con = sqlite3.connect(path)
+    try:
+        return dict(con.execute("SELECT status, count(*) FROM labels GROUP BY status").fetchall())
+    finally:
+        con.close()
+
+
+# -- row 7: an existing file that is not a ledger is refused, never silently replaced ----------------
+def _foreign_sqlite(path: Path) -> None:
+    path.unlink()  # replaced by another program's database
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE notes (x TEXT)")
+    con.execute("INSERT INTO notes VALUES ('keep me')")
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "damage,expected",
+    [
+        (lambda p: p.write_bytes(b""), "is empty (0 bytes), not a ledger"),
+        (lambda p: p.write_bytes(os.urandom(3000)), "is not a labeling ledger (not an SQLite database)"),
+        (_foreign_sqlite, "is an SQLite database but not a labeling ledger (no `labels` table; its tables: notes)"),
+    ],
+    ids=["truncated", "garbage", "foreign-sqlite"],
+)
+def test_a_ledger_that_is_not_a_ledger_stops_the_run_before_any_call(env, server, tmp_path, damage, expected):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    make_input(src, 12)
+    first = recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+    assert first.returncode == 0, first.stderr
+    assert server.requests == 12
+    ledger = Path(env["RECSYS_HOME"]) / "labeling_ledger.sqlite"
+    assert ledger_rows(ledger) == {"ok": 12}
+
+    damage(ledger)
+    before = ledger.read_bytes()
+    out.unlink()
+    res = recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+    assert res.returncode == 2, res.stderr
+    assert str(ledger) in last_line(res.stderr) and expected in last_line(res.stderr)
+    assert "Traceback" not in res.stderr
+    assert server.requests == 12  # not one call paid again
+    assert ledger.read_bytes() == before  # the file is left exactly as it was
+    assert not out.exists()
+
+    stats = recsys(["ledger", "stats"], env)  # every entry point opens the ledger the same way
+    assert stats.returncode == 2 and expected in stats.stderr
+
+
+def test_a_new_ledger_is_created_only_where_no_file_exists(tmp_path):
+    path = tmp_path / "sub" / "ledger.sqlite"
+    with Ledger(path) as led:
+        assert led.count() == 0
+    assert path.stat().st_size > 0 and sorted(p.name for p in path.parent.iterdir()) == ["ledger.sqlite"]
+    path.write_bytes(b"")
+    with pytest.raises(LedgerError, match="empty"):
+        Ledger(path)
+    assert path.stat().st_size == 0
+    with pytest.raises(LedgerError, match="is a directory"):
+        Ledger(tmp_path)
+
+
+def test_workers_creating_one_new_ledger_at_once_all_open_it(tmp_path):
+    """The file appears complete (built aside, linked into place): no worker sees it half-made."""
+    path = tmp_path / "ledger.sqlite"
+    code = ("import sys; from recsys_assets.labeling.ledger import Ledger, LedgerRecord\n"
+            "with Ledger(sys.argv[1]) as led:\n"
+            "    led.record('fp', [LedgerRecord(sys.argv[2], 'ok', 'korean', 0.9)], model='m', "
+            "prompt_version='v')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), f"k{i}"], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
+                              text=True) for i in range(6)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with Ledger(path) as led:
+        assert led.count(status="ok") == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite"]  # no temp file left
