@@ -136,3 +136,44 @@ def test_workers_creating_one_new_ledger_at_once_all_open_it(tmp_path):
     with Ledger(path) as led:
         assert led.count(status="ok") == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite"]  # no temp file left
+
+
+# -- row 14: an output that cannot be written is refused before any work -------------------------------
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """A folder that refuses new files even to root: root ignores mode bits, so as root use sysfs
+    (file creation there is refused to everyone); otherwise a folder with mode 0555."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("running as root without sysfs: no folder here refuses root")
+    return Path("/sys")
+
+
+@pytest.mark.parametrize(
+    "make_output,reason",
+    [
+        (lambda tmp: (tmp / "labels.csv").mkdir() or tmp / "labels.csv", "it is a directory"),
+        (lambda tmp: (tmp / "notes.txt").write_text("x") and tmp / "notes.txt" / "sub" / "out.csv",
+         "notes.txt is a file, not a folder"),
+        (lambda tmp: _unwritable_folder(tmp) / "out.parquet", "refuses new files"),
+    ],
+    ids=["directory", "under-a-file", "unwritable-folder"],
+)
+def test_an_unwritable_output_is_refused_before_any_call(env, server, tmp_path, make_output, reason):
+    src = tmp_path / "in.csv"
+    make_input(src, 12)
+    out = make_output(tmp_path)
+    try:
+        res = recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+    finally:
+        if out.parent.name == "read_only":
+            out.parent.chmod(0o755)
+    assert res.returncode == 2, res.stderr
+    line = last_line(res.stderr)
+    assert line.startswith(f"error: cannot write {out}: ") and reason in line, res.stderr
+    assert "Traceback" not in res.stderr
+    assert server.requests == 0  # nothing was labeled (or paid for)
+    assert not (Path(env["RECSYS_HOME"]) / "labeling_ledger.sqlite").exists()

@@ -107,6 +107,31 @@ class _StopOnSignal:
             signal.signal(sig, old)
 
 
+def _check_output(path: Path) -> None:
+    """Refuse, before any (paid) work, an output that cannot be written: a directory, a path under a
+    regular file, a folder this process may not write to (read-only mount, permissions, a name too
+    long). Probed by creating a file where the final write will, so it is the OS that answers."""
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        _err(f"error: {path}: output must end in .csv or .parquet")
+        raise typer.Exit(2)
+    if path.is_dir():
+        _err(f"error: cannot write {path}: it is a directory; give a file name ending in .csv or .parquet")
+        raise typer.Exit(2)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # missing folders are created later
+        folder = folder.parent
+    if not folder.is_dir():
+        _err(f"error: cannot write {path}: {folder} is a file, not a folder")
+        raise typer.Exit(2)
+    probe = folder / f".{path.name}.{os.getpid()}.probe"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        _err(f"error: cannot write {path}: {folder} refuses new files ({exc.strerror})")
+        raise typer.Exit(2) from None
+
+
 def label_cmd(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet with restaurant_id, name, menu[, description].")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet, by suffix.")],
@@ -118,9 +143,7 @@ def label_cmd(
     """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes."""
     from recsys_assets.config import ConfigError
 
-    if output.suffix.lower() not in (".csv", ".parquet"):
-        _err(f"error: {output}: output must end in .csv or .parquet")
-        raise typer.Exit(2)
+    _check_output(output)
     if labeler is not None and labeler.lower() not in ("offline", "openai", "cascade", "auto"):
         _err("error: --labeler must be offline, openai, cascade or auto")
         raise typer.Exit(2)
