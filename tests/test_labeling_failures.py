@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsys_assets.labeling.ledger import Ledger, LedgerError
+from recsys_assets.labeling.ledger import Ledger, LedgerError, LedgerRecord
 from tests.fake_openai_server import FakeOpenAI
 from tests.test_labeling_cli import fake_key, make_input
 
@@ -177,3 +177,61 @@ def test_an_unwritable_output_is_refused_before_any_call(env, server, tmp_path, 
     assert "Traceback" not in res.stderr
     assert server.requests == 0  # nothing was labeled (or paid for)
     assert not (Path(env["RECSYS_HOME"]) / "labeling_ledger.sqlite").exists()
+
+
+# -- row 9: CSV output is safe to open in a spreadsheet; Parquet keeps the raw text ------------------
+HOSTILE = ["=cmd|' /C calc'!A0", "+SUM(1+1)", '@HYPERLINK("http://evil.example","x")', "-2+3",
+           "\t=1+1", "\r=1+1"]
+
+
+def read_raw_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def test_label_csv_output_neutralizes_formulas_and_parquet_keeps_raw_text(env, tmp_path):
+    n = len(HOSTILE) + 2
+    df = pd.DataFrame({
+        "restaurant_id": [f"=R{i}" if i == 0 else f"R{i}" for i in range(n)],
+        "name": [*HOSTILE, "교촌치킨", "-12.5"],
+        "menu": ["후라이드치킨"] * n,
+        "=HYPERLINK(\"http://evil.example\")": ["-7"] * n,  # a hostile column name, a plain number
+    })
+    src = tmp_path / "in.parquet"  # Parquet: the hostile text reaches `label` byte for byte
+    df.to_parquet(src, index=False)
+    for suffix in (".csv", ".parquet"):
+        res = recsys(["label", str(src), "-o", str(tmp_path / f"out{suffix}"), "--labeler", "offline"], env)
+        assert res.returncode == 0, res.stderr
+
+    header, *rows = read_raw_csv(tmp_path / "out.csv")
+    assert header == ["restaurant_id", "name", "menu", "'=HYPERLINK(\"http://evil.example\")",
+                      "industry", "confidence", "source", "flagged"]
+    assert [r[1] for r in rows] == ["'" + h for h in HOSTILE] + ["교촌치킨", "-12.5"]
+    assert [r[0] for r in rows] == ["'=R0"] + [f"R{i}" for i in range(1, n)]
+    assert {r[3] for r in rows} == {"-7"}  # a plain number is no formula: left as it is
+    assert {r[4] for r in rows} == {"chicken"} and all(float(r[5]) > 0 for r in rows)
+    trigger = ("=", "+", "-", "@", "\t", "\r")
+    assert not [c for r in [header, *rows] for c in r if c.startswith(trigger) and c not in ("-12.5", "-7")]
+
+    raw = pd.read_parquet(tmp_path / "out.parquet")
+    assert raw["name"].tolist() == df["name"].tolist()
+    assert raw["restaurant_id"].tolist() == df["restaurant_id"].tolist()
+    assert list(raw.columns)[:4] == list(df.columns)
+
+
+def test_ledger_export_csv_neutralizes_model_text(env, tmp_path):
+    ledger = Path(env["RECSYS_HOME"]) / "labeling_ledger.sqlite"
+    with Ledger(ledger) as led:
+        led.record("fp", [LedgerRecord("k1", "ok", "korean", 0.9, reason="=HYPERLINK(\"http://x\")"),
+                          LedgerRecord("k2", "failed", error="-1+1 timeout")],
+                   model="m", prompt_version="@v")
+    for suffix in (".csv", ".parquet"):
+        res = recsys(["ledger", "export", str(tmp_path / f"ledger{suffix}")], env)
+        assert res.returncode == 0, res.stderr
+    header, *rows = read_raw_csv(tmp_path / "ledger.csv")
+    got = [dict(zip(header, r, strict=True)) for r in rows]
+    assert [g["reason"] for g in got] == ["'=HYPERLINK(\"http://x\")", ""]
+    assert [g["error"] for g in got] == ["", "'-1+1 timeout"]
+    assert {g["prompt_version"] for g in got} == {"'@v"}
+    raw = pd.read_parquet(tmp_path / "ledger.parquet")
+    assert raw["reason"].tolist()[0] == "=HYPERLINK(\"http://x\")" and set(raw["prompt_version"]) == {"@v"}

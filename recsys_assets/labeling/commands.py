@@ -76,7 +76,9 @@ def _write_atomic(df, path: Path) -> None:
         if path.suffix.lower() == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
-            df.to_csv(tmp, index=False, encoding="utf-8")
+            from recsys_assets.safe_csv import write_csv
+
+            write_csv(df, tmp)  # text cells a spreadsheet would execute are neutralized
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -774,10 +774,12 @@ class Ledger:
 
             pd.DataFrame(rows, columns=list(_COLUMNS)).to_parquet(path, index=False)
         else:
+            from recsys_assets.safe_csv import neutralize
+
             with path.open("w", newline="", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(_COLUMNS))
                 writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows({k: neutralize(v) for k, v in r.items()} for r in rows)
         return len(rows)
 
     def prune(
