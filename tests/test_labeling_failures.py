@@ -205,7 +205,7 @@ def test_label_csv_output_neutralizes_formulas_and_parquet_keeps_raw_text(env, t
 
     header, *rows = read_raw_csv(tmp_path / "out.csv")
     assert header == ["restaurant_id", "name", "menu", "'=HYPERLINK(\"http://evil.example\")",
-                      "industry", "confidence", "source", "flagged"]
+                      "industry", "confidence", "source", "flagged", "label_status"]
     assert [r[1] for r in rows] == ["'" + h for h in HOSTILE] + ["교촌치킨", "-12.5"]
     assert [r[0] for r in rows] == ["'=R0"] + [f"R{i}" for i in range(1, n)]
     assert {r[3] for r in rows} == {"-7"}  # a plain number is no formula: left as it is
@@ -235,3 +235,68 @@ def test_ledger_export_csv_neutralizes_model_text(env, tmp_path):
     assert {g["prompt_version"] for g in got} == {"'@v"}
     raw = pd.read_parquet(tmp_path / "ledger.parquet")
     assert raw["reason"].tolist()[0] == "=HYPERLINK(\"http://x\")" and set(raw["prompt_version"]) == {"@v"}
+
+
+# -- row 8: rows the model never answered make a distinct exit code; a rerun retries only them ------------
+@pytest.fixture()
+def hang_env(env):
+    """A short client timeout and two attempts per call, so a hung server costs about a second."""
+    return {**env, "RECSYS_LLM_TIMEOUT": "0.5", "RECSYS_LLM_MAX_ATTEMPTS": "2"}
+
+
+def label_csv(env: dict[str, str], src: Path, out: Path) -> subprocess.CompletedProcess:
+    return recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+
+
+def test_rows_without_an_answer_exit_3_and_only_they_are_retried(hang_env, server, tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    make_input(src, 5)
+    # row 0 hangs twice (no answer); row 2 is answered outside the taxonomy twice (answered: invalid)
+    server.configure(script=["hang", "hang", "ok", "out_of_taxonomy", "out_of_taxonomy"])
+    res = label_csv(hang_env, src, out)
+    assert res.returncode == 3, res.stderr
+    line = last_line(res.stderr)
+    assert line.startswith("error: 1 of 5 row(s) got no answer from the model "
+                           "(retries exhausted on timeout for 1)"), res.stderr
+    assert line.endswith("rerun the same command to retry only those 1 row(s).")
+    assert server.requests == 7
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert got["label_status"].tolist() == ["unanswered", "ok", "invalid", "ok", "ok"]
+    assert got["flagged"].tolist() == ["True", "False", "True", "False", "False"]
+    assert got.loc[[0, 2], "industry"].tolist() == ["other", "other"]
+    ledger = Path(hang_env["RECSYS_HOME"]) / "labeling_ledger.sqlite"
+    assert ledger_rows(ledger) == {"failed": 1, "invalid": 1, "ok": 3}  # no answer is not an answer
+
+    res = label_csv(hang_env, src, out)  # the server is healthy again
+    assert res.returncode == 0, res.stderr
+    assert server.requests == 8  # one call: the unanswered row only
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert got["label_status"].tolist() == ["ok", "ok", "invalid", "ok", "ok"]
+    assert got["flagged"].tolist() == ["False", "False", "True", "False", "False"]
+    assert ledger_rows(ledger) == {"invalid": 1, "ok": 4}
+
+
+def test_a_circuit_breaker_stop_writes_every_row_and_exits_3(hang_env, server, tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.parquet"
+    make_input(src, 6)
+    server.configure(script=["ok", "ok"], rates={"hang": 1.0})  # two answers, then nothing
+    res = label_csv({**hang_env, "RECSYS_LLM_BREAKER": "3"}, src, out)
+    assert res.returncode == 3, res.stderr
+    assert "stopped after 3 consecutive failed calls (last: timeout" in res.stderr
+    line = last_line(res.stderr)
+    assert line.startswith("error: 4 of 6 row(s) got no answer from the model (retries exhausted on "
+                           "timeout for 1; the circuit breaker stopped the run)"), res.stderr
+    assert server.requests == 5  # 2 answers, 2 attempts for row 2, 1 for row 3, then the stop
+    got = pd.read_parquet(out)
+    assert got["restaurant_id"].tolist() == [f"R{i:03d}" for i in range(6)]
+    assert got["label_status"].tolist() == ["ok", "ok"] + ["unanswered"] * 4
+    assert got["flagged"].tolist() == [False, False] + [True] * 4
+    assert set(got["industry"][2:]) == {"other"} and set(got["source"]) == {"llm"}
+    ledger = Path(hang_env["RECSYS_HOME"]) / "labeling_ledger.sqlite"
+    assert ledger_rows(ledger) == {"failed": 1, "ok": 2}
+
+    server.configure(rates={})
+    res = label_csv(hang_env, src, out)
+    assert res.returncode == 0, res.stderr
+    assert server.requests == 9  # the four unanswered rows, nothing else
+    assert set(pd.read_parquet(out)["label_status"]) == {"ok"}

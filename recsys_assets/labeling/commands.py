@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 INTERRUPTED_EXIT = 130
+UNANSWERED_EXIT = 3  # some rows got no answer from the model; output written, rerun retries them
 
 
 def _err(msg: str) -> None:
@@ -142,7 +143,14 @@ def label_cmd(
     items_per_call: Annotated[int | None, typer.Option(min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
 ) -> None:
-    """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes."""
+    """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes.
+
+    Exit codes: 0 every row answered; 1 the provider refused (bad key, no quota, unknown model) or
+    another error, output not written; 2 bad usage, input, output path, configuration or ledger,
+    nothing done; 3 some rows got no answer from the model (timeouts, connection errors, retries
+    exhausted, circuit breaker), output written with those rows marked label_status=unanswered, a
+    rerun retries only them; 130 interrupted, output not written.
+    """
     from recsys_assets.config import ConfigError
 
     _check_output(output)
@@ -158,15 +166,20 @@ def label_cmd(
     from recsys_assets.labeling.service import LabelingAbortedError, label_frame
 
     secrets = (os.environ.get("OPENAI_API_KEY"),)
+    positions, breaker = None, False
     try:
         cfg = EngineConfig.from_env(max_concurrency=max_concurrency, items_per_call=items_per_call)
         with _StopOnSignal() as stopper:
             labels, report = label_frame(df, labeler=labeler, settings=settings, progress=progress,
                                          stop_event=stopper.event, engine_config=cfg)
     except LabelingAbortedError as exc:
-        _err(f"error: {scrub(exc, secrets)}")
-        _err(f"{output} was not written (the labels are incomplete).")
-        raise typer.Exit(1) from None
+        if exc.reason != "circuit_open":  # the provider refuses: every further call would fail
+            _err(f"error: {scrub(exc, secrets)}")
+            _err(f"{output} was not written (the labels are incomplete).")
+            raise typer.Exit(1) from None
+        # The provider kept failing: write what was answered, mark the rest unanswered (exit 3).
+        _err(f"warning: {scrub(exc, secrets)}")
+        labels, report, positions, breaker = exc.frame, exc.report, exc.positions, True
     except (ConfigError, ValueError, LedgerError) as exc:
         _err(f"error: {scrub(exc, secrets)}")
         raise typer.Exit(2) from None
@@ -177,21 +190,57 @@ def label_cmd(
         # Worker threads may be blocked in HTTP calls; committed ledger rows are safe, so leave now.
         os._exit(INTERRUPTED_EXIT)
 
-    if report.remaining:
+    if report.remaining and not breaker:
         _err(f"interrupted: {report.resume_message()}. {output} was NOT written "
              "(it would be incomplete).")
         raise typer.Exit(INTERRUPTED_EXIT)
 
-    out = df.copy()
-    out["industry"] = labels["industry"].to_numpy()
-    out["confidence"] = labels["confidence"].to_numpy()
-    out["source"] = labels["source"].to_numpy()
-    out["flagged"] = labels["flagged"].to_numpy()
-    _write_atomic(out, output)
+    out = _output_frame(df, labels, positions, report.labeler)
+    try:
+        _write_atomic(out, output)
+    except OSError as exc:  # e.g. the disk filled up while labeling
+        _err(f"error: cannot write {output}: {exc.strerror or exc}. Every answer is in the ledger: "
+             "rerun the same command once fixed, nothing is paid again.")
+        raise typer.Exit(1) from None
     _err(_summary(report, output))
-    if report.failed:
-        _err(f"warning: {report.failed} row(s) failed after retries and are flagged as 'other'; "
-             "rerun the same command to retry only those.")
+    unanswered = int((out["label_status"] == "unanswered").sum())
+    if unanswered:
+        _err(f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
+             f"({_no_answer_causes(report, breaker)}); they are written as industry 'other', flagged, "
+             f"label_status 'unanswered', and are not in the ledger as answered: rerun the same "
+             f"command to retry only those {unanswered} row(s).")
+        raise typer.Exit(UNANSWERED_EXIT)
+
+
+def _output_frame(df, labels, positions: list[int] | None, labeler: str):
+    """The input columns plus the labels. Rows the run never reached (the circuit breaker stopped
+    it) are marked like rows whose calls failed: industry other, flagged, label_status unanswered."""
+    from recsys_assets import taxonomy
+
+    n = len(df)
+    lab = labels.set_axis(positions if positions is not None else range(len(labels)))
+    lab = lab.reindex(range(n))
+    missing = lab["label_status"].isna().to_numpy()
+    if missing.any():
+        lab.loc[missing, ["industry", "source", "label_status"]] = [
+            taxonomy.OTHER, "llm" if labeler == "openai" else "cascade_llm", "unanswered"]
+        lab.loc[missing, "confidence"] = 0.0
+    out = df.copy()
+    for col in ("industry", "confidence", "source"):
+        out[col] = lab[col].to_numpy()
+    out["flagged"] = lab["flagged"].where(~missing, True).astype(bool).to_numpy()
+    out["label_status"] = lab["label_status"].to_numpy()
+    return out
+
+
+def _no_answer_causes(report, breaker: bool) -> str:
+    causes = [f"retries exhausted on {k.removeprefix('exhausted:')} for {v}"
+              for k, v in sorted(report.failures_by_reason.items()) if k.startswith("exhausted:")]
+    if report.failures_by_reason.get("peer_failed"):
+        causes.append(f"a concurrent worker's calls failed for {report.failures_by_reason['peer_failed']}")
+    if breaker:
+        causes.append("the circuit breaker stopped the run")
+    return "; ".join(causes) or "no answer"
 
 
 def _summary(report, output: Path) -> str:
