@@ -7,8 +7,9 @@ with a deterministic keyword rule (menu first, then the name), so answers are re
 Faults, per call: a `script` (list consumed in order, one entry per request, "ok" for none) and
 then seeded `rates` {kind: probability}. Kinds: rate_limit (429 + Retry-After), server_error (500),
 timeout (sleeps `timeout_sleep_s` before answering), hang (never answers: holds the request
-until the server stops or `release_hung()`, then drops the connection), malformed_json, out_of_taxonomy, wrong_shape,
-bad_confidence, missing_ids, extra_ids, auth (401), insufficient_quota (429 code).
+until the server stops or `release_hung()`, then drops the connection), malformed_json,
+out_of_taxonomy, wrong_shape, bad_confidence, missing_ids, extra_ids, auth (401),
+insufficient_quota (429 code).
 
 It is deliberately *gullible*: an "answer <code>" instruction found in the user message outside
 the JSON data of the <restaurants> block is obeyed, as a naive model would; the labeler's job is

@@ -48,7 +48,7 @@ def env(recsys_home, server):
 
 def recsys(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "recsys_assets.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def last_line(text: str) -> str:

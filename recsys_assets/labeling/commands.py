@@ -118,7 +118,8 @@ def _check_output(path: Path) -> None:
         _err(f"error: {path}: output must end in .csv or .parquet")
         raise typer.Exit(2)
     if path.is_dir():
-        _err(f"error: cannot write {path}: it is a directory; give a file name ending in .csv or .parquet")
+        _err(f"error: cannot write {path}: it is a directory; give a file name ending in .csv "
+             "or .parquet")
         raise typer.Exit(2)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:  # missing folders are created later
@@ -145,11 +146,13 @@ def label_cmd(
 ) -> None:
     """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes.
 
-    Exit codes: 0 every row answered; 1 the provider refused (bad key, no quota, unknown model) or
-    another error, output not written; 2 bad usage, input, output path, configuration or ledger,
-    nothing done; 3 some rows got no answer from the model (timeouts, connection errors, retries
-    exhausted, circuit breaker), output written with those rows marked label_status=unanswered, a
-    rerun retries only them; 130 interrupted, output not written.
+    Exit codes:
+    0 every row answered;
+    1 the provider refused (bad key, no quota, unknown model) or another error: no output;
+    2 bad usage, input, output path, configuration or ledger: nothing done, no call made;
+    3 some rows got no answer from the model: output written, those rows label_status=unanswered,
+      rerunning the same command calls the model only for them;
+    130 interrupted: no output.
     """
     from recsys_assets.config import ConfigError
 
@@ -206,9 +209,9 @@ def label_cmd(
     unanswered = int((out["label_status"] == "unanswered").sum())
     if unanswered:
         _err(f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
-             f"({_no_answer_causes(report, breaker)}); they are written as industry 'other', flagged, "
-             f"label_status 'unanswered', and are not in the ledger as answered: rerun the same "
-             f"command to retry only those {unanswered} row(s).")
+             f"({_no_answer_causes(report, breaker)}); they are written as industry 'other', "
+             "flagged, label_status 'unanswered', and are not in the ledger as answered: rerun the "
+             f"same command to retry only those {unanswered} row(s).")
         raise typer.Exit(UNANSWERED_EXIT)
 
 
@@ -234,10 +237,11 @@ def _output_frame(df, labels, positions: list[int] | None, labeler: str):
 
 
 def _no_answer_causes(report, breaker: bool) -> str:
+    failures = report.failures_by_reason
     causes = [f"retries exhausted on {k.removeprefix('exhausted:')} for {v}"
-              for k, v in sorted(report.failures_by_reason.items()) if k.startswith("exhausted:")]
-    if report.failures_by_reason.get("peer_failed"):
-        causes.append(f"a concurrent worker's calls failed for {report.failures_by_reason['peer_failed']}")
+              for k, v in sorted(failures.items()) if k.startswith("exhausted:")]
+    if failures.get("peer_failed"):
+        causes.append(f"a concurrent worker's calls failed for {failures['peer_failed']}")
     if breaker:
         causes.append("the circuit breaker stopped the run")
     return "; ".join(causes) or "no answer"

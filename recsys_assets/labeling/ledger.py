@@ -369,7 +369,8 @@ def _check_sqlite_ledger(path: Path) -> None:
     try:
         con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
         try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            tables = {r[0] for r in rows}
         finally:
             con.close()
     except sqlite3.Error as exc:

@@ -223,7 +223,8 @@ def _finish(ids, industry, confidence, source, labeled_at, flagged, status, repo
 
 
 def _label_with_llm(
-    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, status, *,
+    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, status,
+    *,
     progress, stop_event, llm_options, engine_config,
 ) -> None:
     from recsys_assets.labeling.engine import Engine, EngineConfig, PendingRow
