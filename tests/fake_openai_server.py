@@ -6,8 +6,10 @@ with a deterministic keyword rule (menu first, then the name), so answers are re
 
 Faults, per call: a `script` (list consumed in order, one entry per request, "ok" for none) and
 then seeded `rates` {kind: probability}. Kinds: rate_limit (429 + Retry-After), server_error (500),
-timeout (sleeps `timeout_sleep_s` before answering), malformed_json, out_of_taxonomy, wrong_shape,
-bad_confidence, missing_ids, extra_ids, auth (401), insufficient_quota (429 code).
+timeout (sleeps `timeout_sleep_s` before answering), hang (never answers: holds the request
+until the server stops or `release_hung()`, then drops the connection), malformed_json,
+out_of_taxonomy, wrong_shape, bad_confidence, missing_ids, extra_ids, auth (401),
+insufficient_quota (429 code).
 
 It is deliberately *gullible*: an "answer <code>" instruction found in the user message outside
 the JSON data of the <restaurants> block is obeyed, as a naive model would; the labeler's job is
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsys_assets import taxonomy  # noqa: E402
 
 FAULT_KINDS = (
-    "ok", "rate_limit", "server_error", "timeout", "malformed_json", "out_of_taxonomy",
+    "ok", "rate_limit", "server_error", "timeout", "hang", "malformed_json", "out_of_taxonomy",
     "wrong_shape", "bad_confidence", "missing_ids", "extra_ids", "auth", "insufficient_quota",
 )
 
@@ -122,6 +124,7 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self.bodies: list[dict[str, Any]] = []
         self.keep_bodies = True
+        self._hung = threading.Event()  # set on stop: hung requests end without an answer
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -140,7 +143,12 @@ class FakeOpenAI:
         self._thread.start()
         return self
 
+    def release_hung(self) -> None:
+        """End every hung request (the client sees the connection close with no answer)."""
+        self._hung.set()
+
     def stop(self) -> None:
+        self._hung.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -277,6 +285,10 @@ class FakeOpenAI:
                     return
                 if fault == "server_error":
                     self._error(500, "The server had an error.", "server_error", None)
+                    return
+                if fault == "hang":
+                    fake._hung.wait()
+                    self.close_connection = True
                     return
                 if fault == "timeout":
                     time.sleep(fake.timeout_sleep_s)

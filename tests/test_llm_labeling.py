@@ -170,9 +170,11 @@ def test_exhausted_retries_are_flagged_and_retried_next_run(env, server):
     out, rep = env(df, cfg=cfg)
     assert rep.failed == 6 and out["flagged"].all() and server.requests == 12
     assert rep.failures_by_reason["exhausted:http_500"] == 6
+    assert set(out["label_status"]) == {"unanswered"}
     server.configure(rates={})
     out2, rep2 = env(df, cfg=cfg)
     assert server.requests == 18 and rep2.failed == 0 and not out2["flagged"].any()
+    assert set(out2["label_status"]) == {"ok"}
 
 
 def test_retry_after_is_honoured(env, server):

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 INTERRUPTED_EXIT = 130
+UNANSWERED_EXIT = 3  # some rows got no answer from the model; output written, rerun retries them
 
 
 def _err(msg: str) -> None:
@@ -76,7 +77,9 @@ def _write_atomic(df, path: Path) -> None:
         if path.suffix.lower() == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
-            df.to_csv(tmp, index=False, encoding="utf-8")
+            from recsys_assets.safe_csv import write_csv
+
+            write_csv(df, tmp)  # text cells a spreadsheet would execute are neutralized
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -107,6 +110,32 @@ class _StopOnSignal:
             signal.signal(sig, old)
 
 
+def _check_output(path: Path) -> None:
+    """Refuse, before any (paid) work, an output that cannot be written: a directory, a path under a
+    regular file, a folder this process may not write to (read-only mount, permissions, a name too
+    long). Probed by creating a file where the final write will, so it is the OS that answers."""
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        _err(f"error: {path}: output must end in .csv or .parquet")
+        raise typer.Exit(2)
+    if path.is_dir():
+        _err(f"error: cannot write {path}: it is a directory; give a file name ending in .csv "
+             "or .parquet")
+        raise typer.Exit(2)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # missing folders are created later
+        folder = folder.parent
+    if not folder.is_dir():
+        _err(f"error: cannot write {path}: {folder} is a file, not a folder")
+        raise typer.Exit(2)
+    probe = folder / f".{path.name}.{os.getpid()}.probe"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        _err(f"error: cannot write {path}: {folder} refuses new files ({exc.strerror})")
+        raise typer.Exit(2) from None
+
+
 def label_cmd(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet with restaurant_id, name, menu[, description].")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet, by suffix.")],
@@ -115,12 +144,19 @@ def label_cmd(
     items_per_call: Annotated[int | None, typer.Option(min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
 ) -> None:
-    """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes."""
+    """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes.
+
+    Exit codes:
+    0 every row answered;
+    1 the provider refused (bad key, no quota, unknown model) or another error: no output;
+    2 bad usage, input, output path, configuration or ledger: nothing done, no call made;
+    3 some rows got no answer from the model: output written, those rows label_status=unanswered,
+      rerunning the same command calls the model only for them;
+    130 interrupted: no output.
+    """
     from recsys_assets.config import ConfigError
 
-    if output.suffix.lower() not in (".csv", ".parquet"):
-        _err(f"error: {output}: output must end in .csv or .parquet")
-        raise typer.Exit(2)
+    _check_output(output)
     if labeler is not None and labeler.lower() not in ("offline", "openai", "cascade", "auto"):
         _err("error: --labeler must be offline, openai, cascade or auto")
         raise typer.Exit(2)
@@ -133,15 +169,20 @@ def label_cmd(
     from recsys_assets.labeling.service import LabelingAbortedError, label_frame
 
     secrets = (os.environ.get("OPENAI_API_KEY"),)
+    positions, breaker = None, False
     try:
         cfg = EngineConfig.from_env(max_concurrency=max_concurrency, items_per_call=items_per_call)
         with _StopOnSignal() as stopper:
             labels, report = label_frame(df, labeler=labeler, settings=settings, progress=progress,
                                          stop_event=stopper.event, engine_config=cfg)
     except LabelingAbortedError as exc:
-        _err(f"error: {scrub(exc, secrets)}")
-        _err(f"{output} was not written (the labels are incomplete).")
-        raise typer.Exit(1) from None
+        if exc.reason != "circuit_open":  # the provider refuses: every further call would fail
+            _err(f"error: {scrub(exc, secrets)}")
+            _err(f"{output} was not written (the labels are incomplete).")
+            raise typer.Exit(1) from None
+        # The provider kept failing: write what was answered, mark the rest unanswered (exit 3).
+        _err(f"warning: {scrub(exc, secrets)}")
+        labels, report, positions, breaker = exc.frame, exc.report, exc.positions, True
     except (ConfigError, ValueError, LedgerError) as exc:
         _err(f"error: {scrub(exc, secrets)}")
         raise typer.Exit(2) from None
@@ -152,21 +193,58 @@ def label_cmd(
         # Worker threads may be blocked in HTTP calls; committed ledger rows are safe, so leave now.
         os._exit(INTERRUPTED_EXIT)
 
-    if report.remaining:
+    if report.remaining and not breaker:
         _err(f"interrupted: {report.resume_message()}. {output} was NOT written "
              "(it would be incomplete).")
         raise typer.Exit(INTERRUPTED_EXIT)
 
-    out = df.copy()
-    out["industry"] = labels["industry"].to_numpy()
-    out["confidence"] = labels["confidence"].to_numpy()
-    out["source"] = labels["source"].to_numpy()
-    out["flagged"] = labels["flagged"].to_numpy()
-    _write_atomic(out, output)
+    out = _output_frame(df, labels, positions, report.labeler)
+    try:
+        _write_atomic(out, output)
+    except OSError as exc:  # e.g. the disk filled up while labeling
+        _err(f"error: cannot write {output}: {exc.strerror or exc}. Every answer is in the ledger: "
+             "rerun the same command once fixed, nothing is paid again.")
+        raise typer.Exit(1) from None
     _err(_summary(report, output))
-    if report.failed:
-        _err(f"warning: {report.failed} row(s) failed after retries and are flagged as 'other'; "
-             "rerun the same command to retry only those.")
+    unanswered = int((out["label_status"] == "unanswered").sum())
+    if unanswered:
+        _err(f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
+             f"({_no_answer_causes(report, breaker)}); they are written as industry 'other', "
+             "flagged, label_status 'unanswered', and are not in the ledger as answered: rerun the "
+             f"same command to retry only those {unanswered} row(s).")
+        raise typer.Exit(UNANSWERED_EXIT)
+
+
+def _output_frame(df, labels, positions: list[int] | None, labeler: str):
+    """The input columns plus the labels. Rows the run never reached (the circuit breaker stopped
+    it) are marked like rows whose calls failed: industry other, flagged, label_status unanswered."""
+    from recsys_assets import taxonomy
+
+    n = len(df)
+    lab = labels.set_axis(positions if positions is not None else range(len(labels)))
+    lab = lab.reindex(range(n))
+    missing = lab["label_status"].isna().to_numpy()
+    if missing.any():
+        lab.loc[missing, ["industry", "source", "label_status"]] = [
+            taxonomy.OTHER, "llm" if labeler == "openai" else "cascade_llm", "unanswered"]
+        lab.loc[missing, "confidence"] = 0.0
+    out = df.copy()
+    for col in ("industry", "confidence", "source"):
+        out[col] = lab[col].to_numpy()
+    out["flagged"] = lab["flagged"].where(~missing, True).astype(bool).to_numpy()
+    out["label_status"] = lab["label_status"].to_numpy()
+    return out
+
+
+def _no_answer_causes(report, breaker: bool) -> str:
+    failures = report.failures_by_reason
+    causes = [f"retries exhausted on {k.removeprefix('exhausted:')} for {v}"
+              for k, v in sorted(failures.items()) if k.startswith("exhausted:")]
+    if failures.get("peer_failed"):
+        causes.append(f"a concurrent worker's calls failed for {failures['peer_failed']}")
+    if breaker:
+        causes.append("the circuit breaker stopped the run")
+    return "; ".join(causes) or "no answer"
 
 
 def _summary(report, output: Path) -> str:

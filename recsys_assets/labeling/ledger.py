@@ -14,6 +14,9 @@ It replaces the notebook's pickle checkpoint, whose failure modes motivated each
 Where it lives is a SQLAlchemy URL (`ledger_url`): a SQLite file under RECSYS_HOME by default
 (WAL, one process or a few on one machine), PostgreSQL (``RECSYS_LEDGER_URL=postgresql://...``)
 when many workers on many machines label at once. Both get the same tables and the same SQL.
+A new SQLite ledger is created only where no file exists; an existing file that is empty (a
+truncated ledger) or not a ledger is refused with LedgerError, never silently started afresh
+(that would pay for every answer again).
 
 Statuses: ``ok`` and ``invalid`` (the model answered, but not in the schema even after one re-ask)
 are final; ``failed`` (transport errors, retries exhausted) is retried on the next run.
@@ -298,6 +301,86 @@ def _owner_is_dead_here(owner: str) -> bool:
     return False
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _ensure_sqlite_ledger(path: Path) -> None:
+    """Create the ledger file only where no file exists, and refuse a file that is not a ledger.
+
+    SQLite silently treats an empty file (a truncated ledger) as a new database, so without this
+    check every answer would be paid for again with no warning. The new file is built complete
+    under a temporary name and hard-linked into place (which fails if the name exists), so a
+    concurrent worker never sees a half-made ledger and mistakes it for a truncated one.
+    """
+    if not path.exists() and not path.is_symlink():
+        _create_sqlite_ledger(path)
+    _check_sqlite_ledger(path)
+
+
+def _create_sqlite_ledger(path: Path) -> None:
+    import sqlite3
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        con = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file header
+            con.execute("BEGIN")
+            for statement in _ddl(postgres=False):
+                con.execute(statement)
+            con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),))
+            con.execute("COMMIT")
+        finally:
+            con.close()  # the last connection checkpoints and removes the -wal file
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # a concurrent worker created it first: use theirs
+        except OSError:  # no hard links on this filesystem: rename (tiny window, same result)
+            if not path.exists():
+                os.replace(tmp, path)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot create the labeling ledger at {path}: {exc}") from None
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _check_sqlite_ledger(path: Path) -> None:
+    """An existing file must be an SQLite database holding the ledger's `labels` table."""
+    import sqlite3
+    from urllib.parse import quote
+
+    restore = ("Restore it from a backup, or move it away to start an empty ledger "
+               "(every restaurant would then be paid for again).")
+    if path.is_dir():
+        raise LedgerError(f"the labeling ledger path {path} is a directory, not a ledger file")
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise LedgerError(f"cannot read the labeling ledger {path}: {exc.strerror}") from None
+    if not header:
+        raise LedgerError(f"the labeling ledger {path} is empty (0 bytes), not a ledger "
+                          f"(truncated?). {restore}")
+    if header != SQLITE_HEADER:
+        raise LedgerError(f"{path} is not a labeling ledger (not an SQLite database). {restore}")
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            tables = {r[0] for r in rows}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"{path} is not a readable labeling ledger ({exc}). {restore}") from None
+    if "labels" not in tables:
+        found = ", ".join(sorted(tables)) or "none"
+        raise LedgerError(f"{path} is an SQLite database but not a labeling ledger (no `labels` "
+                          f"table; its tables: {found}). {restore}")
+
+
 @dataclass(frozen=True)
 class LedgerRecord:
     input_key: str
@@ -387,6 +470,7 @@ class Ledger:
             if parsed.database and parsed.database != ":memory:":
                 self.path = Path(parsed.database)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                _ensure_sqlite_ledger(self.path)
             kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
         else:
             kwargs["connect_args"] = {"connect_timeout": max(1, busy_timeout_ms // 1000),
@@ -691,10 +775,12 @@ class Ledger:
 
             pd.DataFrame(rows, columns=list(_COLUMNS)).to_parquet(path, index=False)
         else:
+            from recsys_assets.safe_csv import neutralize
+
             with path.open("w", newline="", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(_COLUMNS))
                 writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows({k: neutralize(v) for k, v in r.items()} for r in rows)
         return len(rows)
 
     def prune(

@@ -8,6 +8,11 @@ Labelers:
 Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``.
 A row answered from the ledger keeps its LLM source (the answer *is* an LLM answer); the report's
 ``reused_from_ledger`` says how many were not paid for in this run.
+
+``label_status`` (fixed): ``ok``; ``invalid`` (the model answered, outside the schema or taxonomy,
+even after one re-ask: final, never sent again); ``unanswered`` (no answer from the model: timeouts,
+connection errors, retries exhausted; kept as ``failed`` in the ledger and retried by the next run).
+Both non-ok statuses are ``flagged`` with industry ``other`` and confidence 0.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from recsys_assets import taxonomy
 from recsys_assets.config import ConfigError, Settings, load_settings
 
 SOURCES = ("offline", "llm", "cascade_offline", "cascade_llm")
-OUTPUT_COLUMNS = ("restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged")
+OUTPUT_COLUMNS = ("restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged",
+                  "label_status")
+LABEL_STATUSES = ("ok", "invalid", "unanswered")
 REQUIRED_COLUMNS = ("restaurant_id", "name", "menu")
 
 
@@ -74,13 +81,18 @@ class LabelingReport:
 
 
 class LabelingAbortedError(RuntimeError):
-    """A fatal provider error or the circuit breaker stopped the run; progress is in the ledger."""
+    """A fatal provider error or the circuit breaker stopped the run; progress is in the ledger.
 
-    def __init__(self, reason: str, message: str, frame: pd.DataFrame, report: LabelingReport):
+    `frame` holds the rows finished before the stop; `positions` their row numbers in the input.
+    """
+
+    def __init__(self, reason: str, message: str, frame: pd.DataFrame, report: LabelingReport,
+                 positions: list[int] | None = None):
         super().__init__(message)
         self.reason = reason
         self.frame = frame
         self.report = report
+        self.positions = positions if positions is not None else list(range(len(frame)))
 
 
 def _clean(series: pd.Series) -> list[str | None]:
@@ -134,6 +146,7 @@ def label_frame(
     source: list[str | None] = [None] * n
     labeled_at: list[pd.Timestamp | None] = [None] * n
     flagged = [False] * n
+    status: list[str] = ["ok"] * n
     now = pd.Timestamp.now(tz="UTC")
 
     llm_rows: list[int] = list(range(n))
@@ -165,21 +178,22 @@ def label_frame(
         try:
             _label_with_llm(
                 llm_rows, names, menus, descs, settings, report, industry, confidence, labeled_at,
-                flagged, progress=progress, stop_event=stop_event, llm_options=llm_options,
-                engine_config=engine_config,
+                flagged, status, progress=progress, stop_event=stop_event,
+                llm_options=llm_options, engine_config=engine_config,
             )
         except _Aborted as ab:
             for i in llm_rows:
                 if industry[i] is not None:
                     source[i] = llm_source
-            frame = _finish(ids, industry, confidence, source, labeled_at, flagged, report)
+            frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
+            positions = [i for i, v in enumerate(industry) if v is not None]
             raise LabelingAbortedError(ab.reason, f"{ab.message} ({report.resume_message()})",
-                                       frame, report) from None
+                                       frame, report, positions) from None
         for i in llm_rows:
             if industry[i] is not None:
                 source[i] = llm_source
 
-    frame = _finish(ids, industry, confidence, source, labeled_at, flagged, report)
+    frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
     return frame, report
 
 
@@ -188,7 +202,7 @@ class _Aborted(Exception):
         self.reason, self.message = reason, message
 
 
-def _finish(ids, industry, confidence, source, labeled_at, flagged, report) -> pd.DataFrame:
+def _finish(ids, industry, confidence, source, labeled_at, flagged, status, report) -> pd.DataFrame:
     keep = [i for i, v in enumerate(industry) if v is not None]
     frame = pd.DataFrame(
         {
@@ -199,6 +213,7 @@ def _finish(ids, industry, confidence, source, labeled_at, flagged, report) -> p
             "labeled_at": pd.Series(pd.to_datetime([labeled_at[i] for i in keep], utc=True))
             .astype("datetime64[us, UTC]"),
             "flagged": pd.Series([flagged[i] for i in keep], dtype="bool"),
+            "label_status": pd.Series([status[i] for i in keep], dtype="string"),
         },
         columns=list(OUTPUT_COLUMNS),
     )
@@ -208,7 +223,8 @@ def _finish(ids, industry, confidence, source, labeled_at, flagged, report) -> p
 
 
 def _label_with_llm(
-    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, *,
+    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, status,
+    *,
     progress, stop_event, llm_options, engine_config,
 ) -> None:
     from recsys_assets.labeling.engine import Engine, EngineConfig, PendingRow
@@ -283,6 +299,7 @@ def _label_with_llm(
         industry[i] = rec.industry if ok else taxonomy.OTHER
         confidence[i] = float(rec.confidence) if ok and rec.confidence is not None else 0.0
         flagged[i] = not ok
+        status[i] = "ok" if ok else "unanswered" if rec.status == "failed" else "invalid"
         labeled_at[i] = pd.Timestamp(rec.updated_at)
         if k in reused_keys or k in stats.peer_keys:  # peers' answers were not paid by this run
             report.reused_from_ledger += 1

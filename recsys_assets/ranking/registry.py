@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from recsys_assets.config import Settings, env_float, load_settings
+from recsys_assets.safe_csv import write_csv
 
 EXPERIMENT_NAME = "recsys-industry-ranker"
 MODEL_NAME = "industry-product-ranker"
@@ -180,10 +181,10 @@ def log_to_mlflow(
         for f in evaluation_plots(trained, evaluation, tmpd):
             mlflow.log_artifact(str(f), artifact_path="evaluation")
         per_ind = tmpd / "per_industry.csv"
-        evaluation.per_industry.to_csv(per_ind, index=False)
+        write_csv(evaluation.per_industry, per_ind)
         mlflow.log_artifact(str(per_ind), artifact_path="evaluation")
         curve = tmpd / "ndcg_at_k.csv"
-        evaluation.ndcg_curve.to_csv(curve, index=False)
+        write_csv(evaluation.ndcg_curve, curve)
         mlflow.log_artifact(str(curve), artifact_path="evaluation")
         mlflow.log_dict(dataset.summary(), "evaluation/dataset_summary.json")
 
