@@ -23,10 +23,9 @@ from pathlib import Path
 import duckdb
 
 from recsys_assets.config import Settings, env_float, load_settings
+from recsys_assets.ranking.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
 
-EXPERIMENT_NAME = "recsys-industry-ranker"
-MODEL_NAME = "industry-product-ranker"
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+__all__ = ["CHALLENGER", "CHAMPION", "EXPERIMENT_NAME", "MODEL_NAME", "PREVIOUS"]  # re-exported
 # A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
 # parallel sums); a champion should not change hands for that.
 DEFAULT_PROMOTION_MARGIN = 0.001
