@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from recsys_assets.ranking import dataset as ds
+from recsys_assets.ranking.features import FEATURES
 
 SYN_INDUSTRIES = {
     # industry: (core product ids, {menu item: product ids it needs})
@@ -93,7 +94,7 @@ def built(tmp_path_factory):
 
 
 def _features_of(con, split):
-    cols = ", ".join(ds.FEATURES)
+    cols = ", ".join(FEATURES)
     return con.execute(
         f"SELECT restaurant_id, product_id, {cols} FROM rk_candidates WHERE split = $s "
         "ORDER BY restaurant_id, product_id", {"s": split}).df()

@@ -116,8 +116,7 @@ class RankerServer:
                               {"p": artifacts[table]})
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)
-        self._sql = f"SELECT * FROM ({candidate_feature_sql('rk_req_q', 'rk_req_t')}) " \
-                    "ORDER BY restaurant_id, product_id"
+        self._sql = f"SELECT * FROM ({candidate_feature_sql()}) ORDER BY restaurant_id, product_id"
         self._labeler = None
         self._lock = threading.Lock()
 
@@ -169,8 +168,9 @@ class RankerServer:
         q, t, ks = self._queries(requests)
         cur = self._con.cursor()
         try:
-            cur.register("rk_req_q", q)
-            cur.register("rk_req_t", t)
+            # The names the shared SQL reads; views of this cursor only, so requests never mix.
+            cur.register("rk_queries", q)
+            cur.register("rk_menu_tokens", t)
             feats = cur.execute(self._sql, self.params).df()
         finally:
             cur.close()

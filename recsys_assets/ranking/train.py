@@ -14,7 +14,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from recsys_assets.ranking.dataset import CATEGORICAL_FEATURES, FEATURES, RankingDataset
+from recsys_assets.ranking.dataset import RankingDataset
+from recsys_assets.ranking.features import CATEGORICAL_FEATURES, FEATURES
 
 DEFAULT_PARAMS: dict = {
     "objective": "lambdarank",
