@@ -160,6 +160,35 @@ def test_post_cutoff_orders_never_reach_features(tmp_path):
     con.close()
 
 
+def test_snapshot_industry_statistics_are_the_warehouse_tables_as_of_the_snapshot(built):
+    """rk_snap_ind_prod is industry_product_stats / industry_top_products computed as of its date.
+
+    That is what lets the industry-popularity baseline read the cutoff snapshot instead of
+    rebuilding the warehouse tables, so it is checked against the warehouse builders themselves.
+    """
+    from recsys_assets.warehouse import tables
+
+    con, dset = built
+    as_of = datetime.combine(dset.cutoff, datetime.min.time())
+    tables.build_industry_product_stats(con, as_of=as_of, table="t_stats_at_cutoff")
+    tables.build_industry_top_products(con, k=50, stats_table="t_stats_at_cutoff", table="t_top_at_cutoff")
+    stats = con.execute(
+        "SELECT industry, product_id, penetration, smoothed_penetration, lift, recency_score, "
+        "quantity / industry_restaurants FROM t_stats_at_cutoff ORDER BY industry, product_id").fetchall()
+    snap = con.execute(
+        "SELECT industry, product_id, ind_penetration, ind_smoothed_penetration, ind_lift, ind_recency_score, "
+        "ind_qty_per_restaurant FROM rk_snap_ind_prod WHERE snapshot = ? ORDER BY industry, product_id",
+        [dset.cutoff]).fetchall()
+    assert len(snap) == len(stats) > 100
+    for got, want in zip(snap, stats, strict=True):
+        assert got[:2] == want[:2] and got[2:] == pytest.approx(want[2:], rel=1e-12)
+    top = con.execute("SELECT industry, rank, product_id FROM t_top_at_cutoff ORDER BY industry, rank").fetchall()
+    ranked = con.execute("SELECT industry, ind_rank, product_id FROM rk_snap_ind_prod WHERE snapshot = ? "
+                         "AND ind_rank <= 50 ORDER BY industry, ind_rank", [dset.cutoff]).fetchall()
+    assert ranked == top and len({r[0] for r in top}) == len(SYN_INDUSTRIES)
+    con.execute("DROP TABLE t_stats_at_cutoff; DROP TABLE t_top_at_cutoff")
+
+
 def test_menu_token_association_finds_the_menu_driven_product(built):
     con, dset = built
     # Restaurants with 치즈볼 on the menu buy P006 (mozzarella) far more than the average restaurant.

@@ -44,6 +44,8 @@ SIZE_ORD = {"small": 0, "medium": 1, "large": 2}
 # Snapshot tables in build order: each one's SQL may read the earlier ones' rows of its snapshot.
 SNAPSHOT_TABLES = ("rk_snap_prod", "rk_snap_ind_prod", "rk_snap_ind_cat", "rk_snap_token", "rk_snap_token_prod")
 VOCAB_TABLES = ("rk_vocab_category", "rk_vocab_region", "rk_vocab_industry")
+# Copies of the industry x product statistics that older versions kept; rk_snap_ind_prod replaced them.
+_RETIRED_TABLES = ("rk_industry_product_stats", "rk_industry_top_products")
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ def _build_base_tables(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> No
     _build_menu_tokens(con)
     for table in VOCAB_TABLES:
         sql.run(con, table.removeprefix("rk_"), {"industries": list(taxonomy.INDUSTRY_CODES)})
-    for table in SNAPSHOT_TABLES:
+    for table in (*SNAPSHOT_TABLES, *_RETIRED_TABLES):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 

@@ -2,7 +2,7 @@
 
 Baselines (what we would ship without a model):
 - global popularity: products ranked by the share of all restaurants that bought them (as of cutoff);
-- industry popularity: `industry_top_products` rebuilt as of the cutoff (keyword label + popularity),
+- industry popularity: `industry_top_products` as of the cutoff (keyword label + popularity),
   padded with global popularity beyond its list so every method ranks the same depth;
 - oracle (when the generator's ground truth is available): the true expected first-30-day quantity,
   an upper bound no model can reach.
@@ -11,7 +11,6 @@ Baselines (what we would ship without a model):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -78,18 +77,19 @@ def score_with_booster(con: duckdb.DuckDBPyConnection, booster, split: str = "te
 
 
 def _popularity_rankings(con: duckdb.DuckDBPyConnection, dataset: RankingDataset, split: str) -> dict:
-    from recsys_assets.warehouse.tables import build_industry_product_stats, build_industry_top_products
+    """Both popularity baselines, read from the cutoff snapshot.
 
-    cut = datetime(dataset.cutoff.year, dataset.cutoff.month, dataset.cutoff.day)
-    build_industry_product_stats(con, as_of=cut, table="rk_industry_product_stats")
-    build_industry_top_products(con, k=BASELINE_DEPTH, stats_table="rk_industry_product_stats",
-                                table="rk_industry_top_products")
+    The industry list is `industry_top_products` as of the cutoff: rk_snap_ind_prod holds the same
+    statistics (the same SQL) and `ind_rank` is the same order, so it is not rebuilt here.
+    """
+    params = {"s": dataset.cutoff, "k": BASELINE_DEPTH}
     glob = [r[0] for r in con.execute(
         "SELECT product_id FROM rk_snap_prod WHERE snapshot = $s AND global_rank <= $k ORDER BY global_rank",
-        {"s": dataset.cutoff, "k": BASELINE_DEPTH}).fetchall()]
+        params).fetchall()]
     top: dict[str, list[str]] = {}
     for ind, pid in con.execute(
-        "SELECT industry, product_id FROM rk_industry_top_products ORDER BY industry, rank"
+        "SELECT industry, product_id FROM rk_snap_ind_prod WHERE snapshot = $s AND ind_rank <= $k "
+        "ORDER BY industry, ind_rank", params,
     ).fetchall():
         top.setdefault(ind, []).append(pid)
     qs = load_queries(con, split)
