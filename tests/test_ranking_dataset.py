@@ -118,10 +118,10 @@ def test_split_is_temporal(built):
     assert con.execute("SELECT DISTINCT snapshot FROM rk_queries WHERE split='test'").fetchall() == [(dset.cutoff,)]
 
 
-def test_labels_are_graded_first_window_purchases(built):
+def test_relevance_is_graded_first_window_purchases(built):
     con, dset = built
-    labels = {r[0] for r in con.execute("SELECT DISTINCT label FROM rk_truth").fetchall()}
-    assert labels <= {1, 2, 3, 4} and len(labels) >= 3
+    grades = {r[0] for r in con.execute("SELECT DISTINCT relevance FROM rk_truth").fetchall()}
+    assert grades <= {1, 2, 3, 4} and len(grades) >= 3
     # A restaurant's truth is what it bought in [signup, signup + 30 days), recomputed independently.
     rid, signup = con.execute("SELECT restaurant_id, signup_date FROM rk_queries WHERE split='test' "
                               "ORDER BY restaurant_id LIMIT 1").fetchall()[0]

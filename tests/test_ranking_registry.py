@@ -49,7 +49,7 @@ def env(tmp_path_factory):
     dset = ds.build_ranking_dataset(con)
     good = train_ranker(con, dset)
     train = ds.load_split(con, "train")
-    labels = train["label"].to_numpy()
+    labels = train["relevance"].to_numpy()
     # Weak: ranks by one popularity feature. Worst: learned to put the products bought on the bottom.
     weak = _booster_on(train, ["global_penetration"], labels)
     worst = _booster_on(train, list(FEATURES), (labels == 0).astype(int))

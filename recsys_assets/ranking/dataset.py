@@ -8,7 +8,7 @@ first 30 days?" The dataset reproduces that situation for past restaurants witho
 - Training queries are earlier cohorts. Each is joined to the latest *monthly snapshot* on/before its
   sign-up date, and the snapshot's statistics only use orders (and sign-ups) before the snapshot, so a
   training restaurant sees exactly what a new restaurant would have seen at that time. Their 30-day
-  window ends before the cutoff, so no training label comes from after the cutoff either.
+  window ends before the cutoff, so no training relevance comes from after the cutoff either.
 - The latest training cohort month(s) are the validation set for early stopping.
 - The same SQL (`candidate_feature_sql`) computes features for training, evaluation and serving
   (the pyfunc runs it on a snapshot exported as Parquet), so there is one definition of each feature.
@@ -77,7 +77,7 @@ class RankingDataset:
     data_end: date  # exclusive: the day after the newest order
     serving_snapshot: date
     snapshots: list[date]
-    label_thresholds: list[float]
+    relevance_thresholds: list[float]
     config: RankingConfig
     counts: dict[str, int] = field(default_factory=dict)
     candidate_recall: dict[str, float] = field(default_factory=dict)
@@ -120,7 +120,11 @@ def load_dataset_summary(con: duckdb.DuckDBPyConnection) -> RankingDataset:
     rows = con.execute(f"SELECT summary FROM {SUMMARY_TABLE}").fetchall()
     if not rows:
         raise LookupError("no ranking dataset has been built yet: materialize ranking_dataset first")
-    return RankingDataset.from_summary(json.loads(rows[0][0]))
+    summary = json.loads(rows[0][0])
+    if "relevance_thresholds" not in summary:  # rk_* tables with older column names
+        raise LookupError("the ranking dataset was built by an older version of recsys-assets: "
+                          "materialize ranking_dataset again")
+    return RankingDataset.from_summary(summary)
 
 
 _TOKEN_SPLIT = re.compile(r"[|\n\r\t;,/·•+]")
@@ -299,7 +303,7 @@ def _assign_validation(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> No
         )
 
 
-def _label_thresholds(con: duckdb.DuckDBPyConnection) -> list[float]:
+def _relevance_thresholds(con: duckdb.DuckDBPyConnection) -> list[float]:
     """Quartiles of positive first-30-day quantities among training queries (no test data)."""
     row = sql.run(con, "relevance_thresholds").fetchall()[0][0]
     return [float(x) for x in row] if row else [1.0, 2.0, 4.0]
@@ -339,9 +343,9 @@ def build_ranking_dataset(
 
     Reads restaurants, products, orders, restaurant_industry. Writes (replacing):
     rk_queries (restaurant_id, split, snapshot, ...), rk_truth (restaurant_id, product_id, quantity,
-    label: every first-30-day purchase), rk_candidates (candidates + FEATURES + label + split), the
-    rk_snap_* snapshot tables (training snapshots, the cutoff, and the serving snapshot = data end),
-    and rk_vocab_*. Returns counts and candidate recall@N per split.
+    relevance: every first-30-day purchase), rk_candidates (candidates + features + relevance +
+    split), the rk_snap_* snapshot tables (training snapshots, the cutoff, and the serving
+    snapshot = data end), and rk_vocab_*. Returns counts and candidate recall@N per split.
     """
     cfg = config or RankingConfig()
     start, end = data_span(con)
@@ -354,7 +358,7 @@ def build_ranking_dataset(
     for i, s in enumerate([*snapshots, serving]):
         _build_snapshot(con, s, cfg, create=i == 0)
     _build_queries(con, cut, end, snapshots, cfg)
-    thresholds = _label_thresholds(con)
+    thresholds = _relevance_thresholds(con)
     _build_truth(con, thresholds)
     _build_candidates(con, cfg)
     counts, recall = _dataset_counts(con)
@@ -362,7 +366,7 @@ def build_ranking_dataset(
     regions = [r[0] for r in con.execute("SELECT region FROM rk_vocab_region ORDER BY code").fetchall()]
     return RankingDataset(
         cutoff=cut, data_start=start, data_end=end, serving_snapshot=serving, snapshots=snapshots,
-        label_thresholds=thresholds, config=cfg, counts={"snapshots": len(snapshots), **counts},
+        relevance_thresholds=thresholds, config=cfg, counts={"snapshots": len(snapshots), **counts},
         candidate_recall=recall, categories=categories, regions=regions,
         snapshot_hash=input_snapshot_hash(con),
     )
@@ -391,7 +395,7 @@ def load_split(con: duckdb.DuckDBPyConnection, split: str) -> pd.DataFrame:
 
 def load_truth(con: duckdb.DuckDBPyConnection, split: str) -> pd.DataFrame:
     return con.execute(
-        "SELECT restaurant_id, product_id, quantity, label FROM rk_truth WHERE split = $s", {"s": split}
+        "SELECT restaurant_id, product_id, quantity, relevance FROM rk_truth WHERE split = $s", {"s": split}
     ).df()
 
 

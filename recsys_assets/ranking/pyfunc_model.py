@@ -75,7 +75,7 @@ def export_serving_artifacts(con, trained, dataset: RankingDataset, out_dir: str
         "cutoff": str(dataset.cutoff),
         "regions": list(dataset.regions),
         "categories": list(dataset.categories),
-        "label_thresholds": list(dataset.label_thresholds),
+        "relevance_thresholds": list(dataset.relevance_thresholds),
         "candidate_params": candidate_params(dataset.config),
         "best_iteration": int(trained.best_iteration),
         "default_k": DEFAULT_K,

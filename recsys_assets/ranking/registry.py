@@ -159,7 +159,7 @@ def log_to_mlflow(
     params.update({f"data_{k}": v for k, v in cfg.items() if k != "cutoff"})
     params.update({
         "cutoff": str(dataset.cutoff), "serving_snapshot": str(dataset.serving_snapshot),
-        "label_thresholds": ",".join(f"{t:g}" for t in dataset.label_thresholds),
+        "relevance_thresholds": ",".join(f"{t:g}" for t in dataset.relevance_thresholds),
         "best_iteration": trained.best_iteration, "n_features": len(trained.features),
     })
     tags = {"data_snapshot_hash": dataset.snapshot_hash, "cutoff": str(dataset.cutoff)}

@@ -5,6 +5,6 @@ CREATE OR REPLACE TABLE rk_candidates AS
 WITH f AS (
 {{candidate_features}}
 )
-SELECT q.split, f.*, coalesce(t.quantity, 0.0) AS quantity, coalesce(t.label, 0) AS label
+SELECT q.split, f.*, coalesce(t.quantity, 0.0) AS quantity, coalesce(t.relevance, 0) AS relevance
 FROM f JOIN rk_queries q USING (restaurant_id)
 LEFT JOIN rk_truth t ON t.restaurant_id = f.restaurant_id AND t.product_id = f.product_id

@@ -7,6 +7,6 @@ SELECT q.restaurant_id, q.split, fw.product_id, fw.quantity,
             WHEN fw.quantity <= $threshold_1 THEN 1
             WHEN fw.quantity <= $threshold_2 THEN 2
             WHEN fw.quantity <= $threshold_3 THEN 3
-            ELSE 4 END AS label
+            ELSE 4 END AS relevance
 FROM rk_queries q JOIN rk_first_window fw USING (restaurant_id)
 WHERE fw.quantity > 0
