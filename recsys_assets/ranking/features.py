@@ -182,10 +182,13 @@ _END = "<!-- END feature table -->"
 
 def feature_table_md() -> str:
     """The markdown table of features.md (name, definition, why, SQL)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a bare | would split the cell, even inside `code`
+
     rows = ["| feature | definition | why | SQL |", "|---|---|---|---|"]
     for f in REGISTRY:
         name = f"`{f.name}` (categorical)" if f.categorical else f"`{f.name}`"
-        rows.append(f"| {name} | {f.definition} | {f.why} | `{f.sql}` |")
+        rows.append(f"| {name} | {cell(f.definition)} | {cell(f.why)} | `{cell(f.sql)}` |")
     return "\n".join(rows)
 
 

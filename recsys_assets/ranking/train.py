@@ -14,8 +14,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from recsys_assets.ranking import features as feature_registry
 from recsys_assets.ranking.dataset import RankingDataset
-from recsys_assets.ranking.features import CATEGORICAL_FEATURES, FEATURES
 
 DEFAULT_PARAMS: dict = {
     "objective": "lambdarank",
@@ -75,7 +75,7 @@ def _passive_openmp() -> None:
 
 @dataclass
 class _SplitMatrix:
-    x: pd.DataFrame  # the FEATURES as one float64 block (a view of a C-contiguous array)
+    x: pd.DataFrame  # the features as one float64 block (a view of a C-contiguous array)
     relevance: np.ndarray
     group: np.ndarray
 
@@ -154,8 +154,8 @@ def train_ranker(
     p = {**DEFAULT_PARAMS, **(params or {})}
     rounds = int(p.pop("num_boost_round"))
     stop = int(p.pop("early_stopping_rounds"))
-    features = list(FEATURES)
-    cats = [c for c in CATEGORICAL_FEATURES if c in features]
+    features = list(feature_registry.FEATURES)
+    cats = [c for c in feature_registry.CATEGORICAL_FEATURES if c in features]
 
     def mk(split: str, reference=None):
         """(binned Dataset, rows, queries): the float matrix is dropped once LightGBM has binned it."""
