@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -83,6 +84,7 @@ class RankingDataset:
     candidate_recall: dict[str, float] = field(default_factory=dict)
     categories: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
+    industries: list[str] = field(default_factory=list)  # industry_code = position in this list
     snapshot_hash: str = ""
 
     def summary(self) -> dict:
@@ -121,7 +123,7 @@ def load_dataset_summary(con: duckdb.DuckDBPyConnection) -> RankingDataset:
     if not rows:
         raise LookupError("no ranking dataset has been built yet: materialize ranking_dataset first")
     summary = json.loads(rows[0][0])
-    if "relevance_thresholds" not in summary:  # rk_* tables with older column names
+    if not {"relevance_thresholds", "industries"} <= summary.keys():  # older rk_* tables
         raise LookupError("the ranking dataset was built by an older version of recsys-assets: "
                           "materialize ranking_dataset again")
     return RankingDataset.from_summary(summary)
@@ -198,13 +200,14 @@ def monthly_snapshots(first: date, cutoff: date) -> list[date]:
 # --------------------------------------------------------------------------------------------
 
 
-def _build_base_tables(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> None:
+def _build_base_tables(con: duckdb.DuckDBPyConnection, cfg: RankingConfig,
+                       industries: Sequence[str]) -> None:
     """Tables every snapshot reads: first purchases, first windows, menu tokens, vocabularies."""
     sql.run(con, "first_purchase")
     sql.run(con, "first_window", {"horizon_days": cfg.horizon_days})
     _build_menu_tokens(con)
     for table in VOCAB_TABLES:
-        sql.run(con, table.removeprefix("rk_"), {"industries": list(taxonomy.INDUSTRY_CODES)})
+        sql.run(con, table.removeprefix("rk_"), {"industries": list(industries)})
     for table in (*SNAPSHOT_TABLES, *_RETIRED_TABLES):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -266,9 +269,21 @@ def candidate_params(cfg: RankingConfig) -> dict:
     }
 
 
-def industry_code(industry: str | None) -> int:
-    codes = taxonomy.INDUSTRY_CODES
-    return codes.index(industry) if industry in codes else codes.index(taxonomy.OTHER)
+def industry_coder(industries: Sequence[str],
+                   unknown: str = taxonomy.OTHER) -> Callable[[str | None], int]:
+    """name -> industry_code for a model trained with `industries` (the list stored with it).
+
+    By name, never by today's taxonomy position, so inserting an industry cannot shift the codes a
+    registered model receives. Any industry the model never saw gets `unknown`'s code, as an
+    unrecognised label did in training.
+    """
+    codes = {name: i for i, name in enumerate(industries)}
+    fallback = codes[unknown]
+
+    def code(name: str | None) -> int:
+        return fallback if name is None else codes.get(name, fallback)
+
+    return code
 
 
 def _build_queries(con: duckdb.DuckDBPyConnection, cutoff: date, data_end: date,
@@ -338,6 +353,7 @@ def build_ranking_dataset(
     con: duckdb.DuckDBPyConnection,
     cutoff: date | str | None = None,
     config: RankingConfig | None = None,
+    industries: Sequence[str] | None = None,
 ) -> RankingDataset:
     """Build the temporal cold-start dataset and serving snapshot tables in DuckDB.
 
@@ -346,15 +362,19 @@ def build_ranking_dataset(
     relevance: every first-30-day purchase), rk_candidates (candidates + features + relevance +
     split), the rk_snap_* snapshot tables (training snapshots, the cutoff, and the serving
     snapshot = data end), and rk_vocab_*. Returns counts and candidate recall@N per split.
+    `industries` (default: the taxonomy's codes, in order) defines industry_code.
     """
     cfg = config or RankingConfig()
+    industries = list(taxonomy.INDUSTRY_CODES if industries is None else industries)
+    if taxonomy.OTHER not in industries or len(set(industries)) != len(industries):
+        raise ValueError(f"industries must be distinct and include {taxonomy.OTHER!r}: {industries}")
     start, end = data_span(con)
     cut = resolve_cutoff(con, cutoff if cutoff is not None else cfg.cutoff, cfg.holdout_days)
     if not (start < cut < end):
         raise ValueError(f"cutoff {cut} is outside the data span {start}..{end}")
     snapshots = monthly_snapshots(start + timedelta(days=cfg.min_history_days), cut)
     serving = end
-    _build_base_tables(con, cfg)
+    _build_base_tables(con, cfg, industries)
     for i, s in enumerate([*snapshots, serving]):
         _build_snapshot(con, s, cfg, create=i == 0)
     _build_queries(con, cut, end, snapshots, cfg)
@@ -364,10 +384,11 @@ def build_ranking_dataset(
     counts, recall = _dataset_counts(con)
     categories = [r[0] for r in con.execute("SELECT category FROM rk_vocab_category ORDER BY code").fetchall()]
     regions = [r[0] for r in con.execute("SELECT region FROM rk_vocab_region ORDER BY code").fetchall()]
+    industries = [r[0] for r in con.execute("SELECT industry FROM rk_vocab_industry ORDER BY code").fetchall()]
     return RankingDataset(
         cutoff=cut, data_start=start, data_end=end, serving_snapshot=serving, snapshots=snapshots,
         relevance_thresholds=thresholds, config=cfg, counts={"snapshots": len(snapshots), **counts},
-        candidate_recall=recall, categories=categories, regions=regions,
+        candidate_recall=recall, categories=categories, regions=regions, industries=industries,
         snapshot_hash=input_snapshot_hash(con),
     )
 

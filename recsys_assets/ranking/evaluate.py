@@ -16,7 +16,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from recsys_assets.ranking.dataset import RankingDataset, load_queries, load_split, load_truth
+from recsys_assets.ranking.dataset import (
+    RankingDataset,
+    industry_coder,
+    load_queries,
+    load_split,
+    load_truth,
+)
 from recsys_assets.ranking.metrics import (
     METRIC_NAMES,
     MetricSummary,
@@ -59,9 +65,17 @@ class Evaluation:
         return self.metrics["ndcg_at_10"] - self.baselines["industry_popularity"]["ndcg_at_10"]
 
 
-def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test") -> pd.DataFrame:
-    """Score every candidate of `split` with `booster`: DataFrame(restaurant_id, product_id, score)."""
+def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test",
+                   industries: list[str] | None = None) -> pd.DataFrame:
+    """Score every candidate of `split` with `booster`: DataFrame(restaurant_id, product_id, score).
+
+    `industries`: the industry list the booster was trained with, when it may differ from the
+    dataset's (a champion trained before an industry was added); industry_code is re-derived from
+    the industry names with it, as serving does.
+    """
     frame = load_split(con, split)
+    if industries is not None:
+        frame["industry_code"] = frame["industry"].map(industry_coder(industries))
     return pd.DataFrame({
         "restaurant_id": frame["restaurant_id"],
         "product_id": frame["product_id"],
@@ -69,11 +83,13 @@ def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test")
     })
 
 
-def score_with_booster(con: duckdb.DuckDBPyConnection, booster, split: str = "test") -> MetricSummary:
+def score_with_booster(con: duckdb.DuckDBPyConnection, booster, split: str = "test",
+                       industries: list[str] | None = None) -> MetricSummary:
     """Metrics of any booster on the current holdout (the promotion gate re-scores the champion so)."""
     queries = load_queries(con, split)["restaurant_id"].astype(str).tolist()
     truth = truth_from_frame(load_truth(con, split))
-    return summarize(rankings_from_frame(model_rankings(con, booster, split)), truth, queries)
+    ranked = model_rankings(con, booster, split, industries)
+    return summarize(rankings_from_frame(ranked), truth, queries)
 
 
 def _popularity_rankings(con: duckdb.DuckDBPyConnection, dataset: RankingDataset, split: str) -> dict:
