@@ -292,7 +292,7 @@ def _build_queries(con: duckdb.DuckDBPyConnection, cutoff: date, data_end: date,
     sql.run(con, "queries", {
         "cutoff": cutoff, "data_end": data_end, "horizon_days": cfg.horizon_days,
         "train_snapshots": [s for s in snapshots if s < cutoff], "other": taxonomy.OTHER,
-    })
+    }, {"latest_labels": sql.load("latest_labels")})
     _assign_validation(con, cfg)
 
 

@@ -165,25 +165,14 @@ def recommend_for_restaurants(
     import pandas as pd
 
     from recsys_assets.config import load_settings
+    from recsys_assets.ranking import sql
 
     if server is None:
         server, model_version = load_champion(settings)
     server.set_threads((settings or load_settings()).duckdb_threads)
-    sql = """
-        WITH ri AS (
-            SELECT restaurant_id, industry, confidence FROM restaurant_industry
-            QUALIFY row_number() OVER (PARTITION BY restaurant_id
-                                       ORDER BY labeled_at DESC NULLS LAST, confidence DESC) = 1
-        )
-        SELECT r.restaurant_id, ri.industry, r.name, r.menu, r.description, r.region, r.size,
-               ri.confidence AS label_confidence
-        FROM restaurants r LEFT JOIN ri USING (restaurant_id)
-    """
-    params: dict = {}
-    if restaurant_ids is not None:
-        sql += " WHERE list_contains($ids, r.restaurant_id)"
-        params["ids"] = list(restaurant_ids)
-    reqs = con.execute(sql + " ORDER BY r.restaurant_id", params).df()
+    ids = None if restaurant_ids is None else list(restaurant_ids)
+    reqs = sql.run(con, "restaurant_requests", {"ids": ids},
+                   {"latest_labels": sql.load("latest_labels")}).df()
     reqs["k"] = int(k)
     parts = []
     for start in range(0, len(reqs), BATCH_SIZE):

@@ -3,10 +3,8 @@
 -- training snapshot with the window ending by the cutoff, reading the latest snapshot on/before its
 -- sign-up. Industry = the newest label ($other when unlabeled), coded by rk_vocab_industry.
 CREATE OR REPLACE TABLE rk_queries AS
-WITH ri AS (  -- one label per restaurant even if the table keeps a history: the newest
-    SELECT restaurant_id, industry, confidence FROM restaurant_industry
-    QUALIFY row_number() OVER (PARTITION BY restaurant_id
-                               ORDER BY labeled_at DESC NULLS LAST, confidence DESC) = 1
+WITH ri AS (
+{{latest_labels}}
 ),
 r AS (
     SELECT r.restaurant_id, r.signup_date, r.region, lower(r.size) AS size,
