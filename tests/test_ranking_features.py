@@ -71,6 +71,10 @@ def test_features_md_is_generated_from_the_registry():
     text = features.FEATURES_MD.read_text(encoding="utf-8")
     for f in features.REGISTRY:
         assert f"| `{f.name}`" in text
+    sql_files = {p.name for p in (features.FEATURES_MD.parent / "sql").glob("*.sql")}
+    assert len(sql_files) > 10
+    for name in sql_files - {"vocab_category.sql", "vocab_region.sql", "vocab_industry.sql"}:
+        assert f"{name}`" in text, f"features.md does not mention {name}"
     assert features.FEATURES == tuple(f.name for f in features.REGISTRY)
     assert set(features.CATEGORICAL_FEATURES) == {"category_code", "industry_code", "region_code"}
 
