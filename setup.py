@@ -9,7 +9,7 @@ setup(
     # The data files (taxonomy registry, lexicon variants, sample catalog) are part of the package.
     package_data={
         "recsys_assets": ["*.md", "**/*.md", "**/*.yaml", "**/*.json", "data/*.csv", "data/*.yaml",
-                          "data/*.txt"],
+                          "data/*.txt", "**/*.sql"],
     },
     python_requires=">=3.11",
     install_requires=[

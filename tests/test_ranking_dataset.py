@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from recsys_assets.ranking import dataset as ds
+from recsys_assets.ranking.features import FEATURES
 
 SYN_INDUSTRIES = {
     # industry: (core product ids, {menu item: product ids it needs})
@@ -93,7 +94,7 @@ def built(tmp_path_factory):
 
 
 def _features_of(con, split):
-    cols = ", ".join(ds.FEATURES)
+    cols = ", ".join(FEATURES)
     return con.execute(
         f"SELECT restaurant_id, product_id, {cols} FROM rk_candidates WHERE split = $s "
         "ORDER BY restaurant_id, product_id", {"s": split}).df()
@@ -117,10 +118,10 @@ def test_split_is_temporal(built):
     assert con.execute("SELECT DISTINCT snapshot FROM rk_queries WHERE split='test'").fetchall() == [(dset.cutoff,)]
 
 
-def test_labels_are_graded_first_window_purchases(built):
+def test_relevance_is_graded_first_window_purchases(built):
     con, dset = built
-    labels = {r[0] for r in con.execute("SELECT DISTINCT label FROM rk_truth").fetchall()}
-    assert labels <= {1, 2, 3, 4} and len(labels) >= 3
+    grades = {r[0] for r in con.execute("SELECT DISTINCT relevance FROM rk_truth").fetchall()}
+    assert grades <= {1, 2, 3, 4} and len(grades) >= 3
     # A restaurant's truth is what it bought in [signup, signup + 30 days), recomputed independently.
     rid, signup = con.execute("SELECT restaurant_id, signup_date FROM rk_queries WHERE split='test' "
                               "ORDER BY restaurant_id LIMIT 1").fetchall()[0]
@@ -157,6 +158,35 @@ def test_post_cutoff_orders_never_reach_features(tmp_path):
                      [d2.serving_snapshot]).fetchall()[0][0]
     assert gp > 0.5
     con.close()
+
+
+def test_snapshot_industry_statistics_are_the_warehouse_tables_as_of_the_snapshot(built):
+    """rk_snap_ind_prod is industry_product_stats / industry_top_products computed as of its date.
+
+    That is what lets the industry-popularity baseline read the cutoff snapshot instead of
+    rebuilding the warehouse tables, so it is checked against the warehouse builders themselves.
+    """
+    from recsys_assets.warehouse import tables
+
+    con, dset = built
+    as_of = datetime.combine(dset.cutoff, datetime.min.time())
+    tables.build_industry_product_stats(con, as_of=as_of, table="t_stats_at_cutoff")
+    tables.build_industry_top_products(con, k=50, stats_table="t_stats_at_cutoff", table="t_top_at_cutoff")
+    stats = con.execute(
+        "SELECT industry, product_id, penetration, smoothed_penetration, lift, recency_score, "
+        "quantity / industry_restaurants FROM t_stats_at_cutoff ORDER BY industry, product_id").fetchall()
+    snap = con.execute(
+        "SELECT industry, product_id, ind_penetration, ind_smoothed_penetration, ind_lift, ind_recency_score, "
+        "ind_qty_per_restaurant FROM rk_snap_ind_prod WHERE snapshot = ? ORDER BY industry, product_id",
+        [dset.cutoff]).fetchall()
+    assert len(snap) == len(stats) > 100
+    for got, want in zip(snap, stats, strict=True):
+        assert got[:2] == want[:2] and got[2:] == pytest.approx(want[2:], rel=1e-12)
+    top = con.execute("SELECT industry, rank, product_id FROM t_top_at_cutoff ORDER BY industry, rank").fetchall()
+    ranked = con.execute("SELECT industry, ind_rank, product_id FROM rk_snap_ind_prod WHERE snapshot = ? "
+                         "AND ind_rank <= 50 ORDER BY industry, ind_rank", [dset.cutoff]).fetchall()
+    assert ranked == top and len({r[0] for r in top}) == len(SYN_INDUSTRIES)
+    con.execute("DROP TABLE t_stats_at_cutoff; DROP TABLE t_top_at_cutoff")
 
 
 def test_menu_token_association_finds_the_menu_driven_product(built):

@@ -19,6 +19,7 @@ from recsys_assets.ranking import dataset as ds
 from recsys_assets.ranking import recommend as rec
 from recsys_assets.ranking import registry as reg
 from recsys_assets.ranking.evaluate import evaluate, score_with_booster
+from recsys_assets.ranking.features import FEATURES
 from recsys_assets.ranking.train import TrainedRanker, train_ranker
 from tests.test_ranking_dataset import make_synthetic_warehouse
 
@@ -48,10 +49,10 @@ def env(tmp_path_factory):
     dset = ds.build_ranking_dataset(con)
     good = train_ranker(con, dset)
     train = ds.load_split(con, "train")
-    labels = train["label"].to_numpy()
+    labels = train["relevance"].to_numpy()
     # Weak: ranks by one popularity feature. Worst: learned to put the products bought on the bottom.
     weak = _booster_on(train, ["global_penetration"], labels)
-    worst = _booster_on(train, list(ds.FEATURES), (labels == 0).astype(int))
+    worst = _booster_on(train, list(FEATURES), (labels == 0).astype(int))
     yield settings, con, dset, good, weak, worst
     con.close()
     mp.undo()

@@ -2,7 +2,7 @@
 
 Baselines (what we would ship without a model):
 - global popularity: products ranked by the share of all restaurants that bought them (as of cutoff);
-- industry popularity: `industry_top_products` rebuilt as of the cutoff (keyword label + popularity),
+- industry popularity: `industry_top_products` as of the cutoff (keyword label + popularity),
   padded with global popularity beyond its list so every method ranks the same depth;
 - oracle (when the generator's ground truth is available): the true expected first-30-day quantity,
   an upper bound no model can reach.
@@ -11,13 +11,18 @@ Baselines (what we would ship without a model):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from recsys_assets.ranking.dataset import RankingDataset, load_queries, load_split, load_truth
+from recsys_assets.ranking.dataset import (
+    RankingDataset,
+    industry_coder,
+    load_queries,
+    load_split,
+    load_truth,
+)
 from recsys_assets.ranking.metrics import (
     METRIC_NAMES,
     MetricSummary,
@@ -60,9 +65,17 @@ class Evaluation:
         return self.metrics["ndcg_at_10"] - self.baselines["industry_popularity"]["ndcg_at_10"]
 
 
-def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test") -> pd.DataFrame:
-    """Score every candidate of `split` with `booster`: DataFrame(restaurant_id, product_id, score)."""
+def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test",
+                   industries: list[str] | None = None) -> pd.DataFrame:
+    """Score every candidate of `split` with `booster`: DataFrame(restaurant_id, product_id, score).
+
+    `industries`: the industry list the booster was trained with, when it may differ from the
+    dataset's (a champion trained before an industry was added); industry_code is re-derived from
+    the industry names with it, as serving does.
+    """
     frame = load_split(con, split)
+    if industries is not None:
+        frame["industry_code"] = frame["industry"].map(industry_coder(industries))
     return pd.DataFrame({
         "restaurant_id": frame["restaurant_id"],
         "product_id": frame["product_id"],
@@ -70,26 +83,29 @@ def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test")
     })
 
 
-def score_with_booster(con: duckdb.DuckDBPyConnection, booster, split: str = "test") -> MetricSummary:
+def score_with_booster(con: duckdb.DuckDBPyConnection, booster, split: str = "test",
+                       industries: list[str] | None = None) -> MetricSummary:
     """Metrics of any booster on the current holdout (the promotion gate re-scores the champion so)."""
     queries = load_queries(con, split)["restaurant_id"].astype(str).tolist()
     truth = truth_from_frame(load_truth(con, split))
-    return summarize(rankings_from_frame(model_rankings(con, booster, split)), truth, queries)
+    ranked = model_rankings(con, booster, split, industries)
+    return summarize(rankings_from_frame(ranked), truth, queries)
 
 
 def _popularity_rankings(con: duckdb.DuckDBPyConnection, dataset: RankingDataset, split: str) -> dict:
-    from recsys_assets.warehouse.tables import build_industry_product_stats, build_industry_top_products
+    """Both popularity baselines, read from the cutoff snapshot.
 
-    cut = datetime(dataset.cutoff.year, dataset.cutoff.month, dataset.cutoff.day)
-    build_industry_product_stats(con, as_of=cut, table="rk_industry_product_stats")
-    build_industry_top_products(con, k=BASELINE_DEPTH, stats_table="rk_industry_product_stats",
-                                table="rk_industry_top_products")
+    The industry list is `industry_top_products` as of the cutoff: rk_snap_ind_prod holds the same
+    statistics (the same SQL) and `ind_rank` is the same order, so it is not rebuilt here.
+    """
+    params = {"s": dataset.cutoff, "k": BASELINE_DEPTH}
     glob = [r[0] for r in con.execute(
         "SELECT product_id FROM rk_snap_prod WHERE snapshot = $s AND global_rank <= $k ORDER BY global_rank",
-        {"s": dataset.cutoff, "k": BASELINE_DEPTH}).fetchall()]
+        params).fetchall()]
     top: dict[str, list[str]] = {}
     for ind, pid in con.execute(
-        "SELECT industry, product_id FROM rk_industry_top_products ORDER BY industry, rank"
+        "SELECT industry, product_id FROM rk_snap_ind_prod WHERE snapshot = $s AND ind_rank <= $k "
+        "ORDER BY industry, ind_rank", params,
     ).fetchall():
         top.setdefault(ind, []).append(pid)
     qs = load_queries(con, split)

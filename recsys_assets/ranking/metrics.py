@@ -119,10 +119,10 @@ def rankings_from_frame(
 
 def truth_from_frame(
     frame: pd.DataFrame, query_col: str = "restaurant_id", item_col: str = "product_id",
-    label_col: str = "label",
+    relevance_col: str = "relevance",
 ) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for q, item, rel in zip(frame[query_col], frame[item_col], frame[label_col], strict=True):
+    for q, item, rel in zip(frame[query_col], frame[item_col], frame[relevance_col], strict=True):
         out.setdefault(str(q), {})[str(item)] = float(rel)
     return out
 

@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_assets import taxonomy
 from recsys_assets.ranking.dataset import (
     SIZE_ORD,
     RankingDataset,
     candidate_feature_sql,
     candidate_params,
-    industry_code,
+    industry_coder,
     menu_tokens,
 )
-from recsys_assets.taxonomy import INDUSTRY_CODES
+from recsys_assets.ranking.features import CATEGORICAL_FEATURES
 
 DEFAULT_K = 10
 MAX_K = 100
@@ -71,11 +72,15 @@ def export_serving_artifacts(con, trained, dataset: RankingDataset, out_dir: str
         paths[table] = str(out / fname)
     meta = {
         "features": list(trained.features),
+        "categorical_features": [c for c in CATEGORICAL_FEATURES if c in trained.features],
         "serving_snapshot": str(s),
         "cutoff": str(dataset.cutoff),
+        # The vocabularies the codes were trained with; serving maps names to codes with them.
+        "industries": list(dataset.industries),
+        "unknown_industry": taxonomy.OTHER,
         "regions": list(dataset.regions),
         "categories": list(dataset.categories),
-        "label_thresholds": list(dataset.label_thresholds),
+        "relevance_thresholds": list(dataset.relevance_thresholds),
         "candidate_params": candidate_params(dataset.config),
         "best_iteration": int(trained.best_iteration),
         "default_k": DEFAULT_K,
@@ -83,6 +88,16 @@ def export_serving_artifacts(con, trained, dataset: RankingDataset, out_dir: str
     (out / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     paths["meta"] = str(out / META_FILE)
     return paths
+
+
+def model_industry_coder(meta: dict):
+    """industry name -> code for the model described by `meta` (its meta.json).
+
+    Models logged before the industry list was stored were trained and served with the taxonomy's
+    order of the time; for them the current order is the only guess (and was what they got).
+    """
+    industries = meta.get("industries") or list(taxonomy.INDUSTRY_CODES)
+    return industry_coder(industries, meta.get("unknown_industry", taxonomy.OTHER))
 
 
 def _clean_str(v) -> str | None:
@@ -109,6 +124,7 @@ class RankerServer:
         self.snapshot = pd.Timestamp(self.meta["serving_snapshot"]).date()
         self.params = dict(self.meta["candidate_params"])
         self.region_code = {r: i for i, r in enumerate(self.meta["regions"])}
+        self.industry_code = model_industry_coder(self.meta)
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET threads TO 1")
         for table in TABLE_FILES:
@@ -116,8 +132,7 @@ class RankerServer:
                               {"p": artifacts[table]})
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)
-        self._sql = f"SELECT * FROM ({candidate_feature_sql('rk_req_q', 'rk_req_t')}) " \
-                    "ORDER BY restaurant_id, product_id"
+        self._sql = f"SELECT * FROM ({candidate_feature_sql()}) ORDER BY restaurant_id, product_id"
         self._labeler = None
         self._lock = threading.Lock()
 
@@ -142,7 +157,7 @@ class RankerServer:
             industry = _clean_str(get("industry"))
             conf = get("label_confidence")
             conf = None if conf is None or pd.isna(conf) else float(conf)
-            if industry not in INDUSTRY_CODES:
+            if industry not in taxonomy.INDUSTRY_CODES:
                 industry, labeled_conf = self._label(_clean_str(get("name")), _clean_str(get("menu")),
                                                      _clean_str(get("description")))
                 conf = labeled_conf if conf is None else conf
@@ -154,7 +169,7 @@ class RankerServer:
             k = DEFAULT_K if k is None or pd.isna(k) else int(k)
             ks.append(max(1, min(k, MAX_K)))
             qid = f"q{i:08d}"
-            rows.append((qid, self.snapshot, industry, industry_code(industry), conf,
+            rows.append((qid, self.snapshot, industry, self.industry_code(industry), conf,
                          self.region_code.get(region), SIZE_ORD.get((size or "").lower())))
             toks.extend((qid, t) for t in menu_tokens(_clean_str(get("menu"))))
         q = pd.DataFrame(rows, columns=["restaurant_id", "snapshot", "industry", "industry_code",
@@ -169,8 +184,9 @@ class RankerServer:
         q, t, ks = self._queries(requests)
         cur = self._con.cursor()
         try:
-            cur.register("rk_req_q", q)
-            cur.register("rk_req_t", t)
+            # The names the shared SQL reads; views of this cursor only, so requests never mix.
+            cur.register("rk_queries", q)
+            cur.register("rk_menu_tokens", t)
             feats = cur.execute(self._sql, self.params).df()
         finally:
             cur.close()

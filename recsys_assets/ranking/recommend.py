@@ -17,15 +17,15 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recsys_assets.ranking.names import CHAMPION, CHAMPION_URI, MODEL_NAME
+
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
     import pandas as pd
 
     from recsys_assets.config import Settings
 
-MODEL_NAME = "industry-product-ranker"  # == registry.MODEL_NAME (not imported: it pulls in duckdb)
-CHAMPION_ALIAS = "champion"
-CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}"
+__all__ = ["CHAMPION_URI", "NoChampionError", "load_champion", "recommend", "recommend_for_restaurants"]
 BATCH_SIZE = 2000
 _CACHE: dict[tuple[str, str, str], object] = {}
 
@@ -50,7 +50,7 @@ def _fast_champion(settings: Settings) -> tuple[str, str] | None:
             rows = con.execute(
                 "SELECT v.version, v.run_id FROM registered_model_aliases a "
                 "JOIN model_versions v ON v.name = a.name AND v.version = a.version "
-                "WHERE a.name = ? AND a.alias = ?", (MODEL_NAME, CHAMPION_ALIAS)).fetchall()
+                "WHERE a.name = ? AND a.alias = ?", (MODEL_NAME, CHAMPION)).fetchall()
         finally:
             con.close()
     except sqlite3.Error:
@@ -105,10 +105,10 @@ def load_champion(settings: Settings | None = None):
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+        mv = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
     except MlflowException as exc:
         raise NoChampionError(
-            f"no '{CHAMPION_ALIAS}' alias on registered model {MODEL_NAME}: train and promote a ranker first"
+            f"no '{CHAMPION}' alias on registered model {MODEL_NAME}: train and promote a ranker first"
         ) from exc
     version, run_id = str(mv.version), str(mv.run_id or "norun")
     key = (settings.mlflow_tracking_uri, version, run_id)
@@ -165,25 +165,14 @@ def recommend_for_restaurants(
     import pandas as pd
 
     from recsys_assets.config import load_settings
+    from recsys_assets.ranking import sql
 
     if server is None:
         server, model_version = load_champion(settings)
     server.set_threads((settings or load_settings()).duckdb_threads)
-    sql = """
-        WITH ri AS (
-            SELECT restaurant_id, industry, confidence FROM restaurant_industry
-            QUALIFY row_number() OVER (PARTITION BY restaurant_id
-                                       ORDER BY labeled_at DESC NULLS LAST, confidence DESC) = 1
-        )
-        SELECT r.restaurant_id, ri.industry, r.name, r.menu, r.description, r.region, r.size,
-               ri.confidence AS label_confidence
-        FROM restaurants r LEFT JOIN ri USING (restaurant_id)
-    """
-    params: dict = {}
-    if restaurant_ids is not None:
-        sql += " WHERE list_contains($ids, r.restaurant_id)"
-        params["ids"] = list(restaurant_ids)
-    reqs = con.execute(sql + " ORDER BY r.restaurant_id", params).df()
+    ids = None if restaurant_ids is None else list(restaurant_ids)
+    reqs = sql.run(con, "restaurant_requests", {"ids": ids},
+                   {"latest_labels": sql.load("latest_labels")}).df()
     reqs["k"] = int(k)
     parts = []
     for start in range(0, len(reqs), BATCH_SIZE):

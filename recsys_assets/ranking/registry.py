@@ -23,11 +23,10 @@ from pathlib import Path
 import duckdb
 
 from recsys_assets.config import Settings, env_float, load_settings
+from recsys_assets.ranking.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
 from recsys_assets.safe_csv import write_csv
 
-EXPERIMENT_NAME = "recsys-industry-ranker"
-MODEL_NAME = "industry-product-ranker"
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+__all__ = ["CHALLENGER", "CHAMPION", "EXPERIMENT_NAME", "MODEL_NAME", "PREVIOUS"]  # re-exported
 # A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
 # parallel sums); a champion should not change hands for that.
 DEFAULT_PROMOTION_MARGIN = 0.001
@@ -161,7 +160,7 @@ def log_to_mlflow(
     params.update({f"data_{k}": v for k, v in cfg.items() if k != "cutoff"})
     params.update({
         "cutoff": str(dataset.cutoff), "serving_snapshot": str(dataset.serving_snapshot),
-        "label_thresholds": ",".join(f"{t:g}" for t in dataset.label_thresholds),
+        "relevance_thresholds": ",".join(f"{t:g}" for t in dataset.relevance_thresholds),
         "best_iteration": trained.best_iteration, "n_features": len(trained.features),
     })
     tags = {"data_snapshot_hash": dataset.snapshot_hash, "cutoff": str(dataset.cutoff)}
@@ -222,6 +221,15 @@ def version_by_alias(client, alias: str) -> str | None:
 
 def load_registered_booster(version: str, settings: Settings | None = None):
     """The booster of a registered version, read from its artefacts (no code import, no pickle)."""
+    return load_registered_ranker(version, settings)[0]
+
+
+def load_registered_ranker(version: str, settings: Settings | None = None) -> tuple[object, dict]:
+    """(booster, meta) of a registered version: the booster file and its meta.json (JSON, no pickle).
+
+    meta holds what the booster was trained with (features, the industry list behind
+    industry_code, ...); {} for a version that has none.
+    """
     import lightgbm as lgb
     import mlflow
 
@@ -232,7 +240,9 @@ def load_registered_booster(version: str, settings: Settings | None = None):
         found = sorted(local.rglob("booster.txt"))
         if not found:
             raise FileNotFoundError(f"version {version} of {MODEL_NAME} has no booster.txt")
-        return lgb.Booster(model_file=str(found[0]))
+        metas = sorted(found[0].parent.glob("meta.json"))
+        meta = json.loads(metas[0].read_text(encoding="utf-8")) if metas else {}
+        return lgb.Booster(model_file=str(found[0])), meta
 
 
 def promote_if_better(
@@ -257,8 +267,8 @@ def promote_if_better(
     challenger_version = str(challenger_version)
     champion_before = version_by_alias(client, CHAMPION)
 
-    ch_booster = load_registered_booster(challenger_version, settings)
-    ch = score_with_booster(con, ch_booster)
+    ch_booster, ch_meta = load_registered_ranker(challenger_version, settings)
+    ch = score_with_booster(con, ch_booster, industries=ch_meta.get("industries"))
     ch_ndcg = ch.metrics["ndcg_at_10"]
     if industry_popularity_ndcg is None:
         industry_popularity_ndcg = evaluate(con, ch_booster, dataset).baselines[
@@ -273,7 +283,10 @@ def promote_if_better(
                             challenger_version, champion_before, metrics)
     if champion_before is not None:
         try:
-            champ = score_with_booster(con, load_registered_booster(champion_before, settings))
+            # Industry codes by the champion's own list: an industry added since it was trained
+            # must not shift the codes it is re-scored with.
+            champ_booster, champ_meta = load_registered_ranker(champion_before, settings)
+            champ = score_with_booster(con, champ_booster, industries=champ_meta.get("industries"))
         except KeyError as exc:
             return _decide(client, challenger_version, champion_before, False,
                            f"champion v{champion_before} cannot be re-scored on the current features "

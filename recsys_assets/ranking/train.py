@@ -14,7 +14,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from recsys_assets.ranking.dataset import CATEGORICAL_FEATURES, FEATURES, RankingDataset
+from recsys_assets.ranking import features as feature_registry
+from recsys_assets.ranking.dataset import RankingDataset
 
 DEFAULT_PARAMS: dict = {
     "objective": "lambdarank",
@@ -74,13 +75,13 @@ def _passive_openmp() -> None:
 
 @dataclass
 class _SplitMatrix:
-    x: pd.DataFrame  # the FEATURES as one float64 block (a view of a C-contiguous array)
-    label: np.ndarray
+    x: pd.DataFrame  # the features as one float64 block (a view of a C-contiguous array)
+    relevance: np.ndarray
     group: np.ndarray
 
     @property
     def rows(self) -> int:
-        return len(self.label)
+        return len(self.relevance)
 
 
 # Rows fetched from DuckDB per batch while filling the feature matrix.
@@ -98,8 +99,8 @@ def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: 
 
     Same rows, order and values as `load_split` minus the queries without a positive, cast to
     float64, but at the large scale that path held several whole-table pandas copies at once (the
-    peak of the rebuild); here the query filter runs in SQL and only the float64 matrix, the labels
-    and the group sizes are ever in memory.
+    peak of the rebuild); here the query filter runs in SQL and only the float64 matrix, the
+    relevance grades and the group sizes are ever in memory.
     """
     # Which queries: every one with a positive, or a subset fixed by md5(restaurant_id) (the
     # same restaurants on every run, independent of row order) when there are more than allowed.
@@ -108,7 +109,7 @@ def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: 
         FROM rk_candidates
         WHERE split = $s AND restaurant_id IN (
             SELECT restaurant_id FROM rk_candidates WHERE split = $s
-            GROUP BY restaurant_id HAVING max(label) > 0 {limit})
+            GROUP BY restaurant_id HAVING max(relevance) > 0 {limit})
     """
     params = {"s": split} if max_queries is None else {"s": split, "n": int(max_queries)}
     groups = con.execute(
@@ -117,11 +118,11 @@ def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: 
     group = np.asarray(groups, dtype=np.int64)
     n = int(group.sum())
     x = np.empty((n, len(features)), dtype=np.float64)
-    label = np.empty(n, dtype=np.int64)
+    relevance = np.empty(n, dtype=np.int64)
     cols = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in features)
     # con.sql streams record batches (a DB-API result would materialise every row first).
     reader = con.sql(
-        f"SELECT {cols}, label {keep} ORDER BY restaurant_id, product_id", params=params
+        f"SELECT {cols}, relevance {keep} ORDER BY restaurant_id, product_id", params=params
     ).to_arrow_reader(_FETCH_ROWS)
     at = 0
     for batch in reader:
@@ -129,11 +130,11 @@ def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: 
         for j, c in enumerate(features):
             # Float columns: a NULL becomes NaN, as the pandas float64 cast did.
             x[at:at + m, j] = batch.column(c).to_numpy(zero_copy_only=False)
-        label[at:at + m] = batch.column("label").to_numpy(zero_copy_only=False)
+        relevance[at:at + m] = batch.column("relevance").to_numpy(zero_copy_only=False)
         at += m
     if at != n:
         raise RuntimeError(f"rk_candidates changed while loading split {split!r}: {at} rows, expected {n}")
-    return _SplitMatrix(pd.DataFrame(x, columns=features, copy=False), label, group)
+    return _SplitMatrix(pd.DataFrame(x, columns=features, copy=False), relevance, group)
 
 
 def train_ranker(
@@ -144,7 +145,7 @@ def train_ranker(
     """Fit on the train split, early-stop on the valid split (NDCG@10 on the validation cohort).
 
     Queries without any positive are dropped from both: they carry no ranking signal and LightGBM
-    would score them as perfect. Labels are the 0..4 quantity grades (< 31 as LightGBM requires).
+    would score them as perfect. LightGBM labels are the 0..4 relevance grades (< 31 as it requires).
     Above `MAX_QUERIES` per split, a fixed md5-chosen subset of the queries is used.
     """
     _passive_openmp()
@@ -153,8 +154,8 @@ def train_ranker(
     p = {**DEFAULT_PARAMS, **(params or {})}
     rounds = int(p.pop("num_boost_round"))
     stop = int(p.pop("early_stopping_rounds"))
-    features = list(FEATURES)
-    cats = [c for c in CATEGORICAL_FEATURES if c in features]
+    features = list(feature_registry.FEATURES)
+    cats = [c for c in feature_registry.CATEGORICAL_FEATURES if c in features]
 
     def mk(split: str, reference=None):
         """(binned Dataset, rows, queries): the float matrix is dropped once LightGBM has binned it."""
@@ -164,7 +165,7 @@ def train_ranker(
         # The Dataset gets the training params up front (what lgb.train would give it) so that
         # constructing it here bins exactly as training would.
         ds = lgb.Dataset(
-            m.x, label=m.label, group=m.group, feature_name=features, categorical_feature=cats,
+            m.x, label=m.relevance, group=m.group, feature_name=features, categorical_feature=cats,
             reference=reference, params=dict(p), free_raw_data=True,
         ).construct()
         return ds, m.rows, len(m.group)

@@ -38,8 +38,11 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def _stats_select() -> str:
-    # Named parameters: $as_of, $smoothing, $half_life.
+def industry_product_stats_select() -> str:
+    """The SELECT behind `industry_product_stats`, as of `$as_of` (`industry_product_stats_params`).
+
+    The one definition of the statistics: the ranking snapshots embed it as of each snapshot date.
+    """
     return """
     WITH labeled AS (
         SELECT r.restaurant_id, ri.industry
@@ -97,6 +100,11 @@ def _stats_select() -> str:
     """
 
 
+def industry_product_stats_params(as_of: datetime) -> dict:
+    """Named parameters of `industry_product_stats_select`."""
+    return {"as_of": as_of, "smoothing": SMOOTHING_RESTAURANTS, "half_life": RECENCY_HALF_LIFE_DAYS}
+
+
 def build_industry_product_stats(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime | None = None,
@@ -112,10 +120,10 @@ def build_industry_product_stats(
         # Everything counts; recency is measured from just after the newest order.
         newest = con.execute("SELECT max(ordered_at) FROM orders").fetchall()[0][0]
         as_of = newest + timedelta(seconds=1) if newest else _FAR_FUTURE
-    params = {"as_of": as_of, "smoothing": SMOOTHING_RESTAURANTS, "half_life": RECENCY_HALF_LIFE_DAYS}
-    sql = f"CREATE OR REPLACE TABLE {table} AS {_stats_select()} ORDER BY industry, product_id"
+    select = industry_product_stats_select()
+    sql = f"CREATE OR REPLACE TABLE {table} AS {select} ORDER BY industry, product_id"
     with transaction(con):
-        con.execute(sql, params)
+        con.execute(sql, industry_product_stats_params(as_of))
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
