@@ -250,11 +250,42 @@ def test_missing_column_names_file_and_column(con, tmp_path: Path) -> None:
     assert "products.csv" in msg and "category" in msg and "unit_price" in msg
 
 
-def test_malformed_csv_row_fails_the_file_with_line_number(con, tmp_path: Path) -> None:
-    lines = [P_HEADER] + [f"p{i},x,c,1" for i in range(30_000)] + ["p_bad,x,c,1,extra"]
+def test_wrong_field_count_is_quarantined_with_its_record_number(con, tmp_path: Path) -> None:
+    lines = [P_HEADER, 'p0,"여러 줄\n이름",c,1']  # one record over two lines
+    lines += [f"p{i},x,c,1" for i in range(1, 30_000)]
+    lines += ["p_long,x,c,1,extra", "p_short,x,c", "p1,dup,c,1", "p_last,이름,c,7"]
     f = write(tmp_path / "products.csv", lines)
-    with pytest.raises(IngestError, match=r"products.csv: malformed CSV.*Line: 30002"):
+    res = ingest_products(con, f)
+    assert rejects(con, "products") == [
+        (30_001, "bad_field_count"), (30_002, "bad_field_count"), (30_003, "duplicate_id")]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (30_004, 30_001, 3)
+    assert res.rejected_by_reason == {"bad_field_count": 2, "duplicate_id": 1}
+    # The rows after the bad ones are neither shifted nor renumbered.
+    assert con.execute("SELECT name, category, unit_price FROM products WHERE product_id = 'p_last'"
+                       ).fetchone() == ("이름", "c", 7.0)
+    raw = json.loads(con.execute("SELECT raw_row FROM rejected_rows WHERE row_number = 30001"
+                                 ).fetchone()[0])
+    assert raw["csv_line"] == "p_long,x,c,1,extra" and "Found: 5" in raw["error"]
+
+
+@pytest.mark.parametrize("header_comma", ["", ","])
+def test_trailing_comma_on_every_row_does_not_shift_columns(con, tmp_path: Path,
+                                                             header_comma: str) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER + header_comma, *(row + "," for row in GOOD_RESTAURANTS)])
+    res = ingest_restaurants(con, f)
+    assert (res.rows_loaded, res.rows_rejected) == (2, 0)
+    assert con.execute("SELECT restaurant_id, name, menu FROM restaurants ORDER BY 1").fetchall() == [
+        ("r1", "교촌치킨", "후라이드|양념"), ("r2", "김밥천국", "김밥|라면")]
+
+
+def test_unclosed_quote_fails_the_file_naming_the_line(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "products.csv", [P_HEADER, "p1,x,c,1", 'p2,"x,c,1', "p3,x,c,1"])
+    with pytest.raises(IngestError) as err:
         ingest_products(con, f)
+    first_line = str(err.value).splitlines()[0]
+    assert "products.csv: malformed CSV: unclosed or stray quote" in first_line
+    assert "line 3" in first_line
 
 
 def test_cp949_file_is_an_encoding_error(con, tmp_path: Path) -> None:

@@ -15,11 +15,14 @@ Plain Python: knows nothing of Dagster.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+
+from recsys_assets.warehouse import reader
+from recsys_assets.warehouse.reader import InputFileError
+from recsys_assets.warehouse.tables import transaction
 
 __all__ = [
     "IngestError",
@@ -96,8 +99,8 @@ _OPTIONAL = {
 _RESTAURANT_SIZES = ("small", "medium", "large")
 
 
-class IngestError(Exception):
-    """A file is unusable as a whole; the message names the file and the problem."""
+# A file is unusable as a whole; the message names the file and the problem on its first line.
+IngestError = InputFileError
 
 
 @dataclass(frozen=True)
@@ -139,104 +142,11 @@ def _qi(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _norm_col(name: str) -> str:
-    return name.strip().strip("\ufeff").strip().lower()
-
-
-def _is_parquet(path: Path) -> bool:
-    return path.name.lower().endswith(".parquet")
-
-
-def _encoding_hint(path: Path) -> str:
-    """Guess what the file is if not UTF-8, so the error tells the operator what to convert from."""
-    try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as fh:
-            sample = fh.read(1 << 16)
-    except OSError:
-        return ""
-    # Cut at the last newline so a multi-byte character split by the sample boundary does not
-    # count as invalid.
-    if b"\n" in sample:
-        sample = sample[: sample.rfind(b"\n")]
-    try:
-        sample.decode("utf-8")
-        return ""  # the bad bytes are further in; no basis for a guess
-    except UnicodeDecodeError:
-        pass
-    try:
-        sample.decode("cp949")
-    except UnicodeDecodeError:
-        return ""
-    return " (looks like CP949/EUC-KR; convert it, e.g. iconv -f cp949 -t utf-8)"
-
-
-def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> None:
-    """Copy the file into a temp table as-is; rowid order is file order (insertion order kept)."""
-    if not path.is_file():
-        raise IngestError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise IngestError(f"{path}: empty file (no header)")
-    if _is_parquet(path):
-        source = "read_parquet(?)"
-    else:
-        # Pin the dialect: with `|`-separated menus the sniffer could pick `|` as the delimiter.
-        source = (
-            "read_csv(?, all_varchar=true, header=true, delim=',', quote='\"', escape='\"', "
-            "encoding='utf-8', auto_detect=true)"
-        )
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {raw_table} AS SELECT * FROM {source}", [str(path)]
-        )
-    except duckdb.Error as exc:
-        msg = str(exc)
-        if _is_parquet(path):
-            raise IngestError(f"{path}: unreadable Parquet file: {_first_lines(msg, 2)}") from exc
-        if "invalid unicode" in msg.lower():
-            raise IngestError(
-                f"{path}: wrong encoding, the file is not valid UTF-8{_encoding_hint(path)}: "
-                f"{_first_lines(msg, 3)}"
-            ) from exc
-        raise IngestError(
-            f"{path}: malformed CSV (comma-separated, double-quoted, UTF-8 expected; look for rows "
-            f"with a wrong number of fields or an unclosed quote): {_first_lines(msg, 3)}"
-        ) from exc
-
-
-def _first_lines(msg: str, n: int) -> str:
-    """DuckDB errors are long; keep the informative head (kind, line number, offending line)."""
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.lower().startswith("possible")]
-    return " | ".join(lines[:n])
-
-
 def _map_columns(
     con: duckdb.DuckDBPyConnection, path: Path, raw_table: str, table: str
 ) -> dict[str, str | None]:
     """Map each wanted (normalized) column to the file's column name; None if optional + absent."""
-    actual = [row[0] for row in con.execute(f"DESCRIBE {raw_table}").fetchall()]
-    by_norm: dict[str, list[str]] = {}
-    for col in actual:
-        by_norm.setdefault(_norm_col(col), []).append(col)
-    if not _is_parquet(path) and actual == ["column0"] and "column0" not in _REQUIRED[table]:
-        # DuckDB's placeholder when the file has no header line at all (e.g. gz of an empty file).
-        count = con.execute(f"SELECT count(*) FROM {raw_table}").fetchone()[0]
-        if count == 0:
-            raise IngestError(f"{path}: empty file (no header)")
-    missing = [c for c in _REQUIRED[table] if c not in by_norm]
-    if missing:
-        raise IngestError(
-            f"{path}: missing required column(s) {', '.join(missing)} for {table} "
-            f"(found: {', '.join(actual)})"
-        )
-    mapping: dict[str, str | None] = {}
-    for col in _REQUIRED[table] + _OPTIONAL[table]:
-        hits = by_norm.get(col)
-        if hits and len(hits) > 1:
-            raise IngestError(f"{path}: column {col!r} appears more than once ({', '.join(hits)})")
-        mapping[col] = hits[0] if hits else None
-    return mapping
+    return reader.map_columns(con, path, raw_table, _REQUIRED[table], _OPTIONAL[table])
 
 
 def _clean(mapping: dict[str, str | None], col: str) -> str:
@@ -252,17 +162,18 @@ def _plausible(expr: str) -> str:
 
 
 def _checked_sql(
-    table: str, mapping: dict[str, str | None], raw_table: str, max_chars: int | None
+    table: str, mapping: dict[str, str | None], raw: reader.RawInput, max_chars: int | None
 ) -> str:
     """One SELECT producing row number, cleaned/typed columns and the first failing reason.
 
     The raw-row JSON is built later, only for rejected rows (not for 10M good ones).
     """
     cols = ",\n            ".join(f"{_clean(mapping, c)} AS {c}" for c in mapping)
+    row_number, gaps_join = reader.row_number_sql(raw, "r")
     base = f"""
-        SELECT r.rowid + 1 AS __row_number,
+        SELECT {row_number} AS __row_number, r.rowid AS __rid,
             {cols}
-        FROM {raw_table} r
+        FROM {raw.table} r {gaps_join}
     """
     n = int(max_chars or 0)  # only restaurants/products check text length
     if table == "restaurants":
@@ -276,7 +187,7 @@ def _checked_sql(
             FROM t
         ),
         typed2 AS (SELECT *, coalesce(__date, __ts_date) AS __signup FROM typed)
-        SELECT __row_number,
+        SELECT __row_number, __rid,
             restaurant_id, name, coalesce(menu, '') AS menu, description, region,
             lower(size) AS size, __signup AS signup_date,
             CASE
@@ -299,7 +210,7 @@ def _checked_sql(
                 TRY_CAST(unit_price AS DOUBLE) AS __price
             FROM t
         )
-        SELECT __row_number,
+        SELECT __row_number, __rid,
             product_id, name, category, __price AS unit_price,
             CASE
                 WHEN product_id IS NULL THEN 'missing_id'
@@ -323,7 +234,7 @@ def _checked_sql(
                 TRY_CAST(ordered_at AS TIMESTAMP) AS __ts
             FROM t
         )
-        SELECT __row_number,
+        SELECT __row_number, __rid,
             typed.order_id, typed.restaurant_id, typed.product_id,
             __qty AS quantity, __ts AS ordered_at,
             CASE
@@ -373,6 +284,36 @@ def _replace_target(con: duckdb.DuckDBPyConnection, table: str, checked: str) ->
     )
 
 
+def _insert_rejects(
+    con: duckdb.DuckDBPyConnection, table: str, source: str, raw: reader.RawInput, checked: str
+) -> None:
+    """Replace `table`'s rejects: rows the checks failed plus records the reader set aside."""
+    con.execute("DELETE FROM rejected_rows WHERE table_name = ?", [table])
+    con.execute(
+        "INSERT INTO rejected_rows "
+        "SELECT ?, ?, row_number, reason, raw_row, current_localtimestamp() FROM ("
+        f"  SELECT c.__row_number AS row_number, c.__reason AS reason, to_json(r) AS raw_row "
+        f"  FROM {checked} c JOIN {raw.table} r ON r.rowid = c.__rid WHERE c.__reason IS NOT NULL"
+        f"  UNION ALL SELECT row_number, reason, raw_row FROM {raw.rejects}"
+        ") ORDER BY row_number",
+        [table, source],
+    )
+
+
+def _reason_counts(
+    con: duckdb.DuckDBPyConnection, checked: str, raw: reader.RawInput
+) -> dict[str | None, int]:
+    """Rows per reason (None = loaded), the reader's rejects included."""
+    rows = con.execute(
+        f"SELECT __reason, count(*) FROM {checked} GROUP BY __reason "
+        f"UNION ALL SELECT reason, count(*) FROM {raw.rejects} GROUP BY reason"
+    ).fetchall()
+    counts: dict[str | None, int] = {}
+    for reason, n in rows:
+        counts[reason] = counts.get(reason, 0) + int(n)
+    return counts
+
+
 def _ingest(
     con: duckdb.DuckDBPyConnection, path: Path, table: str, max_text_chars: int | None
 ) -> IngestResult:
@@ -385,53 +326,38 @@ def _ingest(
                 raise IngestError(
                     f"{path}: cannot check orders, table {dep!r} is missing (ingest it first)"
                 )
-    raw = f"__ingest_raw_{table}"
+    raw_name = f"__ingest_raw_{table}"
     checked = f"__ingest_checked_{table}"
-    source_file = str(path)
 
-    # Row numbers are the raw temp table's rowids, which follow insertion (= file) order only when
-    # the table is committed before use (rowids inside an open transaction are transaction-local)
-    # and insertion order is preserved; so load it in autocommit mode first, and restore the
-    # connection's setting afterwards.
+    # Row numbers come from the raw temp table's rowids, which follow insertion (= file) order
+    # only when the table is committed before use (rowids inside an open transaction are
+    # transaction-local) and insertion order is preserved; so load it in autocommit mode first,
+    # and restore the connection's setting afterwards.
     keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET preserve_insertion_order = true")
     try:
-        _load_raw(con, path, raw)
-        mapping = _map_columns(con, path, raw, table)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        raw = reader.load_raw(con, path, raw_name)
+        mapping = _map_columns(con, path, raw.table, table)
+        with transaction(con):
             con.execute(REJECTED_ROWS_DDL)
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {checked} AS "
                 + _checked_sql(table, mapping, raw, max_text_chars)
             )
-            con.execute("DELETE FROM rejected_rows WHERE table_name = ?", [table])
-            con.execute(
-                "INSERT INTO rejected_rows "
-                "SELECT ?, ?, c.__row_number, c.__reason, to_json(r), current_localtimestamp() "
-                f"FROM {checked} c JOIN {raw} r ON r.rowid + 1 = c.__row_number "
-                "WHERE c.__reason IS NOT NULL ORDER BY c.__row_number",
-                [table, source_file],
-            )
+            counts = _reason_counts(con, checked, raw)
+            _insert_rejects(con, table, str(path), raw, checked)
             _replace_target(con, table, checked)
-            counts = con.execute(
-                f"SELECT __reason, count(*) FROM {checked} GROUP BY __reason"
-            ).fetchall()
             con.execute(f"DROP TABLE {checked}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {raw}")
+        reader.drop_raw(con, raw_name)
         con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
 
-    by_reason = {reason: int(c) for reason, c in counts if reason is not None}
-    loaded = sum(int(c) for reason, c in counts if reason is None)
+    by_reason = {reason: n for reason, n in counts.items() if reason is not None}
+    loaded = counts.get(None, 0)
     rejected = sum(by_reason.values())
     return IngestResult(
         table=table,
-        source_file=source_file,
+        source_file=str(path),
         rows_read=loaded + rejected,
         rows_loaded=loaded,
         rows_rejected=rejected,
