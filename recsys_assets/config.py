@@ -5,11 +5,14 @@ Plain Python (no Dagster import) so the CLI and the domain modules share one sou
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 SCALES = ("small", "medium", "large")
+# An order line above this quantity is a unit or typing error (1e308 summed to inf), not an order.
+DEFAULT_MAX_QUANTITY = 1_000_000.0
 LABELERS = ("auto", "offline", "openai", "cascade")
 
 
@@ -58,6 +61,7 @@ class Settings:
     duckdb_memory_limit: str
     duckdb_threads: int
     ledger_url: str | None = None
+    max_quantity: float = DEFAULT_MAX_QUANTITY
 
     # Everything the pipeline writes lives under `home`.
     @property
@@ -147,4 +151,12 @@ def _from_env() -> Settings:
         duckdb_memory_limit=_env("RECSYS_DUCKDB_MEMORY_LIMIT", "4GB") or "4GB",
         duckdb_threads=env_int("RECSYS_DUCKDB_THREADS", os.cpu_count() or 2),
         ledger_url=_env("RECSYS_LEDGER_URL"),
+        max_quantity=_positive("RECSYS_MAX_QUANTITY", DEFAULT_MAX_QUANTITY),
     )
+
+
+def _positive(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return value

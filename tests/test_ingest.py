@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from recsys_assets.warehouse import ingest
+from recsys_assets.warehouse import ingest, reader, tables
 from recsys_assets.warehouse.ingest import (
     IngestError,
     find_source,
@@ -171,6 +171,9 @@ ORDER_BAD = [
     (",r1,p1,1,2024-02-01 10:00:00", "missing_id"),
     ("o1,r1,p1,5,2024-02-01 11:00:00", "duplicate_id"),
     ("o9,r1,p1,many,2024-02-01 10:00:00", "bad_number"),
+    ("o9,r1,p1,1e308,2024-02-01 10:00:00", "bad_number"),
+    ("o9,r1,p1,inf,2024-02-01 10:00:00", "bad_number"),
+    ("o9,r1,p1,1000000.5,2024-02-01 10:00:00", "bad_number"),  # above the default max quantity
     ("o9,r1,p1,0,2024-02-01 10:00:00", "non_positive_quantity"),
     ("o9,r1,p1,-2,2024-02-01 10:00:00", "non_positive_quantity"),
     ("o9,r1,p1,1,yesterday", "bad_timestamp"),
@@ -198,6 +201,22 @@ def test_order_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: str
     assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (4, 3, 1)
 
 
+def test_absurd_quantities_never_reach_the_stats(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    f = write(tmp_path / "orders.csv", [
+        O_HEADER, "o1,r1,p1,1e308,2024-02-01 10:00:00", "o2,r2,p1,1e308,2024-02-01 10:00:00",
+        "o3,r1,p1,40,2024-02-01 10:00:00", "o4,r2,p1,50,2024-02-01 10:00:00",
+        "o5,r1,p2,51,2024-02-01 10:00:00"])
+    res = ingest_orders(con, f, max_quantity=50)  # the bound is a setting (RECSYS_MAX_QUANTITY)
+    assert res.rejected_by_reason == {"bad_number": 3}
+    assert rejects(con, "orders") == [(1, "bad_number"), (2, "bad_number"), (5, "bad_number")]
+    con.execute("CREATE TABLE restaurant_industry AS "
+                "SELECT restaurant_id, 'chicken' AS industry FROM restaurants")
+    tables.build_industry_product_stats(con)
+    assert con.execute("SELECT product_id, quantity FROM industry_product_stats").fetchall() == [
+        ("p1", 90.0)]
+
+
 def test_orders_need_dimension_tables(con, tmp_path: Path) -> None:
     f = write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"])
     with pytest.raises(IngestError, match="restaurants"):
@@ -216,6 +235,27 @@ def test_row_number_counts_records_not_lines(con, tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- formats and encodings
+
+
+def test_a_3_mb_menu_is_one_oversized_row_not_a_broken_file(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, GOOD_RESTAURANTS[0], f"r3,큰집,{'메뉴' * 1_500_000},2024-01-02", GOOD_RESTAURANTS[1]])
+    assert f.stat().st_size > 9_000_000  # 3 M characters, 9 MB of UTF-8: over DuckDB's default
+    res = ingest_restaurants(con, f)
+    assert (res.rows_read, res.rows_loaded) == (3, 2)
+    assert rejects(con, "restaurants") == [(2, "oversized_text")]
+
+
+def test_a_line_over_the_reader_limit_names_the_cause_first(con, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    monkeypatch.setattr(reader, "MAX_LINE_BYTES", 1 << 20)
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, GOOD_RESTAURANTS[0], f"r3,큰집,{'m' * 2_000_000},2024-01-02", GOOD_RESTAURANTS[1]])
+    with pytest.raises(IngestError) as err:
+        ingest_restaurants(con, f)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"{f}: line 3 is longer than the 1 MB limit (2,000,0")
+    assert "unclosed quote" in first and len(str(err.value)) < 500
 
 
 def test_bom_crlf_whitespace_and_header_case(con, tmp_path: Path) -> None:

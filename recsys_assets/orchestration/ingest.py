@@ -23,9 +23,11 @@ def _ingest(
     name: str, context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     fn, order_by = _ingesters[name]
-    source = ingest.find_source(ensure_source_dir(recsys.settings()), name)
+    settings = recsys.settings()
+    source = ingest.find_source(ensure_source_dir(settings), name)
+    limits = {"max_quantity": settings.max_quantity} if name == "orders" else {}
     with warehouse.get_connection() as con:
-        result = fn(con, source)
+        result = fn(con, source, **limits)
         sample = preview(con, name, order_by, n=5)
     if result.rows_rejected:
         context.log.warning(

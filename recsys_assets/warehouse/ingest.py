@@ -15,11 +15,13 @@ Plain Python: knows nothing of Dagster.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from recsys_assets.config import DEFAULT_MAX_QUANTITY
 from recsys_assets.warehouse import reader
 from recsys_assets.warehouse.reader import InputFileError
 from recsys_assets.warehouse.tables import transaction
@@ -104,6 +106,14 @@ IngestError = InputFileError
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Per-call bounds: text length (restaurants/products), order quantity."""
+
+    max_text_chars: int | None = None
+    max_quantity: float = DEFAULT_MAX_QUANTITY
+
+
+@dataclass(frozen=True)
 class IngestResult:
     table: str
     source_file: str
@@ -162,7 +172,7 @@ def _plausible(expr: str) -> str:
 
 
 def _checked_sql(
-    table: str, mapping: dict[str, str | None], raw: reader.RawInput, max_chars: int | None
+    table: str, mapping: dict[str, str | None], raw: reader.RawInput, limits: Limits
 ) -> str:
     """One SELECT producing row number, cleaned/typed columns and the first failing reason.
 
@@ -175,7 +185,8 @@ def _checked_sql(
             {cols}
         FROM {raw.table} r {gaps_join}
     """
-    n = int(max_chars or 0)  # only restaurants/products check text length
+    n = int(limits.max_text_chars or 0)  # only restaurants/products check text length
+    max_qty = float(limits.max_quantity)
     if table == "restaurants":
         return f"""
         WITH t AS ({base}),
@@ -241,7 +252,7 @@ def _checked_sql(
                 WHEN typed.order_id IS NULL OR typed.restaurant_id IS NULL
                      OR typed.product_id IS NULL THEN 'missing_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
-                WHEN __qty IS NULL OR NOT isfinite(__qty) THEN 'bad_number'
+                WHEN __qty IS NULL OR NOT isfinite(__qty) OR __qty > {max_qty!r} THEN 'bad_number'
                 WHEN __qty <= 0 THEN 'non_positive_quantity'
                 WHEN __ts IS NULL OR NOT {_plausible('__ts')} THEN 'bad_timestamp'
                 WHEN kr.restaurant_id IS NULL THEN 'unknown_restaurant'
@@ -315,11 +326,13 @@ def _reason_counts(
 
 
 def _ingest(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, max_text_chars: int | None
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, limits: Limits
 ) -> IngestResult:
     path = Path(path)
-    if max_text_chars is not None and max_text_chars < 1:
+    if limits.max_text_chars is not None and limits.max_text_chars < 1:
         raise ValueError("max_text_chars must be >= 1")
+    if not (math.isfinite(limits.max_quantity) and limits.max_quantity > 0):
+        raise ValueError("max_quantity must be a finite number > 0")
     if table == "orders":
         for dep in ("restaurants", "products"):
             if not _table_exists(con, dep):
@@ -342,7 +355,7 @@ def _ingest(
             con.execute(REJECTED_ROWS_DDL)
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {checked} AS "
-                + _checked_sql(table, mapping, raw, max_text_chars)
+                + _checked_sql(table, mapping, raw, limits)
             )
             counts = _reason_counts(con, checked, raw)
             _insert_rejects(con, table, str(path), raw, checked)
@@ -369,16 +382,19 @@ def ingest_restaurants(
     con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 2000
 ) -> IngestResult:
     """Replace `restaurants` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "restaurants", max_text_chars)
+    return _ingest(con, path, "restaurants", Limits(max_text_chars=max_text_chars))
 
 
 def ingest_products(
     con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 500
 ) -> IngestResult:
     """Replace `products` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "products", max_text_chars)
+    return _ingest(con, path, "products", Limits(max_text_chars=max_text_chars))
 
 
-def ingest_orders(con: duckdb.DuckDBPyConnection, path: Path) -> IngestResult:
-    """Replace `orders` from `path`; lines whose restaurant/product is not loaded are rejected."""
-    return _ingest(con, path, "orders", None)
+def ingest_orders(
+    con: duckdb.DuckDBPyConnection, path: Path, *, max_quantity: float = DEFAULT_MAX_QUANTITY
+) -> IngestResult:
+    """Replace `orders` from `path`; lines whose restaurant/product is not loaded are rejected,
+    and so are quantities above `max_quantity` (`bad_number`: sums must stay finite)."""
+    return _ingest(con, path, "orders", Limits(max_quantity=max_quantity))
