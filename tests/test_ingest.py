@@ -90,6 +90,9 @@ def test_find_source_ambiguous(tmp_path: Path) -> None:
 RESTAURANT_BAD = [
     (",이름,메뉴,2024-01-01", "missing_id"),
     ("r1,중복집,메뉴,2024-01-01", "duplicate_id"),
+    ("r\x009,이름,메뉴,2024-01-01", "bad_id"),  # NUL byte
+    ("r1\x00,이름,메뉴,2024-01-01", "bad_id"),  # would be a second, invisible "r1"
+    ("r\u200b9,이름,메뉴,2024-01-01", "bad_id"),  # zero-width space
     ("r9,  ,메뉴,2024-01-01", "missing_name"),
     ("r9,이름,메뉴,2024-13-45", "bad_date"),
     ("r9,이름,메뉴,0202-01-01", "bad_date"),
@@ -146,6 +149,8 @@ def test_restaurant_oversized_text(con, tmp_path: Path, column: str) -> None:
 PRODUCT_BAD = [
     (",x,cat,1", "missing_id"),
     ("p1,again,cat,1", "duplicate_id"),
+    ("p\x1b9,x,cat,1", "bad_id"),  # ESC
+    ("p" + "9" * 201 + ",x,cat,1", "bad_id"),  # longer than MAX_ID_CHARS
     ("p9,,cat,1", "missing_name"),
     ("p9,x,,1", "missing_category"),
     ("p9,x,cat,abc", "bad_number"),
@@ -170,6 +175,9 @@ ORDER_BAD = [
     ("o9,r1,,1,2024-02-01 10:00:00", "missing_id"),
     (",r1,p1,1,2024-02-01 10:00:00", "missing_id"),
     ("o1,r1,p1,5,2024-02-01 11:00:00", "duplicate_id"),
+    ("o9\x00,r1,p1,1,2024-02-01 10:00:00", "bad_id"),
+    ("o9,r1\x00,p1,1,2024-02-01 10:00:00", "bad_id"),  # was unknown_restaurant
+    ("o9,r1,p1\u2028,1,2024-02-01 10:00:00", "bad_id"),
     ("o9,r1,p1,many,2024-02-01 10:00:00", "bad_number"),
     ("o9,r1,p1,1e308,2024-02-01 10:00:00", "bad_number"),
     ("o9,r1,p1,inf,2024-02-01 10:00:00", "bad_number"),

@@ -100,6 +100,11 @@ _OPTIONAL = {
 
 _RESTAURANT_SIZES = ("small", "medium", "large")
 
+# An id longer than this is a pasted value, not a key.
+MAX_ID_CHARS = 200
+# Unicode control, format (zero-width, BOM, bidi) and line/paragraph separators: invisible in ids.
+_ID_FORBIDDEN = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
+
 
 # A file is unusable as a whole; the message names the file and the problem on its first line.
 IngestError = InputFileError
@@ -167,6 +172,14 @@ def _clean(mapping: dict[str, str | None], col: str) -> str:
     return f"NULLIF(trim(CAST(r.{_qi(actual)} AS VARCHAR), '{_TRIM_CHARS}'), '')"
 
 
+def _bad_id(*exprs: str) -> str:
+    """True when an id holds control/format characters (NUL, zero-width space, ...) or is absurdly
+    long: such ids look identical to clean ones yet never match them."""
+    return "(" + " OR ".join(
+        f"regexp_matches({e}, '{_ID_FORBIDDEN}') OR length({e}) > {MAX_ID_CHARS}" for e in exprs
+    ) + ")"
+
+
 def _plausible(expr: str) -> str:
     return f"(year({expr}) BETWEEN {MIN_PLAUSIBLE_YEAR} AND {MAX_PLAUSIBLE_YEAR})"
 
@@ -203,6 +216,7 @@ def _checked_sql(
             lower(size) AS size, __signup AS signup_date,
             CASE
                 WHEN restaurant_id IS NULL THEN 'missing_id'
+                WHEN {_bad_id('restaurant_id')} THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN name IS NULL THEN 'missing_name'
                 WHEN __signup IS NULL OR NOT {_plausible('__signup')} THEN 'bad_date'
@@ -225,6 +239,7 @@ def _checked_sql(
             product_id, name, category, __price AS unit_price,
             CASE
                 WHEN product_id IS NULL THEN 'missing_id'
+                WHEN {_bad_id('product_id')} THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN name IS NULL THEN 'missing_name'
                 WHEN category IS NULL THEN 'missing_category'
@@ -251,6 +266,8 @@ def _checked_sql(
             CASE
                 WHEN typed.order_id IS NULL OR typed.restaurant_id IS NULL
                      OR typed.product_id IS NULL THEN 'missing_id'
+                WHEN {_bad_id('typed.order_id', 'typed.restaurant_id', 'typed.product_id')}
+                     THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN __qty IS NULL OR NOT isfinite(__qty) OR __qty > {max_qty!r} THEN 'bad_number'
                 WHEN __qty <= 0 THEN 'non_positive_quantity'
