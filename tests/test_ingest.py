@@ -225,6 +225,41 @@ def test_absurd_quantities_never_reach_the_stats(con, tmp_path: Path) -> None:
         ("p1", 90.0)]
 
 
+def test_timestamp_offsets_are_honoured_and_stored_as_korea_time(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    f = write(tmp_path / "orders.csv", [
+        O_HEADER,
+        "o1,r1,p1,1,2024-05-01 23:30+09:00",
+        "o2,r1,p1,1,2024-05-01 23:30Z",
+        "o3,r1,p1,1,2024-05-01 23:30-05:00",
+        "o4,r1,p1,1,2024-05-01 23:30",  # no offset: Korea time already, kept as written
+        "o5,r1,p1,1,2024-05-01T23:30:00.5+05:30",
+        "o6,r1,p1,1,2024-05-01 23:30 XYZ",  # an unknown zone is not silently dropped
+    ])
+    con.execute("SET TimeZone = 'America/New_York'")
+    res = ingest_orders(con, f)
+    assert ingest.STORED_UTC_OFFSET == "+09:00"
+    assert con.execute("SELECT order_id, ordered_at FROM orders ORDER BY 1").fetchall() == [
+        ("o1", datetime.datetime(2024, 5, 1, 23, 30)),
+        ("o2", datetime.datetime(2024, 5, 2, 8, 30)),
+        ("o3", datetime.datetime(2024, 5, 2, 13, 30)),
+        ("o4", datetime.datetime(2024, 5, 1, 23, 30)),
+        ("o5", datetime.datetime(2024, 5, 2, 3, 0, 0, 500000)),
+    ]
+    assert res.rejected_by_reason == {"bad_timestamp": 1}
+    # The session's own time zone is left as it was.
+    assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "America/New_York"
+
+
+def test_signup_date_with_an_offset_is_the_korean_calendar_day(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, "r1,a,m,2024-01-01T23:30:00-05:00", "r2,b,m,2024-01-01 23:30", "r3,c,m,2024-01-01"])
+    ingest_restaurants(con, f)
+    assert con.execute("SELECT restaurant_id, signup_date FROM restaurants ORDER BY 1").fetchall() == [
+        ("r1", datetime.date(2024, 1, 2)), ("r2", datetime.date(2024, 1, 1)),
+        ("r3", datetime.date(2024, 1, 1))]
+
+
 def test_orders_need_dimension_tables(con, tmp_path: Path) -> None:
     f = write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"])
     with pytest.raises(IngestError, match="restaurants"):
@@ -387,6 +422,18 @@ def test_parquet_input_with_typed_columns(con, tmp_path: Path) -> None:
         ("r2", "맘스터치", "", datetime.date(2024, 1, 4))]
     raw = json.loads(con.execute("SELECT raw_row FROM rejected_rows").fetchone()[0])
     assert raw["Name"] == "dup" and raw["extra"] == 2
+
+
+def test_parquet_timestamptz_is_converted_to_korea_time(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    f = tmp_path / "orders.parquet"
+    duckdb.sql(
+        "SELECT * FROM (VALUES ('o1', 'r1', 'p1', 1.0, TIMESTAMPTZ '2024-05-01 23:30:00+00'))"
+        " t(order_id, restaurant_id, product_id, quantity, ordered_at)"
+    ).write_parquet(str(f))
+    ingest_orders(con, f)
+    assert con.execute("SELECT ordered_at FROM orders").fetchone()[0] == datetime.datetime(
+        2024, 5, 2, 8, 30)
 
 
 def test_unreadable_parquet(con, tmp_path: Path) -> None:

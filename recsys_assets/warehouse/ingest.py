@@ -16,6 +16,8 @@ Plain Python: knows nothing of Dagster.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,12 @@ _OPTIONAL = {
 
 _RESTAURANT_SIZES = ("small", "medium", "large")
 
+# Timestamps are stored as naive TIMESTAMPs meaning Korea Standard Time, UTC+09:00 (the platform's
+# clock; values without an offset have always meant this). A fixed offset rather than Asia/Seoul,
+# so a value without offset is never moved by historical daylight-saving rules (1987-88).
+STORED_UTC_OFFSET = "+09:00"
+_STORAGE_TZ = "Etc/GMT-9"  # POSIX sign convention: this *is* UTC+09:00
+
 # An id longer than this is a pasted value, not a key.
 MAX_ID_CHARS = 200
 # Unicode control, format (zero-width, BOM, bidi) and line/paragraph separators: invisible in ids.
@@ -180,6 +188,24 @@ def _bad_id(*exprs: str) -> str:
     ) + ")"
 
 
+def _stored_ts(expr: str) -> str:
+    """Text -> TIMESTAMP in the stored time zone (needs the session time zone set to it too, see
+    `_session_timezone`): a value with an offset or zone (`+09:00`, `Z`, `-05:00`, `Asia/Tokyo`)
+    is converted, a value without one is taken as already being in that zone and kept as is."""
+    return f"timezone('{_STORAGE_TZ}', TRY_CAST({expr} AS TIMESTAMPTZ))"
+
+
+@contextmanager
+def _session_timezone(con: duckdb.DuckDBPyConnection, tz: str) -> Iterator[None]:
+    """Parse naive timestamps in `tz` for the duration; the connection's own setting is restored."""
+    before = con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+    con.execute("SET TimeZone = ?", [tz])
+    try:
+        yield
+    finally:
+        con.execute("SET TimeZone = ?", [before])
+
+
 def _plausible(expr: str) -> str:
     return f"(year({expr}) BETWEEN {MIN_PLAUSIBLE_YEAR} AND {MAX_PLAUSIBLE_YEAR})"
 
@@ -206,11 +232,9 @@ def _checked_sql(
         typed AS (
             SELECT *,
                 row_number() OVER (PARTITION BY restaurant_id ORDER BY __row_number) AS __dup_rank,
-                CAST(TRY_CAST(signup_date AS TIMESTAMP) AS DATE) AS __ts_date,
-                TRY_CAST(signup_date AS DATE) AS __date
+                CAST({_stored_ts('signup_date')} AS DATE) AS __signup
             FROM t
-        ),
-        typed2 AS (SELECT *, coalesce(__date, __ts_date) AS __signup FROM typed)
+        )
         SELECT __row_number, __rid,
             restaurant_id, name, coalesce(menu, '') AS menu, description, region,
             lower(size) AS size, __signup AS signup_date,
@@ -224,7 +248,7 @@ def _checked_sql(
                 WHEN length(name) > {n} OR length(coalesce(menu, '')) > {n}
                      OR length(coalesce(description, '')) > {n} THEN 'oversized_text'
             END AS __reason
-        FROM typed2
+        FROM typed
         """
     if table == "products":
         return f"""
@@ -257,7 +281,7 @@ def _checked_sql(
                 row_number() OVER (PARTITION BY order_id, product_id ORDER BY __row_number)
                     AS __dup_rank,
                 TRY_CAST(quantity AS DOUBLE) AS __qty,
-                TRY_CAST(ordered_at AS TIMESTAMP) AS __ts
+                {_stored_ts('ordered_at')} AS __ts
             FROM t
         )
         SELECT __row_number, __rid,
@@ -370,10 +394,11 @@ def _ingest(
         mapping = _map_columns(con, path, raw.table, table)
         with transaction(con):
             con.execute(REJECTED_ROWS_DDL)
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {checked} AS "
-                + _checked_sql(table, mapping, raw, limits)
-            )
+            with _session_timezone(con, _STORAGE_TZ):
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {checked} AS "
+                    + _checked_sql(table, mapping, raw, limits)
+                )
             counts = _reason_counts(con, checked, raw)
             _insert_rejects(con, table, str(path), raw, checked)
             _replace_target(con, table, checked)
