@@ -381,6 +381,28 @@ def test_cp949_file_is_an_encoding_error(con, tmp_path: Path) -> None:
     assert "CP949" in msg
 
 
+def test_cp949_bytes_that_happen_to_be_valid_utf8_are_refused(con, tmp_path: Path) -> None:
+    data = "\n".join([R_HEADER, "r1,치킨,치킨|치킨,2024-01-02", "r2,짜짝짠,짜짝짠,2024-01-03"]
+                     ).encode("cp949")
+    assert data.decode("utf-8").count("¥¦§") == 2  # the hard case: it *is* valid UTF-8 (mojibake)
+    f = tmp_path / "restaurants.csv"
+    f.write_bytes(data)
+    with pytest.raises(IngestError) as err:
+        ingest_restaurants(con, f)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"{f}: wrong encoding")
+    assert "looks like CP949/EUC-KR; convert it, e.g. iconv -f cp949 -t utf-8" in first
+    assert "'치킨' in CP949" in first  # shows what the bytes really say
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'restaurants'"
+                       ).fetchone()[0] == 0
+
+
+def test_accented_latin_text_is_not_taken_for_mojibake(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, "r1,Café Müller,crème brûlée|Füße,2024-01-02", "r2,Ñandú,jalapeño,2024-01-02"])
+    assert ingest_restaurants(con, f).rows_loaded == 2
+
+
 @pytest.mark.parametrize("content", [b"", gzip.compress(b"")])
 def test_empty_file(con, tmp_path: Path, content: bytes) -> None:
     f = tmp_path / ("products.csv.gz" if content else "products.csv")

@@ -46,3 +46,13 @@ def test_a_row_with_a_wrong_field_count_fails_with_its_line(recsys_home, tmp_pat
     assert "in.csv: 1 record(s) do not have the header's 3 fields (first at line 3)" in last
     assert "김밥|라면,extra" in last
     assert not out.exists()
+
+
+def test_cp949_that_is_valid_utf8_is_refused_with_the_encoding_hint(recsys_home, tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_bytes("restaurant_id,name,menu\nr1,짜짝짠,치킨\n".encode("cp949"))
+    res = label(src, out)
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert "in.csv: wrong encoding" in last and "iconv -f cp949 -t utf-8" in last
+    assert not out.exists()
