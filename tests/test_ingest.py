@@ -411,8 +411,11 @@ def test_empty_file(con, tmp_path: Path, content: bytes) -> None:
         ingest_products(con, f)
 
 
-def test_header_only_file_loads_empty_table(con, tmp_path: Path) -> None:
-    res = ingest_products(con, write(tmp_path / "products.csv", [P_HEADER]))
+def test_header_only_file_is_refused_unless_allowed(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "products.csv", [P_HEADER])
+    with pytest.raises(ingest.ShrinkRefused, match=r"products.csv: refused: no row to load"):
+        ingest_products(con, f)
+    res = ingest_products(con, f, allow_shrink=True)
     assert (res.rows_read, res.rows_loaded) == (0, 0)
     assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 0
 
@@ -501,11 +504,50 @@ def test_reingest_is_idempotent(con, tmp_path: Path) -> None:
 
 
 def test_reingest_only_replaces_its_own_rejects(con, tmp_path: Path) -> None:
-    ingest_products(con, write(tmp_path / "products.csv", [P_HEADER, "p1,x,c,-1"]))
-    ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, ",x,m,2024-01-01"]))
+    ingest_products(con, write(tmp_path / "products.csv", [P_HEADER, "p0,x,c,1", "p1,x,c,-1"]))
+    ingest_restaurants(con, write(tmp_path / "restaurants.csv",
+                                  [R_HEADER, "r0,x,m,2024-01-01", ",x,m,2024-01-01"]))
     ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, "r1,x,m,2024-01-01"]))
     assert rejects(con, "restaurants") == []
-    assert rejects(con, "products") == [(1, "negative_price")]
+    assert rejects(con, "products") == [(2, "negative_price")]
+
+
+def products_file(tmp_path: Path, n: int, extra: tuple[str, ...] = ()) -> Path:
+    return write(tmp_path / "products.csv", [P_HEADER, *(f"p{i},x,c,1" for i in range(n)), *extra])
+
+
+def test_sharp_shrink_is_refused_before_anything_is_replaced(con, tmp_path: Path) -> None:
+    ingest_products(con, products_file(tmp_path, 10, ("bad,x,c,-1",)))
+    before = con.execute("SELECT * FROM products ORDER BY ALL").fetchall()
+    with pytest.raises(ingest.ShrinkRefused) as err:
+        ingest_products(con, products_file(tmp_path, 4, ("p9,x,c,-1", "p9,x,c,1,extra")))
+    msg = str(err.value)
+    assert msg.splitlines()[0].startswith(
+        f"{tmp_path / 'products.csv'}: refused: 4 rows to load would replace the 10 rows of "
+        "products (60% fewer; RECSYS_MAX_SHRINK allows 50%). 6 rows read, 2 rejected "
+        "(bad_field_count 1, negative_price 1)")
+    assert "RECSYS_ALLOW_SHRINK=1" in msg
+    assert (err.value.previous_rows, err.value.new_rows) == (10, 4)
+    assert con.execute("SELECT * FROM products ORDER BY ALL").fetchall() == before
+    assert rejects(con, "products") == [(11, "negative_price")]  # the old rejects, untouched
+    # Exactly the limit (half as many) is still accepted; a tighter limit refuses it.
+    with pytest.raises(ingest.ShrinkRefused, match="5 rows to load would replace the 10"):
+        ingest_products(con, products_file(tmp_path, 5), max_shrink=0.4)
+    assert ingest_products(con, products_file(tmp_path, 5)).rows_loaded == 5
+    # The explicit override loads anything.
+    assert ingest_products(con, products_file(tmp_path, 1), allow_shrink=True).rows_loaded == 1
+
+
+def test_orders_all_rejected_are_refused_with_the_reasons(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    ingest_orders(con, write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00"]))
+    f = write(tmp_path / "orders.csv", [O_HEADER, "o1,r404,p1,1,2024-02-01 10:00",
+                                        "o2,r404,p1,1,2024-02-01 10:00"])
+    with pytest.raises(ingest.ShrinkRefused) as err:
+        ingest_orders(con, f)
+    assert ("refused: no row to load would replace the 1 rows of orders. 2 rows read, "
+            "2 rejected (unknown_restaurant 2)") in str(err.value)
+    assert con.execute("SELECT order_id FROM orders").fetchall() == [("o1",)]
 
 
 def test_failure_midway_keeps_previous_table_and_rejects(con, tmp_path: Path, monkeypatch) -> None:

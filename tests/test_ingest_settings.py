@@ -18,3 +18,19 @@ def test_bad_max_quantity_names_the_variable(recsys_home, monkeypatch, value):
     monkeypatch.setenv("RECSYS_MAX_QUANTITY", value)
     with pytest.raises(ConfigError, match="RECSYS_MAX_QUANTITY"):
         load_settings()
+
+
+@pytest.mark.parametrize(("name", "value"), [("RECSYS_MAX_SHRINK", "1.5"), ("RECSYS_MAX_SHRINK", "-0.1"),
+                                             ("RECSYS_ALLOW_SHRINK", "maybe")])
+def test_bad_shrink_settings_name_the_variable(recsys_home, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_run_config_can_allow_a_shrink(recsys_home, monkeypatch):
+    from recsys_assets.orchestration.resources import RecsysConfig
+
+    monkeypatch.delenv("RECSYS_ALLOW_SHRINK", raising=False)
+    assert RecsysConfig().settings().allow_shrink is False
+    assert RecsysConfig(allow_shrink=True).settings().allow_shrink is True

@@ -9,6 +9,9 @@ Why this shape:
 - Everything runs inside DuckDB (no per-row Python) so 10M lines stay fast and memory-bounded.
 - Each ingest replaces its table and its previous rejects in one transaction: re-running is
   idempotent and a failure half-way leaves the previous table untouched.
+- An input with no loadable row, or with far fewer than the table it would replace (a header-only
+  export, a truncated transfer), is refused inside that transaction before the swap
+  (`ShrinkRefused`): the good table and everything built from it stay as they were.
 
 Plain Python: knows nothing of Dagster.
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from recsys_assets.config import DEFAULT_MAX_QUANTITY
+from recsys_assets.config import DEFAULT_MAX_QUANTITY, DEFAULT_MAX_SHRINK
 from recsys_assets.warehouse import reader
 from recsys_assets.warehouse.reader import InputFileError
 from recsys_assets.warehouse.tables import transaction
@@ -31,6 +34,8 @@ from recsys_assets.warehouse.tables import transaction
 __all__ = [
     "IngestError",
     "IngestResult",
+    "Limits",
+    "ShrinkRefused",
     "REJECTED_ROWS_DDL",
     "SOURCE_NAMES",
     "find_source",
@@ -118,12 +123,25 @@ _ID_FORBIDDEN = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
 IngestError = InputFileError
 
 
+class ShrinkRefused(InputFileError):
+    """The input is empty or far smaller than the table it would replace; nothing was changed."""
+
+    def __init__(self, message: str, *, table: str, previous_rows: int, new_rows: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.previous_rows = previous_rows
+        self.new_rows = new_rows
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Per-call bounds: text length (restaurants/products), order quantity."""
+    """Per-call bounds: text length (restaurants/products), order quantity, how much smaller than
+    the table it replaces an input may be."""
 
     max_text_chars: int | None = None
     max_quantity: float = DEFAULT_MAX_QUANTITY
+    max_shrink: float = DEFAULT_MAX_SHRINK
+    allow_shrink: bool = False
 
 
 @dataclass(frozen=True)
@@ -366,6 +384,37 @@ def _reason_counts(
     return counts
 
 
+def _refuse_shrink(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, counts: dict[str | None, int],
+    limits: Limits,
+) -> None:
+    """Refuse, before anything is replaced, an input that would empty or sharply shrink `table`.
+
+    A header-only orders file once replaced 101,792 orders with none and emptied every table built
+    from them; an operator who really means it says so with RECSYS_ALLOW_SHRINK=1.
+    """
+    if limits.allow_shrink:
+        return
+    new = counts.get(None, 0)
+    old = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] if _table_exists(con, table) else 0
+    if new == 0:
+        problem = f"no row to load would replace the {old:,} rows of {table}"
+    elif new < old * (1 - limits.max_shrink):
+        problem = (f"{new:,} rows to load would replace the {old:,} rows of {table} "
+                   f"({1 - new / old:.0%} fewer; RECSYS_MAX_SHRINK allows {limits.max_shrink:.0%})")
+    else:
+        return
+    read = sum(counts.values())
+    reasons = ", ".join(f"{r} {n:,}" for r, n in sorted((r, n) for r, n in counts.items() if r))
+    raise ShrinkRefused(
+        f"{path}: refused: {problem}. {read:,} rows read, {read - new:,} rejected"
+        f"{f' ({reasons})' if reasons else ''}. The {table} table is left as it was. To load this "
+        "input anyway: RECSYS_ALLOW_SHRINK=1 (or run config resources.recsys.config.allow_shrink: "
+        "true).",
+        table=table, previous_rows=int(old), new_rows=int(new),
+    )
+
+
 def _ingest(
     con: duckdb.DuckDBPyConnection, path: Path, table: str, limits: Limits
 ) -> IngestResult:
@@ -374,6 +423,8 @@ def _ingest(
         raise ValueError("max_text_chars must be >= 1")
     if not (math.isfinite(limits.max_quantity) and limits.max_quantity > 0):
         raise ValueError("max_quantity must be a finite number > 0")
+    if not 0 <= limits.max_shrink <= 1:
+        raise ValueError("max_shrink must be between 0 and 1")
     if table == "orders":
         for dep in ("restaurants", "products"):
             if not _table_exists(con, dep):
@@ -400,6 +451,7 @@ def _ingest(
                     + _checked_sql(table, mapping, raw, limits)
                 )
             counts = _reason_counts(con, checked, raw)
+            _refuse_shrink(con, path, table, counts, limits)
             _insert_rejects(con, table, str(path), raw, checked)
             _replace_target(con, table, checked)
             con.execute(f"DROP TABLE {checked}")
@@ -421,22 +473,28 @@ def _ingest(
 
 
 def ingest_restaurants(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 2000
+    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 2000,
+    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `restaurants` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "restaurants", Limits(max_text_chars=max_text_chars))
+    return _ingest(con, path, "restaurants", Limits(
+        max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink))
 
 
 def ingest_products(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 500
+    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 500,
+    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `products` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "products", Limits(max_text_chars=max_text_chars))
+    return _ingest(con, path, "products", Limits(
+        max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink))
 
 
 def ingest_orders(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_quantity: float = DEFAULT_MAX_QUANTITY
+    con: duckdb.DuckDBPyConnection, path: Path, *, max_quantity: float = DEFAULT_MAX_QUANTITY,
+    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `orders` from `path`; lines whose restaurant/product is not loaded are rejected,
     and so are quantities above `max_quantity` (`bad_number`: sums must stay finite)."""
-    return _ingest(con, path, "orders", Limits(max_quantity=max_quantity))
+    return _ingest(con, path, "orders", Limits(
+        max_quantity=max_quantity, max_shrink=max_shrink, allow_shrink=allow_shrink))
