@@ -184,10 +184,10 @@ def _qi(identifier: str) -> str:
 
 
 def _map_columns(
-    con: duckdb.DuckDBPyConnection, path: Path, raw_table: str, table: str
+    con: duckdb.DuckDBPyConnection, path: Path, raw: reader.RawInput, table: str
 ) -> dict[str, str | None]:
     """Map each wanted (normalized) column to the file's column name; None if optional + absent."""
-    return reader.map_columns(con, path, raw_table, _REQUIRED[table], _OPTIONAL[table])
+    return reader.map_columns(con, path, raw, _REQUIRED[table], _OPTIONAL[table])
 
 
 def _clean(mapping: dict[str, str | None], col: str) -> str:
@@ -442,7 +442,7 @@ def _ingest(
     con.execute("SET preserve_insertion_order = true")
     try:
         raw = reader.load_raw(con, path, raw_name)
-        mapping = _map_columns(con, path, raw.table, table)
+        mapping = _map_columns(con, path, raw, table)
         with transaction(con):
             con.execute(REJECTED_ROWS_DDL)
             with _session_timezone(con, _STORAGE_TZ):

@@ -66,6 +66,7 @@ class RawInput:
     table: str
     rejects: str
     n_rejected: int
+    header: tuple[str, ...] = ()  # the CSV header as written (the table's names are made unique)
 
     @property
     def gaps(self) -> str:
@@ -147,7 +148,7 @@ def _check_plausible_text(path: Path) -> None:
 
 
 def _read_header(path: Path) -> list[str]:
-    """Column names from the first record; empty names become columnN, repeats get a suffix."""
+    """Column names from the first record, as written (empty ones become columnN)."""
     try:
         with _open_binary(path) as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
@@ -161,14 +162,21 @@ def _read_header(path: Path) -> list[str]:
         raise InputFileError(f"{path}: unreadable header line: {exc}") from None
     if not first or all(not name.strip() for name in first):
         raise InputFileError(f"{path}: empty file (no header)")
-    names: list[str] = []
-    for i, name in enumerate(first):
-        name = name or f"column{i}"
-        base, k = name, 1
-        while name in names:
-            name, k = f"{base}_{k}", k + 1
-        names.append(name)
-    return names
+    return [name or f"column{i}" for i, name in enumerate(first)]
+
+
+def _unique(names: list[str]) -> list[str]:
+    """DuckDB column names must differ ignoring case: repeats get a suffix (map_columns still sees
+    the header as written and refuses a repeated wanted column)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate.lower() in seen:
+            candidate, k = f"{name}_{k}", k + 1
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
 
 
 def _snippet(line: str | None) -> str:
@@ -231,7 +239,9 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawI
             raise _duckdb_error(path, exc) from exc
         return raw
     _check_plausible_text(path)
-    columns = {name: "VARCHAR" for name in _read_header(path)}
+    header = _read_header(path)
+    raw = RawInput(table=raw.table, rejects=raw.rejects, n_rejected=0, header=tuple(header))
+    columns = {name: "VARCHAR" for name in _unique(header)}
     errors, scans = f"{raw_table}_errors", f"{raw_table}_scans"
     con.execute(f"DROP TABLE IF EXISTS {errors}")
     con.execute(f"DROP TABLE IF EXISTS {scans}")
@@ -279,7 +289,7 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, path: Path, raw: RawInput, 
         "         row_number() OVER (ORDER BY row_number) AS skipped"
         f"  FROM {raw.rejects}) GROUP BY gap"
     )
-    return RawInput(table=raw.table, rejects=raw.rejects, n_rejected=int(n))
+    return RawInput(table=raw.table, rejects=raw.rejects, n_rejected=int(n), header=raw.header)
 
 
 def row_number_sql(raw: RawInput, alias: str = "r") -> tuple[str, str]:
@@ -300,26 +310,28 @@ def _norm_col(name: str) -> str:
 
 
 def map_columns(
-    con: duckdb.DuckDBPyConnection, path: Path, raw_table: str,
+    con: duckdb.DuckDBPyConnection, path: Path, raw: RawInput,
     required: tuple[str, ...], optional: tuple[str, ...] = (),
 ) -> dict[str, str | None]:
-    """Map each wanted (normalized) column to the file's column name; None if optional + absent."""
-    actual = [row[0] for row in con.execute(f"DESCRIBE {raw_table}").fetchall()]
-    by_norm: dict[str, list[str]] = {}
-    for col in actual:
-        by_norm.setdefault(_norm_col(col), []).append(col)
+    """Map each wanted (normalized) column to the raw table's column; None if optional + absent."""
+    actual = [row[0] for row in con.execute(f"DESCRIBE {raw.table}").fetchall()]
+    written = list(raw.header) if len(raw.header) == len(actual) else actual
+    by_norm: dict[str, list[tuple[str, str]]] = {}
+    for col, name in zip(actual, written):
+        by_norm.setdefault(_norm_col(name), []).append((col, name))
     missing = [c for c in required if c not in by_norm]
     if missing:
         raise InputFileError(
             f"{path}: missing required column(s) {', '.join(missing)} "
-            f"(found: {', '.join(actual)})"
+            f"(found: {', '.join(written)})"
         )
     mapping: dict[str, str | None] = {}
     for col in required + optional:
         hits = by_norm.get(col)
         if hits and len(hits) > 1:
-            raise InputFileError(f"{path}: column {col!r} appears more than once ({', '.join(hits)})")
-        mapping[col] = hits[0] if hits else None
+            names = ", ".join(name for _, name in hits)
+            raise InputFileError(f"{path}: column {col!r} appears more than once ({names})")
+        mapping[col] = hits[0][0] if hits else None
     return mapping
 
 
@@ -335,7 +347,7 @@ def read_frame(path: Path, required: tuple[str, ...], optional: tuple[str, ...] 
     try:
         con.execute("SET preserve_insertion_order = true")
         raw = load_raw(con, path, "__read_frame")
-        mapping = map_columns(con, path, raw.table, required, optional)
+        mapping = map_columns(con, path, raw, required, optional)
         if raw.n_rejected:
             first = con.execute(f"SELECT row_number, raw_row FROM {raw.rejects} ORDER BY 1 LIMIT 3").fetchall()
             width = len(con.execute(f"DESCRIBE {raw.table}").fetchall())
