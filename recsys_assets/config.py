@@ -11,12 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 SCALES = ("small", "medium", "large")
+LABELERS = ("auto", "offline", "openai", "cascade")
 # An order line above this quantity is a unit or typing error (1e308 summed to inf), not an order.
 DEFAULT_MAX_QUANTITY = 1_000_000.0
 # An input with this share fewer loadable rows than the table it replaces is refused (0.5: refuse
-# losing more than half); so is an input with no loadable row at all. RECSYS_ALLOW_SHRINK=1 overrides.
+# losing more than half); so is an input with no loadable row at all.
+# RECSYS_ALLOW_SHRINK=1 overrides.
 DEFAULT_MAX_SHRINK = 0.5
-LABELERS = ("auto", "offline", "openai", "cascade")
 
 
 class ConfigError(ValueError):

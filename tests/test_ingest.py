@@ -382,8 +382,7 @@ def test_cp949_file_is_an_encoding_error(con, tmp_path: Path) -> None:
 
 
 def test_cp949_bytes_that_happen_to_be_valid_utf8_are_refused(con, tmp_path: Path) -> None:
-    data = "\n".join([R_HEADER, "r1,치킨,치킨|치킨,2024-01-02", "r2,짜짝짠,짜짝짠,2024-01-03"]
-                     ).encode("cp949")
+    data = f"{R_HEADER}\nr1,치킨,치킨|치킨,2024-01-02\nr2,짜짝짠,짜짝짠,2024-01-03".encode("cp949")
     assert data.decode("utf-8").count("¥¦§") == 2  # the hard case: it *is* valid UTF-8 (mojibake)
     f = tmp_path / "restaurants.csv"
     f.write_bytes(data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dagster as dg
 import duckdb
-import pytest
 
 from recsys_assets.config import load_settings
 from recsys_assets.definitions import build_defs
@@ -68,14 +67,3 @@ def test_header_only_orders_are_refused_and_the_override_loads_them(recsys_home,
     after = snapshot(settings)
     assert after["orders"] == [] and after["restaurants"] == before["restaurants"]
     assert after["industry_product_stats"] == []
-
-
-@pytest.mark.parametrize(("env", "expected"), [({}, (0.5, False)),
-                                               ({"RECSYS_MAX_SHRINK": "0.2"}, (0.2, False)),
-                                               ({"RECSYS_ALLOW_SHRINK": "1"}, (0.5, True)),
-                                               ({"RECSYS_ALLOW_SHRINK": "false"}, (0.5, False))])
-def test_shrink_settings(recsys_home, monkeypatch, env, expected):
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    s = load_settings()
-    assert (s.max_shrink, s.allow_shrink) == expected

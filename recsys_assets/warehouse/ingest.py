@@ -4,8 +4,10 @@ Why this shape:
 - Input files come from other systems and are dirty; one bad row must not sink a 10M-line load,
   so each row is classified in SQL with the *first* failing reason and bad rows go to
   `rejected_rows` (with the original row as JSON) instead of raising.
-- A file that is unusable as a whole (missing columns, wrong encoding, empty, unreadable) raises
-  `IngestError` with the file and the problem: silently loading nothing would look like success.
+- Files are read by `reader` (shared with `recsys label`): a record with a wrong number of fields
+  is quarantined like any bad row; a file that is unusable as a whole (missing columns, wrong
+  encoding, empty, an unclosed quote) raises `IngestError` naming the file and the problem on its
+  first line: silently loading nothing would look like success.
 - Everything runs inside DuckDB (no per-row Python) so 10M lines stay fast and memory-bounded.
 - Each ingest replaces its table and its previous rejects in one transaction: re-running is
   idempotent and a failure half-way leaves the previous table untouched.
@@ -32,12 +34,12 @@ from recsys_assets.warehouse.reader import InputFileError
 from recsys_assets.warehouse.tables import transaction
 
 __all__ = [
+    "REJECTED_ROWS_DDL",
+    "SOURCE_NAMES",
     "IngestError",
     "IngestResult",
     "Limits",
     "ShrinkRefused",
-    "REJECTED_ROWS_DDL",
-    "SOURCE_NAMES",
     "find_source",
     "ingest_orders",
     "ingest_products",
@@ -396,9 +398,12 @@ def _refuse_shrink(
     if limits.allow_shrink:
         return
     new = counts.get(None, 0)
-    old = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] if _table_exists(con, table) else 0
+    old = 0
+    if _table_exists(con, table):
+        old = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     if new == 0:
-        problem = f"no row to load would replace the {old:,} rows of {table}"
+        problem = (f"no row to load would replace the {old:,} rows of {table}" if old
+                   else f"no row to load into {table}")
     elif new < old * (1 - limits.max_shrink):
         problem = (f"{new:,} rows to load would replace the {old:,} rows of {table} "
                    f"({1 - new / old:.0%} fewer; RECSYS_MAX_SHRINK allows {limits.max_shrink:.0%})")

@@ -25,20 +25,21 @@ import gzip
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 
 __all__ = [
     "BAD_FIELD_COUNT",
-    "InputFileError",
     "MAX_LINE_BYTES",
+    "InputFileError",
     "RawInput",
     "drop_raw",
     "load_raw",
     "map_columns",
     "read_frame",
+    "row_number_sql",
 ]
 
 BAD_FIELD_COUNT = "bad_field_count"
@@ -55,7 +56,7 @@ _CP949_HINT = " (looks like CP949/EUC-KR; convert it, e.g. iconv -f cp949 -t utf
 
 
 class InputFileError(Exception):
-    """A file is unusable as a whole; the message names the file and the problem on its first line."""
+    """A file is unusable as a whole; the message's first line names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ _NON_ASCII = re.compile("[^\x00-\x7f]")
 def _check_plausible_text(path: Path) -> None:
     """Refuse CP949 bytes that happen to be valid UTF-8 (짜짝짠 reads as ¥¦§ and would load).
 
-    Heuristic: the UTF-8 reading has no Hangul at all, most of its non-ASCII characters come in
-    runs of Latin-1/Latin-Extended symbols, and reading the same bytes as CP949 gives Hangul.
+    Heuristic, on the first 64 KB: the UTF-8 reading has no Hangul at all, most of its non-ASCII
+    characters come in runs of Latin-1/Latin-Extended symbols, and the CP949 reading has Hangul.
     Real accented Latin text (café, Füße) has few such runs; Korean text read right has Hangul.
     """
     sample = _sample(path)
@@ -197,7 +198,8 @@ def _fatal_reader_error(path: Path, kind: str, line: int, csv_line: str, message
         return (f"{path}: malformed CSV: unclosed or stray quote in the record at line {line} "
                 f"({message.strip()}): {_snippet(csv_line)}; quote whole values and double any "
                 f"quote inside them")
-    return f"{path}: malformed CSV at line {line}: {kind.lower()}: {message.strip()}: {_snippet(csv_line)}"
+    return (f"{path}: malformed CSV at line {line}: {kind.lower()}: {message.strip()}: "
+            f"{_snippet(csv_line)}")
 
 
 def _duckdb_error(path: Path, exc: duckdb.Error) -> InputFileError:
@@ -207,10 +209,10 @@ def _duckdb_error(path: Path, exc: duckdb.Error) -> InputFileError:
         return InputFileError(f"{path}: unreadable Parquet file: {msg.splitlines()[0][:300]}")
     line = re.search(r"CSV Error on Line:\s*(\d+)", msg)
     where = f" at line {line.group(1)}" if line else ""
-    causes = [ln.strip() for ln in msg.splitlines()
-              if ln.strip() and not ln.startswith(("Original Line:", "CSV Error", "Possible", "*",
-                                                   "LINE ", " ", "\t"))]
-    cause = causes[0][:300] if causes else msg.splitlines()[0][:300]
+    # DuckDB: "CSV Error on Line: N", "Original Line: <the whole line>", the cause, hints.
+    skip = ("CSV Error", "Original Line:", "Possible", "*", "LINE ", " ", "\t")
+    causes = [ln for ln in msg.splitlines() if ln.strip() and not ln.startswith(skip)]
+    cause = (causes[0] if causes else msg.splitlines()[0])[:300]
     if "unicode" in msg.lower():
         return InputFileError(f"{path}: wrong encoding, the file is not valid UTF-8"
                               f"{_encoding_hint(path)}{where}")
@@ -233,15 +235,15 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawI
                 "(row_number BIGINT, reason VARCHAR, raw_row VARCHAR)")
     if _is_parquet(path):
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {raw_table} AS SELECT * FROM read_parquet(?)",
-                        [str(path)])
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {raw_table} AS SELECT * FROM read_parquet(?)",
+                [str(path)])
         except duckdb.Error as exc:
             raise _duckdb_error(path, exc) from exc
         return raw
     _check_plausible_text(path)
-    header = _read_header(path)
-    raw = RawInput(table=raw.table, rejects=raw.rejects, n_rejected=0, header=tuple(header))
-    columns = {name: "VARCHAR" for name in _unique(header)}
+    raw = replace(raw, header=tuple(_read_header(path)))
+    columns = {name: "VARCHAR" for name in _unique(list(raw.header))}
     errors, scans = f"{raw_table}_errors", f"{raw_table}_scans"
     con.execute(f"DROP TABLE IF EXISTS {errors}")
     con.execute(f"DROP TABLE IF EXISTS {scans}")
@@ -261,7 +263,9 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawI
         con.execute(f"DROP TABLE IF EXISTS {scans}")
 
 
-def _collect_rejects(con: duckdb.DuckDBPyConnection, path: Path, raw: RawInput, errors: str) -> RawInput:
+def _collect_rejects(
+    con: duckdb.DuckDBPyConnection, path: Path, raw: RawInput, errors: str
+) -> RawInput:
     """Field-count errors become rejects; any other reader error fails the file."""
     fatal = con.execute(
         f"SELECT error_type, line, csv_line, error_message FROM {errors} "
@@ -289,7 +293,7 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, path: Path, raw: RawInput, 
         "         row_number() OVER (ORDER BY row_number) AS skipped"
         f"  FROM {raw.rejects}) GROUP BY gap"
     )
-    return RawInput(table=raw.table, rejects=raw.rejects, n_rejected=int(n), header=raw.header)
+    return replace(raw, n_rejected=int(n))
 
 
 def row_number_sql(raw: RawInput, alias: str = "r") -> tuple[str, str]:
@@ -349,12 +353,14 @@ def read_frame(path: Path, required: tuple[str, ...], optional: tuple[str, ...] 
         raw = load_raw(con, path, "__read_frame")
         mapping = map_columns(con, path, raw, required, optional)
         if raw.n_rejected:
-            first = con.execute(f"SELECT row_number, raw_row FROM {raw.rejects} ORDER BY 1 LIMIT 3").fetchall()
-            width = len(con.execute(f"DESCRIBE {raw.table}").fetchall())
-            examples = "; ".join(f"line {n + 1}: {_snippet(json.loads(r)['csv_line'])}" for n, r in first)
+            first = con.execute(
+                f"SELECT row_number, raw_row FROM {raw.rejects} ORDER BY 1 LIMIT 3").fetchall()
+            examples = "; ".join(
+                f"line {n + 1}: {_snippet(json.loads(r)['csv_line'])}" for n, r in first)
             raise InputFileError(
-                f"{path}: {raw.n_rejected} record(s) do not have the header's {width} fields "
-                f"(first at line {first[0][0] + 1}); fix or remove them, nothing was read. {examples}"
+                f"{path}: {raw.n_rejected} record(s) do not have the header's {len(raw.header)} "
+                f"fields (first at line {first[0][0] + 1}); fix or remove them, nothing was read. "
+                f"{examples}"
             )
         df = con.execute(f"SELECT * FROM {raw.table} ORDER BY rowid").df()
     finally:
