@@ -248,16 +248,17 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawI
     con.execute(f"DROP TABLE IF EXISTS {errors}")
     con.execute(f"DROP TABLE IF EXISTS {scans}")
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {raw_table} AS SELECT * FROM read_csv(?, columns=?, "
-            "header=true, delim=',', quote='\"', escape='\"', encoding='utf-8', auto_detect=false, "
-            f"max_line_size={MAX_LINE_BYTES}, ignore_errors=true, store_rejects=true, "
-            f"rejects_table='{errors}', rejects_scan='{scans}')",
-            [str(path), columns],
-        )
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {raw_table} AS SELECT * FROM read_csv(?, columns=?, "
+                "header=true, delim=',', quote='\"', escape='\"', encoding='utf-8', "
+                f"auto_detect=false, max_line_size={MAX_LINE_BYTES}, ignore_errors=true, "
+                f"store_rejects=true, rejects_table='{errors}', rejects_scan='{scans}')",
+                [str(path), columns],
+            )
+        except duckdb.Error as exc:
+            raise _duckdb_error(path, exc) from exc
         return _collect_rejects(con, path, raw, errors)
-    except duckdb.Error as exc:
-        raise _duckdb_error(path, exc) from exc
     finally:
         con.execute(f"DROP TABLE IF EXISTS {errors}")
         con.execute(f"DROP TABLE IF EXISTS {scans}")
@@ -274,16 +275,24 @@ def _collect_rejects(
     if fatal:
         kind, line, csv_line, message = fatal
         raise InputFileError(_fatal_reader_error(path, kind, int(line), csv_line, message or ""))
-    # DuckDB counts the header as line 1; a short row has one error per missing column.
-    con.execute(
-        f"INSERT INTO {raw.rejects} SELECT line - 1, ?, "
-        "json_object('csv_line', any_value(csv_line), 'error', any_value(error_message)) "
-        f"FROM {errors} GROUP BY line ORDER BY line",
+    last = con.execute(f"SELECT max(line) FROM {errors}").fetchone()[0]
+    if last is None:
+        return raw
+    # DuckDB's line numbers count blank lines, which it skips when reading: translate them to
+    # record numbers (1 = first row after the header), as the rows read are numbered.
+    blanks = f"{raw.table}_blanks"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {blanks} (line BIGINT)")
+    blank_lines = _blank_lines(path, last)
+    if blank_lines:
+        con.executemany(f"INSERT INTO {blanks} VALUES (?)", [[n] for n in blank_lines])
+    con.execute(  # a short row has one error per missing column: one reject per line
+        f"INSERT INTO {raw.rejects} "
+        f"SELECT e.line - 1 - (SELECT count(*) FROM {blanks} b WHERE b.line < e.line), ?, "
+        "json_object('csv_line', any_value(e.csv_line), 'error', any_value(e.error_message)) "
+        f"FROM {errors} e GROUP BY e.line ORDER BY e.line",
         [BAD_FIELD_COUNT],
     )
     n = con.execute(f"SELECT count(*) FROM {raw.rejects}").fetchone()[0]
-    if not n:
-        return raw
     # Good rows are numbered by filling the gaps the rejects left: for the j-th reject (1-based)
     # at record r_j, r_j - j good rows come before it.
     con.execute(
@@ -296,6 +305,34 @@ def _collect_rejects(
     return replace(raw, n_rejected=int(n))
 
 
+def _blank_lines(path: Path, last: int) -> list[int]:
+    """DuckDB line numbers (header = 1) of the blank lines before line `last`.
+
+    A byte scan first: most files have no empty line at all. Otherwise Python's csv module walks
+    the records (same quoting rules, so an empty line inside a quoted value is not counted).
+    """
+    with _open_binary(path) as fh:
+        tail, found = b"", False
+        while chunk := fh.read(1 << 24):
+            block = (tail + chunk).replace(b"\r\n", b"\n")
+            if b"\n\n" in block:
+                found = True
+                break
+            tail = block[-1:]
+    if not found:
+        return []
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
+    blank = []
+    with _open_binary(path) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+        for line, row in enumerate(csv.reader(text), start=1):
+            if line >= last:
+                break
+            if not row:
+                blank.append(line)
+    return blank
+
+
 def row_number_sql(raw: RawInput, alias: str = "r") -> tuple[str, str]:
     """(expression, join clause): the record number (1 = first row after the header) of `alias`."""
     if not raw.n_rejected:
@@ -305,7 +342,7 @@ def row_number_sql(raw: RawInput, alias: str = "r") -> tuple[str, str]:
 
 
 def drop_raw(con: duckdb.DuckDBPyConnection, raw_table: str) -> None:
-    for suffix in ("", "_rejects", "_gaps", "_errors", "_scans"):
+    for suffix in ("", "_rejects", "_gaps", "_blanks", "_errors", "_scans"):
         con.execute(f"DROP TABLE IF EXISTS {raw_table}{suffix}")
 
 
