@@ -39,6 +39,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "PyYAML>=6",
             "selenium>=4.20",
         ],
     },

@@ -5,12 +5,19 @@ Plain Python (no Dagster import) so the CLI and the domain modules share one sou
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 SCALES = ("small", "medium", "large")
 LABELERS = ("auto", "offline", "openai", "cascade")
+# An order line above this quantity is a unit or typing error (1e308 summed to inf), not an order.
+DEFAULT_MAX_QUANTITY = 1_000_000.0
+# An input with this share fewer loadable rows than the table it replaces is refused (0.5: refuse
+# losing more than half); so is an input with no loadable row at all.
+# RECSYS_ALLOW_SHRINK=1 overrides.
+DEFAULT_MAX_SHRINK = 0.5
 
 
 class ConfigError(ValueError):
@@ -58,6 +65,9 @@ class Settings:
     duckdb_memory_limit: str
     duckdb_threads: int
     ledger_url: str | None = None
+    max_quantity: float = DEFAULT_MAX_QUANTITY
+    max_shrink: float = DEFAULT_MAX_SHRINK
+    allow_shrink: bool = False
 
     # Everything the pipeline writes lives under `home`.
     @property
@@ -147,4 +157,32 @@ def _from_env() -> Settings:
         duckdb_memory_limit=_env("RECSYS_DUCKDB_MEMORY_LIMIT", "4GB") or "4GB",
         duckdb_threads=env_int("RECSYS_DUCKDB_THREADS", os.cpu_count() or 2),
         ledger_url=_env("RECSYS_LEDGER_URL"),
+        max_quantity=_positive("RECSYS_MAX_QUANTITY", DEFAULT_MAX_QUANTITY),
+        max_shrink=_share("RECSYS_MAX_SHRINK", DEFAULT_MAX_SHRINK),
+        allow_shrink=env_bool("RECSYS_ALLOW_SHRINK", False),
     )
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+
+def _share(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name} must be between 0 and 1, got {value!r}")
+    return value
+
+
+def _positive(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return value

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from recsys_assets.warehouse import ingest
+from recsys_assets.warehouse import ingest, reader, tables
 from recsys_assets.warehouse.ingest import (
     IngestError,
     find_source,
@@ -90,6 +90,9 @@ def test_find_source_ambiguous(tmp_path: Path) -> None:
 RESTAURANT_BAD = [
     (",이름,메뉴,2024-01-01", "missing_id"),
     ("r1,중복집,메뉴,2024-01-01", "duplicate_id"),
+    ("r\x009,이름,메뉴,2024-01-01", "bad_id"),  # NUL byte
+    ("r1\x00,이름,메뉴,2024-01-01", "bad_id"),  # would be a second, invisible "r1"
+    ("r\u200b9,이름,메뉴,2024-01-01", "bad_id"),  # zero-width space
     ("r9,  ,메뉴,2024-01-01", "missing_name"),
     ("r9,이름,메뉴,2024-13-45", "bad_date"),
     ("r9,이름,메뉴,0202-01-01", "bad_date"),
@@ -146,6 +149,8 @@ def test_restaurant_oversized_text(con, tmp_path: Path, column: str) -> None:
 PRODUCT_BAD = [
     (",x,cat,1", "missing_id"),
     ("p1,again,cat,1", "duplicate_id"),
+    ("p\x1b9,x,cat,1", "bad_id"),  # ESC
+    ("p" + "9" * 201 + ",x,cat,1", "bad_id"),  # longer than MAX_ID_CHARS
     ("p9,,cat,1", "missing_name"),
     ("p9,x,,1", "missing_category"),
     ("p9,x,cat,abc", "bad_number"),
@@ -170,7 +175,13 @@ ORDER_BAD = [
     ("o9,r1,,1,2024-02-01 10:00:00", "missing_id"),
     (",r1,p1,1,2024-02-01 10:00:00", "missing_id"),
     ("o1,r1,p1,5,2024-02-01 11:00:00", "duplicate_id"),
+    ("o9\x00,r1,p1,1,2024-02-01 10:00:00", "bad_id"),
+    ("o9,r1\x00,p1,1,2024-02-01 10:00:00", "bad_id"),  # was unknown_restaurant
+    ("o9,r1,p1\u2028,1,2024-02-01 10:00:00", "bad_id"),
     ("o9,r1,p1,many,2024-02-01 10:00:00", "bad_number"),
+    ("o9,r1,p1,1e308,2024-02-01 10:00:00", "bad_number"),
+    ("o9,r1,p1,inf,2024-02-01 10:00:00", "bad_number"),
+    ("o9,r1,p1,1000000.5,2024-02-01 10:00:00", "bad_number"),  # above the default max quantity
     ("o9,r1,p1,0,2024-02-01 10:00:00", "non_positive_quantity"),
     ("o9,r1,p1,-2,2024-02-01 10:00:00", "non_positive_quantity"),
     ("o9,r1,p1,1,yesterday", "bad_timestamp"),
@@ -198,6 +209,57 @@ def test_order_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: str
     assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (4, 3, 1)
 
 
+def test_absurd_quantities_never_reach_the_stats(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    f = write(tmp_path / "orders.csv", [
+        O_HEADER, "o1,r1,p1,1e308,2024-02-01 10:00:00", "o2,r2,p1,1e308,2024-02-01 10:00:00",
+        "o3,r1,p1,40,2024-02-01 10:00:00", "o4,r2,p1,50,2024-02-01 10:00:00",
+        "o5,r1,p2,51,2024-02-01 10:00:00"])
+    res = ingest_orders(con, f, max_quantity=50)  # the bound is a setting (RECSYS_MAX_QUANTITY)
+    assert res.rejected_by_reason == {"bad_number": 3}
+    assert rejects(con, "orders") == [(1, "bad_number"), (2, "bad_number"), (5, "bad_number")]
+    con.execute("CREATE TABLE restaurant_industry AS "
+                "SELECT restaurant_id, 'chicken' AS industry FROM restaurants")
+    tables.build_industry_product_stats(con)
+    assert con.execute("SELECT product_id, quantity FROM industry_product_stats").fetchall() == [
+        ("p1", 90.0)]
+
+
+def test_timestamp_offsets_are_honoured_and_stored_as_korea_time(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    f = write(tmp_path / "orders.csv", [
+        O_HEADER,
+        "o1,r1,p1,1,2024-05-01 23:30+09:00",
+        "o2,r1,p1,1,2024-05-01 23:30Z",
+        "o3,r1,p1,1,2024-05-01 23:30-05:00",
+        "o4,r1,p1,1,2024-05-01 23:30",  # no offset: Korea time already, kept as written
+        "o5,r1,p1,1,2024-05-01T23:30:00.5+05:30",
+        "o6,r1,p1,1,2024-05-01 23:30 XYZ",  # an unknown zone is not silently dropped
+    ])
+    con.execute("SET TimeZone = 'America/New_York'")
+    res = ingest_orders(con, f)
+    assert ingest.STORED_UTC_OFFSET == "+09:00"
+    assert con.execute("SELECT order_id, ordered_at FROM orders ORDER BY 1").fetchall() == [
+        ("o1", datetime.datetime(2024, 5, 1, 23, 30)),
+        ("o2", datetime.datetime(2024, 5, 2, 8, 30)),
+        ("o3", datetime.datetime(2024, 5, 2, 13, 30)),
+        ("o4", datetime.datetime(2024, 5, 1, 23, 30)),
+        ("o5", datetime.datetime(2024, 5, 2, 3, 0, 0, 500000)),
+    ]
+    assert res.rejected_by_reason == {"bad_timestamp": 1}
+    # The session's own time zone is left as it was.
+    assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "America/New_York"
+
+
+def test_signup_date_with_an_offset_is_the_korean_calendar_day(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, "r1,a,m,2024-01-01T23:30:00-05:00", "r2,b,m,2024-01-01 23:30", "r3,c,m,2024-01-01"])
+    ingest_restaurants(con, f)
+    assert con.execute("SELECT restaurant_id, signup_date FROM restaurants ORDER BY 1").fetchall() == [
+        ("r1", datetime.date(2024, 1, 2)), ("r2", datetime.date(2024, 1, 1)),
+        ("r3", datetime.date(2024, 1, 1))]
+
+
 def test_orders_need_dimension_tables(con, tmp_path: Path) -> None:
     f = write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"])
     with pytest.raises(IngestError, match="restaurants"):
@@ -216,6 +278,27 @@ def test_row_number_counts_records_not_lines(con, tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- formats and encodings
+
+
+def test_a_3_mb_menu_is_one_oversized_row_not_a_broken_file(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, GOOD_RESTAURANTS[0], f"r3,큰집,{'메뉴' * 1_500_000},2024-01-02", GOOD_RESTAURANTS[1]])
+    assert f.stat().st_size > 9_000_000  # 3 M characters, 9 MB of UTF-8: over DuckDB's default
+    res = ingest_restaurants(con, f)
+    assert (res.rows_read, res.rows_loaded) == (3, 2)
+    assert rejects(con, "restaurants") == [(2, "oversized_text")]
+
+
+def test_a_line_over_the_reader_limit_names_the_cause_first(con, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    monkeypatch.setattr(reader, "MAX_LINE_BYTES", 1 << 20)
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, GOOD_RESTAURANTS[0], f"r3,큰집,{'m' * 2_000_000},2024-01-02", GOOD_RESTAURANTS[1]])
+    with pytest.raises(IngestError) as err:
+        ingest_restaurants(con, f)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"{f}: line 3 is longer than the 1 MB limit (2,000,0")
+    assert "unclosed quote" in first and len(str(err.value)) < 500
 
 
 def test_bom_crlf_whitespace_and_header_case(con, tmp_path: Path) -> None:
@@ -250,11 +333,42 @@ def test_missing_column_names_file_and_column(con, tmp_path: Path) -> None:
     assert "products.csv" in msg and "category" in msg and "unit_price" in msg
 
 
-def test_malformed_csv_row_fails_the_file_with_line_number(con, tmp_path: Path) -> None:
-    lines = [P_HEADER] + [f"p{i},x,c,1" for i in range(30_000)] + ["p_bad,x,c,1,extra"]
+def test_wrong_field_count_is_quarantined_with_its_record_number(con, tmp_path: Path) -> None:
+    lines = [P_HEADER, 'p0,"여러 줄\n이름",c,1']  # one record over two lines
+    lines += [f"p{i},x,c,1" for i in range(1, 30_000)]
+    lines += ["p_long,x,c,1,extra", "p_short,x,c", "p1,dup,c,1", "p_last,이름,c,7"]
     f = write(tmp_path / "products.csv", lines)
-    with pytest.raises(IngestError, match=r"products.csv: malformed CSV.*Line: 30002"):
+    res = ingest_products(con, f)
+    assert rejects(con, "products") == [
+        (30_001, "bad_field_count"), (30_002, "bad_field_count"), (30_003, "duplicate_id")]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (30_004, 30_001, 3)
+    assert res.rejected_by_reason == {"bad_field_count": 2, "duplicate_id": 1}
+    # The rows after the bad ones are neither shifted nor renumbered.
+    assert con.execute("SELECT name, category, unit_price FROM products WHERE product_id = 'p_last'"
+                       ).fetchone() == ("이름", "c", 7.0)
+    raw = json.loads(con.execute("SELECT raw_row FROM rejected_rows WHERE row_number = 30001"
+                                 ).fetchone()[0])
+    assert raw["csv_line"] == "p_long,x,c,1,extra" and "Found: 5" in raw["error"]
+
+
+@pytest.mark.parametrize("header_comma", ["", ","])
+def test_trailing_comma_on_every_row_does_not_shift_columns(con, tmp_path: Path,
+                                                             header_comma: str) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER + header_comma, *(row + "," for row in GOOD_RESTAURANTS)])
+    res = ingest_restaurants(con, f)
+    assert (res.rows_loaded, res.rows_rejected) == (2, 0)
+    assert con.execute("SELECT restaurant_id, name, menu FROM restaurants ORDER BY 1").fetchall() == [
+        ("r1", "교촌치킨", "후라이드|양념"), ("r2", "김밥천국", "김밥|라면")]
+
+
+def test_unclosed_quote_fails_the_file_naming_the_line(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "products.csv", [P_HEADER, "p1,x,c,1", 'p2,"x,c,1', "p3,x,c,1"])
+    with pytest.raises(IngestError) as err:
         ingest_products(con, f)
+    first_line = str(err.value).splitlines()[0]
+    assert "products.csv: malformed CSV: unclosed or stray quote" in first_line
+    assert "line 3" in first_line
 
 
 def test_cp949_file_is_an_encoding_error(con, tmp_path: Path) -> None:
@@ -267,6 +381,27 @@ def test_cp949_file_is_an_encoding_error(con, tmp_path: Path) -> None:
     assert "CP949" in msg
 
 
+def test_cp949_bytes_that_happen_to_be_valid_utf8_are_refused(con, tmp_path: Path) -> None:
+    data = f"{R_HEADER}\nr1,치킨,치킨|치킨,2024-01-02\nr2,짜짝짠,짜짝짠,2024-01-03".encode("cp949")
+    assert data.decode("utf-8").count("¥¦§") == 2  # the hard case: it *is* valid UTF-8 (mojibake)
+    f = tmp_path / "restaurants.csv"
+    f.write_bytes(data)
+    with pytest.raises(IngestError) as err:
+        ingest_restaurants(con, f)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith(f"{f}: wrong encoding")
+    assert "looks like CP949/EUC-KR; convert it, e.g. iconv -f cp949 -t utf-8" in first
+    assert "'치킨' in CP949" in first  # shows what the bytes really say
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'restaurants'"
+                       ).fetchone()[0] == 0
+
+
+def test_accented_latin_text_is_not_taken_for_mojibake(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "restaurants.csv", [
+        R_HEADER, "r1,Café Müller,crème brûlée|Füße,2024-01-02", "r2,Ñandú,jalapeño,2024-01-02"])
+    assert ingest_restaurants(con, f).rows_loaded == 2
+
+
 @pytest.mark.parametrize("content", [b"", gzip.compress(b"")])
 def test_empty_file(con, tmp_path: Path, content: bytes) -> None:
     f = tmp_path / ("products.csv.gz" if content else "products.csv")
@@ -275,8 +410,11 @@ def test_empty_file(con, tmp_path: Path, content: bytes) -> None:
         ingest_products(con, f)
 
 
-def test_header_only_file_loads_empty_table(con, tmp_path: Path) -> None:
-    res = ingest_products(con, write(tmp_path / "products.csv", [P_HEADER]))
+def test_header_only_file_is_refused_unless_allowed(con, tmp_path: Path) -> None:
+    f = write(tmp_path / "products.csv", [P_HEADER])
+    with pytest.raises(ingest.ShrinkRefused, match=r"products.csv: refused: no row to load"):
+        ingest_products(con, f)
+    res = ingest_products(con, f, allow_shrink=True)
     assert (res.rows_read, res.rows_loaded) == (0, 0)
     assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 0
 
@@ -308,6 +446,18 @@ def test_parquet_input_with_typed_columns(con, tmp_path: Path) -> None:
         ("r2", "맘스터치", "", datetime.date(2024, 1, 4))]
     raw = json.loads(con.execute("SELECT raw_row FROM rejected_rows").fetchone()[0])
     assert raw["Name"] == "dup" and raw["extra"] == 2
+
+
+def test_parquet_timestamptz_is_converted_to_korea_time(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    f = tmp_path / "orders.parquet"
+    duckdb.sql(
+        "SELECT * FROM (VALUES ('o1', 'r1', 'p1', 1.0, TIMESTAMPTZ '2024-05-01 23:30:00+00'))"
+        " t(order_id, restaurant_id, product_id, quantity, ordered_at)"
+    ).write_parquet(str(f))
+    ingest_orders(con, f)
+    assert con.execute("SELECT ordered_at FROM orders").fetchone()[0] == datetime.datetime(
+        2024, 5, 2, 8, 30)
 
 
 def test_unreadable_parquet(con, tmp_path: Path) -> None:
@@ -353,11 +503,50 @@ def test_reingest_is_idempotent(con, tmp_path: Path) -> None:
 
 
 def test_reingest_only_replaces_its_own_rejects(con, tmp_path: Path) -> None:
-    ingest_products(con, write(tmp_path / "products.csv", [P_HEADER, "p1,x,c,-1"]))
-    ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, ",x,m,2024-01-01"]))
+    ingest_products(con, write(tmp_path / "products.csv", [P_HEADER, "p0,x,c,1", "p1,x,c,-1"]))
+    ingest_restaurants(con, write(tmp_path / "restaurants.csv",
+                                  [R_HEADER, "r0,x,m,2024-01-01", ",x,m,2024-01-01"]))
     ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, "r1,x,m,2024-01-01"]))
     assert rejects(con, "restaurants") == []
-    assert rejects(con, "products") == [(1, "negative_price")]
+    assert rejects(con, "products") == [(2, "negative_price")]
+
+
+def products_file(tmp_path: Path, n: int, extra: tuple[str, ...] = ()) -> Path:
+    return write(tmp_path / "products.csv", [P_HEADER, *(f"p{i},x,c,1" for i in range(n)), *extra])
+
+
+def test_sharp_shrink_is_refused_before_anything_is_replaced(con, tmp_path: Path) -> None:
+    ingest_products(con, products_file(tmp_path, 10, ("bad,x,c,-1",)))
+    before = con.execute("SELECT * FROM products ORDER BY ALL").fetchall()
+    with pytest.raises(ingest.ShrinkRefused) as err:
+        ingest_products(con, products_file(tmp_path, 4, ("p9,x,c,-1", "p9,x,c,1,extra")))
+    msg = str(err.value)
+    assert msg.splitlines()[0].startswith(
+        f"{tmp_path / 'products.csv'}: refused: 4 rows to load would replace the 10 rows of "
+        "products (60% fewer; RECSYS_MAX_SHRINK allows 50%). 6 rows read, 2 rejected "
+        "(bad_field_count 1, negative_price 1)")
+    assert "RECSYS_ALLOW_SHRINK=1" in msg
+    assert (err.value.previous_rows, err.value.new_rows) == (10, 4)
+    assert con.execute("SELECT * FROM products ORDER BY ALL").fetchall() == before
+    assert rejects(con, "products") == [(11, "negative_price")]  # the old rejects, untouched
+    # Exactly the limit (half as many) is still accepted; a tighter limit refuses it.
+    with pytest.raises(ingest.ShrinkRefused, match="5 rows to load would replace the 10"):
+        ingest_products(con, products_file(tmp_path, 5), max_shrink=0.4)
+    assert ingest_products(con, products_file(tmp_path, 5)).rows_loaded == 5
+    # The explicit override loads anything.
+    assert ingest_products(con, products_file(tmp_path, 1), allow_shrink=True).rows_loaded == 1
+
+
+def test_orders_all_rejected_are_refused_with_the_reasons(con, tmp_path: Path) -> None:
+    load_dims(con, tmp_path)
+    ingest_orders(con, write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00"]))
+    f = write(tmp_path / "orders.csv", [O_HEADER, "o1,r404,p1,1,2024-02-01 10:00",
+                                        "o2,r404,p1,1,2024-02-01 10:00"])
+    with pytest.raises(ingest.ShrinkRefused) as err:
+        ingest_orders(con, f)
+    assert ("refused: no row to load would replace the 1 rows of orders. 2 rows read, "
+            "2 rejected (unknown_restaurant 2)") in str(err.value)
+    assert con.execute("SELECT order_id FROM orders").fetchall() == [("o1",)]
 
 
 def test_failure_midway_keeps_previous_table_and_rejects(con, tmp_path: Path, monkeypatch) -> None:

@@ -36,37 +36,21 @@ def _settings():
 
 
 def _read_input(path: Path):
-    import pandas as pd
-
+    """The input as a DataFrame, read by the ingest's reader (one CSV reader, same validation)."""
     from recsys_assets.labeling.service import REQUIRED_COLUMNS
+    from recsys_assets.warehouse.reader import InputFileError, read_frame
 
     if not path.exists():
         _err(f"error: input file {path} does not exist")
         raise typer.Exit(2)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        elif suffix == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            _err(f"error: {path}: input must be .csv or .parquet")
-            raise typer.Exit(2)
-    except UnicodeDecodeError as exc:
-        _err(f"error: {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-             "re-save it as UTF-8 (e.g. from CP949: iconv -f cp949 -t utf-8)")
-        raise typer.Exit(2) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:  # pyarrow / parser errors: name the file, keep it short
-        _err(f"error: cannot read {path}: {type(exc).__name__}: {str(exc)[:300]}")
-        raise typer.Exit(2) from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        _err(f"error: {path} lacks column(s) {', '.join(missing)} "
-             f"(needs {', '.join(REQUIRED_COLUMNS)}[, description]; has {', '.join(map(str, df.columns))})")
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        _err(f"error: {path}: input must be .csv or .parquet")
         raise typer.Exit(2)
-    return df
+    try:
+        return read_frame(path, REQUIRED_COLUMNS, ("description",))
+    except InputFileError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _write_atomic(df, path: Path) -> None:

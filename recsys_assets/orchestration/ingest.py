@@ -23,9 +23,22 @@ def _ingest(
     name: str, context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     fn, order_by = _ingesters[name]
-    source = ingest.find_source(ensure_source_dir(recsys.settings()), name)
+    settings = recsys.settings()
+    source = ingest.find_source(ensure_source_dir(settings), name)
+    limits = {"max_shrink": settings.max_shrink, "allow_shrink": settings.allow_shrink}
+    if name == "orders":
+        limits["max_quantity"] = settings.max_quantity
     with warehouse.get_connection() as con:
-        result = fn(con, source)
+        try:
+            result = fn(con, source, **limits)
+        except ingest.ShrinkRefused as exc:
+            # Fail the step before anything is replaced: downstream assets do not run either.
+            raise dg.Failure(
+                description=str(exc),
+                metadata={"previous_rows": exc.previous_rows, "rows_to_load": exc.new_rows,
+                          "source_file": str(source), "override": "RECSYS_ALLOW_SHRINK=1"},
+                allow_retries=False,
+            ) from exc
         sample = preview(con, name, order_by, n=5)
     if result.rows_rejected:
         context.log.warning(

@@ -24,6 +24,11 @@ class RecsysConfig(dg.ConfigurableResource):
     sample_scale: str | None = Field(default=None, description="small | medium | large")
     seed: int | None = Field(default=None, description="Sample-data seed.")
     labeler: str | None = Field(default=None, description="auto | offline | openai | cascade")
+    allow_shrink: bool | None = Field(
+        default=None,
+        description="RECSYS_ALLOW_SHRINK: load an input even if it is empty or has far fewer rows "
+        "than the table it replaces (refused by default).",
+    )
 
     def settings(self) -> Settings:
         return load_settings(
@@ -32,6 +37,7 @@ class RecsysConfig(dg.ConfigurableResource):
             sample_scale=self.sample_scale,
             seed=self.seed,
             labeler=self.labeler,
+            allow_shrink=self.allow_shrink,
         )
 
 

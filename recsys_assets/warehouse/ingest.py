@@ -4,28 +4,42 @@ Why this shape:
 - Input files come from other systems and are dirty; one bad row must not sink a 10M-line load,
   so each row is classified in SQL with the *first* failing reason and bad rows go to
   `rejected_rows` (with the original row as JSON) instead of raising.
-- A file that is unusable as a whole (missing columns, wrong encoding, empty, unreadable) raises
-  `IngestError` with the file and the problem: silently loading nothing would look like success.
+- Files are read by `reader` (shared with `recsys label`): a record with a wrong number of fields
+  is quarantined like any bad row; a file that is unusable as a whole (missing columns, wrong
+  encoding, empty, an unclosed quote) raises `IngestError` naming the file and the problem on its
+  first line: silently loading nothing would look like success.
 - Everything runs inside DuckDB (no per-row Python) so 10M lines stay fast and memory-bounded.
 - Each ingest replaces its table and its previous rejects in one transaction: re-running is
   idempotent and a failure half-way leaves the previous table untouched.
+- An input with no loadable row, or with far fewer than the table it would replace (a header-only
+  export, a truncated transfer), is refused inside that transaction before the swap
+  (`ShrinkRefused`): the good table and everything built from it stay as they were.
 
 Plain Python: knows nothing of Dagster.
 """
 
 from __future__ import annotations
 
-import gzip
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from recsys_assets.config import DEFAULT_MAX_QUANTITY, DEFAULT_MAX_SHRINK
+from recsys_assets.warehouse import reader
+from recsys_assets.warehouse.reader import InputFileError
+from recsys_assets.warehouse.tables import transaction
+
 __all__ = [
-    "IngestError",
-    "IngestResult",
     "REJECTED_ROWS_DDL",
     "SOURCE_NAMES",
+    "IngestError",
+    "IngestResult",
+    "Limits",
+    "ShrinkRefused",
     "find_source",
     "ingest_orders",
     "ingest_products",
@@ -95,9 +109,41 @@ _OPTIONAL = {
 
 _RESTAURANT_SIZES = ("small", "medium", "large")
 
+# Timestamps are stored as naive TIMESTAMPs meaning Korea Standard Time, UTC+09:00 (the platform's
+# clock; values without an offset have always meant this). A fixed offset rather than Asia/Seoul,
+# so a value without offset is never moved by historical daylight-saving rules (1987-88).
+STORED_UTC_OFFSET = "+09:00"
+_STORAGE_TZ = "Etc/GMT-9"  # POSIX sign convention: this *is* UTC+09:00
 
-class IngestError(Exception):
-    """A file is unusable as a whole; the message names the file and the problem."""
+# An id longer than this is a pasted value, not a key.
+MAX_ID_CHARS = 200
+# Unicode control, format (zero-width, BOM, bidi) and line/paragraph separators: invisible in ids.
+_ID_FORBIDDEN = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
+
+
+# A file is unusable as a whole; the message names the file and the problem on its first line.
+IngestError = InputFileError
+
+
+class ShrinkRefused(InputFileError):
+    """The input is empty or far smaller than the table it would replace; nothing was changed."""
+
+    def __init__(self, message: str, *, table: str, previous_rows: int, new_rows: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.previous_rows = previous_rows
+        self.new_rows = new_rows
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-call bounds: text length (restaurants/products), order quantity, how much smaller than
+    the table it replaces an input may be."""
+
+    max_text_chars: int | None = None
+    max_quantity: float = DEFAULT_MAX_QUANTITY
+    max_shrink: float = DEFAULT_MAX_SHRINK
+    allow_shrink: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,104 +185,11 @@ def _qi(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _norm_col(name: str) -> str:
-    return name.strip().strip("\ufeff").strip().lower()
-
-
-def _is_parquet(path: Path) -> bool:
-    return path.name.lower().endswith(".parquet")
-
-
-def _encoding_hint(path: Path) -> str:
-    """Guess what the file is if not UTF-8, so the error tells the operator what to convert from."""
-    try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as fh:
-            sample = fh.read(1 << 16)
-    except OSError:
-        return ""
-    # Cut at the last newline so a multi-byte character split by the sample boundary does not
-    # count as invalid.
-    if b"\n" in sample:
-        sample = sample[: sample.rfind(b"\n")]
-    try:
-        sample.decode("utf-8")
-        return ""  # the bad bytes are further in; no basis for a guess
-    except UnicodeDecodeError:
-        pass
-    try:
-        sample.decode("cp949")
-    except UnicodeDecodeError:
-        return ""
-    return " (looks like CP949/EUC-KR; convert it, e.g. iconv -f cp949 -t utf-8)"
-
-
-def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> None:
-    """Copy the file into a temp table as-is; rowid order is file order (insertion order kept)."""
-    if not path.is_file():
-        raise IngestError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise IngestError(f"{path}: empty file (no header)")
-    if _is_parquet(path):
-        source = "read_parquet(?)"
-    else:
-        # Pin the dialect: with `|`-separated menus the sniffer could pick `|` as the delimiter.
-        source = (
-            "read_csv(?, all_varchar=true, header=true, delim=',', quote='\"', escape='\"', "
-            "encoding='utf-8', auto_detect=true)"
-        )
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {raw_table} AS SELECT * FROM {source}", [str(path)]
-        )
-    except duckdb.Error as exc:
-        msg = str(exc)
-        if _is_parquet(path):
-            raise IngestError(f"{path}: unreadable Parquet file: {_first_lines(msg, 2)}") from exc
-        if "invalid unicode" in msg.lower():
-            raise IngestError(
-                f"{path}: wrong encoding, the file is not valid UTF-8{_encoding_hint(path)}: "
-                f"{_first_lines(msg, 3)}"
-            ) from exc
-        raise IngestError(
-            f"{path}: malformed CSV (comma-separated, double-quoted, UTF-8 expected; look for rows "
-            f"with a wrong number of fields or an unclosed quote): {_first_lines(msg, 3)}"
-        ) from exc
-
-
-def _first_lines(msg: str, n: int) -> str:
-    """DuckDB errors are long; keep the informative head (kind, line number, offending line)."""
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.lower().startswith("possible")]
-    return " | ".join(lines[:n])
-
-
 def _map_columns(
-    con: duckdb.DuckDBPyConnection, path: Path, raw_table: str, table: str
+    con: duckdb.DuckDBPyConnection, path: Path, raw: reader.RawInput, table: str
 ) -> dict[str, str | None]:
     """Map each wanted (normalized) column to the file's column name; None if optional + absent."""
-    actual = [row[0] for row in con.execute(f"DESCRIBE {raw_table}").fetchall()]
-    by_norm: dict[str, list[str]] = {}
-    for col in actual:
-        by_norm.setdefault(_norm_col(col), []).append(col)
-    if not _is_parquet(path) and actual == ["column0"] and "column0" not in _REQUIRED[table]:
-        # DuckDB's placeholder when the file has no header line at all (e.g. gz of an empty file).
-        count = con.execute(f"SELECT count(*) FROM {raw_table}").fetchone()[0]
-        if count == 0:
-            raise IngestError(f"{path}: empty file (no header)")
-    missing = [c for c in _REQUIRED[table] if c not in by_norm]
-    if missing:
-        raise IngestError(
-            f"{path}: missing required column(s) {', '.join(missing)} for {table} "
-            f"(found: {', '.join(actual)})"
-        )
-    mapping: dict[str, str | None] = {}
-    for col in _REQUIRED[table] + _OPTIONAL[table]:
-        hits = by_norm.get(col)
-        if hits and len(hits) > 1:
-            raise IngestError(f"{path}: column {col!r} appears more than once ({', '.join(hits)})")
-        mapping[col] = hits[0] if hits else None
-    return mapping
+    return reader.map_columns(con, path, raw, _REQUIRED[table], _OPTIONAL[table])
 
 
 def _clean(mapping: dict[str, str | None], col: str) -> str:
@@ -247,40 +200,67 @@ def _clean(mapping: dict[str, str | None], col: str) -> str:
     return f"NULLIF(trim(CAST(r.{_qi(actual)} AS VARCHAR), '{_TRIM_CHARS}'), '')"
 
 
+def _bad_id(*exprs: str) -> str:
+    """True when an id holds control/format characters (NUL, zero-width space, ...) or is absurdly
+    long: such ids look identical to clean ones yet never match them."""
+    return "(" + " OR ".join(
+        f"regexp_matches({e}, '{_ID_FORBIDDEN}') OR length({e}) > {MAX_ID_CHARS}" for e in exprs
+    ) + ")"
+
+
+def _stored_ts(expr: str) -> str:
+    """Text -> TIMESTAMP in the stored time zone (needs the session time zone set to it too, see
+    `_session_timezone`): a value with an offset or zone (`+09:00`, `Z`, `-05:00`, `Asia/Tokyo`)
+    is converted, a value without one is taken as already being in that zone and kept as is."""
+    return f"timezone('{_STORAGE_TZ}', TRY_CAST({expr} AS TIMESTAMPTZ))"
+
+
+@contextmanager
+def _session_timezone(con: duckdb.DuckDBPyConnection, tz: str) -> Iterator[None]:
+    """Parse naive timestamps in `tz` for the duration; the connection's own setting is restored."""
+    before = con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+    con.execute("SET TimeZone = ?", [tz])
+    try:
+        yield
+    finally:
+        con.execute("SET TimeZone = ?", [before])
+
+
 def _plausible(expr: str) -> str:
     return f"(year({expr}) BETWEEN {MIN_PLAUSIBLE_YEAR} AND {MAX_PLAUSIBLE_YEAR})"
 
 
 def _checked_sql(
-    table: str, mapping: dict[str, str | None], raw_table: str, max_chars: int | None
+    table: str, mapping: dict[str, str | None], raw: reader.RawInput, limits: Limits
 ) -> str:
     """One SELECT producing row number, cleaned/typed columns and the first failing reason.
 
     The raw-row JSON is built later, only for rejected rows (not for 10M good ones).
     """
     cols = ",\n            ".join(f"{_clean(mapping, c)} AS {c}" for c in mapping)
+    row_number, gaps_join = reader.row_number_sql(raw, "r")
     base = f"""
-        SELECT r.rowid + 1 AS __row_number,
+        SELECT {row_number} AS __row_number, r.rowid AS __rid,
             {cols}
-        FROM {raw_table} r
+        FROM {raw.table} r {gaps_join}
     """
-    n = int(max_chars or 0)  # only restaurants/products check text length
+    n = int(limits.max_text_chars or 0)  # only restaurants/products check text length
+    max_qty = float(limits.max_quantity)
     if table == "restaurants":
         return f"""
         WITH t AS ({base}),
         typed AS (
             SELECT *,
                 row_number() OVER (PARTITION BY restaurant_id ORDER BY __row_number) AS __dup_rank,
-                CAST(TRY_CAST(signup_date AS TIMESTAMP) AS DATE) AS __ts_date,
-                TRY_CAST(signup_date AS DATE) AS __date
+                CAST({_stored_ts('signup_date')} AS DATE) AS __signup
             FROM t
-        ),
-        typed2 AS (SELECT *, coalesce(__date, __ts_date) AS __signup FROM typed)
-        SELECT __row_number,
+        )
+        SELECT __row_number, __rid,
             restaurant_id, name, coalesce(menu, '') AS menu, description, region,
             lower(size) AS size, __signup AS signup_date,
             CASE
                 WHEN restaurant_id IS NULL THEN 'missing_id'
+                WHEN {_bad_id('restaurant_id')} THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN name IS NULL THEN 'missing_name'
                 WHEN __signup IS NULL OR NOT {_plausible('__signup')} THEN 'bad_date'
@@ -288,7 +268,7 @@ def _checked_sql(
                 WHEN length(name) > {n} OR length(coalesce(menu, '')) > {n}
                      OR length(coalesce(description, '')) > {n} THEN 'oversized_text'
             END AS __reason
-        FROM typed2
+        FROM typed
         """
     if table == "products":
         return f"""
@@ -299,10 +279,11 @@ def _checked_sql(
                 TRY_CAST(unit_price AS DOUBLE) AS __price
             FROM t
         )
-        SELECT __row_number,
+        SELECT __row_number, __rid,
             product_id, name, category, __price AS unit_price,
             CASE
                 WHEN product_id IS NULL THEN 'missing_id'
+                WHEN {_bad_id('product_id')} THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN name IS NULL THEN 'missing_name'
                 WHEN category IS NULL THEN 'missing_category'
@@ -320,17 +301,19 @@ def _checked_sql(
                 row_number() OVER (PARTITION BY order_id, product_id ORDER BY __row_number)
                     AS __dup_rank,
                 TRY_CAST(quantity AS DOUBLE) AS __qty,
-                TRY_CAST(ordered_at AS TIMESTAMP) AS __ts
+                {_stored_ts('ordered_at')} AS __ts
             FROM t
         )
-        SELECT __row_number,
+        SELECT __row_number, __rid,
             typed.order_id, typed.restaurant_id, typed.product_id,
             __qty AS quantity, __ts AS ordered_at,
             CASE
                 WHEN typed.order_id IS NULL OR typed.restaurant_id IS NULL
                      OR typed.product_id IS NULL THEN 'missing_id'
+                WHEN {_bad_id('typed.order_id', 'typed.restaurant_id', 'typed.product_id')}
+                     THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
-                WHEN __qty IS NULL OR NOT isfinite(__qty) THEN 'bad_number'
+                WHEN __qty IS NULL OR NOT isfinite(__qty) OR __qty > {max_qty!r} THEN 'bad_number'
                 WHEN __qty <= 0 THEN 'non_positive_quantity'
                 WHEN __ts IS NULL OR NOT {_plausible('__ts')} THEN 'bad_timestamp'
                 WHEN kr.restaurant_id IS NULL THEN 'unknown_restaurant'
@@ -373,65 +356,120 @@ def _replace_target(con: duckdb.DuckDBPyConnection, table: str, checked: str) ->
     )
 
 
+def _insert_rejects(
+    con: duckdb.DuckDBPyConnection, table: str, source: str, raw: reader.RawInput, checked: str
+) -> None:
+    """Replace `table`'s rejects: rows the checks failed plus records the reader set aside."""
+    con.execute("DELETE FROM rejected_rows WHERE table_name = ?", [table])
+    con.execute(
+        "INSERT INTO rejected_rows "
+        "SELECT ?, ?, row_number, reason, raw_row, current_localtimestamp() FROM ("
+        f"  SELECT c.__row_number AS row_number, c.__reason AS reason, to_json(r) AS raw_row "
+        f"  FROM {checked} c JOIN {raw.table} r ON r.rowid = c.__rid WHERE c.__reason IS NOT NULL"
+        f"  UNION ALL SELECT row_number, reason, raw_row FROM {raw.rejects}"
+        ") ORDER BY row_number",
+        [table, source],
+    )
+
+
+def _reason_counts(
+    con: duckdb.DuckDBPyConnection, checked: str, raw: reader.RawInput
+) -> dict[str | None, int]:
+    """Rows per reason (None = loaded), the reader's rejects included."""
+    rows = con.execute(
+        f"SELECT __reason, count(*) FROM {checked} GROUP BY __reason "
+        f"UNION ALL SELECT reason, count(*) FROM {raw.rejects} GROUP BY reason"
+    ).fetchall()
+    counts: dict[str | None, int] = {}
+    for reason, n in rows:
+        counts[reason] = counts.get(reason, 0) + int(n)
+    return counts
+
+
+def _refuse_shrink(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, counts: dict[str | None, int],
+    limits: Limits,
+) -> None:
+    """Refuse, before anything is replaced, an input that would empty or sharply shrink `table`.
+
+    A header-only orders file once replaced 101,792 orders with none and emptied every table built
+    from them; an operator who really means it says so with RECSYS_ALLOW_SHRINK=1.
+    """
+    if limits.allow_shrink:
+        return
+    new = counts.get(None, 0)
+    old = 0
+    if _table_exists(con, table):
+        old = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    if new == 0:
+        problem = (f"no row to load would replace the {old:,} rows of {table}" if old
+                   else f"no row to load into {table}")
+    elif new < old * (1 - limits.max_shrink):
+        problem = (f"{new:,} rows to load would replace the {old:,} rows of {table} "
+                   f"({1 - new / old:.0%} fewer; RECSYS_MAX_SHRINK allows {limits.max_shrink:.0%})")
+    else:
+        return
+    read = sum(counts.values())
+    reasons = ", ".join(f"{r} {n:,}" for r, n in sorted((r, n) for r, n in counts.items() if r))
+    raise ShrinkRefused(
+        f"{path}: refused: {problem}. {read:,} rows read, {read - new:,} rejected"
+        f"{f' ({reasons})' if reasons else ''}. The {table} table is left as it was. To load this "
+        "input anyway: RECSYS_ALLOW_SHRINK=1 (or run config resources.recsys.config.allow_shrink: "
+        "true).",
+        table=table, previous_rows=int(old), new_rows=int(new),
+    )
+
+
 def _ingest(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, max_text_chars: int | None
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, limits: Limits
 ) -> IngestResult:
     path = Path(path)
-    if max_text_chars is not None and max_text_chars < 1:
+    if limits.max_text_chars is not None and limits.max_text_chars < 1:
         raise ValueError("max_text_chars must be >= 1")
+    if not (math.isfinite(limits.max_quantity) and limits.max_quantity > 0):
+        raise ValueError("max_quantity must be a finite number > 0")
+    if not 0 <= limits.max_shrink <= 1:
+        raise ValueError("max_shrink must be between 0 and 1")
     if table == "orders":
         for dep in ("restaurants", "products"):
             if not _table_exists(con, dep):
                 raise IngestError(
                     f"{path}: cannot check orders, table {dep!r} is missing (ingest it first)"
                 )
-    raw = f"__ingest_raw_{table}"
+    raw_name = f"__ingest_raw_{table}"
     checked = f"__ingest_checked_{table}"
-    source_file = str(path)
 
-    # Row numbers are the raw temp table's rowids, which follow insertion (= file) order only when
-    # the table is committed before use (rowids inside an open transaction are transaction-local)
-    # and insertion order is preserved; so load it in autocommit mode first, and restore the
-    # connection's setting afterwards.
+    # Row numbers come from the raw temp table's rowids, which follow insertion (= file) order
+    # only when the table is committed before use (rowids inside an open transaction are
+    # transaction-local) and insertion order is preserved; so load it in autocommit mode first,
+    # and restore the connection's setting afterwards.
     keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET preserve_insertion_order = true")
     try:
-        _load_raw(con, path, raw)
+        raw = reader.load_raw(con, path, raw_name)
         mapping = _map_columns(con, path, raw, table)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(REJECTED_ROWS_DDL)
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {checked} AS "
-                + _checked_sql(table, mapping, raw, max_text_chars)
-            )
-            con.execute("DELETE FROM rejected_rows WHERE table_name = ?", [table])
-            con.execute(
-                "INSERT INTO rejected_rows "
-                "SELECT ?, ?, c.__row_number, c.__reason, to_json(r), current_localtimestamp() "
-                f"FROM {checked} c JOIN {raw} r ON r.rowid + 1 = c.__row_number "
-                "WHERE c.__reason IS NOT NULL ORDER BY c.__row_number",
-                [table, source_file],
-            )
+            with _session_timezone(con, _STORAGE_TZ):
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {checked} AS "
+                    + _checked_sql(table, mapping, raw, limits)
+                )
+            counts = _reason_counts(con, checked, raw)
+            _refuse_shrink(con, path, table, counts, limits)
+            _insert_rejects(con, table, str(path), raw, checked)
             _replace_target(con, table, checked)
-            counts = con.execute(
-                f"SELECT __reason, count(*) FROM {checked} GROUP BY __reason"
-            ).fetchall()
             con.execute(f"DROP TABLE {checked}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {raw}")
+        reader.drop_raw(con, raw_name)
         con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
 
-    by_reason = {reason: int(c) for reason, c in counts if reason is not None}
-    loaded = sum(int(c) for reason, c in counts if reason is None)
+    by_reason = {reason: n for reason, n in counts.items() if reason is not None}
+    loaded = counts.get(None, 0)
     rejected = sum(by_reason.values())
     return IngestResult(
         table=table,
-        source_file=source_file,
+        source_file=str(path),
         rows_read=loaded + rejected,
         rows_loaded=loaded,
         rows_rejected=rejected,
@@ -440,19 +478,28 @@ def _ingest(
 
 
 def ingest_restaurants(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 2000
+    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 2000,
+    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `restaurants` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "restaurants", max_text_chars)
+    return _ingest(con, path, "restaurants", Limits(
+        max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink))
 
 
 def ingest_products(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 500
+    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 500,
+    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `products` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "products", max_text_chars)
+    return _ingest(con, path, "products", Limits(
+        max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink))
 
 
-def ingest_orders(con: duckdb.DuckDBPyConnection, path: Path) -> IngestResult:
-    """Replace `orders` from `path`; lines whose restaurant/product is not loaded are rejected."""
-    return _ingest(con, path, "orders", None)
+def ingest_orders(
+    con: duckdb.DuckDBPyConnection, path: Path, *, max_quantity: float = DEFAULT_MAX_QUANTITY,
+    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
+) -> IngestResult:
+    """Replace `orders` from `path`; lines whose restaurant/product is not loaded are rejected,
+    and so are quantities above `max_quantity` (`bad_number`: sums must stay finite)."""
+    return _ingest(con, path, "orders", Limits(
+        max_quantity=max_quantity, max_shrink=max_shrink, allow_shrink=allow_shrink))
