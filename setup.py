@@ -6,7 +6,7 @@ setup(
     description="Cold-start product recommendations for restaurants: LLM industry labeling, "
     "DuckDB industry-product tables and a LightGBM ranker, as Dagster assets.",
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
-    package_data={"recsys_assets": ["*.md", "**/*.md", "**/*.yaml", "**/*.json"]},
+    package_data={"recsys_assets": ["*.md", "**/*.md", "*.yaml", "**/*.yaml", "**/*.json"]},
     python_requires=">=3.11",
     install_requires=[
         "dagster==1.13.27",
