@@ -92,8 +92,21 @@ def _run_failure(instance: dg.DagsterInstance, run_id: str) -> StepError:
     if error is not None:
         cause = root_cause(error)
         return StepError(running_step(instance, run_id), cause.cls_name, first_line(cause))
-    message = (event.message if event else None) or "run failed"
+    message = _crash_explanation(instance, run_id) or (event.message if event else None) or "run failed"
     return StepError(running_step(instance, run_id), None, message.strip().splitlines()[0])
+
+
+def _crash_explanation(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """What the code server saw when a run worker died ("... was terminated by signal 9"): it
+    reports the failure itself with only a generic message."""
+    records = instance.get_records_for_run(
+        run_id=run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, ascending=False, limit=20
+    ).records
+    for record in records:
+        message = record.event_log_entry.dagster_event.message or ""
+        if "Run execution process for" in message:
+            return message.removeprefix("[DagsterApiServer] ")
+    return None
 
 
 def running_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
