@@ -71,7 +71,7 @@ def _reap_crashed(settings) -> None:
 
     try:
         reap_dead_runs(settings, markers, warn=_warn)
-    except Exception as exc:  # never let the check stop the command itself
+    except Exception as exc:  # noqa: BLE001 (never let the check stop the command itself)
         _warn(f"warning: could not check runs of dead recsys processes: {type(exc).__name__}: {exc}")
 
 
@@ -89,7 +89,11 @@ def _materialize(selection: str | None, verbose: bool):
 
             instance = cli_runs.open_instance(settings, warn=_warn)
             keys = [dg.AssetKey(s.strip()) for s in selection.split(",") if s.strip()] if selection else None
-            return cli_runs.materialize(settings, instance, keys, verbose=verbose)
+            try:
+                return cli_runs.materialize(settings, instance, keys, verbose=verbose)
+            except cli_runs.SelectionError as exc:  # nothing ran
+                _warn(f"error: {exc}")
+                raise typer.Exit(2) from exc
     except Busy as exc:
         _warn(
             f"error: another rebuild is running on {settings.home} ({exc.holder}); it writes the "
@@ -120,7 +124,8 @@ def materialize(
 ) -> None:
     """Materialize the asset graph in this process (runs are recorded in DAGSTER_HOME for the UI).
 
-    Exit codes: 0 done, 1 a step failed (alerted; the cause is the last line), 2 bad settings,
+    Exit codes: 0 done, 1 a step failed (alerted; the cause is the last line), 2 bad settings or
+    --select,
     75 another rebuild is running on this RECSYS_HOME.
     """
     start = time.perf_counter()

@@ -37,7 +37,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 def recsys(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "recsys_assets.cli", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 
@@ -144,6 +144,29 @@ def test_failure_ends_with_the_asset_file_and_cause(recsys_home, bad_data):
     verbose = recsys("materialize", "--select", "restaurants", "--verbose", env=env)
     assert verbose.returncode == 1 and "Stack Trace" in verbose.stderr
     assert verbose.stderr.strip().splitlines()[-1].startswith("error: restaurants: IngestError:")
+
+
+def test_failed_demo_is_alerted_and_ends_with_every_cause(recsys_home, bad_data):
+    """Rows 3 and 13 for `recsys demo`: two steps fail (no products file, no menu column); both
+    causes close the output, one alert covers the run."""
+    out = recsys("demo", env=cli_env(RECSYS_DATA_DIR=str(bad_data)))
+    assert out.returncode == 1
+    assert len((out.stdout + out.stderr).strip().splitlines()) <= MAX_FAILURE_LINES, out.stderr
+    last_two = out.stderr.strip().splitlines()[-2:]
+    assert sorted(line.split(":")[1].strip() for line in last_two) == ["products", "restaurants"]
+    assert any("no products file" in line for line in last_two)
+    assert any("restaurants.csv" in line and "menu" in line for line in last_two)
+    [alert] = alerts_json(cli_env())
+    assert "1 more failed step" in alert["message"]
+
+
+def test_unknown_asset_in_select_runs_nothing(recsys_home):
+    out = recsys("materialize", "--select", "restaurants,resturants", env=cli_env())
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert "resturants" in line and "restaurant_industry" in line  # names the valid ones
+    with open_instance(recsys_home) as instance:
+        assert instance.get_runs() == []
 
 
 def test_fresh_home_runs_on_the_project_instance_settings(tmp_path, good_data):

@@ -154,13 +154,13 @@ def _loggers(path: Path, verbose: bool) -> tuple[dict[str, dg.LoggerDefinition],
 
     @dg.logger
     def file_logger(_context) -> logging.Logger:
-        logger = logging.Logger("recsys.run.file", logging.DEBUG)
+        logger = logging.Logger("recsys.run.file", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
         logger.addHandler(file_handler)
         return logger
 
     @dg.logger
     def steps_logger(_context) -> logging.Logger:
-        logger = logging.Logger("recsys.run.console", logging.DEBUG)
+        logger = logging.Logger("recsys.run.console", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
         logger.addHandler(_StepLines(sys.stderr))
         return logger
 
@@ -171,6 +171,10 @@ def _loggers(path: Path, verbose: bool) -> tuple[dict[str, dg.LoggerDefinition],
 class _ScrubbingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return scrub(super().format(record))
+
+
+class SelectionError(ValueError):
+    """--select names an asset the job does not have."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,12 @@ def materialize(
     from recsys_assets.definitions import build_defs
 
     job = build_defs(settings).resolve_job_def(job_name)
+    if asset_keys:
+        known = job.asset_layer.selected_asset_keys
+        unknown = [k.to_user_string() for k in asset_keys if k not in known]
+        if unknown:
+            names = ", ".join(sorted(k.to_user_string() for k in known))
+            raise SelectionError(f"no asset named {', '.join(unknown)} in {job_name} (assets: {names})")
     run_id = make_new_run_id()
     path = log_path(settings, run_id)
     loggers, file_handler = _loggers(path, verbose)
