@@ -209,13 +209,12 @@ def materialize(
     marker = RunMarker.for_this_process(run_id, settings.dagster_home)
     marker.write(settings.home)
     try:
-        level = "DEBUG" if verbose else "INFO"
+        console = {"config": {"log_level": "DEBUG"}} if verbose else {}
         result = job.with_logger_defs(loggers).execute_in_process(
             instance=instance,
             run_id=run_id,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": level}} if verbose else {},
-                                    "file": {}}},
+            run_config={"loggers": {"console": console, "file": {}}},
             tags={LAUNCHED_BY_TAG: "cli", PID_TAG: str(marker.pid), HOST_TAG: marker.host},
             **({"asset_selection": list(asset_keys)} if asset_keys else {}),
         )
@@ -226,4 +225,8 @@ def materialize(
         return RunOutcome(run_id, result.success, errors, path, alert_id)
     finally:
         file_handler.close()
-        marker.remove(settings.home)
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            marker.remove(settings.home)
+        # else (an exception escaped the run): the marker stays, and once this process is gone
+        # the next CLI start marks the run failed and alerts it.
