@@ -16,11 +16,9 @@ $(STAMP): setup.py pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-
-demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+# `recsys demo` puts the project's instance settings (recsys_assets/dagster.yaml) into
+# $(DAGSTER_HOME) itself; `make ui` does it first, so the UI and the CLI share one instance config.
+demo: $(STAMP)
 	$(BIN)/recsys demo
 
 test: $(STAMP)
@@ -30,7 +28,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+ui: $(STAMP)
+	$(BIN)/python -m recsys_assets.instance
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 # The MLflow UI on the local store (runs, metrics, plots, the registry and its aliases).

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     remedy TEXT,
     posted INTEGER NOT NULL DEFAULT 0,
     post_error TEXT
-)
+);
+CREATE INDEX IF NOT EXISTS alerts_by_run ON alerts(run_id, kind);
 """
 @dataclass(frozen=True)
 class Alert:
@@ -63,7 +64,7 @@ class AlertStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
-            con.execute(_SCHEMA)
+            con.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30)
@@ -71,19 +72,17 @@ class AlertStore:
         return con
 
     def record(self, alert: Alert, webhook_url: str | None = None, timeout: float = 10.0) -> int:
-        """Store the alert first (it must survive a dead webhook), then post it if configured."""
+        """Store the alert first (it must survive a dead webhook), then post it if configured.
+
+        One alert per (kind, run): a failed run may be seen by the CLI that ran it, by the
+        daemon's failure sensor and by the crash check; whoever records it first posts it, the
+        others get the existing alert's id and post nothing.
+        """
         if alert.kind not in KINDS:
             raise ValueError(f"unknown alert kind {alert.kind!r}")
         clean = Alert(**{k: scrub(v) if isinstance(v, str) else v for k, v in asdict(alert).items()})
-        with self._connect() as con:
-            cur = con.execute(
-                "INSERT INTO alerts(kind, created_at, run_id, job_name, step_key, error_class, message, remedy)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (clean.kind, datetime.now(UTC).isoformat(timespec="seconds"), clean.run_id,
-                 clean.job_name, clean.step_key, clean.error_class, clean.message, clean.remedy),
-            )
-            alert_id = int(cur.lastrowid)
-        if webhook_url:
+        alert_id, new = self._insert_once(clean)
+        if webhook_url and new:
             error = post_webhook(webhook_url, clean, timeout=timeout)
             with self._connect() as con:
                 con.execute(
@@ -91,6 +90,36 @@ class AlertStore:
                     (0 if error else 1, error, alert_id),
                 )
         return alert_id
+
+    def _insert_once(self, alert: Alert) -> tuple[int, bool]:
+        """(id, inserted): check and insert in one write transaction, so two processes racing on
+        the same run cannot both insert."""
+        con = self._connect()
+        try:
+            con.isolation_level = None  # explicit transactions below
+            con.execute("BEGIN IMMEDIATE")
+            if alert.run_id:
+                row = con.execute(
+                    "SELECT id FROM alerts WHERE kind = ? AND run_id = ? ORDER BY id LIMIT 1",
+                    (alert.kind, alert.run_id),
+                ).fetchone()
+                if row:
+                    con.execute("COMMIT")
+                    return int(row[0]), False
+            cur = con.execute(
+                "INSERT INTO alerts(kind, created_at, run_id, job_name, step_key, error_class, message, remedy)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (alert.kind, datetime.now(UTC).isoformat(timespec="seconds"), alert.run_id,
+                 alert.job_name, alert.step_key, alert.error_class, alert.message, alert.remedy),
+            )
+            con.execute("COMMIT")
+            return int(cur.lastrowid), True
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
 
     def recent(self, limit: int = 20, kind: str | None = None) -> list[dict]:
         sql = "SELECT * FROM alerts"

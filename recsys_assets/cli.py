@@ -6,7 +6,6 @@ command pays for importing Dagster, MLflow or LightGBM unless it uses them.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -56,28 +55,64 @@ def generate_sample_cmd(
     )
 
 
-def _materialize(selection: str | None) -> bool:
+def _warn(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _reap_crashed(settings) -> None:
+    """Runs of `recsys` processes that died (kill -9, out of memory) are marked failed and
+    alerted here, at the next start of materialize/demo/summary/alerts (cheap when none)."""
+    from recsys_assets.run_markers import dead_markers
+
+    markers = dead_markers(settings.home)
+    if not markers:
+        return
+    from recsys_assets.orchestration.cli_runs import reap_dead_runs
+
+    try:
+        reap_dead_runs(settings, markers, warn=_warn)
+    except Exception as exc:  # noqa: BLE001 (never let the check stop the command itself)
+        _warn(f"warning: could not check runs of dead recsys processes: {type(exc).__name__}: {exc}")
+
+
+def _materialize(selection: str | None, verbose: bool):
+    """Run the rebuild in this process; exits 75 when another rebuild holds this RECSYS_HOME."""
+    from recsys_assets.run_markers import BUSY_EXIT_CODE, Busy, rebuild_lock
+
     settings = _settings()
-    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    import dagster as dg
+    _reap_crashed(settings)
+    try:
+        with rebuild_lock(settings.home):
+            import dagster as dg
 
-    from recsys_assets.definitions import build_defs
+            from recsys_assets.orchestration import cli_runs
 
-    defs = build_defs(settings)
-    job = defs.resolve_job_def("rebuild_job")
-    instance = dg.DagsterInstance.get()
-    kwargs = {"asset_selection": [dg.AssetKey(s.strip()) for s in selection.split(",")]} if selection else {}
-    # Step-by-step DEBUG events stay in the run's event log (the UI shows them); the terminal
-    # gets INFO and above.
-    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    result = job.execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config, **kwargs
+            instance = cli_runs.open_instance(settings, warn=_warn)
+            keys = [dg.AssetKey(s.strip()) for s in selection.split(",") if s.strip()] if selection else None
+            try:
+                return cli_runs.materialize(settings, instance, keys, verbose=verbose)
+            except cli_runs.SelectionError as exc:  # nothing ran
+                _warn(f"error: {exc}")
+                raise typer.Exit(2) from exc
+    except Busy as exc:
+        _warn(
+            f"error: another rebuild is running on {settings.home} ({exc.holder}); it writes the "
+            f"same warehouse, so wait for it to finish (exit code {BUSY_EXIT_CODE}: try again later)"
+        )
+        raise typer.Exit(BUSY_EXIT_CODE) from exc
+
+
+def _report_failure(command: str, elapsed: float, outcome) -> None:
+    """The run, the alert and the log first; the real cause of each failed step LAST."""
+    _warn(
+        f"{command} FAILED in {elapsed:.1f}s: run {outcome.run_id}, alert #{outcome.alert_id} "
+        f"(`recsys alerts`), full log {outcome.log_path}"
     )
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            typer.echo(f"step failed: {event.step_key}: {event.event_specific_data.error.message}", err=True)
-    return result.success
+    for error in outcome.errors:
+        _warn(f"error: {error.line()}")
+
+
+_VERBOSE = typer.Option("--verbose", "-v", help="Print Dagster's full event log (with traces).")
 
 
 @app.command()
@@ -85,22 +120,32 @@ def materialize(
     select: Annotated[
         str | None, typer.Option(help="Comma-separated asset names; default: every asset.")
     ] = None,
+    verbose: Annotated[bool, _VERBOSE] = False,
 ) -> None:
-    """Materialize the asset graph in this process (runs are recorded in DAGSTER_HOME for the UI)."""
+    """Materialize the asset graph in this process (runs are recorded in DAGSTER_HOME for the UI).
+
+    Exit codes: 0 done, 1 a step failed (alerted; the cause is the last line), 2 bad settings or
+    --select,
+    75 another rebuild is running on this RECSYS_HOME.
+    """
     start = time.perf_counter()
-    ok = _materialize(select)
-    typer.echo(f"materialize {'succeeded' if ok else 'FAILED'} in {time.perf_counter() - start:.1f}s")
-    raise typer.Exit(0 if ok else 1)
+    outcome = _materialize(select, verbose)
+    elapsed = time.perf_counter() - start
+    if not outcome.success:
+        _report_failure("materialize", elapsed, outcome)
+        raise typer.Exit(1)
+    typer.echo(f"materialize succeeded in {elapsed:.1f}s (run {outcome.run_id})")
 
 
 @app.command()
-def demo() -> None:
-    """Materialize every asset on the embedded defaults, then print a summary."""
+def demo(verbose: Annotated[bool, _VERBOSE] = False) -> None:
+    """Materialize every asset on the embedded defaults, then print a summary (exit codes as
+    for materialize)."""
     start = time.perf_counter()
-    ok = _materialize(None)
+    outcome = _materialize(None, verbose)
     elapsed = time.perf_counter() - start
-    if not ok:
-        typer.echo("demo: materialization failed (see the messages above)", err=True)
+    if not outcome.success:
+        _report_failure("demo", elapsed, outcome)
         raise typer.Exit(1)
     from recsys_assets.summary import print_summary
 
@@ -112,7 +157,9 @@ def summary() -> None:
     """Print rows per table, the label distribution and top products from the warehouse."""
     from recsys_assets.summary import print_summary
 
-    print_summary(_settings())
+    settings = _settings()
+    _reap_crashed(settings)
+    print_summary(settings)
 
 
 @app.command()
@@ -131,7 +178,9 @@ def alerts(
     if kind is not None and kind not in KINDS:
         typer.echo(f"error: --kind must be one of {', '.join(KINDS)}", err=True)
         raise typer.Exit(2)
-    rows = alert_store(_settings().home).recent(limit=limit, kind=kind)
+    settings = _settings()
+    _reap_crashed(settings)
+    rows = alert_store(settings.home).recent(limit=limit, kind=kind)
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row, ensure_ascii=False))

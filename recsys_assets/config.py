@@ -105,6 +105,11 @@ class Settings:
         return self.home / "exports"
 
     @property
+    def logs_dir(self) -> Path:
+        """Full logs of `recsys materialize`/`demo` runs, one file per run id."""
+        return self.home / "logs"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(_env("DAGSTER_HOME") or self.home / "dagster")
 

@@ -10,8 +10,9 @@ import os
 
 import dagster as dg
 
-from recsys_assets.alerts import SYSTEM_FAILURE, Alert, alert_store
+from recsys_assets.alerts import alert_store
 from recsys_assets.config import load_settings
+from recsys_assets.orchestration.failures import failed_run_alert
 
 DEFAULT_CRON = "0 5 * * 1"  # Monday 05:00
 DEFAULT_TIMEZONE = "Asia/Seoul"
@@ -91,43 +92,21 @@ def new_restaurants_sensor(context: dg.SensorEvaluationContext):
     return dg.RunRequest(run_key=f"restaurants-{fingerprint}", tags={"recsys/trigger": "data_change"})
 
 
-def _failure_alert(context: dg.RunFailureSensorContext) -> Alert:
-    run = context.dagster_run
-    step_key, error_class, message = None, None, context.failure_event.message or "run failed"
-    step_failures = context.get_step_failure_events()
-    if step_failures:
-        first = step_failures[0]
-        step_key = first.step_key
-        error = first.event_specific_data.error if first.event_specific_data else None
-        while error is not None and error.cause is not None:
-            error = error.cause  # Dagster wraps user code errors; the cause is what an operator needs
-        if error is not None:
-            error_class = error.cls_name
-            message = error.message.strip().splitlines()[0] if error.message else message
-    remedy = (
-        f"Fix the cause, then re-execute from failure: Dagster UI → Runs → {run.run_id} → "
-        "'Re-execute from failure' (finished steps and paid LLM calls are not repeated)."
-    )
-    return Alert(
-        kind=SYSTEM_FAILURE,
-        message=message,
-        run_id=run.run_id,
-        job_name=run.job_name,
-        step_key=step_key,
-        error_class=error_class,
-        remedy=remedy,
-    )
-
-
 @dg.run_failure_sensor(
     name="failure_alert_sensor",
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # Runs of the `recsys` CLI execute in process and carry no code-location origin; without this
+    # the sensor would skip them. The CLI records its own runs' alerts too (no daemon needed);
+    # the alert store keeps one alert per run.
+    monitor_all_code_locations=True,
     description="Records every failed run in the alerts table and posts it to RECSYS_ALERT_WEBHOOK.",
 )
 def failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     settings = load_settings()
-    alert = _failure_alert(context)
+    run = context.dagster_run
+    log = settings.logs_dir / f"{run.run_id}.log"
+    alert = failed_run_alert(context.instance, run, log_path=str(log) if log.exists() else None)
     store = alert_store(settings.home)
     store.record(alert, webhook_url=os.environ.get("RECSYS_ALERT_WEBHOOK"))
     context.log.info(f"recorded alert for run {alert.run_id} ({alert.step_key})")

@@ -8,7 +8,6 @@ rely on it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from recsys_assets.instance import ensure_dagster_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -64,8 +65,7 @@ class DagsterStack:
         )
 
     def start(self, timeout: float = 120) -> None:
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "dagster.yaml", self.dagster_home / "dagster.yaml")
+        assert ensure_dagster_yaml(self.dagster_home) == []  # the project's instance settings
         self._spawn(
             "webserver",
             [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-m", "recsys_assets"],

@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
+from dagster import DagsterEventType, DagsterInstance
 
 from recsys_assets.sample_data import generate_sample
-from tests.e2e.stack import DagsterStack, processes_with_env, wait_until
+from tests.e2e.stack import REPO, DagsterStack, processes_with_env, wait_until
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -241,3 +245,61 @@ def test_failure_is_recorded_and_posted(stack, hook):
     assert "nonexistent" in row["message"]
     assert row["posted"] == 1
     assert any(run_id in p["text"] and "Re-execute from failure" in p["text"] for p in hook.payloads)
+
+
+def alerts_for(stack, run_id: str) -> list[sqlite3.Row]:
+    alerts_db = stack.recsys_home / "alerts.sqlite"
+    if not alerts_db.exists():
+        return []
+    with sqlite3.connect(alerts_db) as con:
+        con.row_factory = sqlite3.Row
+        return con.execute("SELECT * FROM alerts WHERE run_id = ?", [run_id]).fetchall()
+
+
+def test_cli_run_failure_is_alerted_once_with_the_daemon_running(stack, hook, tmp_path):
+    """A failed `recsys materialize` is alerted by the CLI and seen by the daemon's failure sensor
+    (it watches in-process runs too): one alert, one post."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "restaurants.csv").write_text("restaurant_id,name,signup_date\nR1,a,2024-01-01\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "recsys_assets.cli", "materialize", "--select", "restaurants"],
+        env={**stack.env, "RECSYS_DATA_DIR": str(bad), "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith("error: restaurants:")
+    with DagsterInstance.from_config(str(stack.dagster_home)) as instance:
+        [cli_run] = [r for r in instance.get_runs() if r.tags.get("recsys/launched_by") == "cli"]
+    # The sensor handles failures in order: once a later failure is alerted, it has been past the
+    # CLI's run (and found its alert).
+    bad_config = {"resources": {"recsys": {"config": {"data_dir": "/nonexistent/recsys-data"}}}}
+    later = client(stack).submit_job_execution("labeling_job", run_config=bad_config)
+    assert wait_for_run(stack, later) == "FAILURE"
+    wait_until(lambda: alerts_for(stack, later), 180, f"an alert for run {later}\n{stack.tail()}", interval=1.0)
+    [row] = alerts_for(stack, cli_run.run_id)
+    assert row["step_key"] == "restaurants" and "menu" in row["message"] and row["posted"] == 1
+    assert sum(p["run_id"] == cli_run.run_id for p in hook.payloads) == 1
+
+
+def test_killed_run_worker_is_failed_alerted_and_its_slot_freed(stack, hook):
+    """kill -9 of a daemon-launched run worker mid-step: the code server reports the run failed,
+    the sensor alerts it with the step and the signal, run monitoring gives back its pool slot."""
+    run_id = client(stack).submit_job_execution("rebuild_job")
+    with DagsterInstance.from_config(str(stack.dagster_home)) as instance:
+        def started(step: str = "ranker_model"):
+            records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
+            return next((r.event_log_entry.dagster_event for r in records
+                         if r.event_log_entry.dagster_event.step_key == step), None)
+
+        def slot_freed() -> bool:
+            claimed = instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots
+            return all(s.run_id != run_id for s in claimed)
+
+        event = wait_until(started, 600, f"ranker_model to start\n{stack.tail()}", interval=0.1)
+        os.kill(event.pid, signal.SIGKILL)
+        assert not slot_freed()  # a killed worker gives nothing back by itself
+        assert wait_for_run(stack, run_id, timeout=300) == "FAILURE"
+        [row] = wait_until(lambda: alerts_for(stack, run_id), 180, f"an alert for {run_id}", interval=1.0)
+        assert row["step_key"] == "ranker_model" and "signal 9" in row["message"]
+        assert any(p["run_id"] == run_id for p in hook.payloads)
+        wait_until(slot_freed, 240, "run monitoring to free the killed run's warehouse slot", interval=1.0)

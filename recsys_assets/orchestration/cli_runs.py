@@ -1,0 +1,232 @@
+"""Runs of the `recsys` CLI: executed in this process, on the project's instance, never silent.
+
+`recsys materialize`/`demo` need no daemon (cron is enough), so this module does for their runs
+what the daemon and the code server do for launched ones:
+- the project's instance settings (recsys_assets/dagster.yaml), storage created under a lock so
+  that two first starts do not race on its tables;
+- a marker while the run lives; a run whose process died is marked failed at the next CLI start,
+  its pool slots are given back and it is alerted;
+- a failed run is alerted at once (same text as the failure sensor; one alert per run), the
+  terminal gets one line per step and the real cause last, the full log a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.events import JobFailureData, RunFailureReason
+from dagster._core.utils import make_new_run_id
+
+from recsys_assets.alerts import alert_store
+from recsys_assets.config import Settings
+from recsys_assets.instance import differs_warning, ensure_dagster_yaml, file_lock
+from recsys_assets.orchestration.failures import (
+    StepError,
+    failed_run_alert,
+    run_errors,
+    running_step,
+    step_error,
+)
+from recsys_assets.redact import scrub
+from recsys_assets.run_markers import RunMarker
+
+LAUNCHED_BY_TAG = "recsys/launched_by"
+PID_TAG = "recsys/pid"
+HOST_TAG = "recsys/host"
+
+
+def open_instance(settings: Settings, warn: Callable[[str], None] | None = None) -> dg.DagsterInstance:
+    """The instance in settings.dagster_home, on the project's dagster.yaml.
+
+    Creating the SQLite storage is not safe to race (two first starts collide on its schema
+    tables), so it happens under $DAGSTER_HOME/.init.lock.
+    """
+    home = settings.dagster_home
+    os.environ["DAGSTER_HOME"] = str(home)  # also when it was set but empty
+    differs = ensure_dagster_yaml(home)
+    if differs and warn:
+        warn(differs_warning(home, differs))
+    with file_lock(home / ".init.lock"):
+        return dg.DagsterInstance.get()
+
+
+def webhook_url() -> str | None:
+    return os.environ.get("RECSYS_ALERT_WEBHOOK")
+
+
+def log_path(settings: Settings, run_id: str) -> Path:
+    return settings.logs_dir / f"{run_id}.log"
+
+
+def _alert(instance: dg.DagsterInstance, settings: Settings, run: dg.DagsterRun) -> int:
+    path = log_path(settings, run.run_id)
+    alert = failed_run_alert(instance, run, log_path=str(path) if path.exists() else None)
+    return alert_store(settings.home).record(alert, webhook_url=webhook_url())
+
+
+def reap_dead_runs(
+    settings: Settings, markers: Sequence[RunMarker], warn: Callable[[str], None]
+) -> list[str]:
+    """Mark the runs of dead CLI processes failed, free their pool slots, alert them once."""
+    instance = open_instance(settings)
+    reaped = []
+    for marker in markers:
+        if marker.dagster_home != str(settings.dagster_home):
+            continue  # another instance's run; checked when that instance is used
+        run = instance.get_run_by_id(marker.run_id)
+        if run is not None and not run.is_finished:
+            step = running_step(instance, run.run_id)
+            where = f"while step {step} was running" if step else "before any step started"
+            instance.report_run_failed(
+                run,
+                f"The recsys process running this run (pid {marker.pid} on {marker.host}) died "
+                f"{where}: killed (e.g. kill -9), out of memory or the machine stopped.",
+                JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION),
+            )
+            run = instance.get_run_by_id(run.run_id)
+            reaped.append(run.run_id)
+        if run is not None:
+            if instance.event_log_storage.supports_global_concurrency_limits:
+                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            if run.status == dg.DagsterRunStatus.FAILURE:
+                alert_id = _alert(instance, settings, run)
+                if run.run_id in reaped:
+                    warn(
+                        f"note: run {run.run_id} had died with its process (pid {marker.pid}); "
+                        f"marked failed, alert #{alert_id} recorded"
+                    )
+        marker.remove(settings.home)
+    return reaped
+
+
+class _StepLines(logging.Handler):
+    """The terminal's view of a run: one line per finished step, warnings, failed checks."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(logging.DEBUG)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = _step_line(record)
+        if line:
+            self.stream.write(scrub(line) + "\n")
+            self.stream.flush()
+
+
+def _step_line(record: logging.LogRecord) -> str | None:
+    meta = getattr(record, "dagster_meta", None) or {}
+    event: dg.DagsterEvent | None = meta.get("dagster_event")
+    step = meta.get("step_key") or ""
+    if event is None:
+        # Errors always come with a STEP_FAILURE event (printed below); warnings are the
+        # assets' own (e.g. rejected rows).
+        if record.levelno == logging.WARNING:
+            text = (meta.get("orig_message") or record.getMessage()).strip()
+            return f"  warning {step}: {text.splitlines()[0] if text else ''}"
+        return None
+    kind = event.event_type
+    data = event.event_specific_data
+    if kind == dg.DagsterEventType.STEP_SUCCESS:
+        return f"  done    {step} ({data.duration_ms / 1000:.1f}s)"
+    if kind == dg.DagsterEventType.STEP_FAILURE:
+        return f"  FAILED  {step_error(event).line()}"
+    if kind == dg.DagsterEventType.STEP_UP_FOR_RETRY:
+        return f"  retry   {step}: {event.message or ''}".rstrip()
+    if kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
+        return (
+            f"  check   {data.asset_key.to_user_string()}:{data.check_name} did not pass "
+            f"({data.severity.value})"
+        )
+    return None
+
+
+def _loggers(path: Path, verbose: bool) -> tuple[dict[str, dg.LoggerDefinition], logging.Handler]:
+    """`console` (one line per step, or Dagster's own at DEBUG with --verbose) and `file` (all)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    file_handler.setFormatter(_ScrubbingFormatter("%(asctime)s %(levelname)s %(message)s"))
+
+    @dg.logger
+    def file_logger(_context) -> logging.Logger:
+        logger = logging.Logger("recsys.run.file", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
+        logger.addHandler(file_handler)
+        return logger
+
+    @dg.logger
+    def steps_logger(_context) -> logging.Logger:
+        logger = logging.Logger("recsys.run.console", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
+        logger.addHandler(_StepLines(sys.stderr))
+        return logger
+
+    console = dg.colored_console_logger if verbose else steps_logger
+    return {"console": console, "file": file_logger}, file_handler
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+class SelectionError(ValueError):
+    """--select names an asset the job does not have."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    errors: list[StepError]
+    log_path: Path
+    alert_id: int | None
+
+
+def materialize(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    asset_keys: Sequence[dg.AssetKey] | None,
+    verbose: bool = False,
+    job_name: str = "rebuild_job",
+) -> RunOutcome:
+    """Execute `job_name` in this process; a failed run is alerted before this returns."""
+    from recsys_assets.definitions import build_defs
+
+    job = build_defs(settings).resolve_job_def(job_name)
+    if asset_keys:
+        known = job.asset_layer.selected_asset_keys
+        unknown = [k.to_user_string() for k in asset_keys if k not in known]
+        if unknown:
+            names = ", ".join(sorted(k.to_user_string() for k in known))
+            raise SelectionError(f"no asset named {', '.join(unknown)} in {job_name} (assets: {names})")
+    run_id = make_new_run_id()
+    path = log_path(settings, run_id)
+    loggers, file_handler = _loggers(path, verbose)
+    marker = RunMarker.for_this_process(run_id, settings.dagster_home)
+    marker.write(settings.home)
+    try:
+        console = {"config": {"log_level": "DEBUG"}} if verbose else {}
+        result = job.with_logger_defs(loggers).execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            raise_on_error=False,
+            run_config={"loggers": {"console": console, "file": {}}},
+            tags={LAUNCHED_BY_TAG: "cli", PID_TAG: str(marker.pid), HOST_TAG: marker.host},
+            **({"asset_selection": list(asset_keys)} if asset_keys else {}),
+        )
+        errors, alert_id = [], None
+        if not result.success:
+            errors = run_errors(instance, run_id)
+            alert_id = _alert(instance, settings, instance.get_run_by_id(run_id))
+        return RunOutcome(run_id, result.success, errors, path, alert_id)
+    finally:
+        file_handler.close()
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            marker.remove(settings.home)
+        # else (an exception escaped the run): the marker stays, and once this process is gone
+        # the next CLI start marks the run failed and alerts it.
