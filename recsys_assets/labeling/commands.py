@@ -38,7 +38,7 @@ def _settings():
 def _read_input(path: Path):
     """The input as a DataFrame, read by the ingest's reader (one CSV reader, same validation)."""
     from recsys_assets.labeling.service import REQUIRED_COLUMNS
-    from recsys_assets.warehouse.reader import InputFileError, read_frame
+    from recsys_assets.warehouse.reader import IngestError, read_frame
 
     if not path.exists():
         _err(f"error: input file {path} does not exist")
@@ -48,7 +48,7 @@ def _read_input(path: Path):
         raise typer.Exit(2)
     try:
         return read_frame(path, REQUIRED_COLUMNS, ("description",))
-    except InputFileError as exc:
+    except IngestError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(2) from None
 

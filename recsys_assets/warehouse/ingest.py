@@ -30,7 +30,7 @@ import duckdb
 
 from recsys_assets.config import DEFAULT_MAX_QUANTITY, DEFAULT_MAX_SHRINK
 from recsys_assets.warehouse import reader
-from recsys_assets.warehouse.reader import InputFileError
+from recsys_assets.warehouse.reader import IngestError
 from recsys_assets.warehouse.tables import transaction
 
 __all__ = [
@@ -121,11 +121,7 @@ MAX_ID_CHARS = 200
 _ID_FORBIDDEN = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]"
 
 
-# A file is unusable as a whole; the message names the file and the problem on its first line.
-IngestError = InputFileError
-
-
-class ShrinkRefused(InputFileError):
+class ShrinkRefused(IngestError):
     """The input is empty or far smaller than the table it would replace; nothing was changed."""
 
     def __init__(self, message: str, *, table: str, previous_rows: int, new_rows: int) -> None:

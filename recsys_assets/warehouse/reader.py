@@ -33,7 +33,7 @@ import duckdb
 __all__ = [
     "BAD_FIELD_COUNT",
     "MAX_LINE_BYTES",
-    "InputFileError",
+    "IngestError",
     "RawInput",
     "drop_raw",
     "load_raw",
@@ -55,7 +55,7 @@ _SAMPLE_BYTES = 1 << 16
 _CP949_HINT = " (looks like CP949/EUC-KR; convert it, e.g. iconv -f cp949 -t utf-8)"
 
 
-class InputFileError(Exception):
+class IngestError(Exception):
     """A file is unusable as a whole; the message's first line names the file and the problem."""
 
 
@@ -142,7 +142,7 @@ def _check_plausible_text(path: Path) -> None:
         return
     example = runs[0][:12]
     reread = example.encode("utf-8").decode("cp949", errors="replace")
-    raise InputFileError(
+    raise IngestError(
         f"{path}: wrong encoding: the bytes are valid UTF-8 but read as implausible text "
         f"({example!r}, which is {reread!r} in CP949){_CP949_HINT}"
     )
@@ -155,14 +155,14 @@ def _read_header(path: Path) -> list[str]:
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
             first = next(csv.reader(text), None)
     except UnicodeDecodeError as exc:
-        raise InputFileError(
+        raise IngestError(
             f"{path}: wrong encoding, the file is not valid UTF-8{_encoding_hint(path)}: "
             f"the header line has {exc.reason}"
         ) from None
     except (csv.Error, OSError, EOFError) as exc:
-        raise InputFileError(f"{path}: unreadable header line: {exc}") from None
+        raise IngestError(f"{path}: unreadable header line: {exc}") from None
     if not first or all(not name.strip() for name in first):
-        raise InputFileError(f"{path}: empty file (no header)")
+        raise IngestError(f"{path}: empty file (no header)")
     return [name or f"column{i}" for i, name in enumerate(first)]
 
 
@@ -202,11 +202,11 @@ def _fatal_reader_error(path: Path, kind: str, line: int, csv_line: str, message
             f"{_snippet(csv_line)}")
 
 
-def _duckdb_error(path: Path, exc: duckdb.Error) -> InputFileError:
+def _duckdb_error(path: Path, exc: duckdb.Error) -> IngestError:
     """A DuckDB error as one line: the cause first, the offending line truncated."""
     msg = str(exc)
     if _is_parquet(path):
-        return InputFileError(f"{path}: unreadable Parquet file: {msg.splitlines()[0][:300]}")
+        return IngestError(f"{path}: unreadable Parquet file: {msg.splitlines()[0][:300]}")
     line = re.search(r"CSV Error on Line:\s*(\d+)", msg)
     where = f" at line {line.group(1)}" if line else ""
     # DuckDB: "CSV Error on Line: N", "Original Line: <the whole line>", the cause, hints.
@@ -214,9 +214,9 @@ def _duckdb_error(path: Path, exc: duckdb.Error) -> InputFileError:
     causes = [ln for ln in msg.splitlines() if ln.strip() and not ln.startswith(skip)]
     cause = (causes[0] if causes else msg.splitlines()[0])[:300]
     if "unicode" in msg.lower():
-        return InputFileError(f"{path}: wrong encoding, the file is not valid UTF-8"
+        return IngestError(f"{path}: wrong encoding, the file is not valid UTF-8"
                               f"{_encoding_hint(path)}{where}")
-    return InputFileError(f"{path}: malformed CSV{where}: {cause}")
+    return IngestError(f"{path}: malformed CSV{where}: {cause}")
 
 
 def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawInput:
@@ -227,9 +227,9 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawI
     """
     path = Path(path)
     if not path.is_file():
-        raise InputFileError(f"{path}: file not found")
+        raise IngestError(f"{path}: file not found")
     if path.stat().st_size == 0:
-        raise InputFileError(f"{path}: empty file (no header)")
+        raise IngestError(f"{path}: empty file (no header)")
     raw = RawInput(table=raw_table, rejects=f"{raw_table}_rejects", n_rejected=0)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {raw.rejects} "
                 "(row_number BIGINT, reason VARCHAR, raw_row VARCHAR)")
@@ -274,7 +274,7 @@ def _collect_rejects(
     ).fetchone()
     if fatal:
         kind, line, csv_line, message = fatal
-        raise InputFileError(_fatal_reader_error(path, kind, int(line), csv_line, message or ""))
+        raise IngestError(_fatal_reader_error(path, kind, int(line), csv_line, message or ""))
     last = con.execute(f"SELECT max(line) FROM {errors}").fetchone()[0]
     if last is None:
         return raw
@@ -362,7 +362,7 @@ def map_columns(
         by_norm.setdefault(_norm_col(name), []).append((col, name))
     missing = [c for c in required if c not in by_norm]
     if missing:
-        raise InputFileError(
+        raise IngestError(
             f"{path}: missing required column(s) {', '.join(missing)} "
             f"(found: {', '.join(written)})"
         )
@@ -371,7 +371,7 @@ def map_columns(
         hits = by_norm.get(col)
         if hits and len(hits) > 1:
             names = ", ".join(name for _, name in hits)
-            raise InputFileError(f"{path}: column {col!r} appears more than once ({names})")
+            raise IngestError(f"{path}: column {col!r} appears more than once ({names})")
         mapping[col] = hits[0][0] if hits else None
     return mapping
 
@@ -394,7 +394,7 @@ def read_frame(path: Path, required: tuple[str, ...], optional: tuple[str, ...] 
                 f"SELECT row_number, raw_row FROM {raw.rejects} ORDER BY 1 LIMIT 3").fetchall()
             examples = "; ".join(
                 f"line {n + 1}: {_snippet(json.loads(r)['csv_line'])}" for n, r in first)
-            raise InputFileError(
+            raise IngestError(
                 f"{path}: {raw.n_rejected} record(s) do not have the header's {len(raw.header)} "
                 f"fields (first at line {first[0][0] + 1}); fix or remove them, nothing was read. "
                 f"{examples}"
