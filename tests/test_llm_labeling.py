@@ -323,7 +323,8 @@ def test_cost_uses_the_price_table_and_env_override(monkeypatch):
     assert llm.estimate_cost("unknown-model", 10**6, 10**6) == 0.0
     monkeypatch.setenv("RECSYS_LLM_PRICE_IN", "1")
     monkeypatch.setenv("RECSYS_LLM_PRICE_OUT", "2")
-    assert llm.estimate_cost("unknown-model", 10**6, 10**6) == pytest.approx(3.0)
+    prices = llm.LLMOptions.from_settings(load_settings().llm).prices
+    assert llm.estimate_cost("unknown-model", 10**6, 10**6, prices) == pytest.approx(3.0)
 
 
 def test_offline_path_needs_no_key_or_ledger(recsys_home):

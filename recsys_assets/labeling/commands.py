@@ -152,10 +152,11 @@ def label_cmd(
     from recsys_assets.labeling.llm import scrub
     from recsys_assets.labeling.service import LabelingAbortedError, label_frame
 
-    secrets = (os.environ.get("OPENAI_API_KEY"),)
+    secrets = (settings.llm.api_key_value,)
     positions, breaker = None, False
     try:
-        cfg = EngineConfig.from_env(max_concurrency=max_concurrency, items_per_call=items_per_call)
+        cfg = EngineConfig.from_settings(settings.llm, max_concurrency=max_concurrency,
+                                         items_per_call=items_per_call)
         with _StopOnSignal() as stopper:
             labels, report = label_frame(df, labeler=labeler, settings=settings, progress=progress,
                                          stop_event=stopper.event, engine_config=cfg)

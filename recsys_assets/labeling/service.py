@@ -18,7 +18,6 @@ Both non-ok statuses are ``flagged`` with industry ``other`` and confidence 0.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -121,8 +120,8 @@ def label_frame(
 ) -> tuple[pd.DataFrame, LabelingReport]:
     """Label every row; output in input order. Interrupted -> the rows not done are absent.
 
-    `llm_options` (llm.LLMOptions) and `engine_config` (engine.EngineConfig) default to the
-    environment; they exist for tests and the benchmark.
+    `llm_options` (llm.LLMOptions) and `engine_config` (engine.EngineConfig) default to
+    `settings.llm`; they exist for tests and the benchmark.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -130,7 +129,7 @@ def label_frame(
     settings = settings or load_settings()
     kind = (labeler or settings.resolved_labeler()).lower()
     if kind == "auto":
-        kind = "openai" if os.environ.get("OPENAI_API_KEY") else "offline"
+        kind = "openai" if settings.has_openai_key else "offline"
     if kind not in ("offline", "openai", "cascade"):
         raise ConfigError(f"labeler must be offline, openai, cascade or auto, got {kind!r}")
 
@@ -163,7 +162,7 @@ def label_frame(
         else:
             from recsys_assets.labeling import cascade
 
-            margin = cascade_margin if cascade_margin is not None else cascade.margin_from_env()
+            margin = cascade_margin if cascade_margin is not None else settings.llm.cascade_margin
             split = cascade.plan(preds, margin)
             offline_rows, llm_rows = split.offline_rows, split.llm_rows
         tag = "offline" if kind == "offline" else "cascade_offline"
@@ -231,13 +230,12 @@ def _label_with_llm(
     from recsys_assets.labeling.ledger import Ledger, input_key, ledger_url
     from recsys_assets.labeling.llm import LLMLabeler, LLMOptions, price_per_1m
 
-    cfg = engine_config or EngineConfig.from_env()
+    cfg = engine_config or EngineConfig.from_settings(settings.llm)
     if llm_options is None:
-        if not os.environ.get("OPENAI_API_KEY"):
+        if not settings.has_openai_key:
             raise ConfigError("the openai/cascade labeler needs OPENAI_API_KEY (and optionally "
                               "OPENAI_BASE_URL for an OpenAI-compatible server)")
-        llm_options = LLMOptions.from_env(model=settings.llm_model,
-                                          items_per_call=cfg.items_per_call)
+        llm_options = LLMOptions.from_settings(settings.llm, items_per_call=cfg.items_per_call)
     if llm_options.items_per_call != cfg.items_per_call:
         from dataclasses import replace
 
@@ -268,7 +266,7 @@ def _label_with_llm(
 
             bar = tqdm(total=len(pending), desc=f"labeling ({llm_options.model})", unit="row",
                        dynamic_ncols=True, file=__import__("sys").stderr)
-        priced = price_per_1m(llm_options.model) is not None
+        priced = price_per_1m(llm_options.model, llm_options.prices) is not None
 
         def on_progress(delta: int, stats) -> None:
             if bar is not None:

@@ -6,16 +6,14 @@ it fails, and record where it failed so someone can troubleshoot and re-execute 
 
 
 import hashlib
-import os
 
 import dagster as dg
 
 from recsys_assets.alerts import alert_store
-from recsys_assets.config import load_settings
+from recsys_assets.config import DEFAULT_REBUILD_CRON as DEFAULT_CRON
+from recsys_assets.config import DEFAULT_REBUILD_TIMEZONE as DEFAULT_TIMEZONE
+from recsys_assets.config import Settings, load_settings
 from recsys_assets.orchestration.failures import failed_run_alert
-
-DEFAULT_CRON = "0 5 * * 1"  # Monday 05:00
-DEFAULT_TIMEZONE = "Asia/Seoul"
 
 # Shard partitions are for parallel backfills (labeling_shards_job); a rebuild labels in one step.
 _SHARDS = dg.AssetSelection.assets("restaurant_industry_shard")
@@ -45,14 +43,17 @@ labeling_shards_job = dg.define_asset_job(
     "parallel, then materialize restaurant_industry to assemble them.",
 )
 
-rebuild_schedule = dg.ScheduleDefinition(
-    name="rebuild_schedule",
-    job=rebuild_job,
-    cron_schedule=os.environ.get("RECSYS_REBUILD_CRON", DEFAULT_CRON),
-    execution_timezone=os.environ.get("RECSYS_REBUILD_TIMEZONE", DEFAULT_TIMEZONE),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Scheduled full rebuild (RECSYS_REBUILD_CRON, RECSYS_REBUILD_TIMEZONE).",
-)
+
+def build_rebuild_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """The scheduled full rebuild at settings.ranking.rebuild_cron (RECSYS_REBUILD_CRON)."""
+    return dg.ScheduleDefinition(
+        name="rebuild_schedule",
+        job=rebuild_job,
+        cron_schedule=settings.ranking.rebuild_cron,
+        execution_timezone=settings.ranking.rebuild_timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Scheduled full rebuild (RECSYS_REBUILD_CRON, RECSYS_REBUILD_TIMEZONE).",
+    )
 
 
 def restaurants_fingerprint(data_dir) -> str | None:
@@ -108,10 +109,15 @@ def failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     log = settings.logs_dir / f"{run.run_id}.log"
     alert = failed_run_alert(context.instance, run, log_path=str(log) if log.exists() else None)
     store = alert_store(settings.home)
-    store.record(alert, webhook_url=os.environ.get("RECSYS_ALERT_WEBHOOK"))
+    store.record(alert, webhook_url=settings.alerts.webhook_url_value)
     context.log.info(f"recorded alert for run {alert.run_id} ({alert.step_key})")
 
 
 jobs = [rebuild_job, labeling_job, labeling_shards_job]
-schedules = [rebuild_schedule]
+
+
+def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    return [build_rebuild_schedule(settings)]
+
+
 sensors = [new_restaurants_sensor, failure_alert_sensor]

@@ -93,7 +93,7 @@ def ranking_dataset(warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         con.execute("SET enable_progress_bar = false")
         try:
-            dataset = build_ranking_dataset(con)
+            dataset = build_ranking_dataset(con, cutoff=settings.ranking.cutoff)
         except ValueError as exc:  # e.g. too little history for the cutoff: retrying cannot help
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         with transaction(con):
@@ -256,7 +256,7 @@ def champion_model(
                 remedy="The champion keeps serving. Look at the data and features (ranker_evaluation "
                 "per-industry table) or tune the model; a rerun alone will not change the decision.",
             ),
-            webhook_url=os.environ.get("RECSYS_ALERT_WEBHOOK"),
+            webhook_url=settings.alerts.webhook_url_value,
         )
         context.log.warning(f"promotion gate rejected v{decision.challenger_version}: {decision.reason}")
     metrics = {k: v for k, v in decision.metrics.items() if isinstance(v, (int, float))}
