@@ -14,7 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SCALES = ("small", "medium", "large")
-LABELERS = ("auto", "offline", "openai", "cascade")
+LABELERS = ("auto", "offline", "llm", "cascade")
+# Deprecated spellings still accepted: `openai` was the LLM labeler's old name (the `source`
+# column always said `llm`).
+LABELER_ALIASES = {"openai": "llm"}
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
 DEFAULT_LEASE_SECONDS = 600.0
 DEFAULT_CASCADE_MARGIN = 0.35
@@ -224,7 +227,7 @@ class Settings:
     def resolved_labeler(self) -> str:
         """`auto` means the LLM when a key is configured, the offline labeler otherwise."""
         if self.labeler == "auto":
-            return "openai" if self.has_openai_key else "offline"
+            return "llm" if self.has_openai_key else "offline"
         return self.labeler
 
 
@@ -244,8 +247,8 @@ def load_settings(**overrides: object) -> Settings:
         clean["data_dir"] = Path(str(clean["data_dir"])).expanduser().resolve()
     if clean.get("sample_scale") not in (None, *SCALES):
         raise ConfigError(f"sample_scale must be one of {', '.join(SCALES)}, got {clean['sample_scale']!r}")
-    if clean.get("labeler") not in (None, *LABELERS):
-        raise ConfigError(f"labeler must be one of {', '.join(LABELERS)}, got {clean['labeler']!r}")
+    if "labeler" in clean:
+        clean["labeler"] = normalize_labeler(str(clean["labeler"]), "labeler")
     return replace(settings, **clean)
 
 
@@ -255,9 +258,7 @@ def _from_env() -> Settings:
     scale = (_env("RECSYS_SAMPLE_SCALE", "small") or "small").lower()
     if scale not in SCALES:
         raise ConfigError(f"RECSYS_SAMPLE_SCALE must be one of {', '.join(SCALES)}, got {scale!r}")
-    labeler = (_env("RECSYS_LABELER", "auto") or "auto").lower()
-    if labeler not in LABELERS:
-        raise ConfigError(f"RECSYS_LABELER must be one of {', '.join(LABELERS)}, got {labeler!r}")
+    labeler = normalize_labeler(_env("RECSYS_LABELER", "auto") or "auto", "RECSYS_LABELER")
     return Settings(
         home=home,
         data_dir=Path(data_dir_raw).expanduser().resolve() if data_dir_raw else None,
@@ -327,6 +328,15 @@ def _non_negative(name: str, default: float) -> float:
     if value < 0:
         raise ConfigError(f"{name} must be >= 0, got {value!r}")
     return value
+
+
+def normalize_labeler(value: str, name: str = "labeler") -> str:
+    """A labeler name in its one spelling (`openai` -> `llm`); ConfigError naming `name` else."""
+    kind = value.strip().lower()
+    kind = LABELER_ALIASES.get(kind, kind)
+    if kind not in LABELERS:
+        raise ConfigError(f"{name} must be one of {', '.join(LABELERS)}, got {value!r}")
+    return kind
 
 
 def env_str(name: str) -> str | None:

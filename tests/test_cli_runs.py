@@ -250,7 +250,7 @@ def hung_llm():
 
 def hanging_run(recsys_home: Path, data: Path, server: FakeOpenAI, **extra: str):
     env = cli_env(
-        RECSYS_DATA_DIR=str(data), RECSYS_LABELER="openai", OPENAI_BASE_URL=server.base_url,
+        RECSYS_DATA_DIR=str(data), RECSYS_LABELER="llm", OPENAI_BASE_URL=server.base_url,
         OPENAI_API_KEY="sk-test-" + "k" * 32, RECSYS_LLM_TIMEOUT="240", **extra,
     )
     proc = spawn("materialize", "--select", "restaurants,restaurant_industry", env=env)

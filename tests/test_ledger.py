@@ -375,7 +375,7 @@ def run_two_workers(tmp_path: Path, server, env: dict[str, str]) -> list[str]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "recsys_assets.labeling.commands", "label", str(src), "-o",
-             str(tmp_path / f"out_{src.stem}.csv"), "--labeler", "openai", "--no-progress"],
+             str(tmp_path / f"out_{src.stem}.csv"), "--labeler", "llm", "--no-progress"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for src in worker_inputs(tmp_path)
@@ -484,7 +484,7 @@ def test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers(
 
         server._next_fault = peer_answers_during_the_run
         try:
-            out, rep = label_frame(df, labeler="openai", settings=settings, llm_options=opts,
+            out, rep = label_frame(df, labeler="llm", settings=settings, llm_options=opts,
                                    engine_config=EngineConfig(max_concurrency=2, items_per_call=5))
         finally:
             peer.close()

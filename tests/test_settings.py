@@ -64,3 +64,17 @@ def test_secrets_never_show_in_repr(monkeypatch):
     assert s.llm.api_key_value == key and s.alerts.webhook_url_value == hook
     for text in (repr(s), str(s), repr(s.llm), str(s.llm.api_key), repr(s.alerts)):
         assert key not in text and "secret-token" not in text
+
+
+@pytest.mark.parametrize(("value", "expected"), [("llm", "llm"), ("openai", "llm"), ("OpenAI", "llm"),
+                                                 ("cascade", "cascade"), ("offline", "offline")])
+def test_labeler_has_one_name_and_openai_is_a_deprecated_alias(monkeypatch, value, expected):
+    monkeypatch.setenv("RECSYS_LABELER", value)
+    assert load_settings().labeler == expected
+    assert load_settings(labeler=value).labeler == expected
+
+
+def test_unknown_labeler_is_refused(monkeypatch):
+    monkeypatch.setenv("RECSYS_LABELER", "gpt")
+    with pytest.raises(ConfigError, match="RECSYS_LABELER must be one of auto, offline, llm, cascade"):
+        load_settings()

@@ -19,6 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys_assets import taxonomy
 from recsys_assets.config import LLMSettings
@@ -113,12 +114,21 @@ class RateLimiter:
                 self._buckets["tok"][0] -= actual - estimated
 
 
-class LabelingAborted(Exception):
-    """The run stopped early for a reason the user must fix; progress is kept in the ledger."""
+class LabelingAborted(RuntimeError):
+    """The run stopped early (a fatal provider error or the circuit breaker); progress is kept in
+    the ledger. The one class for this: the engine records it, the service raises it with
+    `frame` (the rows finished before the stop), `report` and `positions` (their row numbers)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, frame: Any = None, report: Any = None,
+                 positions: list[int] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.message = message
+        self.frame = frame
+        self.report = report
+        if positions is None and frame is not None:
+            positions = list(range(len(frame)))
+        self.positions = positions
 
 
 @dataclass

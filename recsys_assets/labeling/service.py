@@ -2,7 +2,7 @@
 
 Labelers:
 * ``offline``: the lexicon labeler; free, deterministic, no ledger (nothing to pay for twice).
-* ``openai``: the LLM through the checkpointed engine; every answer is kept in the ledger.
+* ``llm`` (deprecated alias ``openai``): the LLM through the checkpointed engine; every answer is kept in the ledger.
 * ``cascade``: offline answers where it is sure (margin >= RECSYS_CASCADE_MARGIN), the LLM the rest.
 
 Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``.
@@ -26,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from recsys_assets import taxonomy
-from recsys_assets.config import ConfigError, Settings, load_settings
+from recsys_assets.config import ConfigError, Settings, load_settings, normalize_labeler
+from recsys_assets.labeling.engine import LabelingAborted  # the one class; re-exported
 
 SOURCES = ("offline", "llm", "cascade_offline", "cascade_llm")
 OUTPUT_COLUMNS = ("restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged",
@@ -79,21 +80,6 @@ class LabelingReport:
         return out
 
 
-class LabelingAbortedError(RuntimeError):
-    """A fatal provider error or the circuit breaker stopped the run; progress is in the ledger.
-
-    `frame` holds the rows finished before the stop; `positions` their row numbers in the input.
-    """
-
-    def __init__(self, reason: str, message: str, frame: pd.DataFrame, report: LabelingReport,
-                 positions: list[int] | None = None):
-        super().__init__(message)
-        self.reason = reason
-        self.frame = frame
-        self.report = report
-        self.positions = positions if positions is not None else list(range(len(frame)))
-
-
 def _clean(series: pd.Series) -> list[str | None]:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
             for v in series.astype(object).tolist()]
@@ -127,11 +113,9 @@ def label_frame(
     if missing:
         raise ValueError(f"input is missing column(s): {', '.join(missing)}")
     settings = settings or load_settings()
-    kind = (labeler or settings.resolved_labeler()).lower()
+    kind = normalize_labeler(labeler, "labeler") if labeler else settings.resolved_labeler()
     if kind == "auto":
-        kind = "openai" if settings.has_openai_key else "offline"
-    if kind not in ("offline", "openai", "cascade"):
-        raise ConfigError(f"labeler must be offline, openai, cascade or auto, got {kind!r}")
+        kind = "llm" if settings.has_openai_key else "offline"
 
     ids = df["restaurant_id"]
     names = _clean(df["name"])
@@ -172,8 +156,8 @@ def label_frame(
         report.offline_answered = n - len(llm_rows)
         report.labeled_this_run = report.offline_answered
 
-    if kind in ("openai", "cascade") and llm_rows:
-        llm_source = "llm" if kind == "openai" else "cascade_llm"
+    if kind in ("llm", "cascade") and llm_rows:
+        llm_source = "llm" if kind == "llm" else "cascade_llm"
         try:
             _label_with_llm(
                 llm_rows, names, menus, descs, settings, report, industry, confidence, labeled_at,
@@ -186,7 +170,7 @@ def label_frame(
                     source[i] = llm_source
             frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
             positions = [i for i, v in enumerate(industry) if v is not None]
-            raise LabelingAbortedError(ab.reason, f"{ab.message} ({report.resume_message()})",
+            raise LabelingAborted(ab.reason, f"{ab.message} ({report.resume_message()})",
                                        frame, report, positions) from None
         for i in llm_rows:
             if industry[i] is not None:
@@ -197,6 +181,8 @@ def label_frame(
 
 
 class _Aborted(Exception):
+    """Internal: unwinds _label_with_llm to the point where the partial frame is assembled."""
+
     def __init__(self, reason: str, message: str) -> None:
         self.reason, self.message = reason, message
 
@@ -233,7 +219,7 @@ def _label_with_llm(
     cfg = engine_config or EngineConfig.from_settings(settings.llm)
     if llm_options is None:
         if not settings.has_openai_key:
-            raise ConfigError("the openai/cascade labeler needs OPENAI_API_KEY (and optionally "
+            raise ConfigError("the llm/cascade labeler needs OPENAI_API_KEY (and optionally "
                               "OPENAI_BASE_URL for an OpenAI-compatible server)")
         llm_options = LLMOptions.from_settings(settings.llm, items_per_call=cfg.items_per_call)
     if llm_options.items_per_call != cfg.items_per_call:
@@ -318,6 +304,3 @@ def _label_with_llm(
     if stats.aborted is not None:
         raise _Aborted(stats.aborted.reason, str(stats.aborted))
 
-
-# The name the Dagster asset imports.
-LabelingAborted = LabelingAbortedError

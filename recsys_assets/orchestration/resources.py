@@ -23,7 +23,7 @@ class RecsysConfig(dg.ConfigurableResource):
     )
     sample_scale: str | None = Field(default=None, description="small | medium | large")
     seed: int | None = Field(default=None, description="Sample-data seed.")
-    labeler: str | None = Field(default=None, description="auto | offline | openai | cascade")
+    labeler: str | None = Field(default=None, description="auto | offline | llm | cascade (openai: deprecated alias of llm)")
     allow_shrink: bool | None = Field(
         default=None,
         description="RECSYS_ALLOW_SHRINK: load an input even if it is empty or has far fewer rows "
