@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from recsys_assets.config import Settings, load_settings
-from recsys_assets.orchestration import ingest, labeling, ops, ranking, warehouse
+from recsys_assets.orchestration import ingest, jobs, labeling, ranking, schedules, sensors, warehouse
 from recsys_assets.orchestration.resources import default_resources
 
 ASSET_MODULES = [ingest, labeling, warehouse, ranking]
@@ -19,9 +19,9 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=ops.jobs,
-        schedules=ops.build_schedules(settings),
-        sensors=ops.sensors,
+        jobs=jobs.jobs,
+        schedules=schedules.build_schedules(settings),
+        sensors=sensors.sensors,
         resources=default_resources(settings),
     )
 

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from recsys_assets.instance import PACKAGED_DAGSTER_YAML, ensure_dagster_yaml
-from recsys_assets.orchestration.ops import failure_alert_sensor
+from recsys_assets.orchestration.sensors import failure_alert_sensor
 from recsys_assets.run_markers import BUSY_EXIT_CODE
 from recsys_assets.sample_data import generate_sample
 from tests.fake_openai_server import FakeOpenAI

@@ -6,7 +6,7 @@ import dagster as dg
 
 from recsys_assets.config import load_settings
 from recsys_assets.definitions import build_defs
-from recsys_assets.orchestration.ops import new_restaurants_sensor
+from recsys_assets.orchestration.sensors import new_restaurants_sensor
 
 
 def test_rebuild_schedule_defaults_to_monday_0500_seoul(monkeypatch):
