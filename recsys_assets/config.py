@@ -136,6 +136,7 @@ class RankingSettings:
     promotion_margin: float = DEFAULT_PROMOTION_MARGIN
     ndcg_floor: float = DEFAULT_NDCG_FLOOR
     mlflow_tracking_uri: str | None = None  # None: the sqlite store under home
+    mlflow_artifact_root: str | None = None  # None: home/mlartifacts
     rebuild_cron: str = DEFAULT_REBUILD_CRON
     rebuild_timezone: str = DEFAULT_REBUILD_TIMEZONE
 
@@ -204,7 +205,7 @@ class Settings:
 
     @property
     def mlflow_artifact_root(self) -> Path:
-        return self.home / "mlartifacts"
+        return Path(self.ranking.mlflow_artifact_root or self.home / "mlartifacts")
 
     @property
     def sample_dir(self) -> Path:

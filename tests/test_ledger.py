@@ -495,3 +495,12 @@ def test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers(
     assert rep.reused_from_ledger == 2 and rep.failed == 1 and rep.labeled_this_run == 18
     assert out.set_index("restaurant_id").loc["R12", "flagged"]
     assert not out.drop(index=12)["flagged"].any()
+
+
+def test_open_ledger_takes_the_settings_lease(recsys_home, monkeypatch):
+    from recsys_assets.config import load_settings
+    from recsys_assets.labeling.ledger import open_ledger
+
+    monkeypatch.setenv("RECSYS_LEDGER_LEASE_SECONDS", "77")
+    with open_ledger(load_settings()) as led:
+        assert led.lease_seconds == 77

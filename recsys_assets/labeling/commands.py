@@ -252,10 +252,11 @@ def _summary(report, output: Path) -> str:
 
 # -- ledger sub-commands -----------------------------------------------------------------------
 def _open_ledger(must_exist: bool = True):
-    from recsys_assets.labeling.ledger import Ledger, LedgerError, ledger_url
+    from recsys_assets.labeling.ledger import LedgerError, ledger_url, open_ledger
     from sqlalchemy.engine import make_url
 
-    url = ledger_url(_settings())
+    settings = _settings()
+    url = ledger_url(settings)
     try:
         parsed = make_url(url)
     except Exception:
@@ -266,7 +267,7 @@ def _open_ledger(must_exist: bool = True):
             _err(f"no ledger at {path} (nothing has been labeled with the LLM under this RECSYS_HOME)")
             raise typer.Exit(0)
     try:
-        return Ledger.from_url(url)
+        return open_ledger(settings)
     except (LedgerError, ValueError) as exc:  # the message is password-free by construction
         _err(f"error: {exc}")
         raise typer.Exit(2) from None

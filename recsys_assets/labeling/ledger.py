@@ -237,6 +237,11 @@ def ledger_url(settings: Any) -> str:
     return sqlite_url(settings.ledger_path)
 
 
+def open_ledger(settings: Any) -> Ledger:
+    """The ledger the settings name, with their lease: the one way the CLI and the asset open it."""
+    return Ledger.from_url(ledger_url(settings), lease_seconds=settings.ledger.lease_seconds)
+
+
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
 _PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&](?:password|passwd|sslpassword)=)[^&\s]*", re.I)
 

@@ -213,7 +213,7 @@ def _label_with_llm(
     progress, stop_event, llm_options, engine_config,
 ) -> None:
     from recsys_assets.labeling.engine import Engine, EngineConfig, PendingRow
-    from recsys_assets.labeling.ledger import Ledger, input_key, ledger_url
+    from recsys_assets.labeling.ledger import input_key, open_ledger
     from recsys_assets.labeling.llm import LLMLabeler, LLMOptions, price_per_1m
 
     cfg = engine_config or EngineConfig.from_settings(settings.llm)
@@ -237,7 +237,7 @@ def _label_with_llm(
     for i, k in zip(rows, keys, strict=True):
         first_row.setdefault(k, i)
 
-    ledger = Ledger.from_url(ledger_url(settings))
+    ledger = open_ledger(settings)
     try:
         ledger.register_fingerprint(fp, params)
         before = ledger.lookup(fp, first_row)
