@@ -1,17 +1,32 @@
 """Settings read from the environment, with the embedded defaults documented in the README.
 
-Plain Python (no Dagster import) so the CLI and the domain modules share one source of truth.
+This module is the only reader (and writer) of the process environment in the package: every
+RECSYS_* variable becomes a typed field of `Settings` here, and the domain modules receive the
+values they need as arguments. Plain Python (no Dagster import) so the CLI and the Dagster
+resources build from one source of truth. tests/test_settings.py enforces the rule.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SCALES = ("small", "medium", "large")
-LABELERS = ("auto", "offline", "openai", "cascade")
+LABELERS = ("auto", "offline", "llm", "cascade")
+# Deprecated spellings still accepted: `openai` was the LLM labeler's old name (the `source`
+# column always said `llm`).
+LABELER_ALIASES = {"openai": "llm"}
+DEFAULT_LLM_MODEL = "gpt-4o-mini"
+DEFAULT_LEASE_SECONDS = 600.0
+DEFAULT_CASCADE_MARGIN = 0.35
+# A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
+# parallel sums); a champion should not change hands for that.
+DEFAULT_PROMOTION_MARGIN = 0.001
+DEFAULT_NDCG_FLOOR = 0.0
+DEFAULT_REBUILD_CRON = "0 5 * * 1"  # Monday 05:00
+DEFAULT_REBUILD_TIMEZONE = "Asia/Seoul"
 # An order line above this quantity is a unit or typing error (1e308 summed to inf), not an order.
 DEFAULT_MAX_QUANTITY = 1_000_000.0
 # An input with this share fewer loadable rows than the table it replaces is refused (0.5: refuse
@@ -52,6 +67,89 @@ def env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+class Secret:
+    """A secret value (API key, webhook URL) that never shows in repr, str, logs or metadata."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _secret(name: str) -> Secret | None:
+    raw = _env(name)
+    return Secret(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """The LLM labeler: provider, limits and prices (RECSYS_LLM_*, OPENAI_*)."""
+
+    model: str = DEFAULT_LLM_MODEL
+    base_url: str | None = None
+    api_key: Secret | None = field(default=None, repr=False)
+    timeout_s: float = 30.0
+    price_in: float | None = None  # USD per 1M tokens; None: the built-in table
+    price_out: float | None = None
+    max_concurrency: int = 8
+    rpm: int | None = None
+    tpm: int | None = None
+    items_per_call: int = 1
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    breaker_threshold: int = 20
+    cascade_margin: float = DEFAULT_CASCADE_MARGIN
+
+    @property
+    def api_key_value(self) -> str | None:
+        return self.api_key.get() if self.api_key else None
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """The labeling ledger: RECSYS_LEDGER_URL (None: the SQLite file under home) and the lease."""
+
+    url: str | None = field(default=None, repr=False)  # may hold a database password
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+
+
+@dataclass(frozen=True)
+class RankingSettings:
+    """The ranker's data split, promotion gate and rebuild schedule."""
+
+    cutoff: str | None = None  # RECSYS_RANK_CUTOFF; None: the start of the last holdout window
+    promotion_margin: float = DEFAULT_PROMOTION_MARGIN
+    ndcg_floor: float = DEFAULT_NDCG_FLOOR
+    mlflow_tracking_uri: str | None = None  # None: the sqlite store under home
+    mlflow_artifact_root: str | None = None  # None: home/mlartifacts
+    rebuild_cron: str = DEFAULT_REBUILD_CRON
+    rebuild_timezone: str = DEFAULT_REBUILD_TIMEZONE
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    webhook_url: Secret | None = field(default=None, repr=False)  # RECSYS_ALERT_WEBHOOK
+
+    @property
+    def webhook_url_value(self) -> str | None:
+        return self.webhook_url.get() if self.webhook_url else None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -59,15 +157,29 @@ class Settings:
     sample_scale: str
     seed: int
     labeler: str
-    llm_model: str
-    openai_base_url: str | None
-    has_openai_key: bool
     duckdb_memory_limit: str
     duckdb_threads: int
-    ledger_url: str | None = None
     max_quantity: float = DEFAULT_MAX_QUANTITY
     max_shrink: float = DEFAULT_MAX_SHRINK
     allow_shrink: bool = False
+    warehouse_db: str | None = None  # RECSYS_WAREHOUSE_DB, e.g. a MotherDuck `md:` database
+    dagster_home_env: Path | None = None  # DAGSTER_HOME when set
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    ranking: RankingSettings = field(default_factory=RankingSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+
+    @property
+    def llm_model(self) -> str:
+        return self.llm.model
+
+    @property
+    def has_openai_key(self) -> bool:
+        return self.llm.api_key is not None
+
+    @property
+    def ledger_url(self) -> str | None:
+        return self.ledger.url
 
     # Everything the pipeline writes lives under `home`.
     @property
@@ -77,7 +189,7 @@ class Settings:
     @property
     def warehouse_database(self) -> str:
         """What DuckDB opens: RECSYS_WAREHOUSE_DB (e.g. a MotherDuck `md:` database) or the file."""
-        return _env("RECSYS_WAREHOUSE_DB") or str(self.warehouse_path)
+        return self.warehouse_db or str(self.warehouse_path)
 
     @property
     def ledger_path(self) -> Path:
@@ -89,11 +201,11 @@ class Settings:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return _env("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db_path}"
+        return self.ranking.mlflow_tracking_uri or f"sqlite:///{self.mlflow_db_path}"
 
     @property
     def mlflow_artifact_root(self) -> Path:
-        return self.home / "mlartifacts"
+        return Path(self.ranking.mlflow_artifact_root or self.home / "mlartifacts")
 
     @property
     def sample_dir(self) -> Path:
@@ -111,12 +223,12 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        return Path(_env("DAGSTER_HOME") or self.home / "dagster")
+        return self.dagster_home_env or self.home / "dagster"
 
     def resolved_labeler(self) -> str:
         """`auto` means the LLM when a key is configured, the offline labeler otherwise."""
         if self.labeler == "auto":
-            return "openai" if self.has_openai_key else "offline"
+            return "llm" if self.has_openai_key else "offline"
         return self.labeler
 
 
@@ -136,8 +248,8 @@ def load_settings(**overrides: object) -> Settings:
         clean["data_dir"] = Path(str(clean["data_dir"])).expanduser().resolve()
     if clean.get("sample_scale") not in (None, *SCALES):
         raise ConfigError(f"sample_scale must be one of {', '.join(SCALES)}, got {clean['sample_scale']!r}")
-    if clean.get("labeler") not in (None, *LABELERS):
-        raise ConfigError(f"labeler must be one of {', '.join(LABELERS)}, got {clean['labeler']!r}")
+    if "labeler" in clean:
+        clean["labeler"] = normalize_labeler(str(clean["labeler"]), "labeler")
     return replace(settings, **clean)
 
 
@@ -147,25 +259,108 @@ def _from_env() -> Settings:
     scale = (_env("RECSYS_SAMPLE_SCALE", "small") or "small").lower()
     if scale not in SCALES:
         raise ConfigError(f"RECSYS_SAMPLE_SCALE must be one of {', '.join(SCALES)}, got {scale!r}")
-    labeler = (_env("RECSYS_LABELER", "auto") or "auto").lower()
-    if labeler not in LABELERS:
-        raise ConfigError(f"RECSYS_LABELER must be one of {', '.join(LABELERS)}, got {labeler!r}")
+    labeler = normalize_labeler(_env("RECSYS_LABELER", "auto") or "auto", "RECSYS_LABELER")
     return Settings(
         home=home,
         data_dir=Path(data_dir_raw).expanduser().resolve() if data_dir_raw else None,
         sample_scale=scale,
         seed=env_int("RECSYS_SEED", 42),
         labeler=labeler,
-        llm_model=_env("RECSYS_LLM_MODEL", "gpt-4o-mini") or "gpt-4o-mini",
-        openai_base_url=_env("OPENAI_BASE_URL"),
-        has_openai_key=bool(_env("OPENAI_API_KEY")),
         duckdb_memory_limit=_env("RECSYS_DUCKDB_MEMORY_LIMIT", "4GB") or "4GB",
         duckdb_threads=env_int("RECSYS_DUCKDB_THREADS", os.cpu_count() or 2),
-        ledger_url=_env("RECSYS_LEDGER_URL"),
         max_quantity=_positive("RECSYS_MAX_QUANTITY", DEFAULT_MAX_QUANTITY),
         max_shrink=_share("RECSYS_MAX_SHRINK", DEFAULT_MAX_SHRINK),
         allow_shrink=env_bool("RECSYS_ALLOW_SHRINK", False),
+        warehouse_db=_env("RECSYS_WAREHOUSE_DB"),
+        dagster_home_env=Path(dh) if (dh := _env("DAGSTER_HOME")) else None,
+        llm=_llm_from_env(),
+        ledger=LedgerSettings(
+            url=_env("RECSYS_LEDGER_URL"),
+            lease_seconds=_lease("RECSYS_LEDGER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+        ),
+        ranking=RankingSettings(
+            cutoff=_env("RECSYS_RANK_CUTOFF"),
+            promotion_margin=env_float("RECSYS_PROMOTION_MARGIN", DEFAULT_PROMOTION_MARGIN),
+            ndcg_floor=env_float("RECSYS_NDCG_FLOOR", DEFAULT_NDCG_FLOOR),
+            mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
+            rebuild_cron=_env("RECSYS_REBUILD_CRON", DEFAULT_REBUILD_CRON) or DEFAULT_REBUILD_CRON,
+            rebuild_timezone=_env("RECSYS_REBUILD_TIMEZONE", DEFAULT_REBUILD_TIMEZONE)
+            or DEFAULT_REBUILD_TIMEZONE,
+        ),
+        alerts=AlertSettings(webhook_url=_secret("RECSYS_ALERT_WEBHOOK")),
     )
+
+
+def _llm_from_env() -> LLMSettings:
+    price_in, price_out = _env("RECSYS_LLM_PRICE_IN"), _env("RECSYS_LLM_PRICE_OUT")
+    return LLMSettings(
+        model=_env("RECSYS_LLM_MODEL", DEFAULT_LLM_MODEL) or DEFAULT_LLM_MODEL,
+        base_url=_env("OPENAI_BASE_URL"),
+        api_key=_secret("OPENAI_API_KEY"),
+        timeout_s=env_float("RECSYS_LLM_TIMEOUT", 30.0),
+        price_in=env_float("RECSYS_LLM_PRICE_IN", 0.0) if price_in else None,
+        price_out=env_float("RECSYS_LLM_PRICE_OUT", 0.0) if price_out else None,
+        max_concurrency=_int("RECSYS_LLM_MAX_CONCURRENCY", 8),
+        rpm=env_int("RECSYS_LLM_RPM", None),
+        tpm=env_int("RECSYS_LLM_TPM", None),
+        items_per_call=_int("RECSYS_LLM_ITEMS_PER_CALL", 1),
+        max_attempts=_int("RECSYS_LLM_MAX_ATTEMPTS", 6),
+        backoff_base_s=env_float("RECSYS_LLM_BACKOFF_BASE", 0.5),
+        backoff_max_s=env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
+        breaker_threshold=_int("RECSYS_LLM_BREAKER", 20),
+        cascade_margin=_non_negative("RECSYS_CASCADE_MARGIN", DEFAULT_CASCADE_MARGIN),
+    )
+
+
+def _int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    return default if value is None else value
+
+
+def _lease(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def _non_negative(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def normalize_labeler(value: str, name: str = "labeler") -> str:
+    """A labeler name in its one spelling (`openai` -> `llm`); ConfigError naming `name` else."""
+    kind = value.strip().lower()
+    kind = LABELER_ALIASES.get(kind, kind)
+    if kind not in LABELERS:
+        raise ConfigError(f"{name} must be one of {', '.join(LABELERS)}, got {value!r}")
+    return kind
+
+
+def env_str(name: str) -> str | None:
+    """A raw setting for an entry point that needs one variable before full settings exist."""
+    return _env(name)
+
+
+def configured_secrets() -> tuple[str, ...]:
+    """Secrets to scrub from anything printed or stored, whoever formats the text.
+
+    Read at call time (not from a Settings) so redaction also covers text formatted before
+    settings are loaded, e.g. a ConfigError message.
+    """
+    return tuple(v for v in (_env("OPENAI_API_KEY"),) if v)
+
+
+def set_process_env(name: str, value: str, *, overwrite: bool = True) -> None:
+    """The one place the package writes the process environment: for libraries that read it
+    (Dagster's DAGSTER_HOME, MLflow's progress bar, OpenMP's wait policy)."""
+    if overwrite:
+        os.environ[name] = value
+    else:
+        os.environ.setdefault(name, value)
 
 
 def env_bool(name: str, default: bool) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from recsys_assets.config import Settings
-from recsys_assets.orchestration import ingest, labeling, ops, ranking, warehouse
+from recsys_assets.config import Settings, load_settings
+from recsys_assets.orchestration import ingest, jobs, labeling, ranking, schedules, sensors, warehouse
 from recsys_assets.orchestration.resources import default_resources
 
 ASSET_MODULES = [ingest, labeling, warehouse, ranking]
@@ -13,14 +13,15 @@ ASSET_MODULES = [ingest, labeling, warehouse, ranking]
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Definitions bound to `settings` (the environment when None); tests pass a tmp RECSYS_HOME."""
+    settings = settings or load_settings()
     assets = [a for m in ASSET_MODULES for a in m.assets]
     checks = [c for m in ASSET_MODULES for c in m.asset_checks]
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=ops.jobs,
-        schedules=ops.schedules,
-        sensors=ops.sensors,
+        jobs=jobs.jobs,
+        schedules=schedules.build_schedules(settings),
+        sensors=sensors.sensors,
         resources=default_resources(settings),
     )
 

@@ -66,7 +66,9 @@ def file_lock(path: Path) -> Iterator[None]:
 
 def main() -> int:
     """`python -m recsys_assets.instance`: prepare $DAGSTER_HOME (used by `make ui`)."""
-    home = os.environ.get("DAGSTER_HOME")
+    from recsys_assets.config import env_str
+
+    home = env_str("DAGSTER_HOME")
     if not home:
         print("error: DAGSTER_HOME is not set", file=sys.stderr)
         return 2

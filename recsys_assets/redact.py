@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
+
+from recsys_assets.config import configured_secrets
 
 _SK_RE = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
 
@@ -12,7 +13,7 @@ _SK_RE = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
 def scrub(text: object, secrets: Sequence[str | None] = ()) -> str:
     """Remove the given secrets, the configured OPENAI_API_KEY and anything shaped like sk-..."""
     out = str(text)
-    for secret in (*secrets, os.environ.get("OPENAI_API_KEY")):
+    for secret in (*secrets, *configured_secrets()):
         if secret and len(secret) >= 6:
             out = out.replace(secret, "***")
     return _SK_RE.sub("sk-***", out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from recsys_assets.alerts import MODEL_QUALITY, SYSTEM_FAILURE, Alert, AlertStore
-from recsys_assets.orchestration.ops import failure_alert_sensor
+from recsys_assets.orchestration.sensors import failure_alert_sensor
 from tests.webhook_receiver import WebhookReceiver
 
 

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from recsys_assets.instance import PACKAGED_DAGSTER_YAML, ensure_dagster_yaml
-from recsys_assets.orchestration.ops import failure_alert_sensor
+from recsys_assets.orchestration.sensors import failure_alert_sensor
 from recsys_assets.run_markers import BUSY_EXIT_CODE
 from recsys_assets.sample_data import generate_sample
 from tests.fake_openai_server import FakeOpenAI
@@ -250,7 +250,7 @@ def hung_llm():
 
 def hanging_run(recsys_home: Path, data: Path, server: FakeOpenAI, **extra: str):
     env = cli_env(
-        RECSYS_DATA_DIR=str(data), RECSYS_LABELER="openai", OPENAI_BASE_URL=server.base_url,
+        RECSYS_DATA_DIR=str(data), RECSYS_LABELER="llm", OPENAI_BASE_URL=server.base_url,
         OPENAI_API_KEY="sk-test-" + "k" * 32, RECSYS_LLM_TIMEOUT="240", **extra,
     )
     proc = spawn("materialize", "--select", "restaurants,restaurant_industry", env=env)

@@ -141,7 +141,7 @@ def test_llm_label_with_faults_exits_zero_and_flags(app, llm_env, server, tmp_pa
     src = tmp_path / "in.csv"
     make_input(src, 40)
     out = tmp_path / "out.parquet"
-    res = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "openai",
+    res = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "llm",
                                    "--no-progress"])
     assert res.exit_code == 0, res.output
     got = pd.read_parquet(out)
@@ -157,7 +157,7 @@ def test_auth_error_exits_fast_with_clear_message_and_no_key(app, llm_env, serve
     src = tmp_path / "in.csv"
     make_input(src, 30)
     t0 = time.perf_counter()
-    res = CliRunner().invoke(app, ["label", str(src), "-o", str(tmp_path / "o.csv"), "--labeler", "openai"])
+    res = CliRunner().invoke(app, ["label", str(src), "-o", str(tmp_path / "o.csv"), "--labeler", "llm"])
     assert time.perf_counter() - t0 < 10
     assert res.exit_code == 1
     assert "authentication failed" in res.output and "OPENAI_API_KEY" in res.output
@@ -176,7 +176,7 @@ def test_ledger_commands(app, llm_env, server, tmp_path):
     src = tmp_path / "in.csv"
     make_input(src, 12)
     assert CliRunner().invoke(app, ["label", str(src), "-o", str(tmp_path / "o.csv"),
-                                    "--labeler", "openai", "--no-progress"]).exit_code == 0
+                                    "--labeler", "llm", "--no-progress"]).exit_code == 0
     r = CliRunner().invoke(app, ["ledger", "stats"])
     assert r.exit_code == 0 and "12 rows" in r.output and "gpt-4o-mini" in r.output
     r = CliRunner().invoke(app, ["ledger", "export", str(tmp_path / "l.parquet"), "--status", "ok"])
@@ -196,7 +196,7 @@ def test_sigkill_mid_run_then_resume_pays_only_for_calls_in_flight(app, llm_env,
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     make_input(src, 60)
     ledger = Path(os.environ["RECSYS_HOME"]) / "labeling_ledger.sqlite"
-    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "openai"], llm_env)
+    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "llm"], llm_env)
     wait_until(lambda: ledger_ok_rows(ledger) >= 15, proc)
     proc.kill()
     proc.communicate()
@@ -204,13 +204,13 @@ def test_sigkill_mid_run_then_resume_pays_only_for_calls_in_flight(app, llm_env,
     saved = ledger_ok_rows(ledger)
     assert 15 <= saved < 60  # really killed mid-run
 
-    res = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"])
+    res = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(out)) == 60
     # an uninterrupted run makes 60 calls; the kill may only waste the calls in flight (<= 4)
     assert 60 <= server.requests <= 60 + 4
     before = server.requests
-    res = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"])
+    res = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"])
     assert res.exit_code == 0 and server.requests == before  # third run: no call at all
 
 
@@ -218,7 +218,7 @@ def test_sigint_stops_gracefully_and_resume_completes(app, llm_env, server, tmp_
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     make_input(src, 60)
     ledger = Path(os.environ["RECSYS_HOME"]) / "labeling_ledger.sqlite"
-    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "openai"], llm_env)
+    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "llm"], llm_env)
     wait_until(lambda: ledger_ok_rows(ledger) >= 15, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -229,7 +229,7 @@ def test_sigint_stops_gracefully_and_resume_completes(app, llm_env, server, tmp_
     assert 15 <= done < 60
     assert server.requests == done  # graceful: every call made was recorded
 
-    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "openai"], llm_env)
+    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "llm"], llm_env)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert server.requests == 60  # no row paid twice
@@ -239,7 +239,7 @@ def test_sigint_stops_gracefully_and_resume_completes(app, llm_env, server, tmp_
 def test_two_processes_on_the_same_file_do_not_corrupt_the_ledger(llm_env, server, tmp_path):
     src = tmp_path / "in.csv"
     make_input(src, 60)
-    procs = [spawn(["label", str(src), "-o", str(tmp_path / f"out{i}.csv"), "--labeler", "openai",
+    procs = [spawn(["label", str(src), "-o", str(tmp_path / f"out{i}.csv"), "--labeler", "llm",
                     "--no-progress"], llm_env) for i in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=60)
@@ -258,10 +258,20 @@ def test_sigterm_is_a_graceful_stop_too(llm_env, server, tmp_path):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     make_input(src, 60)
     ledger = Path(os.environ["RECSYS_HOME"]) / "labeling_ledger.sqlite"
-    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], llm_env)
+    proc = spawn(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], llm_env)
     wait_until(lambda: ledger_ok_rows(ledger) >= 10, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "SIGTERM" in err and "remaining — rerun the same command to resume" in err
     assert server.requests == ledger_ok_rows(ledger) and not out.exists()
+
+
+def test_openai_is_a_deprecated_alias_of_llm(app, llm_env, server, tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    make_input(src, 6)
+    res = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "(llm)" in res.output and set(pd.read_csv(out)["source"]) == {"llm"}
+    bad = CliRunner().invoke(app, ["label", str(src), "-o", str(out), "--labeler", "gpt"])
+    assert bad.exit_code == 2 and "offline, llm, cascade or auto" in bad.output

@@ -86,7 +86,7 @@ def _foreign_sqlite(path: Path) -> None:
 def test_a_ledger_that_is_not_a_ledger_stops_the_run_before_any_call(env, server, tmp_path, damage, expected):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     make_input(src, 12)
-    first = recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+    first = recsys(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], env)
     assert first.returncode == 0, first.stderr
     assert server.requests == 12
     ledger = Path(env["RECSYS_HOME"]) / "labeling_ledger.sqlite"
@@ -95,7 +95,7 @@ def test_a_ledger_that_is_not_a_ledger_stops_the_run_before_any_call(env, server
     damage(ledger)
     before = ledger.read_bytes()
     out.unlink()
-    res = recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+    res = recsys(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], env)
     assert res.returncode == 2, res.stderr
     assert str(ledger) in last_line(res.stderr) and expected in last_line(res.stderr)
     assert "Traceback" not in res.stderr
@@ -167,7 +167,7 @@ def test_an_unwritable_output_is_refused_before_any_call(env, server, tmp_path, 
     make_input(src, 12)
     out = make_output(tmp_path)
     try:
-        res = recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+        res = recsys(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], env)
     finally:
         if out.parent.name == "read_only":
             out.parent.chmod(0o755)
@@ -245,7 +245,7 @@ def hang_env(env):
 
 
 def label_csv(env: dict[str, str], src: Path, out: Path) -> subprocess.CompletedProcess:
-    return recsys(["label", str(src), "-o", str(out), "--labeler", "openai", "--no-progress"], env)
+    return recsys(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], env)
 
 
 def test_rows_without_an_answer_exit_3_and_only_they_are_retried(hang_env, server, tmp_path):

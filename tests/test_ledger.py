@@ -293,8 +293,8 @@ def test_stats_count_live_claims(ledger):
 def test_ledger_url_defaults_to_the_sqlite_file_and_the_env_overrides(recsys_home, monkeypatch):
     from recsys_assets.config import load_settings
 
-    settings = load_settings()
     monkeypatch.delenv("RECSYS_LEDGER_URL", raising=False)
+    settings = load_settings()
     url = ledger_url(settings)
     assert url == f"sqlite:///{settings.ledger_path}"
     with Ledger.from_url(url) as led:  # the same file `Ledger(path)` opens
@@ -302,7 +302,8 @@ def test_ledger_url_defaults_to_the_sqlite_file_and_the_env_overrides(recsys_hom
     with Ledger(settings.ledger_path) as led:
         assert led.count() == 1 and led.path == settings.ledger_path
     monkeypatch.setenv("RECSYS_LEDGER_URL", "postgresql://u:pw@db.example/ledger")
-    assert ledger_url(settings) == "postgresql://u:pw@db.example/ledger"
+    assert ledger_url(load_settings()) == "postgresql://u:pw@db.example/ledger"
+    assert "pw" not in repr(load_settings())  # the URL may carry a password
 
 
 def test_passwords_are_masked_in_every_message(tmp_path):
@@ -317,12 +318,16 @@ def test_passwords_are_masked_in_every_message(tmp_path):
 
 
 def test_lease_setting_from_env(tmp_path, monkeypatch):
+    from recsys_assets.config import ConfigError, load_settings
+
     monkeypatch.setenv("RECSYS_LEDGER_LEASE_SECONDS", "42")
-    with Ledger(tmp_path / "a.sqlite") as led:
+    lease = load_settings().ledger.lease_seconds
+    with Ledger(tmp_path / "a.sqlite", lease_seconds=lease) as led:
         assert led.lease_seconds == 42
-    monkeypatch.setenv("RECSYS_LEDGER_LEASE_SECONDS", "soon")
-    with pytest.raises(ValueError, match="RECSYS_LEDGER_LEASE_SECONDS"):
-        Ledger(tmp_path / "b.sqlite")
+    for bad in ("soon", "0"):
+        monkeypatch.setenv("RECSYS_LEDGER_LEASE_SECONDS", bad)
+        with pytest.raises(ConfigError, match="RECSYS_LEDGER_LEASE_SECONDS"):
+            load_settings()
 
 
 # -- two worker processes on one ledger ----------------------------------------------------------
@@ -370,7 +375,7 @@ def run_two_workers(tmp_path: Path, server, env: dict[str, str]) -> list[str]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "recsys_assets.labeling.commands", "label", str(src), "-o",
-             str(tmp_path / f"out_{src.stem}.csv"), "--labeler", "openai", "--no-progress"],
+             str(tmp_path / f"out_{src.stem}.csv"), "--labeler", "llm", "--no-progress"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for src in worker_inputs(tmp_path)
@@ -460,8 +465,8 @@ def test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers(
                        "name": [f"가게{i}" for i in range(20)],
                        "menu": [WORKER_MENUS[i % len(WORKER_MENUS)] for i in range(20)]})
     keys = [input_key(n, m) for n, m in zip(df["name"], df["menu"], strict=True)]
-    settings = load_settings()
     monkeypatch.setenv("RECSYS_LEDGER_URL", store_url)
+    settings = load_settings()
     with FakeOpenAI(latency_ms=5) as server:
         opts = LLMOptions(base_url=server.base_url, api_key="sk-test-" + "p" * 32, items_per_call=5)
         fp = fingerprint(opts.fingerprint_params())
@@ -479,7 +484,7 @@ def test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers(
 
         server._next_fault = peer_answers_during_the_run
         try:
-            out, rep = label_frame(df, labeler="openai", settings=settings, llm_options=opts,
+            out, rep = label_frame(df, labeler="llm", settings=settings, llm_options=opts,
                                    engine_config=EngineConfig(max_concurrency=2, items_per_call=5))
         finally:
             peer.close()
@@ -490,3 +495,12 @@ def test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers(
     assert rep.reused_from_ledger == 2 and rep.failed == 1 and rep.labeled_this_run == 18
     assert out.set_index("restaurant_id").loc["R12", "flagged"]
     assert not out.drop(index=12)["flagged"].any()
+
+
+def test_open_ledger_takes_the_settings_lease(recsys_home, monkeypatch):
+    from recsys_assets.config import load_settings
+    from recsys_assets.labeling.ledger import open_ledger
+
+    monkeypatch.setenv("RECSYS_LEDGER_LEASE_SECONDS", "77")
+    with open_ledger(load_settings()) as led:
+        assert led.lease_seconds == 77

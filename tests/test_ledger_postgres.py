@@ -164,7 +164,7 @@ def test_lease_expiry_lets_a_second_worker_take_over_a_killed_workers_keys(
         "import sys, recsys_assets.labeling.ledger as L; L._HOST = 'another-host.example'; "
         "from recsys_assets.labeling.commands import main; "
         f"sys.argv = ['recsys', 'label', {str(src)!r}, '-o', {str(tmp_path / 'a.csv')!r}, "
-        "'--labeler', 'openai', '--no-progress']; main()"
+        "'--labeler', 'llm', '--no-progress']; main()"
     )
     lease_s = 1.5
     proc = subprocess.Popen([sys.executable, "-c", worker_a], cwd=REPO, stdout=subprocess.PIPE,
@@ -190,7 +190,7 @@ def test_lease_expiry_lets_a_second_worker_take_over_a_killed_workers_keys(
     server.configure(latency_ms=5)
     monkeypatch.setenv("RECSYS_LEDGER_URL", store_url)
     out, rep = label_frame(
-        df, labeler="openai", settings=load_settings(),
+        df, labeler="llm", settings=load_settings(),
         llm_options=LLMOptions(base_url=server.base_url, api_key=env["OPENAI_API_KEY"]),
         engine_config=EngineConfig(max_concurrency=4, backoff_base_s=0.005),
     )

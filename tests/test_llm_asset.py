@@ -26,7 +26,7 @@ def test_asset_and_cli_share_the_ledger(recsys_home, tmp_path, monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("RECSYS_LABELER", "auto")  # a key is set: auto means the LLM
         settings = load_settings()
-        assert settings.resolved_labeler() == "openai"
+        assert settings.resolved_labeler() == "llm"
 
         result = build_defs(settings).resolve_job_def("rebuild_job").execute_in_process(
             instance=dg.DagsterInstance.ephemeral(),

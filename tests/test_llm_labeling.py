@@ -17,7 +17,7 @@ from recsys_assets.labeling import llm
 from recsys_assets.labeling.engine import EngineConfig, RateLimiter
 from recsys_assets.labeling.ledger import Ledger
 from recsys_assets.labeling.llm import LLMOptions
-from recsys_assets.labeling.service import LabelingAbortedError, label_frame
+from recsys_assets.labeling.service import LabelingAborted, label_frame
 from tests.fake_openai_server import FakeOpenAI, keyword_label
 
 MENUS = ["짜장면, 짬뽕, 탕수육", "삼겹살, 목살", "연어초밥, 우동", "콤비네이션 피자", "떡볶이, 김밥",
@@ -47,7 +47,7 @@ def env(recsys_home, server):
     key = fake_key()
     settings = load_settings()
 
-    def run(df, *, labeler="openai", cfg=None, opts=None, **kw):
+    def run(df, *, labeler="llm", cfg=None, opts=None, **kw):
         cfg = cfg or EngineConfig(max_concurrency=4, backoff_base_s=0.005, backoff_max_s=0.05)
         opts = opts or LLMOptions(base_url=server.base_url, api_key=key, timeout_s=5)
         return label_frame(df, labeler=labeler, settings=settings, llm_options=opts,
@@ -235,8 +235,8 @@ def test_auth_error_fails_fast_without_leaking_the_key(recsys_home, server):
     server.configure(api_key="sk-the-right-one-" + "z" * 20)
     df = make_df(30)
     t0 = time.perf_counter()
-    with pytest.raises(LabelingAbortedError) as info:
-        label_frame(df, labeler="openai", settings=load_settings(),
+    with pytest.raises(LabelingAborted) as info:
+        label_frame(df, labeler="llm", settings=load_settings(),
                     llm_options=LLMOptions(base_url=server.base_url, api_key=key),
                     engine_config=EngineConfig(max_concurrency=4, backoff_base_s=0.01))
     assert time.perf_counter() - t0 < 5
@@ -250,7 +250,7 @@ def test_auth_error_fails_fast_without_leaking_the_key(recsys_home, server):
 
 def test_insufficient_quota_stops_with_a_clear_message(env, server):
     server.configure(script=["ok", "insufficient_quota"])
-    with pytest.raises(LabelingAbortedError) as info:
+    with pytest.raises(LabelingAborted) as info:
         env(make_df(10), cfg=EngineConfig(max_concurrency=1, backoff_base_s=0.001))
     assert info.value.reason == "insufficient_quota" and "quota" in str(info.value)
     assert info.value.report.remaining == 9 and len(info.value.frame) == 1
@@ -259,7 +259,7 @@ def test_insufficient_quota_stops_with_a_clear_message(env, server):
 
 def test_circuit_breaker_stops_and_keeps_progress(env, server):
     server.configure(script=["ok"] * 3, rates={"server_error": 1.0})
-    with pytest.raises(LabelingAbortedError) as info:
+    with pytest.raises(LabelingAborted) as info:
         env(make_df(30), cfg=EngineConfig(max_concurrency=2, max_attempts=50, breaker_threshold=5,
                                           backoff_base_s=0.001))
     assert info.value.reason == "circuit_open"
@@ -323,7 +323,8 @@ def test_cost_uses_the_price_table_and_env_override(monkeypatch):
     assert llm.estimate_cost("unknown-model", 10**6, 10**6) == 0.0
     monkeypatch.setenv("RECSYS_LLM_PRICE_IN", "1")
     monkeypatch.setenv("RECSYS_LLM_PRICE_OUT", "2")
-    assert llm.estimate_cost("unknown-model", 10**6, 10**6) == pytest.approx(3.0)
+    prices = llm.LLMOptions.from_settings(load_settings().llm).prices
+    assert llm.estimate_cost("unknown-model", 10**6, 10**6, prices) == pytest.approx(3.0)
 
 
 def test_offline_path_needs_no_key_or_ledger(recsys_home):

@@ -200,10 +200,14 @@ def test_menu_token_association_finds_the_menu_driven_product(built):
 
 
 def test_cutoff_from_environment(built, monkeypatch):
+    from recsys_assets.config import load_settings
+
     con, _ = built
     monkeypatch.setenv("RECSYS_RANK_CUTOFF", "2025-01-15")
-    assert ds.resolve_cutoff(con) == date(2025, 1, 15)
+    assert ds.resolve_cutoff(con, load_settings().ranking.cutoff) == date(2025, 1, 15)
     assert ds.resolve_cutoff(con, "2024-12-01") == date(2024, 12, 1)
+    _, end = ds.data_span(con)
+    assert ds.resolve_cutoff(con) == end - timedelta(days=ds.HOLDOUT_DAYS)  # env no longer read here
 
 
 def test_menu_tokens():

@@ -181,7 +181,7 @@ def test_floor_and_baseline_block_a_first_model(env, tmp_path, monkeypatch):
     fresh = load_settings()
     v, ev = _log(con, good, dset, fresh)
     monkeypatch.setenv("RECSYS_NDCG_FLOOR", "0.999")
-    d = reg.promote_if_better(con, v.version, dset, fresh)
+    d = reg.promote_if_better(con, v.version, dset, load_settings())
     assert not d.promoted and "below the floor 0.999" in d.reason
     assert "champion" not in reg.aliases(fresh)
     with pytest.raises(rec.NoChampionError):

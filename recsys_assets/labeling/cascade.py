@@ -13,16 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recsys_assets.config import ConfigError, env_float
+from recsys_assets.config import DEFAULT_CASCADE_MARGIN
 
-DEFAULT_MARGIN = 0.35
-
-
-def margin_from_env() -> float:
-    value = env_float("RECSYS_CASCADE_MARGIN", DEFAULT_MARGIN)
-    if value < 0:
-        raise ConfigError(f"RECSYS_CASCADE_MARGIN must be >= 0, got {value!r}")
-    return value
+DEFAULT_MARGIN = DEFAULT_CASCADE_MARGIN  # RECSYS_CASCADE_MARGIN: settings.llm.cascade_margin
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def _check_output(path: Path) -> None:
 def label_cmd(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet with restaurant_id, name, menu[, description].")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet, by suffix.")],
-    labeler: Annotated[str | None, typer.Option(help="offline | openai | cascade | auto (default: RECSYS_LABELER).")] = None,
+    labeler: Annotated[str | None, typer.Option(help="offline | llm | cascade | auto (default: RECSYS_LABELER; openai = llm, deprecated).")] = None,
     max_concurrency: Annotated[int | None, typer.Option(min=1, help="Parallel LLM calls (RECSYS_LLM_MAX_CONCURRENCY, default 8).")] = None,
     items_per_call: Annotated[int | None, typer.Option(min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
@@ -141,25 +141,30 @@ def label_cmd(
     from recsys_assets.config import ConfigError
 
     _check_output(output)
-    if labeler is not None and labeler.lower() not in ("offline", "openai", "cascade", "auto"):
-        _err("error: --labeler must be offline, openai, cascade or auto")
-        raise typer.Exit(2)
+    if labeler is not None:
+        from recsys_assets.config import LABELER_ALIASES
+
+        labeler = LABELER_ALIASES.get(labeler.strip().lower(), labeler.strip().lower())
+        if labeler not in ("offline", "llm", "cascade", "auto"):
+            _err("error: --labeler must be offline, llm, cascade or auto (openai: old name of llm)")
+            raise typer.Exit(2)
     settings = _settings()
     df = _read_input(input_path)
 
     from recsys_assets.labeling.engine import EngineConfig
     from recsys_assets.labeling.ledger import LedgerError
     from recsys_assets.labeling.llm import scrub
-    from recsys_assets.labeling.service import LabelingAbortedError, label_frame
+    from recsys_assets.labeling.service import LabelingAborted, label_frame
 
-    secrets = (os.environ.get("OPENAI_API_KEY"),)
+    secrets = (settings.llm.api_key_value,)
     positions, breaker = None, False
     try:
-        cfg = EngineConfig.from_env(max_concurrency=max_concurrency, items_per_call=items_per_call)
+        cfg = EngineConfig.from_settings(settings.llm, max_concurrency=max_concurrency,
+                                         items_per_call=items_per_call)
         with _StopOnSignal() as stopper:
             labels, report = label_frame(df, labeler=labeler, settings=settings, progress=progress,
                                          stop_event=stopper.event, engine_config=cfg)
-    except LabelingAbortedError as exc:
+    except LabelingAborted as exc:
         if exc.reason != "circuit_open":  # the provider refuses: every further call would fail
             _err(f"error: {scrub(exc, secrets)}")
             _err(f"{output} was not written (the labels are incomplete).")
@@ -210,7 +215,7 @@ def _output_frame(df, labels, positions: list[int] | None, labeler: str):
     missing = lab["label_status"].isna().to_numpy()
     if missing.any():
         lab.loc[missing, ["industry", "source", "label_status"]] = [
-            taxonomy.OTHER, "llm" if labeler == "openai" else "cascade_llm", "unanswered"]
+            taxonomy.OTHER, "llm" if labeler == "llm" else "cascade_llm", "unanswered"]
         lab.loc[missing, "confidence"] = 0.0
     out = df.copy()
     for col in ("industry", "confidence", "source"):
@@ -247,10 +252,11 @@ def _summary(report, output: Path) -> str:
 
 # -- ledger sub-commands -----------------------------------------------------------------------
 def _open_ledger(must_exist: bool = True):
-    from recsys_assets.labeling.ledger import Ledger, LedgerError, ledger_url
+    from recsys_assets.labeling.ledger import LedgerError, ledger_url, open_ledger
     from sqlalchemy.engine import make_url
 
-    url = ledger_url(_settings())
+    settings = _settings()
+    url = ledger_url(settings)
     try:
         parsed = make_url(url)
     except Exception:
@@ -261,7 +267,7 @@ def _open_ledger(must_exist: bool = True):
             _err(f"no ledger at {path} (nothing has been labeled with the LLM under this RECSYS_HOME)")
             raise typer.Exit(0)
     try:
-        return Ledger.from_url(url)
+        return open_ledger(settings)
     except (LedgerError, ValueError) as exc:  # the message is password-free by construction
         _err(f"error: {exc}")
         raise typer.Exit(2) from None

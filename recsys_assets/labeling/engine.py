@@ -19,9 +19,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from recsys_assets import taxonomy
-from recsys_assets.config import env_float, env_int
+from recsys_assets.config import LLMSettings
 from recsys_assets.labeling.ledger import FINAL_STATUSES, Ledger, LedgerRecord, utcnow
 from recsys_assets.labeling.llm import (
     CallFailedError,
@@ -50,16 +51,17 @@ class EngineConfig:
     breaker_threshold: int = 20
 
     @classmethod
-    def from_env(cls, **overrides: object) -> EngineConfig:
+    def from_settings(cls, llm: LLMSettings, **overrides: object) -> EngineConfig:
+        """The engine's limits from settings.llm; non-None overrides (CLI flags) win."""
         values: dict[str, object] = dict(
-            max_concurrency=env_int("RECSYS_LLM_MAX_CONCURRENCY", 8),
-            rpm=env_int("RECSYS_LLM_RPM", None),
-            tpm=env_int("RECSYS_LLM_TPM", None),
-            items_per_call=env_int("RECSYS_LLM_ITEMS_PER_CALL", 1),
-            max_attempts=env_int("RECSYS_LLM_MAX_ATTEMPTS", 6),
-            backoff_base_s=env_float("RECSYS_LLM_BACKOFF_BASE", 0.5),
-            backoff_max_s=env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
-            breaker_threshold=env_int("RECSYS_LLM_BREAKER", 20),
+            max_concurrency=llm.max_concurrency,
+            rpm=llm.rpm,
+            tpm=llm.tpm,
+            items_per_call=llm.items_per_call,
+            max_attempts=llm.max_attempts,
+            backoff_base_s=llm.backoff_base_s,
+            backoff_max_s=llm.backoff_max_s,
+            breaker_threshold=llm.breaker_threshold,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(**values)  # type: ignore[arg-type]
@@ -112,12 +114,21 @@ class RateLimiter:
                 self._buckets["tok"][0] -= actual - estimated
 
 
-class LabelingAborted(Exception):
-    """The run stopped early for a reason the user must fix; progress is kept in the ledger."""
+class LabelingAborted(RuntimeError):
+    """The run stopped early (a fatal provider error or the circuit breaker); progress is kept in
+    the ledger. The one class for this: the engine records it, the service raises it with
+    `frame` (the rows finished before the stop), `report` and `positions` (their row numbers)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, frame: Any = None, report: Any = None,
+                 positions: list[int] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.message = message
+        self.frame = frame
+        self.report = report
+        if positions is None and frame is not None:
+            positions = list(range(len(frame)))
+        self.positions = positions
 
 
 @dataclass
@@ -170,6 +181,7 @@ class Engine:
         self._halt = threading.Event()  # fatal error or breaker: stop everything
         self._consecutive_failures = 0
         self._model = labeler.options.model
+        self._prices = labeler.options.prices
         self._prompt_version = labeler.options.effective_prompt_version()
         self._system_tokens = approx_tokens(system_prompt(config.items_per_call))
 
@@ -337,7 +349,7 @@ class Engine:
 
     def _record_result(self, unit: list[PendingRow], by_id: dict[str, PendingRow], res, attempt: int) -> int:
         n = len(unit)
-        cost = estimate_cost(self._model, res.tokens_in, res.tokens_out)
+        cost = estimate_cost(self._model, res.tokens_in, res.tokens_out, self._prices)
         share_in, share_out = res.tokens_in // n, res.tokens_out // n
         records = []
         for item_id, row in by_id.items():
@@ -389,7 +401,7 @@ class Engine:
             self.stats.http_calls += http + spent_calls
             self.stats.tokens_in += spent_in
             self.stats.tokens_out += spent_out
-            self.stats.cost_usd += estimate_cost(self._model, spent_in, spent_out)
+            self.stats.cost_usd += estimate_cost(self._model, spent_in, spent_out, self._prices)
             self.stats.failures_by_reason[reason] += 1
 
     def _breaker_tripped(self, exc: LLMError) -> bool:

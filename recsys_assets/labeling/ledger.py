@@ -49,12 +49,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recsys_assets.config import env_float
+from recsys_assets.config import DEFAULT_LEASE_SECONDS
 
 STATUSES = ("ok", "invalid", "failed")
 FINAL_STATUSES = ("ok", "invalid")
 SCHEMA_VERSION = 2  # 2: the claims table
-DEFAULT_LEASE_SECONDS = 600.0
 LEDGER_URL_ENV = "RECSYS_LEDGER_URL"
 LEASE_ENV = "RECSYS_LEDGER_LEASE_SECONDS"
 
@@ -231,14 +230,16 @@ def sqlite_url(path: Path | str) -> str:
 
 
 def ledger_url(settings: Any) -> str:
-    """RECSYS_LEDGER_URL, else a `ledger_url` setting, else the SQLite file under RECSYS_HOME."""
-    raw = os.environ.get(LEDGER_URL_ENV, "").strip()
-    if raw:
-        return raw
+    """settings.ledger.url (RECSYS_LEDGER_URL), else the SQLite file under RECSYS_HOME."""
     configured = getattr(settings, "ledger_url", None)
     if configured:
         return str(configured)
     return sqlite_url(settings.ledger_path)
+
+
+def open_ledger(settings: Any) -> Ledger:
+    """The ledger the settings name, with their lease: the one way the CLI and the asset open it."""
+    return Ledger.from_url(ledger_url(settings), lease_seconds=settings.ledger.lease_seconds)
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
@@ -266,13 +267,6 @@ def _scrub(text: object, secrets: Iterable[str | None]) -> str:
         if secret:
             out = out.replace(secret, "***")
     return _mask(out)
-
-
-def _lease_from_env() -> float:
-    value = env_float(LEASE_ENV, DEFAULT_LEASE_SECONDS)
-    if value <= 0:
-        raise ValueError(f"{LEASE_ENV} must be > 0, got {value!r}")
-    return value
 
 
 _HOST = socket.gethostname()
@@ -458,7 +452,7 @@ class Ledger:
             raise LedgerError(f"the ledger supports sqlite and postgresql URLs, got {self.url}")
         self.is_sqlite = self.dialect == "sqlite"
         self.path: Path | None = None
-        self.lease_seconds = float(lease_seconds) if lease_seconds else _lease_from_env()
+        self.lease_seconds = float(lease_seconds) if lease_seconds else DEFAULT_LEASE_SECONDS
         self.owner = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         _LIVE_OWNERS.add(self.owner)
         weakref.finalize(self, _LIVE_OWNERS.discard, self.owner)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recsys_assets import taxonomy
+from recsys_assets.config import LLMSettings
 from recsys_assets.redact import scrub  # noqa: F401 (the engine and service import it from here)
 from recsys_assets.taxonomy import Taxonomy
 
@@ -250,17 +250,22 @@ class LLMOptions:
     timeout_s: float = 30.0
     items_per_call: int = 1
     prompt_version: str | None = None  # None -> PROMPT_VERSION at call time (tests monkeypatch it)
+    # (in, out) USD per 1M tokens overriding the built-in table (RECSYS_LLM_PRICE_IN/_OUT).
+    prices: tuple[float | None, float | None] = (None, None)
 
     @classmethod
-    def from_env(cls, model: str | None = None, **overrides: Any) -> LLMOptions:
-        timeout = float(os.environ.get("RECSYS_LLM_TIMEOUT", "") or 30.0)
-        return cls(
-            model=model or os.environ.get("RECSYS_LLM_MODEL") or DEFAULT_MODEL,
-            base_url=os.environ.get("OPENAI_BASE_URL") or None,
-            api_key=os.environ.get("OPENAI_API_KEY") or None,
-            timeout_s=timeout,
-            **overrides,
+    def from_settings(cls, llm: LLMSettings, **overrides: Any) -> LLMOptions:
+        """The provider options from settings.llm (the one construction path)."""
+        values: dict[str, Any] = dict(
+            model=llm.model,
+            base_url=llm.base_url,
+            api_key=llm.api_key_value,
+            timeout_s=llm.timeout_s,
+            items_per_call=llm.items_per_call,
+            prices=(llm.price_in, llm.price_out),
         )
+        values.update(overrides)
+        return cls(**values)
 
     def effective_prompt_version(self) -> str:
         return self.prompt_version or PROMPT_VERSION
@@ -289,21 +294,30 @@ def _safe_url(url: str | None) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
 
 
-def price_per_1m(model: str) -> tuple[float, float] | None:
-    env_in, env_out = os.environ.get("RECSYS_LLM_PRICE_IN"), os.environ.get("RECSYS_LLM_PRICE_OUT")
+def price_per_1m(
+    model: str, prices: tuple[float | None, float | None] = (None, None)
+) -> tuple[float, float] | None:
+    """USD per 1M (input, output) tokens: `prices` (settings) where given, else the table."""
+    env_in, env_out = prices
     base = PRICES_PER_1M.get(model)
     if base is None:  # dated snapshots: gpt-4o-mini-2024-07-18 -> gpt-4o-mini
         for name in sorted(PRICES_PER_1M, key=len, reverse=True):
             if model.startswith(name + "-"):
                 base = PRICES_PER_1M[name]
                 break
-    if env_in or env_out:
-        return (float(env_in or (base or (0, 0))[0]), float(env_out or (base or (0, 0))[1]))
+    if env_in is not None or env_out is not None:
+        return (
+            float(env_in if env_in is not None else (base or (0, 0))[0]),
+            float(env_out if env_out is not None else (base or (0, 0))[1]),
+        )
     return base
 
 
-def estimate_cost(model: str, tokens_in: int, tokens_out: int) -> float:
-    price = price_per_1m(model)
+def estimate_cost(
+    model: str, tokens_in: int, tokens_out: int,
+    prices: tuple[float | None, float | None] = (None, None),
+) -> float:
+    price = price_per_1m(model, prices)
     if price is None:
         return 0.0
     return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000

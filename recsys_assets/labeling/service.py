@@ -2,7 +2,7 @@
 
 Labelers:
 * ``offline``: the lexicon labeler; free, deterministic, no ledger (nothing to pay for twice).
-* ``openai``: the LLM through the checkpointed engine; every answer is kept in the ledger.
+* ``llm`` (deprecated alias ``openai``): the LLM through the checkpointed engine; every answer is kept in the ledger.
 * ``cascade``: offline answers where it is sure (margin >= RECSYS_CASCADE_MARGIN), the LLM the rest.
 
 Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``.
@@ -18,7 +18,6 @@ Both non-ok statuses are ``flagged`` with industry ``other`` and confidence 0.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from recsys_assets import taxonomy
-from recsys_assets.config import ConfigError, Settings, load_settings
+from recsys_assets.config import ConfigError, Settings, load_settings, normalize_labeler
+from recsys_assets.labeling.engine import LabelingAborted  # the one class; re-exported
 
 SOURCES = ("offline", "llm", "cascade_offline", "cascade_llm")
 OUTPUT_COLUMNS = ("restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged",
@@ -80,21 +80,6 @@ class LabelingReport:
         return out
 
 
-class LabelingAbortedError(RuntimeError):
-    """A fatal provider error or the circuit breaker stopped the run; progress is in the ledger.
-
-    `frame` holds the rows finished before the stop; `positions` their row numbers in the input.
-    """
-
-    def __init__(self, reason: str, message: str, frame: pd.DataFrame, report: LabelingReport,
-                 positions: list[int] | None = None):
-        super().__init__(message)
-        self.reason = reason
-        self.frame = frame
-        self.report = report
-        self.positions = positions if positions is not None else list(range(len(frame)))
-
-
 def _clean(series: pd.Series) -> list[str | None]:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
             for v in series.astype(object).tolist()]
@@ -121,18 +106,16 @@ def label_frame(
 ) -> tuple[pd.DataFrame, LabelingReport]:
     """Label every row; output in input order. Interrupted -> the rows not done are absent.
 
-    `llm_options` (llm.LLMOptions) and `engine_config` (engine.EngineConfig) default to the
-    environment; they exist for tests and the benchmark.
+    `llm_options` (llm.LLMOptions) and `engine_config` (engine.EngineConfig) default to
+    `settings.llm`; they exist for tests and the benchmark.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"input is missing column(s): {', '.join(missing)}")
     settings = settings or load_settings()
-    kind = (labeler or settings.resolved_labeler()).lower()
+    kind = normalize_labeler(labeler, "labeler") if labeler else settings.resolved_labeler()
     if kind == "auto":
-        kind = "openai" if os.environ.get("OPENAI_API_KEY") else "offline"
-    if kind not in ("offline", "openai", "cascade"):
-        raise ConfigError(f"labeler must be offline, openai, cascade or auto, got {kind!r}")
+        kind = "llm" if settings.has_openai_key else "offline"
 
     ids = df["restaurant_id"]
     names = _clean(df["name"])
@@ -163,7 +146,7 @@ def label_frame(
         else:
             from recsys_assets.labeling import cascade
 
-            margin = cascade_margin if cascade_margin is not None else cascade.margin_from_env()
+            margin = cascade_margin if cascade_margin is not None else settings.llm.cascade_margin
             split = cascade.plan(preds, margin)
             offline_rows, llm_rows = split.offline_rows, split.llm_rows
         tag = "offline" if kind == "offline" else "cascade_offline"
@@ -173,8 +156,8 @@ def label_frame(
         report.offline_answered = n - len(llm_rows)
         report.labeled_this_run = report.offline_answered
 
-    if kind in ("openai", "cascade") and llm_rows:
-        llm_source = "llm" if kind == "openai" else "cascade_llm"
+    if kind in ("llm", "cascade") and llm_rows:
+        llm_source = "llm" if kind == "llm" else "cascade_llm"
         try:
             _label_with_llm(
                 llm_rows, names, menus, descs, settings, report, industry, confidence, labeled_at,
@@ -187,7 +170,7 @@ def label_frame(
                     source[i] = llm_source
             frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
             positions = [i for i, v in enumerate(industry) if v is not None]
-            raise LabelingAbortedError(ab.reason, f"{ab.message} ({report.resume_message()})",
+            raise LabelingAborted(ab.reason, f"{ab.message} ({report.resume_message()})",
                                        frame, report, positions) from None
         for i in llm_rows:
             if industry[i] is not None:
@@ -198,6 +181,8 @@ def label_frame(
 
 
 class _Aborted(Exception):
+    """Internal: unwinds _label_with_llm to the point where the partial frame is assembled."""
+
     def __init__(self, reason: str, message: str) -> None:
         self.reason, self.message = reason, message
 
@@ -228,16 +213,15 @@ def _label_with_llm(
     progress, stop_event, llm_options, engine_config,
 ) -> None:
     from recsys_assets.labeling.engine import Engine, EngineConfig, PendingRow
-    from recsys_assets.labeling.ledger import Ledger, input_key, ledger_url
+    from recsys_assets.labeling.ledger import input_key, open_ledger
     from recsys_assets.labeling.llm import LLMLabeler, LLMOptions, price_per_1m
 
-    cfg = engine_config or EngineConfig.from_env()
+    cfg = engine_config or EngineConfig.from_settings(settings.llm)
     if llm_options is None:
-        if not os.environ.get("OPENAI_API_KEY"):
-            raise ConfigError("the openai/cascade labeler needs OPENAI_API_KEY (and optionally "
+        if not settings.has_openai_key:
+            raise ConfigError("the llm/cascade labeler needs OPENAI_API_KEY (and optionally "
                               "OPENAI_BASE_URL for an OpenAI-compatible server)")
-        llm_options = LLMOptions.from_env(model=settings.llm_model,
-                                          items_per_call=cfg.items_per_call)
+        llm_options = LLMOptions.from_settings(settings.llm, items_per_call=cfg.items_per_call)
     if llm_options.items_per_call != cfg.items_per_call:
         from dataclasses import replace
 
@@ -253,7 +237,7 @@ def _label_with_llm(
     for i, k in zip(rows, keys, strict=True):
         first_row.setdefault(k, i)
 
-    ledger = Ledger.from_url(ledger_url(settings))
+    ledger = open_ledger(settings)
     try:
         ledger.register_fingerprint(fp, params)
         before = ledger.lookup(fp, first_row)
@@ -268,7 +252,7 @@ def _label_with_llm(
 
             bar = tqdm(total=len(pending), desc=f"labeling ({llm_options.model})", unit="row",
                        dynamic_ncols=True, file=__import__("sys").stderr)
-        priced = price_per_1m(llm_options.model) is not None
+        priced = price_per_1m(llm_options.model, llm_options.prices) is not None
 
         def on_progress(delta: int, stats) -> None:
             if bar is not None:
@@ -320,6 +304,3 @@ def _label_with_llm(
     if stats.aborted is not None:
         raise _Aborted(stats.aborted.reason, str(stats.aborted))
 
-
-# The name the Dagster asset imports.
-LabelingAborted = LabelingAbortedError

@@ -24,7 +24,7 @@ from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.utils import make_new_run_id
 
 from recsys_assets.alerts import alert_store
-from recsys_assets.config import Settings
+from recsys_assets.config import Settings, set_process_env
 from recsys_assets.instance import differs_warning, ensure_dagster_yaml, file_lock
 from recsys_assets.orchestration.failures import (
     StepError,
@@ -48,16 +48,12 @@ def open_instance(settings: Settings, warn: Callable[[str], None] | None = None)
     tables), so it happens under $DAGSTER_HOME/.init.lock.
     """
     home = settings.dagster_home
-    os.environ["DAGSTER_HOME"] = str(home)  # also when it was set but empty
+    set_process_env("DAGSTER_HOME", str(home))  # also when it was set but empty
     differs = ensure_dagster_yaml(home)
     if differs and warn:
         warn(differs_warning(home, differs))
     with file_lock(home / ".init.lock"):
         return dg.DagsterInstance.get()
-
-
-def webhook_url() -> str | None:
-    return os.environ.get("RECSYS_ALERT_WEBHOOK")
 
 
 def log_path(settings: Settings, run_id: str) -> Path:
@@ -67,7 +63,7 @@ def log_path(settings: Settings, run_id: str) -> Path:
 def _alert(instance: dg.DagsterInstance, settings: Settings, run: dg.DagsterRun) -> int:
     path = log_path(settings, run.run_id)
     alert = failed_run_alert(instance, run, log_path=str(path) if path.exists() else None)
-    return alert_store(settings.home).record(alert, webhook_url=webhook_url())
+    return alert_store(settings.home).record(alert, webhook_url=settings.alerts.webhook_url_value)
 
 
 def reap_dead_runs(

@@ -11,7 +11,13 @@ import pandas as pd
 from recsys_assets import taxonomy
 from recsys_assets.labeling.service import LabelingAborted
 from recsys_assets.orchestration.metadata import distribution, preview, row_count
-from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
+from recsys_assets.orchestration.resources import (
+    LedgerResource,
+    LLMResource,
+    RecsysConfig,
+    WarehouseResource,
+    run_settings,
+)
 from recsys_assets.orchestration.retries import backoff_policy, retry_only_on
 from recsys_assets.warehouse import labels as labels_sql
 from recsys_assets.warehouse.labels import N_SHARDS
@@ -64,13 +70,14 @@ def _label(context: dg.AssetExecutionContext, frame: pd.DataFrame, settings):
     "assembles the current ones without labeling them again.",
 )
 def restaurant_industry_shard(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
+    llm: LLMResource, ledger: LedgerResource,
 ) -> dg.MaterializeResult:
     shard = int(context.partition_key)
     with retry_only_on(LabelingAborted):
         with warehouse.get_connection() as con:
             inputs = labels_sql.restaurants_to_label(con, shard)
-        labels, report = _label(context, inputs, recsys.settings())
+        labels, report = _label(context, inputs, run_settings(recsys, llm=llm, ledger=ledger))
         with warehouse.get_connection() as con:
             rows = labels_sql.write_shard(con, shard, inputs, labels)
     return dg.MaterializeResult(
@@ -94,9 +101,10 @@ def restaurant_industry_shard(
     "ledger; shard labels that are still current are reused, the rest is labeled here.",
 )
 def restaurant_industry(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
+    llm: LLMResource, ledger: LedgerResource,
 ) -> dg.MaterializeResult:
-    settings = recsys.settings()
+    settings = run_settings(recsys, llm=llm, ledger=ledger)
     with retry_only_on(LabelingAborted):
         with warehouse.get_connection() as con:
             inputs = labels_sql.restaurants_to_label(con)

@@ -12,9 +12,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from recsys_assets.alerts import MODEL_QUALITY, Alert, alert_store
+from recsys_assets.alerts import MODEL_QUALITY, Alert
 from recsys_assets.orchestration.metadata import markdown_table, row_count
-from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
+from recsys_assets.orchestration.resources import (
+    AlertsResource,
+    MLflowResource,
+    RecsysConfig,
+    WarehouseResource,
+    run_settings,
+)
 from recsys_assets.orchestration.retries import backoff_policy, fail_fast_unless
 from recsys_assets.sources import ground_truth_dir
 from recsys_assets.warehouse.tables import transaction
@@ -87,13 +93,15 @@ def _metrics_table(evaluation) -> pd.DataFrame:
     description="Temporal cold-start dataset: candidates and features from orders before the cutoff, "
     "first-30-day truth of later sign-ups (rk_* tables).",
 )
-def ranking_dataset(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def ranking_dataset(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     from recsys_assets.ranking.dataset import build_ranking_dataset, save_dataset_summary
+
+    settings = recsys.settings()  # RECSYS_RANK_CUTOFF
 
     with warehouse.get_connection() as con:
         con.execute("SET enable_progress_bar = false")
         try:
-            dataset = build_ranking_dataset(con)
+            dataset = build_ranking_dataset(con, cutoff=settings.ranking.cutoff)
         except ValueError as exc:  # e.g. too little history for the cutoff: retrying cannot help
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         with transaction(con):
@@ -125,14 +133,15 @@ def ranking_dataset(warehouse: WarehouseResource) -> dg.MaterializeResult:
 )
 @fail_fast_unless(*_mlflow_errors())
 def ranker_model(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
+    mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     from recsys_assets.ranking.dataset import load_dataset_summary
     from recsys_assets.ranking.evaluate import evaluate
     from recsys_assets.ranking.registry import log_to_mlflow
     from recsys_assets.ranking.train import train_ranker
 
-    settings = recsys.settings()
+    settings = run_settings(recsys, mlflow=mlflow)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
         trained = train_ranker(con, dataset)
@@ -166,7 +175,8 @@ def ranker_model(
 )
 @fail_fast_unless(*_mlflow_errors())
 def ranker_evaluation(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
+    mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     from types import SimpleNamespace
 
@@ -174,7 +184,7 @@ def ranker_evaluation(
     from recsys_assets.ranking.evaluate import evaluate
     from recsys_assets.ranking.registry import configure_mlflow, evaluation_plots, load_registered_booster
 
-    settings = recsys.settings()
+    settings = run_settings(recsys, mlflow=mlflow)
     client = configure_mlflow(settings)
     version = _this_runs_version(context, client)
     booster = load_registered_booster(version, settings)
@@ -224,10 +234,9 @@ def ranker_evaluation(
 )
 @fail_fast_unless(*_mlflow_errors())
 def champion_model(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
+    mlflow: MLflowResource, alerts: AlertsResource,
 ) -> dg.MaterializeResult:
-    import os
-
     from recsys_assets.ranking.dataset import load_dataset_summary
     from recsys_assets.ranking.registry import (
         CHALLENGER,
@@ -238,7 +247,7 @@ def champion_model(
         version_by_alias,
     )
 
-    settings = recsys.settings()
+    settings = run_settings(recsys, mlflow=mlflow)
     client = configure_mlflow(settings)
     challenger = _this_runs_version(context, client)
     with warehouse.get_connection() as con:
@@ -246,7 +255,7 @@ def champion_model(
         decision = promote_if_better(con, challenger, dataset, settings=settings)
     aliases = {a: version_by_alias(client, a) for a in (CHAMPION, CHALLENGER, PREVIOUS)}
     if not decision.promoted and decision.champion_version_before != decision.challenger_version:
-        alert_store(settings.home).record(
+        alerts.record(
             Alert(
                 kind=MODEL_QUALITY,
                 message=f"challenger v{decision.challenger_version} rejected: {decision.reason}",
@@ -256,7 +265,6 @@ def champion_model(
                 remedy="The champion keeps serving. Look at the data and features (ranker_evaluation "
                 "per-industry table) or tune the model; a rerun alone will not change the decision.",
             ),
-            webhook_url=os.environ.get("RECSYS_ALERT_WEBHOOK"),
         )
         context.log.warning(f"promotion gate rejected v{decision.challenger_version}: {decision.reason}")
     metrics = {k: v for k, v in decision.metrics.items() if isinstance(v, (int, float))}
@@ -293,10 +301,12 @@ def champion_model(
     "`recommendations` and exports/recommendations.parquet (readers never need the warehouse lock).",
 )
 @fail_fast_unless(*_mlflow_errors())
-def recommendations(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def recommendations(
+    recsys: RecsysConfig, warehouse: WarehouseResource, mlflow: MLflowResource
+) -> dg.MaterializeResult:
     from recsys_assets.ranking.recommend import NoChampionError, recommend_for_restaurants
 
-    settings = recsys.settings()
+    settings = run_settings(recsys, mlflow=mlflow)
     with warehouse.get_connection() as con:
         try:
             recs = recommend_for_restaurants(con, k=RECOMMENDATIONS_K, settings=settings)

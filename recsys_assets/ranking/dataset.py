@@ -20,7 +20,6 @@ SQL: one file per table in `sql/`.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,7 +52,7 @@ _RETIRED_TABLES = ("rk_industry_product_stats", "rk_industry_top_products")
 class RankingConfig:
     """Knobs of the dataset; defaults are what the pipeline uses."""
 
-    cutoff: date | None = None  # None: RECSYS_RANK_CUTOFF, else data end - holdout_days
+    cutoff: date | None = None  # None: the `cutoff` argument (RECSYS_RANK_CUTOFF), else data end - holdout_days
     holdout_days: int = HOLDOUT_DAYS
     horizon_days: int = HORIZON_DAYS
     n_industry_candidates: int = 100
@@ -161,9 +160,8 @@ def menu_tokens(menu: str | None) -> list[str]:
 
 def resolve_cutoff(con: duckdb.DuckDBPyConnection, cutoff: date | str | None = None,
                    holdout_days: int = HOLDOUT_DAYS) -> date:
-    """Explicit cutoff, else RECSYS_RANK_CUTOFF, else the start of the data's last `holdout_days`."""
-    if cutoff is None:
-        cutoff = os.environ.get("RECSYS_RANK_CUTOFF") or None
+    """Explicit cutoff (settings.ranking.cutoff: RECSYS_RANK_CUTOFF), else the start of the
+    data's last `holdout_days`."""
     if isinstance(cutoff, str):
         return date.fromisoformat(cutoff.strip()[:10])
     if isinstance(cutoff, datetime):

@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from recsys_assets.config import Settings, env_float, load_settings
+from recsys_assets.config import (
+    DEFAULT_NDCG_FLOOR,
+    DEFAULT_PROMOTION_MARGIN,
+    Settings,
+    load_settings,
+    set_process_env,
+)
 from recsys_assets.ranking.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
 from recsys_assets.safe_csv import write_csv
 
 __all__ = ["CHALLENGER", "CHAMPION", "EXPERIMENT_NAME", "MODEL_NAME", "PREVIOUS"]  # re-exported
-# A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
-# parallel sums); a champion should not change hands for that.
-DEFAULT_PROMOTION_MARGIN = 0.001
-DEFAULT_NDCG_FLOOR = 0.0
+__all__ += ["DEFAULT_NDCG_FLOOR", "DEFAULT_PROMOTION_MARGIN"]  # defined in config (the settings)
 
 
 @dataclass
@@ -53,14 +55,6 @@ class GateDecision:
         return asdict(self)
 
 
-def promotion_margin() -> float:
-    return env_float("RECSYS_PROMOTION_MARGIN", DEFAULT_PROMOTION_MARGIN)
-
-
-def ndcg_floor() -> float:
-    return env_float("RECSYS_NDCG_FLOOR", DEFAULT_NDCG_FLOOR)
-
-
 def configure_mlflow(settings: Settings | None = None):
     """Point MLflow at the settings' sqlite store; returns an MlflowClient."""
     import mlflow
@@ -68,7 +62,7 @@ def configure_mlflow(settings: Settings | None = None):
 
     settings = settings or load_settings()
     # Per-file download progress bars would flood logs when the gate fetches model versions.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    set_process_env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false", overwrite=False)
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -262,8 +256,8 @@ def promote_if_better(
 
     settings = settings or load_settings()
     client = configure_mlflow(settings)
-    margin = promotion_margin() if margin is None else margin
-    floor = ndcg_floor() if floor is None else floor
+    margin = settings.ranking.promotion_margin if margin is None else margin
+    floor = settings.ranking.ndcg_floor if floor is None else floor
     challenger_version = str(challenger_version)
     champion_before = version_by_alias(client, CHAMPION)
 

@@ -6,7 +6,6 @@ format: readable, version-tolerant, and loadable without pickle.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -70,7 +69,9 @@ def _passive_openmp() -> None:
     on a shared 2-core machine that starves everything else and made training ~8x slower here
     (small scale: 37 s vs 4.2 s for identical models). Must run before lightgbm (libgomp) loads.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from recsys_assets.config import set_process_env
+
+    set_process_env("OMP_WAIT_POLICY", "PASSIVE", overwrite=False)
 
 
 @dataclass

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from recsys_assets.config import load_settings
 from recsys_assets.definitions import build_defs
-from recsys_assets.orchestration.ops import new_restaurants_sensor, rebuild_schedule
+from recsys_assets.orchestration.sensors import new_restaurants_sensor
 
 
-def test_rebuild_schedule_defaults_to_monday_0500_seoul():
+def test_rebuild_schedule_defaults_to_monday_0500_seoul(monkeypatch):
+    monkeypatch.delenv("RECSYS_REBUILD_CRON", raising=False)
+    monkeypatch.delenv("RECSYS_REBUILD_TIMEZONE", raising=False)
+    rebuild_schedule = build_defs(load_settings()).resolve_schedule_def("rebuild_schedule")
     assert rebuild_schedule.cron_schedule == "0 5 * * 1"
     assert rebuild_schedule.execution_timezone == "Asia/Seoul"
     assert rebuild_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
@@ -19,19 +23,11 @@ def test_rebuild_schedule_defaults_to_monday_0500_seoul():
 
 
 def test_schedule_cron_is_configurable(monkeypatch):
-    import importlib
-
-    from recsys_assets.orchestration import ops
-
     monkeypatch.setenv("RECSYS_REBUILD_CRON", "0 5 1 * *")
     monkeypatch.setenv("RECSYS_REBUILD_TIMEZONE", "UTC")
-    try:
-        reloaded = importlib.reload(ops)
-        assert reloaded.rebuild_schedule.cron_schedule == "0 5 1 * *"
-        assert reloaded.rebuild_schedule.execution_timezone == "UTC"
-    finally:
-        monkeypatch.undo()
-        importlib.reload(ops)
+    schedule = build_defs(load_settings()).resolve_schedule_def("rebuild_schedule")
+    assert schedule.cron_schedule == "0 5 1 * *"
+    assert schedule.execution_timezone == "UTC"
 
 
 def test_labeling_job_selects_the_labeling_path_only():

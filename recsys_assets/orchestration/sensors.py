@@ -1,59 +1,16 @@
-"""Operations: the rebuild job and its schedule, the new-restaurants sensor, failure alerts.
+"""Sensors: new or changed restaurants trigger labeling; every failed run is alerted.
 
-The batch-training pattern (shared/seeds): retrain on a schedule, retry or tell an operator when
-it fails, and record where it failed so someone can troubleshoot and re-execute from failure.
+Alert formatting lives in orchestration/failures.py and the store in recsys_assets/alerts.py.
 """
 
-
 import hashlib
-import os
 
 import dagster as dg
 
 from recsys_assets.alerts import alert_store
 from recsys_assets.config import load_settings
 from recsys_assets.orchestration.failures import failed_run_alert
-
-DEFAULT_CRON = "0 5 * * 1"  # Monday 05:00
-DEFAULT_TIMEZONE = "Asia/Seoul"
-
-# Shard partitions are for parallel backfills (labeling_shards_job); a rebuild labels in one step.
-_SHARDS = dg.AssetSelection.assets("restaurant_industry_shard")
-
-# Steps run in the run's own process: the warehouse admits one writer, so separate step
-# processes would only queue on its lock and pay Python start-up for every step.
-rebuild_job = dg.define_asset_job(
-    "rebuild_job",
-    executor_def=dg.in_process_executor,
-    selection=dg.AssetSelection.all() - _SHARDS,
-    description="Rebuild every asset: ingest, labeling, warehouse tables, ranking.",
-)
-
-# New or changed restaurants: ingest them, label them, and refresh only what depends on them.
-labeling_job = dg.define_asset_job(
-    "labeling_job",
-    executor_def=dg.in_process_executor,
-    selection=dg.AssetSelection.assets("restaurants").downstream() - _SHARDS,
-    description="Ingest restaurants, label new or changed ones (the ledger skips the rest) and "
-    "rebuild what depends on the labels.",
-)
-
-labeling_shards_job = dg.define_asset_job(
-    "labeling_shards_job",
-    selection=_SHARDS,
-    description="Label the restaurants shard by shard: backfill all partitions to run them in "
-    "parallel, then materialize restaurant_industry to assemble them.",
-)
-
-rebuild_schedule = dg.ScheduleDefinition(
-    name="rebuild_schedule",
-    job=rebuild_job,
-    cron_schedule=os.environ.get("RECSYS_REBUILD_CRON", DEFAULT_CRON),
-    execution_timezone=os.environ.get("RECSYS_REBUILD_TIMEZONE", DEFAULT_TIMEZONE),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Scheduled full rebuild (RECSYS_REBUILD_CRON, RECSYS_REBUILD_TIMEZONE).",
-)
-
+from recsys_assets.orchestration.jobs import labeling_job
 
 def restaurants_fingerprint(data_dir) -> str | None:
     """Content hash of the restaurants file(s); None when the folder has none."""
@@ -108,10 +65,8 @@ def failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     log = settings.logs_dir / f"{run.run_id}.log"
     alert = failed_run_alert(context.instance, run, log_path=str(log) if log.exists() else None)
     store = alert_store(settings.home)
-    store.record(alert, webhook_url=os.environ.get("RECSYS_ALERT_WEBHOOK"))
+    store.record(alert, webhook_url=settings.alerts.webhook_url_value)
     context.log.info(f"recorded alert for run {alert.run_id} ({alert.step_key})")
 
 
-jobs = [rebuild_job, labeling_job, labeling_shards_job]
-schedules = [rebuild_schedule]
 sensors = [new_restaurants_sensor, failure_alert_sensor]

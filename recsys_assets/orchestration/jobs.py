@@ -1,0 +1,38 @@
+"""The jobs: the full rebuild, the labeling path, and the shard-by-shard labeling backfill.
+
+The batch-training pattern (shared/seeds): retrain on a schedule, retry or tell an operator when
+it fails, and record where it failed so someone can troubleshoot and re-execute from failure.
+"""
+
+import dagster as dg
+
+# Shard partitions are for parallel backfills (labeling_shards_job); a rebuild labels in one step.
+_SHARDS = dg.AssetSelection.assets("restaurant_industry_shard")
+
+# Steps run in the run's own process: the warehouse admits one writer, so separate step
+# processes would only queue on its lock and pay Python start-up for every step.
+rebuild_job = dg.define_asset_job(
+    "rebuild_job",
+    executor_def=dg.in_process_executor,
+    selection=dg.AssetSelection.all() - _SHARDS,
+    description="Rebuild every asset: ingest, labeling, warehouse tables, ranking.",
+)
+
+# New or changed restaurants: ingest them, label them, and refresh only what depends on them.
+labeling_job = dg.define_asset_job(
+    "labeling_job",
+    executor_def=dg.in_process_executor,
+    selection=dg.AssetSelection.assets("restaurants").downstream() - _SHARDS,
+    description="Ingest restaurants, label new or changed ones (the ledger skips the rest) and "
+    "rebuild what depends on the labels.",
+)
+
+labeling_shards_job = dg.define_asset_job(
+    "labeling_shards_job",
+    selection=_SHARDS,
+    description="Label the restaurants shard by shard: backfill all partitions to run them in "
+    "parallel, then materialize restaurant_industry to assemble them.",
+)
+
+
+jobs = [rebuild_job, labeling_job, labeling_shards_job]
