@@ -19,6 +19,7 @@ written in chunks, so memory stays bounded.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Sequence
@@ -266,17 +267,17 @@ class _Model:
         return self.staples[industry_idx] + item_counts @ self.item_matrix
 
 
-_MODEL: _Model | None = None
+@functools.cache
+def _default_model() -> _Model:
+    """The packaged taxonomy's model, built once per process."""
+    return _Model()
 
 
 def _model(registry: Taxonomy | None = None) -> _Model:
     """The packaged model, built once; another taxonomy gets a model of its own."""
-    global _MODEL
     if registry is not None and registry is not taxonomy.DEFAULT:
         return _Model(registry)
-    if _MODEL is None:
-        _MODEL = _Model()
-    return _MODEL
+    return _default_model()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -466,7 +467,7 @@ def _is_spelling_variant(canonical: str, text: str) -> bool:
 
 
 def _place_of(region: str) -> str:
-    district = region.split()[-1]
+    district = region.rsplit(maxsplit=1)[-1]
     return district[:-1] if len(district) > 2 and district[-1] in "구시군" else district
 
 
@@ -939,4 +940,4 @@ def _tick(bar, label: str) -> None:
         bar.update(1)
 
 
-__all__ = ["SCALES", "REFERENCE_END", "SampleFiles", "generate_sample", "oracle_scores"]
+__all__ = ["REFERENCE_END", "SCALES", "SampleFiles", "generate_sample", "oracle_scores"]
