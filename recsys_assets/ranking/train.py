@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -16,6 +18,9 @@ import pandas as pd
 
 from recsys_assets.ranking import features as feature_registry
 from recsys_assets.ranking.dataset import RankingDataset
+
+if TYPE_CHECKING:
+    import lightgbm  # imported lazily at run time: importing it is slow
 
 DEFAULT_PARAMS: dict = {
     "objective": "lambdarank",
@@ -40,7 +45,7 @@ DEFAULT_PARAMS: dict = {
 
 @dataclass
 class TrainedRanker:
-    booster: "lightgbm.Booster"  # noqa: F821 - imported lazily
+    booster: lightgbm.Booster
     features: list[str]
     params: dict
     best_iteration: int
@@ -174,7 +179,8 @@ def train_ranker(
     if dtrain is None:
         raise ValueError("no training query has a positive: cannot train a ranker")
     dvalid, valid_rows, valid_queries = mk("valid", dtrain)
-    valid_sets, callbacks = [dtrain], []
+    valid_sets = [dtrain]
+    callbacks: list[Callable[..., Any]] = []
     if dvalid is not None:
         valid_sets = [dvalid]
         callbacks.append(lgb.early_stopping(stop, first_metric_only=True, verbose=False))
