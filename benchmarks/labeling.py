@@ -172,6 +172,11 @@ def kill_and_resume(df: pd.DataFrame, tmp: Path, server: Server, concurrency: in
 
 
 def main() -> None:
+    """Run the five measurements in order and print one table.
+
+    Long because the scenarios share one fake server and one temporary directory, and each is a
+    few lines of setup plus its report rows; read top to bottom it is the benchmark's protocol.
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--latency-ms", type=float, default=100.0)

@@ -122,6 +122,7 @@ def fmt_s(v: float) -> str:
 
 
 def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, assets: Path) -> None:
+    """Write REPORT.md. Long because it is the report's text, section by section, in page order."""
     md: list[str] = []
     add = md.append
     add("# Benchmark report\n")

@@ -236,6 +236,8 @@ def _checked_sql(
     """One SELECT producing row number, cleaned/typed columns and the first failing reason.
 
     The raw-row JSON is built later, only for rejected rows (not for 10M good ones).
+    Longer than 80 lines because it is one SQL template per source table, each read top to
+    bottom as a single query; splitting a query across functions would hide its rule order.
     """
     cols = ",\n            ".join(f"{_clean(mapping, c)} AS {c}" for c in mapping)
     row_number, gaps_join = reader.row_number_sql(raw, "r")
