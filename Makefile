@@ -7,7 +7,7 @@ export RECSYS_HOME ?= $(CURDIR)/.recsys
 export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast ui mlflow-ui bench clean
+.PHONY: install demo test test-fast lint ui mlflow-ui bench clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(STAMP)
 # Everything but the end-to-end tests that start servers and a browser.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Lint, formatting and types; what they check is configured in pyproject.toml.
+LINT_PATHS := recsys_assets tests benchmarks
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
 
 ui: $(STAMP)
 	$(BIN)/python -m recsys_assets.instance

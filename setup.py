@@ -41,6 +41,11 @@ setup(
             "pytest-timeout>=2.3",
             "PyYAML>=6",
             "selenium>=4.20",
+            # `make lint` (exact versions in constraints.txt, so CI and laptops agree).
+            "ruff>=0.17,<0.18",
+            "mypy>=2.4,<2.5",
+            "pandas-stubs",
+            "types-PyYAML",
         ],
     },
     entry_points={"console_scripts": ["recsys=recsys_assets.cli:main"]},

@@ -6,6 +6,7 @@ process tree, because the pipeline may start child processes and ru_maxrss only 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -24,7 +26,7 @@ KEY_PACKAGES = ("dagster", "duckdb", "pandas", "pyarrow", "numpy", "lightgbm", "
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 try:  # optional
-    import psutil  # type: ignore
+    import psutil
 except ImportError:  # pragma: no cover - depends on the environment
     psutil = None
 
@@ -39,7 +41,7 @@ def percentile(values, q: float) -> float:
     vals = sorted(float(v) for v in values)
     if not vals:
         return float("nan")
-    idx = min(len(vals) - 1, max(0, int(round(q / 100.0 * len(vals) + 0.5)) - 1))
+    idx = min(len(vals) - 1, max(0, round(q / 100.0 * len(vals) + 0.5) - 1))
     return vals[idx]
 
 
@@ -113,10 +115,8 @@ def tree_rss_bytes(root: int) -> int:
             return 0
         total = 0
         for proc in procs:
-            try:
+            with contextlib.suppress(psutil.Error):  # the process ended meanwhile
                 total += proc.memory_info().rss
-            except psutil.Error:
-                pass
         return total
     kids = _children_map()
     total, stack = 0, [root]
@@ -145,7 +145,7 @@ class TreeMemorySampler:
             self.peak_bytes = max(self.peak_bytes, rss)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "TreeMemorySampler":
+    def __enter__(self) -> TreeMemorySampler:
         self._thread.start()
         return self
 
@@ -171,19 +171,21 @@ class CommandResult:
 def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
                  timeout: float | None = None, log_path: Path | None = None) -> CommandResult:
     """Run `cmd` as a subprocess, timing it and sampling its process tree's RSS every 0.5 s."""
-    out_fh = open(log_path, "w") if log_path else subprocess.PIPE
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out_fh,
-                            stderr=subprocess.STDOUT if log_path else subprocess.PIPE, text=True)
-    with TreeMemorySampler(proc.pid) as sampler:
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-    seconds = time.perf_counter() - t0
+    with contextlib.ExitStack() as stack:
+        out_fh: IO[str] | int = (
+            stack.enter_context(open(log_path, "w")) if log_path else subprocess.PIPE
+        )
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out_fh,
+                                stderr=subprocess.STDOUT if log_path else subprocess.PIPE, text=True)
+        with TreeMemorySampler(proc.pid) as sampler:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+        seconds = time.perf_counter() - t0
     if log_path:
-        out_fh.close()
         stdout, stderr = Path(log_path).read_text(errors="replace"), ""
     return CommandResult(proc.returncode, seconds, sampler.peak_bytes, stdout or "", stderr or "",
                          sampler.samples)
@@ -205,7 +207,8 @@ def step_durations(dagster_home: Path) -> dict[str, float]:
             out: dict[str, float] = {}
             for rec in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
                 ev = rec.dagster_event
-                out[ev.step_key] = ev.event_specific_data.duration_ms / 1000.0
+                if ev is not None and ev.step_key is not None:
+                    out[ev.step_key] = ev.step_success_data.duration_ms / 1000.0
             return out
     finally:
         if old is None:
@@ -259,7 +262,7 @@ def write_json(path: str | Path | None, payload: dict) -> None:
 def print_table(headers: list[str], rows: list[list]) -> None:
     cells = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))

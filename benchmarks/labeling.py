@@ -74,6 +74,7 @@ class Server:
              "--latency-ms", str(latency_ms)],
             stdout=subprocess.PIPE, text=True,
         )
+        assert self.proc.stdout is not None  # noqa: S101 (stdout=PIPE above)
         self.port = int(self.proc.stdout.readline())
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
@@ -112,8 +113,9 @@ def seed_loop(df: pd.DataFrame, server: Server, ckpt: Path) -> float:
     labeler = LLMLabeler(LLMOptions(model=MODEL, base_url=server.base_url, api_key=KEY))
     result: list[str] = []
     t0 = time.perf_counter()
-    for idx, row in enumerate(df.itertuples(index=False)):
-        res = labeler.label([LabelItem("r1", row.name, row.menu, row.description)])
+    rows = zip(df["name"], df["menu"], df["description"], strict=True)
+    for idx, (name, menu, description) in enumerate(rows):
+        res = labeler.label([LabelItem("r1", name, menu, description)])
         result.append(next(iter(res.answers.values())).industry if res.answers else "other")
         if (idx + 1) % 100 == 0:
             with ckpt.open("wb") as fh:
@@ -163,13 +165,18 @@ def kill_and_resume(df: pd.DataFrame, tmp: Path, server: Server, concurrency: in
     con = sqlite3.connect(ledger_path)
     saved = con.execute("SELECT count(*) FROM labels").fetchone()[0]
     con.close()
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     total = server.requests() - before
     return {"killed_at_rows": saved, "calls_at_kill": at_kill, "total_calls": total,
             "repeated": total - len(df), "resume_rc": res.returncode}
 
 
 def main() -> None:
+    """Run the five measurements in order and print one table.
+
+    Long because the scenarios share one fake server and one temporary directory, and each is a
+    few lines of setup plus its report rows; read top to bottom it is the benchmark's protocol.
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--latency-ms", type=float, default=100.0)
@@ -205,8 +212,8 @@ def main() -> None:
              f"{eng_rate / ceiling:6.1%}  (ceiling {ceiling:.0f}/s, goal >= 80%)"),
             ("latency p50 / p95", f"{rep1.latency_p50_ms} / {rep1.latency_p95_ms} ms"),
             (f"engine, max_concurrency={2 * args.concurrency}",
-             f"{len(df) / t16:6.1f} rows/s  ({len(df) / t16 / seed_rate:.1f}x seed, "
-             f"{len(df) / t16 / (2 * ceiling):.0%} of its ceiling)"),
+             (f"{len(df) / t16:6.1f} rows/s  ({len(df) / t16 / seed_rate:.1f}x seed, "
+             f"{len(df) / t16 / (2 * ceiling):.0%} of its ceiling)")),
             ("warm-up run (16 rows, not counted)", f"{t_warm:.1f} s"),
         ]
         # 2. checkpoint overhead
@@ -221,37 +228,39 @@ def main() -> None:
         # 4. cost per 1k, micro-batching
         per_k = 1000 / len(df)
         acc1 = accuracy(out1, df)
-        lines.append(("items/call=1", f"${rep1.estimated_cost_usd * per_k:.4f}/1k, "
-                      f"{(rep1.tokens_in + rep1.tokens_out) * per_k:,.0f} tok/1k, acc {acc1}"))
+        lines.append(("items/call=1", (f"${rep1.estimated_cost_usd * per_k:.4f}/1k, "
+                      f"{(rep1.tokens_in + rep1.tokens_out) * per_k:,.0f} tok/1k, acc {acc1}")))
         for items in (5, 10, 20):
             o, r, t, c = run_engine(df, tmp / f"hb{items}", server,
                                     concurrency=args.concurrency, items=items)
             flagged = int(o["flagged"].sum())
             lines.append((f"items/call={items}",
-                          f"${r.estimated_cost_usd * per_k:.4f}/1k, "
+                          (f"${r.estimated_cost_usd * per_k:.4f}/1k, "
                           f"{(r.tokens_in + r.tokens_out) * per_k:,.0f} tok/1k, acc {accuracy(o, df)}, "
-                          f"{c} calls, {t:.1f} s, flagged {flagged}"))
+                          f"{c} calls, {t:.1f} s, flagged {flagged}")))
         # 5. cascade
         if not df["truth"].isna().all():
             from recsys_assets.labeling.offline import OfflineLabeler
 
-            preds = OfflineLabeler().predict_many(zip(df["name"], df["menu"], df["description"]))
+            preds = OfflineLabeler().predict_many(
+                zip(df["name"], df["menu"], df["description"], strict=True)
+            )
             truth = df["truth"].tolist()
             for row in cascade.sweep(preds, truth, [0.0, 0.2, 0.3, cascade.DEFAULT_MARGIN, 0.5]):
                 lines.append((f"cascade sweep margin>={row['margin']}",
-                              f"offline answers {row['offline_share']:.1%} at acc "
+                              (f"offline answers {row['offline_share']:.1%} at acc "
                               f"{row['offline_accuracy']:.4f}; offline acc on the rest "
-                              f"{row['offline_accuracy_on_rest']:.3f}"))
+                              f"{row['offline_accuracy_on_rest']:.3f}")))
         oc, rc, tc, cc = run_engine(df, tmp / "hc", server, concurrency=args.concurrency,
                                     items=1, labeler="cascade")
         lines += [
             (f"cascade (margin {cascade.DEFAULT_MARGIN})",
-             f"{rc.offline_answered / rc.total:.1%} answered offline, {cc} LLM calls, "
-             f"${rc.estimated_cost_usd * per_k:.4f}/1k, {tc:.1f} s"),
+             (f"{rc.offline_answered / rc.total:.1%} answered offline, {cc} LLM calls, "
+             f"${rc.estimated_cost_usd * per_k:.4f}/1k, {tc:.1f} s")),
             ("cascade accuracy: all / offline path / LLM path (fake)",
-             f"{accuracy(oc, df)} / "
+             (f"{accuracy(oc, df)} / "
              f"{accuracy(oc, df, lambda m: m['source'] == 'cascade_offline')} / "
-             f"{accuracy(oc, df, lambda m: m['source'] == 'cascade_llm')}"),
+             f"{accuracy(oc, df, lambda m: m['source'] == 'cascade_llm')}")),
         ]
         price = estimate_cost(MODEL, 10**6, 0), estimate_cost(MODEL, 0, 10**6)
         lines.append(("prices used", f"{MODEL}: ${price[0]}/1M in, ${price[1]}/1M out"))

@@ -66,7 +66,7 @@ def plot(results: list[dict], assets_dir: Path) -> list[str]:
               title="Full rebuild time")
     ax[1].plot(x, [r["peak_rss_gib"] for r in ok], "o-", color="tab:red")
     ax[1].set(xscale="log", xlabel="restaurants", ylabel="peak RSS, process tree (GiB)", title="Peak memory")
-    for a, r in zip([ax[0]] * len(ok), ok):
+    for a, r in zip([ax[0]] * len(ok), ok, strict=True):
         a.annotate(r["scale"], (r["restaurants"], r["seconds"] / 60), textcoords="offset points", xytext=(4, -10))
     for axis in ax:
         axis.grid(True, which="both", alpha=0.3)
@@ -77,13 +77,13 @@ def plot(results: list[dict], assets_dir: Path) -> list[str]:
     files.append(path.name)
 
     # Per-asset breakdown, stacked, per scale.
-    steps = [s for s in ok[-1]["steps"]]
+    steps = list(ok[-1]["steps"])
     fig, ax = plt.subplots(figsize=(10, 4.5))
     bottom = [0.0] * len(ok)
     for step in sorted(steps, key=lambda s: -ok[-1]["steps"][s])[:10]:
         vals = [r["steps"].get(step, 0.0) for r in ok]
         ax.bar([r["scale"] for r in ok], vals, bottom=bottom, label=step)
-        bottom = [b + v for b, v in zip(bottom, vals)]
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set(ylabel="seconds (step duration)", title="Where the rebuild time goes (10 longest steps at the largest scale)")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()

@@ -120,6 +120,8 @@ def bench_scale(db_src: Path, work: Path, scale: str, repeats: int) -> dict:
         t = time.perf_counter()
         _, pd_top = pandas_tables(frames, as_of)
         pd_s.append(time.perf_counter() - t)
+    if pd_top is None:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     del frames
     gc.collect()
 

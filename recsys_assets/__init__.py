@@ -7,7 +7,7 @@ command line (which imports this package) starts fast and never pays for importi
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["defs", "__version__"]
+__all__ = ["__version__", "defs"]
 
 
 def __getattr__(name: str):

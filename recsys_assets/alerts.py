@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -113,7 +114,9 @@ class AlertStore:
                  alert.job_name, alert.step_key, alert.error_class, alert.message, alert.remedy),
             )
             con.execute("COMMIT")
-            return int(cur.lastrowid), True
+            if cur.lastrowid is None:  # sqlite3 sets it after every INSERT
+                raise sqlite3.DatabaseError("INSERT INTO alerts returned no row id")
+            return cur.lastrowid, True
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
@@ -136,15 +139,18 @@ class AlertStore:
 
 def post_webhook(url: str, alert: Alert, timeout: float = 10.0) -> str | None:
     """POST a Slack-compatible payload ({"text": ...}); return an error string instead of raising."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):  # urllib would also open file:// and ftp:// URLs
+        return f"webhook URL must start with http:// or https://, got scheme {scheme!r}"
     body = json.dumps({"text": alert.text(), "kind": alert.kind, "run_id": alert.run_id}).encode()
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 (http(s) only)
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only)
             if response.status >= 300:
                 return f"webhook answered HTTP {response.status}"
-    except Exception as exc:  # the alert is already stored; report, never raise
+    except Exception as exc:  # noqa: BLE001 (the alert is already stored; report, never raise)
         return scrub(f"{type(exc).__name__}: {exc}")
     return None
 

@@ -54,7 +54,7 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """SafeLoader + line numbers + duplicate-key refusal."""
 
 
@@ -90,7 +90,7 @@ def load_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot read: {exc}") from exc
     try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: plain data only
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
     except _DuplicateKey as exc:
         raise DataFileError(f"{path}:{exc.line}: duplicate key {exc.key!r}") from None
     except yaml.MarkedYAMLError as exc:
@@ -122,6 +122,6 @@ def read_csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, d
                         f"{path}:{line}: expected {len(columns)} fields "
                         f"({','.join(columns)}), got {len(row)}"
                     )
-                yield line, {c: v.strip() for c, v in zip(columns, row)}
+                yield line, {c: v.strip() for c, v in zip(columns, row, strict=True)}
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataFileError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None

@@ -19,6 +19,7 @@ written in chunks, so memory stays bounded.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Sequence
@@ -266,17 +267,17 @@ class _Model:
         return self.staples[industry_idx] + item_counts @ self.item_matrix
 
 
-_MODEL: _Model | None = None
+@functools.cache
+def _default_model() -> _Model:
+    """The packaged taxonomy's model, built once per process."""
+    return _Model()
 
 
 def _model(registry: Taxonomy | None = None) -> _Model:
     """The packaged model, built once; another taxonomy gets a model of its own."""
-    global _MODEL
     if registry is not None and registry is not taxonomy.DEFAULT:
         return _Model(registry)
-    if _MODEL is None:
-        _MODEL = _Model()
-    return _MODEL
+    return _default_model()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -394,13 +395,25 @@ def oracle_scores(ground_truth_dir: Path | str, restaurant_ids: Sequence[str]) -
     item_matrix = np.zeros((n_items, n_p))
     item_pos = (item_w["item_id"].to_numpy(), pid_idx.loc[item_w["product_id"]].to_numpy())
     np.add.at(item_matrix, item_pos, item_w["weight"].to_numpy())
+    counts = _item_counts(sub, r_items, n_items)
+    weights = staples[sub["industry"].map(ind_idx_map).to_numpy()] + counts @ item_matrix
+    return _expected_quantities(sub, params, products, weights, prod_ids)
 
+
+def _item_counts(sub: pd.DataFrame, r_items: pd.DataFrame, n_items: int) -> np.ndarray:
+    """How often each menu item appears on each restaurant's menu (rows in ``sub`` order)."""
     local = pd.Series(np.arange(len(sub)), index=sub["restaurant_id"].astype(str))
     r_items = r_items[r_items["restaurant_id"].isin(local.index)]
     counts = np.zeros((len(sub), n_items))
     count_pos = (local.loc[r_items["restaurant_id"]].to_numpy(), r_items["item_id"].to_numpy())
     np.add.at(counts, count_pos, 1.0)
-    weights = staples[sub["industry"].map(ind_idx_map).to_numpy()] + counts @ item_matrix
+    return counts
+
+
+def _expected_quantities(sub: pd.DataFrame, params: dict, products: pd.DataFrame,
+                         weights: np.ndarray, prod_ids: np.ndarray) -> pd.DataFrame:
+    """Expected first-30-day quantity per (restaurant, product), month by month; zeros omitted."""
+    n_p = len(products)
 
     season = np.asarray(params["season_matrix"], dtype=float)  # 12 x P
     size_idx = sub["size"].map({s: i for i, s in enumerate(SIZES)}).to_numpy()
@@ -466,7 +479,7 @@ def _is_spelling_variant(canonical: str, text: str) -> bool:
 
 
 def _place_of(region: str) -> str:
-    district = region.split()[-1]
+    district = region.rsplit(maxsplit=1)[-1]
     return district[:-1] if len(district) > 2 and district[-1] in "구시군" else district
 
 
@@ -806,8 +819,15 @@ def _write_orders(model: _Model, rest: dict, params: dict, rng: np.random.Genera
     qty = np.add.reduceat(qty, starts) if len(starts) else qty[:0]
     line_rank, product, line_order = line_rank[starts], product[starts], line_order[starts]
     del first, starts
+    return _write_order_lines(path, fmt, rest["ids"], products_tbl, order_rest, order_ts,
+                              line_order, line_rank, product, qty)
 
-    rid_arr = pa.array(rest["ids"], pa.string())
+
+def _write_order_lines(path: Path, fmt: str, restaurant_ids: Sequence[str], products_tbl: pa.Table,
+                       order_rest: np.ndarray, order_ts: np.ndarray, line_order: np.ndarray,
+                       line_rank: np.ndarray, product: np.ndarray, qty: np.ndarray) -> int:
+    """Write the drawn order lines in chunks (bounded memory at large scales); no random draws."""
+    rid_arr = pa.array(restaurant_ids, pa.string())
     pid_arr = products_tbl.column("product_id").combine_chunks()
     schema = pa.schema([("order_id", pa.string()), ("restaurant_id", pa.string()),
                         ("product_id", pa.string()), ("quantity", pa.int64()),
@@ -939,4 +959,4 @@ def _tick(bar, label: str) -> None:
         bar.update(1)
 
 
-__all__ = ["SCALES", "REFERENCE_END", "SampleFiles", "generate_sample", "oracle_scores"]
+__all__ = ["REFERENCE_END", "SCALES", "SampleFiles", "generate_sample", "oracle_scores"]

@@ -6,6 +6,7 @@ parallel ingest steps (separate processes) never see a half-written sample.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -32,11 +33,9 @@ def ensure_source_dir(settings: Settings) -> Path:
     try:
         generate_sample(staging, scale=settings.sample_scale, seed=settings.seed, fmt="parquet")
         (staging / READY_MARKER).write_text("ok\n")
-        try:
+        # OSError: another process renamed its (complete) sample into place first; keep theirs.
+        with contextlib.suppress(OSError):
             os.rename(staging, target)
-        except OSError:
-            # Another process renamed its (complete) sample into place first: keep theirs.
-            pass
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -215,7 +215,7 @@ def _lexicon(path: Path, where: str, value: Any, line: int) -> tuple[LexiconLine
     if not isinstance(value, LocatedList):
         _fail(path, line, f"{where}: lexicon must be a list of '<scope> <weight>: terms'")
     out = []
-    for entry, entry_line in zip(value, value.lines):
+    for entry, entry_line in zip(value, value.lines, strict=True):
         if not isinstance(entry, dict) or len(entry) != 1:
             _fail(path, entry_line, f"{where}: a lexicon line is '<scope> <weight>: term term ...'")
         ((head, terms),) = entry.items()
@@ -330,7 +330,7 @@ def _industry(path: Path, index: int, value: Any, line: int) -> Industry:
 
 def _check_registry(path: Path, industries: tuple[Industry, ...], entries: LocatedList) -> None:
     seen: dict[str, int] = {}
-    for ind, line in zip(industries, entries.lines):
+    for ind, line in zip(industries, entries.lines, strict=True):
         if ind.code in seen:
             _fail(
                 path, line, f"duplicate industry code {ind.code!r} (first at line {seen[ind.code]})"

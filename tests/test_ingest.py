@@ -81,7 +81,7 @@ def test_find_source_missing_names_folder(tmp_path: Path) -> None:
 def test_find_source_ambiguous(tmp_path: Path) -> None:
     (tmp_path / "products.csv").write_bytes(b"x")
     (tmp_path / "products.parquet").write_bytes(b"x")
-    with pytest.raises(IngestError, match="products.csv.*products.parquet"):
+    with pytest.raises(IngestError, match=r"products\.csv.*products\.parquet"):
         find_source(tmp_path, "products")
 
 
@@ -463,16 +463,16 @@ def test_parquet_timestamptz_is_converted_to_korea_time(con, tmp_path: Path) -> 
 def test_unreadable_parquet(con, tmp_path: Path) -> None:
     f = tmp_path / "products.parquet"
     f.write_bytes(b"this is not parquet at all")
-    with pytest.raises(IngestError, match="products.parquet.*Parquet"):
+    with pytest.raises(IngestError, match=r"products\.parquet.*Parquet"):
         ingest_products(con, f)
 
 
 def test_target_schemas(con, tmp_path: Path) -> None:
     load_dims(con, tmp_path)
     ingest_orders(con, write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"]))
-    types = dict(((t, c), d) for t, c, d in con.execute(
+    types = {(t, c): d for t, c, d in con.execute(
         "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE table_name IN ('restaurants', 'products', 'orders', 'rejected_rows')").fetchall())
+        "WHERE table_name IN ('restaurants', 'products', 'orders', 'rejected_rows')").fetchall()}
     assert types[("restaurants", "signup_date")] == "DATE"
     assert types[("restaurants", "size")] == "VARCHAR"
     assert types[("products", "unit_price")] == "DOUBLE"

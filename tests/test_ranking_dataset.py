@@ -57,8 +57,7 @@ def make_synthetic_warehouse(path, n_restaurants: int = 300, seed: int = 0,
             for p in items[it]:
                 probs[int(p[1:])] = 0.7
         scale = {"small": 1.0, "medium": 2.0, "large": 4.0}[size]
-        n_o = 0
-        for d in range(0, days, 7):
+        for n_o, d in enumerate(range(0, days, 7)):
             day = signup + timedelta(days=d + int(rng.integers(0, 7)))
             if day >= start + timedelta(days=days):
                 break
@@ -66,7 +65,6 @@ def make_synthetic_warehouse(path, n_restaurants: int = 300, seed: int = 0,
             for p in np.flatnonzero(buy):
                 order_rows.append((f"O{r}-{n_o}", rid, f"P{p:03d}", float(1 + rng.poisson(scale * (1 + 2 * probs[p]))),
                                    datetime(day.year, day.month, day.day, 10)))
-            n_o += 1
     con = duckdb.connect(str(path))
     con.execute("""CREATE TABLE restaurants (restaurant_id VARCHAR, name VARCHAR, menu VARCHAR,
                    description VARCHAR, region VARCHAR, size VARCHAR, signup_date DATE)""")

@@ -75,7 +75,7 @@ def test_features_md_is_generated_from_the_registry():
     assert len(sql_files) > 10
     for name in sql_files - {"vocab_category.sql", "vocab_region.sql", "vocab_industry.sql"}:
         assert f"{name}`" in text, f"features.md does not mention {name}"
-    assert features.FEATURES == tuple(f.name for f in features.REGISTRY)
+    assert tuple(f.name for f in features.REGISTRY) == features.FEATURES
     assert set(features.CATEGORICAL_FEATURES) == {"category_code", "industry_code", "region_code"}
 
 

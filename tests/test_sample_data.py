@@ -279,7 +279,7 @@ def test_oracle_scores_rank_true_demand(small, lines):
     assert both.corr().iloc[0, 1] > 0.8
     assert 0.8 < expected.sum() / actual.sum() < 1.25
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"1 unknown restaurant ids, e\.g\. \['R999999'\]"):
         oracle_scores(files.ground_truth, ["R999999"])
 
 
@@ -295,11 +295,11 @@ def test_ground_truth_is_a_separate_folder(small):
 
 
 def test_invalid_arguments_are_rejected(tmp_path: Path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"scale must be one of .*, got 'huge'"):
         generate_sample(tmp_path, scale="huge")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"fmt must be one of .*, got 'xlsx'"):
         generate_sample(tmp_path, fmt="xlsx")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_restaurants must be >= 1"):
         generate_sample(tmp_path, n_restaurants=0)
 
 

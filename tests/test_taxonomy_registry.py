@@ -117,7 +117,7 @@ def test_a_new_industry_reaches_the_sample_generator(soup, tmp_path):
     assert soup_orders["name"].str.startswith("소 사골").mean() > 0.1
     # and the labeler built from the same registry recognises the generated restaurants
     preds = OfflineLabeler(soup).predict_many(
-        zip(soups["name"], soups["menu"], soups["description"])
+        zip(soups["name"], soups["menu"], soups["description"], strict=True)
     )
     assert sum(p.industry == "soup_test" for p in preds) / len(preds) > 0.8
 
@@ -176,7 +176,7 @@ def test_every_packaged_industry_is_seen_by_every_consumer():
 
 def test_the_packaged_constants_come_from_the_registry_file():
     reloaded = taxonomy.load(DEFAULT_PATH)
-    assert reloaded == taxonomy.DEFAULT and taxonomy.INDUSTRY_CODES == reloaded.codes
+    assert reloaded == taxonomy.DEFAULT and reloaded.codes == taxonomy.INDUSTRY_CODES
     assert taxonomy.OTHER in taxonomy.INDUSTRY_CODES and taxonomy.describe() == reloaded.describe()
 
 

@@ -10,7 +10,7 @@ import pytest
 from recsys_assets.warehouse import tables
 
 
-@pytest.fixture()
+@pytest.fixture
 def con(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("CREATE TABLE restaurants(restaurant_id VARCHAR, signup_date DATE)")
@@ -113,5 +113,5 @@ def test_failed_rebuild_keeps_previous_table(con):
 
 
 def test_table_names_must_be_plain_identifiers(con):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a plain table name: 'x; DROP TABLE orders'"):
         tables.build_industry_product_stats(con, table="x; DROP TABLE orders")

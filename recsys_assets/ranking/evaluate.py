@@ -147,7 +147,7 @@ def evaluate(
     summaries = {name: summarize(r, truth, queries) for name, r in methods.items()}
 
     industry_of = dict(zip(qs["restaurant_id"].astype(str), qs["industry"], strict=True))
-    per_ind = None
+    per_ind: pd.DataFrame | None = None
     for name, s in summaries.items():
         pq = s.per_query.assign(industry=s.per_query["query_id"].map(industry_of))
         agg = pq.groupby("industry").agg(**{f"{name}_ndcg_at_10": ("ndcg_at_10", "mean"),
@@ -156,6 +156,8 @@ def evaluate(
             per_ind = pq.groupby("industry").size().rename("queries").to_frame().join(agg)
         else:
             per_ind = per_ind.join(agg)
+    if per_ind is None:  # unreachable: the model and the baselines are always summarised
+        raise ValueError("no ranking method to evaluate")
     per_ind = per_ind.reset_index().sort_values("queries", ascending=False, kind="mergesort")
 
     curve = pd.DataFrame({"k": list(CURVE_KS)})

@@ -162,6 +162,8 @@ def ndcg_curve(
     qs = [q for q in queries if any(r > 0 for r in truth.get(q, {}).values())]
     out = {}
     for k in ks:
-        vals = [ndcg_at_k(list(rankings.get(q, ())), truth[q], k) for q in qs]
+        # every query in qs has a positive, so its NDCG is defined (never None)
+        scores = (ndcg_at_k(list(rankings.get(q, ())), truth[q], k) for q in qs)
+        vals = [v for v in scores if v is not None]
         out[k] = float(np.mean(vals)) if vals else float("nan")
     return out

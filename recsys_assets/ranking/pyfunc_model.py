@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,9 @@ from recsys_assets.ranking.dataset import (
     menu_tokens,
 )
 from recsys_assets.ranking.features import CATEGORICAL_FEATURES
+
+if TYPE_CHECKING:
+    from recsys_assets.labeling.offline import OfflineLabeler
 
 DEFAULT_K = 10
 MAX_K = 100
@@ -133,7 +137,7 @@ class RankerServer:
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)
         self._sql = f"SELECT * FROM ({candidate_feature_sql()}) ORDER BY restaurant_id, product_id"
-        self._labeler = None
+        self._labeler: OfflineLabeler | None = None
         self._lock = threading.Lock()
 
     def set_threads(self, threads: int) -> None:
@@ -150,10 +154,11 @@ class RankerServer:
         return pred.industry, float(pred.confidence)
 
     def _queries(self, requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
-        rows, toks, ks = [], [], []
-        cols = set(requests.columns)
+        rows: list[tuple] = []
+        toks: list[tuple[str, str]] = []
+        ks: list[int] = []
         for i, rec in enumerate(requests.to_dict("records")):
-            get = (lambda c, rec=rec: rec.get(c) if c in cols else None)
+            get = rec.get  # a column the request lacks reads as None
             industry = _clean_str(get("industry"))
             conf = get("label_confidence")
             conf = None if conf is None or pd.isna(conf) else float(conf)

@@ -7,7 +7,9 @@ format: readable, version-tolerant, and loadable without pickle.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -15,6 +17,9 @@ import pandas as pd
 
 from recsys_assets.ranking import features as feature_registry
 from recsys_assets.ranking.dataset import RankingDataset
+
+if TYPE_CHECKING:
+    import lightgbm  # imported lazily at run time: importing it is slow
 
 DEFAULT_PARAMS: dict = {
     "objective": "lambdarank",
@@ -39,7 +44,7 @@ DEFAULT_PARAMS: dict = {
 
 @dataclass
 class TrainedRanker:
-    booster: "lightgbm.Booster"  # noqa: F821 - imported lazily
+    booster: lightgbm.Booster
     features: list[str]
     params: dict
     best_iteration: int
@@ -175,7 +180,8 @@ def train_ranker(
     if dtrain is None:
         raise ValueError("no training query has a positive: cannot train a ranker")
     dvalid, valid_rows, valid_queries = mk("valid", dtrain)
-    valid_sets, callbacks = [dtrain], []
+    valid_sets = [dtrain]
+    callbacks: list[Callable[..., Any]] = []
     if dvalid is not None:
         valid_sets = [dvalid]
         callbacks.append(lgb.early_stopping(stop, first_metric_only=True, verbose=False))

@@ -31,7 +31,7 @@ import duckdb
 from recsys_assets.config import DEFAULT_MAX_QUANTITY, DEFAULT_MAX_SHRINK
 from recsys_assets.warehouse import reader
 from recsys_assets.warehouse.reader import IngestError
-from recsys_assets.warehouse.tables import transaction
+from recsys_assets.warehouse.tables import scalar, transaction
 
 __all__ = [
     "REJECTED_ROWS_DDL",
@@ -214,7 +214,7 @@ def _stored_ts(expr: str) -> str:
 @contextmanager
 def _session_timezone(con: duckdb.DuckDBPyConnection, tz: str) -> Iterator[None]:
     """Parse naive timestamps in `tz` for the duration; the connection's own setting is restored."""
-    before = con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+    before = scalar(con, "SELECT current_setting('TimeZone')")
     con.execute("SET TimeZone = ?", [tz])
     try:
         yield
@@ -232,6 +232,8 @@ def _checked_sql(
     """One SELECT producing row number, cleaned/typed columns and the first failing reason.
 
     The raw-row JSON is built later, only for rejected rows (not for 10M good ones).
+    Longer than 80 lines because it is one SQL template per source table, each read top to
+    bottom as a single query; splitting a query across functions would hide its rule order.
     """
     cols = ",\n            ".join(f"{_clean(mapping, c)} AS {c}" for c in mapping)
     row_number, gaps_join = reader.row_number_sql(raw, "r")
@@ -396,7 +398,7 @@ def _refuse_shrink(
     new = counts.get(None, 0)
     old = 0
     if _table_exists(con, table):
-        old = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        old = scalar(con, f"SELECT count(*) FROM {table}")
     if new == 0:
         problem = (f"no row to load would replace the {old:,} rows of {table}" if old
                    else f"no row to load into {table}")
@@ -439,7 +441,7 @@ def _ingest(
     # only when the table is committed before use (rowids inside an open transaction are
     # transaction-local) and insertion order is preserved; so load it in autocommit mode first,
     # and restore the connection's setting afterwards.
-    keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    keep_order = scalar(con, "SELECT current_setting('preserve_insertion_order')")
     con.execute("SET preserve_insertion_order = true")
     try:
         raw = reader.load_raw(con, path, raw_name)

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import duckdb
 
+from recsys_assets.warehouse.tables import scalar
+
 __all__ = [
     "BAD_FIELD_COUNT",
     "MAX_LINE_BYTES",
@@ -243,7 +245,7 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawI
         return raw
     _check_plausible_text(path)
     raw = replace(raw, header=tuple(_read_header(path)))
-    columns = {name: "VARCHAR" for name in _unique(list(raw.header))}
+    columns = dict.fromkeys(_unique(list(raw.header)), "VARCHAR")
     errors, scans = f"{raw_table}_errors", f"{raw_table}_scans"
     con.execute(f"DROP TABLE IF EXISTS {errors}")
     con.execute(f"DROP TABLE IF EXISTS {scans}")
@@ -275,7 +277,7 @@ def _collect_rejects(
     if fatal:
         kind, line, csv_line, message = fatal
         raise IngestError(_fatal_reader_error(path, kind, int(line), csv_line, message or ""))
-    last = con.execute(f"SELECT max(line) FROM {errors}").fetchone()[0]
+    last = scalar(con, f"SELECT max(line) FROM {errors}")
     if last is None:
         return raw
     # DuckDB's line numbers count blank lines, which it skips when reading: translate them to
@@ -292,7 +294,7 @@ def _collect_rejects(
         f"FROM {errors} e GROUP BY e.line ORDER BY e.line",
         [BAD_FIELD_COUNT],
     )
-    n = con.execute(f"SELECT count(*) FROM {raw.rejects}").fetchone()[0]
+    n = scalar(con, f"SELECT count(*) FROM {raw.rejects}")
     # Good rows are numbered by filling the gaps the rejects left: for the j-th reject (1-based)
     # at record r_j, r_j - j good rows come before it.
     con.execute(
@@ -358,7 +360,7 @@ def map_columns(
     actual = [row[0] for row in con.execute(f"DESCRIBE {raw.table}").fetchall()]
     written = list(raw.header) if len(raw.header) == len(actual) else actual
     by_norm: dict[str, list[tuple[str, str]]] = {}
-    for col, name in zip(actual, written):
+    for col, name in zip(actual, written, strict=True):
         by_norm.setdefault(_norm_col(name), []).append((col, name))
     missing = [c for c in required if c not in by_norm]
     if missing:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import duckdb
 
@@ -24,6 +25,14 @@ _FAR_FUTURE = datetime(9999, 12, 31)
 
 INDUSTRY_PRODUCT_STATS = "industry_product_stats"  # key: (industry, product_id)
 INDUSTRY_TOP_PRODUCTS = "industry_top_products"  # key: (industry, rank)
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
+    """The single value of a query that always returns one row (an aggregate, a setting)."""
+    row = con.execute(sql, params).fetchone()
+    if row is None:
+        raise duckdb.InvalidInputException(f"expected one row from: {sql}")
+    return row[0]
 
 
 @contextmanager
