@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# Session fixture over the real CPU LLM servers (skips unless .ci/llm_servers.sh built them).
+from tests.llm_servers import real_llm_server  # noqa: F401
+
 
 @pytest.fixture()
 def recsys_home(tmp_path, monkeypatch):
