@@ -7,7 +7,7 @@ export RECSYS_HOME ?= $(CURDIR)/.recsys
 export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint ui mlflow-ui bench clean
+.PHONY: install demo test test-fast test-real-llm lint ui mlflow-ui bench clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recsys demo
 
+# Everything but the slow suite against real CPU LLM servers (that one is `make test-real-llm`,
+# run by .ci/run after it has built the servers).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not real_llm" $(PYTEST_ARGS)
+
+# The real_llm suite: llama-cpp-python's server and llama-server with a small GGUF model, built and
+# cached by .ci/llm_servers.sh (skipped when not built, unless RECSYS_REAL_LLM_REQUIRED=1).
+test-real-llm: $(STAMP)
+	$(BIN)/python -m pytest -m real_llm $(PYTEST_ARGS)
 
 # Everything but the end-to-end tests that start servers and a browser.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not real_llm" $(PYTEST_ARGS)
 
 # Lint, formatting and types; what they check is configured in pyproject.toml.
 LINT_PATHS := recsys_assets tests benchmarks
