@@ -72,7 +72,7 @@ def open_instance(recsys_home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(recsys_home / "dagster"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def bad_data(tmp_path) -> Path:
     """A restaurants file without its `menu` column."""
     data = tmp_path / "bad_data"
@@ -83,7 +83,7 @@ def bad_data(tmp_path) -> Path:
     return data
 
 
-@pytest.fixture()
+@pytest.fixture
 def good_data(tmp_path) -> Path:
     generate_sample(tmp_path / "good_data", n_restaurants=40, seed=3, fmt="csv")
     return tmp_path / "good_data"
@@ -240,7 +240,7 @@ def test_first_starts_set_up_the_storage_once(tmp_path):
     assert [(code, out.strip()) for code, out, _ in results] == [(0, "0")] * 4, [e[-1500:] for *_, e in results]
 
 
-@pytest.fixture()
+@pytest.fixture
 def hung_llm():
     """An OpenAI-compatible server that never answers in time: a labeling step hangs in it."""
     with FakeOpenAI(rates={"timeout": 1.0}, timeout_sleep_s=300) as server:

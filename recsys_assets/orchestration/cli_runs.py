@@ -13,7 +13,6 @@ what the daemon and the code server do for launched ones:
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -151,13 +150,13 @@ def _loggers(path: Path, verbose: bool) -> tuple[dict[str, dg.LoggerDefinition],
 
     @dg.logger
     def file_logger(_context) -> logging.Logger:
-        logger = logging.Logger("recsys.run.file", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
+        logger = logging.Logger("recsys.run.file", logging.DEBUG)  # per run: not in logging's registry
         logger.addHandler(file_handler)
         return logger
 
     @dg.logger
     def steps_logger(_context) -> logging.Logger:
-        logger = logging.Logger("recsys.run.console", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
+        logger = logging.Logger("recsys.run.console", logging.DEBUG)  # per run, as above
         logger.addHandler(_StepLines(sys.stderr))
         return logger
 

@@ -12,6 +12,7 @@ from recsys_assets.config import load_settings
 from recsys_assets.orchestration.failures import failed_run_alert
 from recsys_assets.orchestration.jobs import labeling_job
 
+
 def restaurants_fingerprint(data_dir) -> str | None:
     """Content hash of the restaurants file(s); None when the folder has none."""
     digest = hashlib.sha256()
