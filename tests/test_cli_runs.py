@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 
 from recsys_assets.instance import PACKAGED_DAGSTER_YAML, ensure_dagster_yaml
+from recsys_assets.orchestration.resources import AlertsResource, RecsysConfig
 from recsys_assets.orchestration.sensors import failure_alert_sensor
 from recsys_assets.run_markers import BUSY_EXIT_CODE
 from recsys_assets.sample_data import generate_sample
@@ -89,7 +90,7 @@ def good_data(tmp_path) -> Path:
     return tmp_path / "good_data"
 
 
-def test_failed_cli_run_is_alerted_once_and_posted(recsys_home, bad_data, monkeypatch):
+def test_failed_cli_run_is_alerted_once_and_posted(recsys_home, bad_data):
     """Row 3: a failed `recsys materialize` (cron, no daemon) is in `recsys alerts` and the
     webhook, once, even when the daemon's failure sensor sees the same run afterwards."""
     with WebhookReceiver() as hook:
@@ -110,13 +111,16 @@ def test_failed_cli_run_is_alerted_once_and_posted(recsys_home, bad_data, monkey
 
             # The daemon's failure sensor watches in-process runs too: seeing this run again
             # must not make a second alert or a second post.
-            monkeypatch.setenv("RECSYS_ALERT_WEBHOOK", hook.url)
             [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
             context = dg.build_run_status_sensor_context(
                 sensor_name="failure_alert_sensor",
                 dagster_event=failure.dagster_event,
                 dagster_instance=instance,
                 dagster_run=run,
+                resources={
+                    "recsys": RecsysConfig(home=str(recsys_home)),
+                    "alerts": AlertsResource(store_dir=str(recsys_home), webhook_url=hook.url),
+                },
             ).for_run_failure()
             failure_alert_sensor(context)
         assert [a["id"] for a in alerts_json(env)] == [alert["id"]]
