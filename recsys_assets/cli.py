@@ -6,7 +6,6 @@ command pays for importing Dagster, MLflow or LightGBM unless it uses them.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -288,4 +287,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()  # app() exits with the command's code itself

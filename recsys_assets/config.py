@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, overload
 
 SCALES = ("small", "medium", "large")
 LABELERS = ("auto", "offline", "llm", "cascade")
@@ -39,6 +40,12 @@ class ConfigError(ValueError):
     """A setting has a value the pipeline cannot use; the message names the variable."""
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
+@overload
+def _env(name: str, default: str | None) -> str | None: ...
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     if value is None or value.strip() == "":
@@ -46,6 +53,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value.strip()
 
 
+@overload
+def env_int(name: str, default: int) -> int: ...
+@overload
+def env_int(name: str, default: None) -> int | None: ...
 def env_int(name: str, default: int | None) -> int | None:
     """An integer setting; a malformed value is a ConfigError naming the variable."""
     raw = _env(name)
@@ -239,7 +250,8 @@ def load_settings(**overrides: object) -> Settings:
     the environment agree on one set of names.
     """
     settings = _from_env()
-    clean = {k: v for k, v in overrides.items() if v is not None}
+    # Any: each override has its field's type; replace() refuses a name that is not a field.
+    clean: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if not clean:
         return settings
     if "home" in clean:

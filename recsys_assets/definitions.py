@@ -5,7 +5,15 @@ from __future__ import annotations
 import dagster as dg
 
 from recsys_assets.config import Settings, load_settings
-from recsys_assets.orchestration import ingest, jobs, labeling, ranking, schedules, sensors, warehouse
+from recsys_assets.orchestration import (
+    ingest,
+    jobs,
+    labeling,
+    ranking,
+    schedules,
+    sensors,
+    warehouse,
+)
 from recsys_assets.orchestration.resources import default_resources
 
 ASSET_MODULES = [ingest, labeling, warehouse, ranking]

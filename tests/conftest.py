@@ -8,7 +8,7 @@ import pytest
 from tests.llm_servers import real_llm_server  # noqa: F401
 
 
-@pytest.fixture()
+@pytest.fixture
 def recsys_home(tmp_path, monkeypatch):
     home = tmp_path / "recsys_home"
     monkeypatch.setenv("RECSYS_HOME", str(home))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from recsys_assets.alerts import MODEL_QUALITY, SYSTEM_FAILURE, Alert, AlertStore
+from recsys_assets.orchestration.resources import AlertsResource, RecsysConfig
 from recsys_assets.orchestration.sensors import failure_alert_sensor
 from tests.webhook_receiver import WebhookReceiver
 
@@ -33,7 +34,7 @@ def test_dead_webhook_still_records(tmp_path):
     assert row["kind"] == MODEL_QUALITY and row["posted"] == 0 and row["post_error"]
 
 
-def test_failure_sensor_records_failed_step(recsys_home, monkeypatch):
+def test_failure_sensor_records_failed_step(recsys_home):
     @dg.asset
     def broken_asset():
         raise RuntimeError("warehouse disk is full")
@@ -42,16 +43,21 @@ def test_failure_sensor_records_failed_step(recsys_home, monkeypatch):
     result = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
     assert not result.success
     failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    store_dir = recsys_home / "sensor_alerts"  # not the default: the resource is what is used
     with WebhookReceiver() as hook:
-        monkeypatch.setenv("RECSYS_ALERT_WEBHOOK", hook.url)
         context = dg.build_run_status_sensor_context(
             sensor_name="failure_alert_sensor",
             dagster_event=failure_event,
             dagster_instance=instance,
             dagster_run=result.dagster_run,
+            resources={
+                "recsys": RecsysConfig(home=str(recsys_home)),
+                "alerts": AlertsResource(store_dir=str(store_dir), webhook_url=hook.url),
+            },
         ).for_run_failure()
         failure_alert_sensor(context)
-    [row] = AlertStore(recsys_home / "alerts.sqlite").recent()
+    assert not (recsys_home / "alerts.sqlite").exists()
+    [row] = AlertStore(store_dir / "alerts.sqlite").recent()
     assert row["run_id"] == result.run_id
     assert row["step_key"] == "broken_asset"
     assert row["error_class"] == "RuntimeError"

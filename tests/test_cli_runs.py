@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 
 from recsys_assets.instance import PACKAGED_DAGSTER_YAML, ensure_dagster_yaml
+from recsys_assets.orchestration.resources import AlertsResource, RecsysConfig
 from recsys_assets.orchestration.sensors import failure_alert_sensor
 from recsys_assets.run_markers import BUSY_EXIT_CODE
 from recsys_assets.sample_data import generate_sample
@@ -72,7 +73,7 @@ def open_instance(recsys_home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(recsys_home / "dagster"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def bad_data(tmp_path) -> Path:
     """A restaurants file without its `menu` column."""
     data = tmp_path / "bad_data"
@@ -83,13 +84,13 @@ def bad_data(tmp_path) -> Path:
     return data
 
 
-@pytest.fixture()
+@pytest.fixture
 def good_data(tmp_path) -> Path:
     generate_sample(tmp_path / "good_data", n_restaurants=40, seed=3, fmt="csv")
     return tmp_path / "good_data"
 
 
-def test_failed_cli_run_is_alerted_once_and_posted(recsys_home, bad_data, monkeypatch):
+def test_failed_cli_run_is_alerted_once_and_posted(recsys_home, bad_data):
     """Row 3: a failed `recsys materialize` (cron, no daemon) is in `recsys alerts` and the
     webhook, once, even when the daemon's failure sensor sees the same run afterwards."""
     with WebhookReceiver() as hook:
@@ -110,13 +111,16 @@ def test_failed_cli_run_is_alerted_once_and_posted(recsys_home, bad_data, monkey
 
             # The daemon's failure sensor watches in-process runs too: seeing this run again
             # must not make a second alert or a second post.
-            monkeypatch.setenv("RECSYS_ALERT_WEBHOOK", hook.url)
             [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
             context = dg.build_run_status_sensor_context(
                 sensor_name="failure_alert_sensor",
                 dagster_event=failure.dagster_event,
                 dagster_instance=instance,
                 dagster_run=run,
+                resources={
+                    "recsys": RecsysConfig(home=str(recsys_home)),
+                    "alerts": AlertsResource(store_dir=str(recsys_home), webhook_url=hook.url),
+                },
             ).for_run_failure()
             failure_alert_sensor(context)
         assert [a["id"] for a in alerts_json(env)] == [alert["id"]]
@@ -240,7 +244,7 @@ def test_first_starts_set_up_the_storage_once(tmp_path):
     assert [(code, out.strip()) for code, out, _ in results] == [(0, "0")] * 4, [e[-1500:] for *_, e in results]
 
 
-@pytest.fixture()
+@pytest.fixture
 def hung_llm():
     """An OpenAI-compatible server that never answers in time: a labeling step hangs in it."""
     with FakeOpenAI(rates={"timeout": 1.0}, timeout_sleep_s=300) as server:

@@ -6,7 +6,6 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-
 from mlflow import MlflowClient
 
 from recsys_assets import taxonomy
@@ -32,7 +31,7 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
 
 
-@pytest.fixture()
+@pytest.fixture
 def small_data(tmp_path):
     data = tmp_path / "data"
     generate_sample(data, n_restaurants=300, seed=7, fmt="csv")
@@ -46,7 +45,7 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
     job = defs.resolve_job_def("rebuild_job")
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    checks = [e for e in result.get_asset_check_evaluations()]
+    checks = list(result.get_asset_check_evaluations())
     failed = [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed]
     assert {c.check_name for c in checks} >= {"unique_key", "labels_within_taxonomy", "promotion_gate"}
     assert checks and not failed

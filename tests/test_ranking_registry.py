@@ -23,7 +23,6 @@ from recsys_assets.ranking.features import FEATURES
 from recsys_assets.ranking.train import TrainedRanker, train_ranker
 from tests.test_ranking_dataset import make_synthetic_warehouse
 
-
 _ORIGINAL_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
@@ -74,7 +73,7 @@ def test_registry_lifecycle(env, monkeypatch):
     settings, con, dset, good, weak, worst = env
 
     # 1. A weak first model becomes champion when it clears the (here: lowered) baseline bar.
-    v1, ev1 = _log(con, weak, dset, settings, run_id="dagster-run-1")
+    v1, _ev1 = _log(con, weak, dset, settings, run_id="dagster-run-1")
     run = mlflow.get_run(v1.run_id)
     assert run.data.tags["dagster_run_id"] == "dagster-run-1"
     assert run.data.tags["data_snapshot_hash"] == dset.snapshot_hash
@@ -150,7 +149,7 @@ def test_registry_lifecycle(env, monkeypatch):
     rec._CACHE.clear()
     with monkeypatch.context() as mp:
         mp.setattr(reg, "configure_mlflow", lambda *a, **k: pytest.fail("fast path used MLflow"))
-        server, version = rec.load_champion(settings)
+        _server, version = rec.load_champion(settings)
     assert version == v2.version
     assert any(settings.home.joinpath("cache", "ranker").glob(f"*-v{v2.version}-{v2.run_id}"))
     again = rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)
@@ -175,11 +174,11 @@ def test_registry_lifecycle(env, monkeypatch):
 
 
 def test_floor_and_baseline_block_a_first_model(env, tmp_path, monkeypatch):
-    settings, con, dset, good, weak, worst = env
+    _settings, con, dset, good, _weak, worst = env
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))  # a fresh, empty registry
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # exported by mlflow.set_tracking_uri
     fresh = load_settings()
-    v, ev = _log(con, good, dset, fresh)
+    v, _ev = _log(con, good, dset, fresh)
     monkeypatch.setenv("RECSYS_NDCG_FLOOR", "0.999")
     d = reg.promote_if_better(con, v.version, dset, load_settings())
     assert not d.promoted and "below the floor 0.999" in d.reason

@@ -6,6 +6,7 @@ import dagster as dg
 
 from recsys_assets.config import load_settings
 from recsys_assets.definitions import build_defs
+from recsys_assets.orchestration.resources import RecsysConfig
 from recsys_assets.orchestration.sensors import new_restaurants_sensor
 
 
@@ -38,14 +39,16 @@ def test_labeling_job_selects_the_labeling_path_only():
     assert "products" not in keys  # the catalog is not re-ingested for new restaurants
 
 
-def test_sensor_watches_then_runs_on_change(recsys_home, tmp_path, monkeypatch):
+def test_sensor_watches_then_runs_on_change(recsys_home, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(data))
+    recsys = RecsysConfig(home=str(recsys_home), data_dir=str(data))  # as the UI's config sets it
     instance = dg.DagsterInstance.ephemeral()
 
     def tick(cursor):
-        context = dg.build_sensor_context(instance=instance, cursor=cursor)
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"recsys": recsys}
+        )
         result = new_restaurants_sensor.evaluate_tick(context)
         return result, context.cursor
 
@@ -62,6 +65,18 @@ def test_sensor_watches_then_runs_on_change(recsys_home, tmp_path, monkeypatch):
     result, new_cursor = tick(cursor)
     [request] = result.run_requests
     assert new_cursor != cursor and request.run_key == f"restaurants-{new_cursor}"
+
+
+def test_sensor_skips_without_a_data_dir(recsys_home):
+    """Sample data changes only on rebuild: with no data folder configured there is nothing to
+    watch (recsys_home unsets RECSYS_DATA_DIR)."""
+    context = dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"recsys": RecsysConfig(home=str(recsys_home))},
+    )
+    result = new_restaurants_sensor.evaluate_tick(context)
+    assert not result.run_requests and "RECSYS_DATA_DIR is not set" in result.skip_message
+    assert context.cursor is None
 
 
 def test_data_errors_fail_fast_without_retries(recsys_home):

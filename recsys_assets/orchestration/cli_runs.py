@@ -13,7 +13,6 @@ what the daemon and the code server do for launched ones:
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,8 +84,8 @@ def reap_dead_runs(
                 f"{where}: killed (e.g. kill -9), out of memory or the machine stopped.",
                 JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION),
             )
-            run = instance.get_run_by_id(run.run_id)
             reaped.append(run.run_id)
+            run = instance.get_run_by_id(run.run_id)
         if run is not None:
             if instance.event_log_storage.supports_global_concurrency_limits:
                 instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
@@ -127,18 +126,19 @@ def _step_line(record: logging.LogRecord) -> str | None:
             return f"  warning {step}: {text.splitlines()[0] if text else ''}"
         return None
     kind = event.event_type
-    data = event.event_specific_data
     if kind == dg.DagsterEventType.STEP_SUCCESS:
-        return f"  done    {step} ({data.duration_ms / 1000:.1f}s)"
+        return f"  done    {step} ({event.step_success_data.duration_ms / 1000:.1f}s)"
     if kind == dg.DagsterEventType.STEP_FAILURE:
         return f"  FAILED  {step_error(event).line()}"
     if kind == dg.DagsterEventType.STEP_UP_FOR_RETRY:
         return f"  retry   {step}: {event.message or ''}".rstrip()
-    if kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
-        return (
-            f"  check   {data.asset_key.to_user_string()}:{data.check_name} did not pass "
-            f"({data.severity.value})"
-        )
+    if kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+        check = event.asset_check_evaluation_data
+        if not check.passed:
+            return (
+                f"  check   {check.asset_key.to_user_string()}:{check.check_name} did not pass "
+                f"({check.severity.value})"
+            )
     return None
 
 
@@ -150,13 +150,13 @@ def _loggers(path: Path, verbose: bool) -> tuple[dict[str, dg.LoggerDefinition],
 
     @dg.logger
     def file_logger(_context) -> logging.Logger:
-        logger = logging.Logger("recsys.run.file", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
+        logger = logging.Logger("recsys.run.file", logging.DEBUG)  # per run: not in logging's registry
         logger.addHandler(file_handler)
         return logger
 
     @dg.logger
     def steps_logger(_context) -> logging.Logger:
-        logger = logging.Logger("recsys.run.console", logging.DEBUG)  # noqa: LOG001 (per run, unregistered)
+        logger = logging.Logger("recsys.run.console", logging.DEBUG)  # per run, as above
         logger.addHandler(_StepLines(sys.stderr))
         return logger
 
@@ -212,12 +212,14 @@ def materialize(
             raise_on_error=False,
             run_config={"loggers": {"console": console, "file": {}}},
             tags={LAUNCHED_BY_TAG: "cli", PID_TAG: str(marker.pid), HOST_TAG: marker.host},
-            **({"asset_selection": list(asset_keys)} if asset_keys else {}),
+            asset_selection=list(asset_keys) if asset_keys else None,
         )
-        errors, alert_id = [], None
-        if not result.success:
+        errors: list[StepError] = []
+        alert_id = None
+        failed_run = None if result.success else instance.get_run_by_id(run_id)
+        if failed_run is not None:
             errors = run_errors(instance, run_id)
-            alert_id = _alert(instance, settings, instance.get_run_by_id(run_id))
+            alert_id = _alert(instance, settings, failed_run)
         return RunOutcome(run_id, result.success, errors, path, alert_id)
     finally:
         file_handler.close()

@@ -63,7 +63,7 @@ def first_line(error: SerializableErrorInfo) -> str:
 
 def step_error(event: dg.DagsterEvent) -> StepError:
     """The cause of a STEP_FAILURE event, as one line."""
-    error = getattr(event.event_specific_data, "error", None)
+    error = event.step_failure_data.error
     if error is None:
         return StepError(event.step_key, None, event.message or "step failed")
     cause = root_cause(error)
@@ -88,7 +88,7 @@ def _run_failure(instance: dg.DagsterInstance, run_id: str) -> StepError:
         run_id=run_id, of_type=dg.DagsterEventType.RUN_FAILURE, ascending=False, limit=1
     ).records
     event = records[0].event_log_entry.dagster_event if records else None
-    error = getattr(event.event_specific_data, "error", None) if event else None
+    error = event.job_failure_data.error if event else None
     if error is not None:
         cause = root_cause(error)
         return StepError(running_step(instance, run_id), cause.cls_name, first_line(cause))
@@ -103,7 +103,8 @@ def _crash_explanation(instance: dg.DagsterInstance, run_id: str) -> str | None:
         run_id=run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, ascending=False, limit=20
     ).records
     for record in records:
-        message = record.event_log_entry.dagster_event.message or ""
+        event = record.event_log_entry.dagster_event
+        message = (event.message if event else None) or ""
         if "Run execution process for" in message:
             return message.removeprefix("[DagsterApiServer] ")
     return None

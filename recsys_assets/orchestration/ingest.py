@@ -1,8 +1,11 @@
 """Ingest assets: validated `restaurants`, `products`, `orders`; bad rows go to `rejected_rows`."""
 
+from pathlib import Path
 
 import dagster as dg
+from duckdb import DuckDBPyConnection
 
+from recsys_assets.config import Settings
 from recsys_assets.orchestration.metadata import distribution, preview, row_count
 from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
 from recsys_assets.sources import ensure_source_dir
@@ -12,25 +15,33 @@ GROUP = "ingest"
 # Above this share of rejected rows the input is probably broken, not just dirty.
 MAX_REJECTED_SHARE = 0.05
 
-_ingesters = {
-    "restaurants": (ingest.ingest_restaurants, "restaurant_id"),
-    "products": (ingest.ingest_products, "product_id"),
-    "orders": (ingest.ingest_orders, "order_id, product_id"),
+# Each table's key: checked unique, and the preview's order.
+_KEYS = {
+    "restaurants": "restaurant_id",
+    "products": "product_id",
+    "orders": "order_id, product_id",
 }
+
+
+def _load(name: str, con: DuckDBPyConnection, source: Path, settings: Settings) -> ingest.IngestResult:
+    """Each file's ingester with the limits that apply to it (only orders have a quantity)."""
+    if name == "orders":
+        return ingest.ingest_orders(
+            con, source, max_quantity=settings.max_quantity,
+            max_shrink=settings.max_shrink, allow_shrink=settings.allow_shrink,
+        )
+    fn = ingest.ingest_restaurants if name == "restaurants" else ingest.ingest_products
+    return fn(con, source, max_shrink=settings.max_shrink, allow_shrink=settings.allow_shrink)
 
 
 def _ingest(
     name: str, context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    fn, order_by = _ingesters[name]
     settings = recsys.settings()
     source = ingest.find_source(ensure_source_dir(settings), name)
-    limits = {"max_shrink": settings.max_shrink, "allow_shrink": settings.allow_shrink}
-    if name == "orders":
-        limits["max_quantity"] = settings.max_quantity
     with warehouse.get_connection() as con:
         try:
-            result = fn(con, source, **limits)
+            result = _load(name, con, source, settings)
         except ingest.ShrinkRefused as exc:
             # Fail the step before anything is replaced: downstream assets do not run either.
             raise dg.Failure(
@@ -39,7 +50,7 @@ def _ingest(
                           "source_file": str(source), "override": "RECSYS_ALLOW_SHRINK=1"},
                 allow_retries=False,
             ) from exc
-        sample = preview(con, name, order_by, n=5)
+        sample = preview(con, name, _KEYS[name], n=5)
     if result.rows_rejected:
         context.log.warning(
             f"{name}: {result.rows_rejected} of {result.rows_read} rows rejected "
@@ -129,6 +140,6 @@ def _unique_key_check(name: str, key: str) -> dg.AssetChecksDefinition:
 
 assets = [restaurants, products, orders]
 asset_checks = [
-    *(_rejected_share_check(n) for n in _ingesters),
-    *(_unique_key_check(n, key) for n, (_, key) in _ingesters.items()),
+    *(_rejected_share_check(n) for n in _KEYS),
+    *(_unique_key_check(n, key) for n, key in _KEYS.items()),
 ]

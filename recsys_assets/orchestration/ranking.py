@@ -182,7 +182,11 @@ def ranker_evaluation(
 
     from recsys_assets.ranking.dataset import load_dataset_summary
     from recsys_assets.ranking.evaluate import evaluate
-    from recsys_assets.ranking.registry import configure_mlflow, evaluation_plots, load_registered_booster
+    from recsys_assets.ranking.registry import (
+        configure_mlflow,
+        evaluation_plots,
+        load_registered_booster,
+    )
 
     settings = run_settings(recsys, mlflow=mlflow)
     client = configure_mlflow(settings)

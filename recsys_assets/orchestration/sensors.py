@@ -1,18 +1,21 @@
 """Sensors: new or changed restaurants trigger labeling; every failed run is alerted.
 
 Alert formatting lives in orchestration/failures.py and the store in recsys_assets/alerts.py.
+The sensors take their settings and the alert store as resources (the ones `build_defs` binds),
+so a test evaluates them with substituted ones: `dg.build_sensor_context(resources=...)`.
 """
 
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 
-from recsys_assets.alerts import alert_store
-from recsys_assets.config import load_settings
 from recsys_assets.orchestration.failures import failed_run_alert
 from recsys_assets.orchestration.jobs import labeling_job
+from recsys_assets.orchestration.resources import AlertsResource, RecsysConfig
 
-def restaurants_fingerprint(data_dir) -> str | None:
+
+def restaurants_fingerprint(data_dir: Path) -> str | None:
     """Content hash of the restaurants file(s); None when the folder has none."""
     digest = hashlib.sha256()
     found = False
@@ -31,8 +34,10 @@ def restaurants_fingerprint(data_dir) -> str | None:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Labels new or changed restaurants when the RECSYS_DATA_DIR restaurants file changes.",
 )
-def new_restaurants_sensor(context: dg.SensorEvaluationContext):
-    settings = load_settings()
+def new_restaurants_sensor(
+    context: dg.SensorEvaluationContext, recsys: RecsysConfig
+) -> dg.RunRequest | dg.SkipReason:
+    settings = recsys.settings()
     if settings.data_dir is None:
         return dg.SkipReason("RECSYS_DATA_DIR is not set: sample data only changes on rebuild")
     fingerprint = restaurants_fingerprint(settings.data_dir)
@@ -59,13 +64,13 @@ def new_restaurants_sensor(context: dg.SensorEvaluationContext):
     monitor_all_code_locations=True,
     description="Records every failed run in the alerts table and posts it to RECSYS_ALERT_WEBHOOK.",
 )
-def failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
-    settings = load_settings()
+def failure_alert_sensor(
+    context: dg.RunFailureSensorContext, recsys: RecsysConfig, alerts: AlertsResource
+) -> None:
     run = context.dagster_run
-    log = settings.logs_dir / f"{run.run_id}.log"
+    log = recsys.settings().logs_dir / f"{run.run_id}.log"
     alert = failed_run_alert(context.instance, run, log_path=str(log) if log.exists() else None)
-    store = alert_store(settings.home)
-    store.record(alert, webhook_url=settings.alerts.webhook_url_value)
+    alerts.record(alert)
     context.log.info(f"recorded alert for run {alert.run_id} ({alert.step_key})")
 
 

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from recsys_assets.orchestration.metadata import markdown_table, preview, row_count
+from recsys_assets.orchestration.metadata import markdown_table, preview
 from recsys_assets.orchestration.resources import WarehouseResource
 from recsys_assets.warehouse import tables
 

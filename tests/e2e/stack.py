@@ -7,6 +7,7 @@ rely on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -78,7 +79,7 @@ class DagsterStack:
             if proc.poll() is not None:
                 raise RuntimeError(f"a Dagster process exited early:\n{self.tail()}")
         try:
-            with urllib.request.urlopen(f"{self.url}/server_info", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.url}/server_info", timeout=2) as r:  # noqa: S310 (http://127.0.0.1, a server the test started)
                 return r.status == 200
         except OSError:
             return False
@@ -107,10 +108,8 @@ class DagsterStack:
         home = str(self.dagster_home)
         for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 15.0)):
             for pid in processes_with_env("DAGSTER_HOME", home):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             try:
                 wait_until(lambda: not processes_with_env("DAGSTER_HOME", home), grace, "leftover processes")
                 return

@@ -86,10 +86,10 @@ def stack(tmp_path_factory, hook):
 
 def graphql(stack, query: str, variables: dict | None = None) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(
+    req = urllib.request.Request(  # noqa: S310 (http://127.0.0.1, a server the test started)
         f"{stack.url}/graphql", data=body, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(req, timeout=60) as r:
+    with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 (http://127.0.0.1, a server the test started)
         payload = json.loads(r.read())
     assert "errors" not in payload, payload
     return payload["data"]
