@@ -106,3 +106,35 @@ def test_the_cause_is_the_domain_error_not_its_wrappers(recsys_home):
     alert = failed_run_alert(instance, result.dagster_run)
     assert alert.error_class == "IngestError" and alert.step_key == "orders"
     assert alert.message == "/data/orders.csv: line 7: quantity 'x1' is not a number"
+
+
+def test_a_run_failed_by_the_code_server_alerts_with_its_explanation(recsys_home):
+    """A killed run worker is failed by the code server with a RUN_FAILURE that carries no
+    JobFailureData (the e2e kill -9 test's case): the sensor still alerts, with the explanation."""
+
+    @dg.op
+    def step():
+        return 1
+
+    @dg.job
+    def killed_job():
+        step()
+
+    instance = dg.DagsterInstance.ephemeral()
+    run = instance.create_run_for_job(killed_job)
+    instance.report_run_failed(run, "Run execution process for x was terminated by signal 9.")
+    [record] = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    assert record.event_log_entry.dagster_event.event_specific_data is None  # the case itself
+    context = dg.build_run_status_sensor_context(
+        sensor_name="failure_alert_sensor",
+        dagster_event=record.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run.run_id),
+        resources={
+            "recsys": RecsysConfig(home=str(recsys_home)),
+            "alerts": AlertsResource(store_dir=str(recsys_home)),
+        },
+    ).for_run_failure()
+    failure_alert_sensor(context)
+    [row] = AlertStore(recsys_home / "alerts.sqlite").recent()
+    assert row["run_id"] == run.run_id and "signal 9" in row["message"]

@@ -63,7 +63,7 @@ def first_line(error: SerializableErrorInfo) -> str:
 
 def step_error(event: dg.DagsterEvent) -> StepError:
     """The cause of a STEP_FAILURE event, as one line."""
-    error = event.step_failure_data.error
+    error = _event_error(event)
     if error is None:
         return StepError(event.step_key, None, event.message or "step failed")
     cause = root_cause(error)
@@ -82,13 +82,21 @@ def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[StepError]:
     return step_errors(instance, run_id) or [_run_failure(instance, run_id)]
 
 
+def _event_error(event: dg.DagsterEvent) -> SerializableErrorInfo | None:
+    """The error a failure event carries, if any. Not `event.job_failure_data`: a run failure the
+    code server reports for a killed worker carries no JobFailureData, and that property is then
+    None (an AttributeError here once cost the alert of a kill -9)."""
+    error = getattr(event.event_specific_data, "error", None)
+    return error if isinstance(error, SerializableErrorInfo) else None
+
+
 def _run_failure(instance: dg.DagsterInstance, run_id: str) -> StepError:
     """The run-level failure (no step failed: a crash, a timeout, an error before any step)."""
     records = instance.get_records_for_run(
         run_id=run_id, of_type=dg.DagsterEventType.RUN_FAILURE, ascending=False, limit=1
     ).records
     event = records[0].event_log_entry.dagster_event if records else None
-    error = event.job_failure_data.error if event else None
+    error = _event_error(event) if event else None
     if error is not None:
         cause = root_cause(error)
         return StepError(running_step(instance, run_id), cause.cls_name, first_line(cause))
@@ -146,8 +154,13 @@ def remedy(run: dg.DagsterRun, log_path: str | None = None) -> str:
 def failed_run_alert(
     instance: dg.DagsterInstance, run: dg.DagsterRun, log_path: str | None = None
 ) -> Alert:
-    """The alert for a failed run: the first failed step and its real cause."""
-    errors = run_errors(instance, run.run_id)
+    """The alert for a failed run: the first failed step and its real cause. Reading the cause
+    from the event log must never cost the alert itself: if that fails, the run is still alerted,
+    with the reason its cause could not be read."""
+    try:
+        errors = run_errors(instance, run.run_id)
+    except Exception as exc:  # noqa: BLE001 - an alert is never lost to a bug in reading its cause
+        errors = [StepError(None, None, f"run failed (its cause could not be read: {type(exc).__name__}: {exc})")]
     first = errors[0]
     message = first.message
     if len(errors) > 1:
