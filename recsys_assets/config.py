@@ -125,6 +125,9 @@ class LLMSettings:
     backoff_max_s: float = 30.0
     breaker_threshold: int = 20
     cascade_margin: float = DEFAULT_CASCADE_MARGIN
+    # Seconds per call a dry run assumes (None: the ledger's median for these settings, else a
+    # default for a hosted model): RECSYS_LLM_ASSUMED_LATENCY.
+    assumed_latency_s: float | None = None
 
     @property
     def api_key_value(self) -> str | None:
@@ -321,6 +324,8 @@ def _llm_from_env() -> LLMSettings:
         backoff_max_s=env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
         breaker_threshold=_int("RECSYS_LLM_BREAKER", 20),
         cascade_margin=_non_negative("RECSYS_CASCADE_MARGIN", DEFAULT_CASCADE_MARGIN),
+        assumed_latency_s=(_positive("RECSYS_LLM_ASSUMED_LATENCY", 1.0)
+                           if _env("RECSYS_LLM_ASSUMED_LATENCY") else None),
     )
 
 

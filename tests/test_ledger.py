@@ -77,13 +77,13 @@ def test_key_changes_with_any_field_and_keeps_field_boundaries():
     assert input_key("ab", "c") != input_key("a", "bc")
 
 
-def test_fingerprint_tracks_what_changes_answers_not_timeouts_or_key():
+def test_fingerprint_tracks_what_changes_answers_not_timeouts_key_or_version_label():
     a = LLMOptions(model="gpt-4o-mini", api_key="sk-test-aaaaaaaaaaaa", timeout_s=5)
-    b = LLMOptions(model="gpt-4o-mini", api_key="sk-test-bbbbbbbbbbbb", timeout_s=60)
+    b = LLMOptions(model="gpt-4o-mini", api_key="sk-test-bbbbbbbbbbbb", timeout_s=60,
+                   prices=(1.0, 2.0), prompt_version="a label, not content")
     assert fingerprint(a.fingerprint_params()) == fingerprint(b.fingerprint_params())
     for changed in (
         LLMOptions(model="gpt-4o"),
-        LLMOptions(prompt_version="other"),
         LLMOptions(items_per_call=10),
         LLMOptions(temperature=0.7),
         LLMOptions(base_url="http://localhost:1234/v1"),
@@ -160,6 +160,35 @@ def test_stats_export_and_prune(ledger, tmp_path):
     time.sleep(0.01)  # rows must be strictly older than the cutoff
     assert ledger.prune(older_than=timedelta(milliseconds=1), fingerprint="fpB", dry_run=False) == 1
     assert ledger.count() == 5
+
+
+def test_stats_name_the_current_fingerprint_and_count_what_it_would_pay_again(ledger):
+    k = [input_key(str(i), "m") for i in range(6)]
+    ledger.register_fingerprint("old1", {"model": "m", "prompt_version": "v1"})
+    ledger.record("old1", [LedgerRecord(k[0], "ok", "korean", 0.9, latency_ms=100.0),
+                           LedgerRecord(k[1], "ok", "korean", 0.9, latency_ms=300.0),
+                           LedgerRecord(k[2], "invalid", "other", 0.0),
+                           LedgerRecord(k[3], "failed", error="timeout")],
+                  model="m", prompt_version="v1")
+    # k1 answered under two old fingerprints counts once; k4 answered under the current one
+    # (and an old one) is no re-pay; a failed row was never paid an answer.
+    ledger.record("old2", [LedgerRecord(k[1], "ok", "korean", 0.8),
+                           LedgerRecord(k[4], "ok", "pizza", 0.9)], model="m", prompt_version="v2")
+    ledger.record("cur", [LedgerRecord(k[4], "ok", "pizza", 0.9, latency_ms=50.0),
+                          LedgerRecord(k[5], "failed", error="timeout")],
+                  model="m", prompt_version="v2")
+    assert ledger.repay_count("cur") == 3  # k0, k1, k2
+    assert ledger.repay_count("old1") == 1  # k4
+    assert ledger.repay_count("nowhere") == 4  # every answered input
+    st = ledger.stats(current="cur")
+    assert st["current"] == {"fingerprint": "cur", "answered": 1, "repay_inputs": 3}
+    assert {g["fingerprint"] for g in st["groups"] if g["current"]} == {"cur"}
+    assert {g["prompt_version"] for g in st["groups"] if g["fingerprint"] == "old1"} == {"v1"}
+    assert ledger.stats()["current"] is None
+    assert ledger.fingerprint_params() == {"old1": {"model": "m", "prompt_version": "v1"}}
+    assert sorted(ledger.recent_latencies_ms(["old1", "cur"])) == [50.0, 100.0, 300.0]
+    assert len(ledger.recent_latencies_ms(["old1"], limit=1)) == 1
+    assert ledger.recent_latencies_ms([]) == []
 
 
 def test_per_row_commit_is_cheap(ledger):

@@ -43,6 +43,7 @@ from tests.test_ledger import (  # noqa: F401  (collected again, on PostgreSQL)
     test_renew_extends_only_ones_own_lease,
     test_stats_count_live_claims,
     test_stats_export_and_prune,
+    test_stats_name_the_current_fingerprint_and_count_what_it_would_pay_again,
     test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers,
     worker_env,
 )

@@ -105,10 +105,15 @@ def test_changed_rows_only_are_relabeled(env, server):
     assert out.loc[[3, 7, 11], "industry"].tolist() == ["chinese"] * 3
 
 
-def test_new_prompt_version_relabels_everything_once_and_keeps_old_answers(env, server, monkeypatch):
+def test_a_prompt_edit_relabels_everything_once_and_keeps_old_answers(env, server, monkeypatch):
     df = make_df(20)
     _, rep1 = env(df)
-    monkeypatch.setattr(llm, "PROMPT_VERSION", "test-v2")
+    monkeypatch.setattr(llm, "PROMPT_VERSION", "test-v2")  # a label only: nothing is re-asked
+    _, rep_label = env(df)
+    assert server.requests == 20 and rep_label.fingerprint == rep1.fingerprint
+    # An edited hard example, with no version bump, is a new prompt: asked again, once.
+    monkeypatch.setattr(llm, "HARD_EXAMPLES", (*llm.HARD_EXAMPLES,
+                                               ("포케하우스", "연어포케, 참치포케", "salad", "poke bowls")))
     _, rep2 = env(df)
     assert server.requests == 40 and rep2.labeled_this_run == 20
     assert rep1.fingerprint != rep2.fingerprint

@@ -122,16 +122,17 @@ def _check_output(path: Path) -> None:
 
 def label_cmd(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet with restaurant_id, name, menu[, description].")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet, by suffix.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV or Parquet, by suffix (required unless --dry-run).")] = None,
     labeler: Annotated[str | None, typer.Option(help="offline | llm | cascade | auto (default: RECSYS_LABELER; openai = llm, deprecated).")] = None,
     max_concurrency: Annotated[int | None, typer.Option(min=1, help="Parallel LLM calls (RECSYS_LLM_MAX_CONCURRENCY, default 8).")] = None,
     items_per_call: Annotated[int | None, typer.Option(min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what the run would send and cost, then stop: no call, no output, no ledger write.")] = False,
 ) -> None:
     """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes.
 
     Exit codes:
-    0 every row answered;
+    0 every row answered (or --dry-run printed its plan);
     1 the provider refused (bad key, no quota, unknown model) or another error: no output;
     2 bad usage, input, output path, configuration or ledger: nothing done, no call made;
     3 some rows got no answer from the model: output written, those rows label_status=unanswered,
@@ -140,14 +141,16 @@ def label_cmd(
     """
     from recsys_assets.config import ConfigError
 
+    if dry_run:
+        if output is not None:
+            _check_output(output)  # the real run would refuse it: say so now
+        _dry_run(input_path, _labeler_arg(labeler), max_concurrency, items_per_call)
+        return
+    if output is None:
+        _err("error: give --output/-o FILE (.csv or .parquet), or --dry-run to only see the plan")
+        raise typer.Exit(2)
     _check_output(output)
-    if labeler is not None:
-        from recsys_assets.config import LABELER_ALIASES
-
-        labeler = LABELER_ALIASES.get(labeler.strip().lower(), labeler.strip().lower())
-        if labeler not in ("offline", "llm", "cascade", "auto"):
-            _err("error: --labeler must be offline, llm, cascade or auto (openai: old name of llm)")
-            raise typer.Exit(2)
+    labeler = _labeler_arg(labeler)
     settings = _settings()
     df = _read_input(input_path)
 
@@ -204,6 +207,93 @@ def label_cmd(
         raise typer.Exit(UNANSWERED_EXIT)
 
 
+def _labeler_arg(labeler: str | None) -> str | None:
+    """--labeler in its one spelling; exit 2 on an unknown name."""
+    if labeler is None:
+        return None
+    from recsys_assets.config import LABELER_ALIASES
+
+    labeler = LABELER_ALIASES.get(labeler.strip().lower(), labeler.strip().lower())
+    if labeler not in ("offline", "llm", "cascade", "auto"):
+        _err("error: --labeler must be offline, llm, cascade or auto (openai: old name of llm)")
+        raise typer.Exit(2)
+    return labeler
+
+
+def _dry_run(input_path: Path, labeler: str | None, max_concurrency: int | None,
+             items_per_call: int | None) -> None:
+    """Print the plan of `recsys label` (rows, ledger hits, calls, tokens, cost, time); exit 0."""
+    from recsys_assets.config import ConfigError
+    from recsys_assets.labeling.engine import EngineConfig
+    from recsys_assets.labeling.ledger import LedgerError
+    from recsys_assets.labeling.service import plan_labeling
+
+    settings = _settings()
+    df = _read_input(input_path)
+    try:
+        cfg = EngineConfig.from_settings(settings.llm, max_concurrency=max_concurrency,
+                                         items_per_call=items_per_call)
+        plan = plan_labeling(df, labeler=labeler, settings=settings, engine_config=cfg)
+    except (ConfigError, ValueError, LedgerError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+    for line in _plan_lines(plan, settings):
+        typer.echo(line)
+
+
+def _plan_lines(plan, settings) -> list[str]:
+    from recsys_assets.labeling.llm import price_per_1m
+
+    lines = [f"dry run: labeler {plan.labeler}"
+             + (f", model {plan.model}, fingerprint {plan.fingerprint}" if plan.fingerprint else "")]
+    def row(name: str, value: str, note: str) -> str:
+        return f"{name:<24}{value:>12}  {note}".rstrip()
+
+    lines.append(row("input rows", f"{plan.total:,}", ""))
+    if plan.labeler in ("offline", "cascade"):
+        why = (f"(margin >= {settings.llm.cascade_margin})" if plan.labeler == "cascade"
+               else "(free, no ledger)")
+        lines.append(row("answered offline", f"{plan.offline_answered:,}", why))
+    e = plan.estimate
+    if plan.labeler != "offline":
+        lines.append(row("rows for the LLM", f"{plan.llm_rows:,}", f"({plan.llm_inputs:,} distinct inputs)"))
+        lines.append(row("already in the ledger", f"{plan.answered_rows:,}",
+                         f"rows ({plan.answered_inputs:,} inputs) answered under this fingerprint: free"))
+        calls = e.calls if e else 0
+        lines.append(row("to the LLM", f"{plan.to_send:,}",
+                         f"inputs in {calls:,} calls ({plan.items_per_call} per call)"))
+    if e is not None:
+        lines.append(row("estimated tokens", f"{e.tokens_in + e.tokens_out:,}",
+                         f"({e.tokens_in:,} in + {e.tokens_out:,} out; no retries or re-asks)"))
+        price = price_per_1m(plan.model, (settings.llm.price_in, settings.llm.price_out))
+        if e.cost_usd is None or price is None:
+            lines.append(row("estimated cost", "unknown", f"(no price for {plan.model}: set "
+                             "RECSYS_LLM_PRICE_IN / RECSYS_LLM_PRICE_OUT, USD per 1M tokens)"))
+        else:
+            lines.append(row("estimated cost", f"${e.cost_usd:.4f}",
+                             f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens)"))
+        lines.append(row("estimated wall time", _duration(e.wall_s),
+                         f"({e.calls:,} calls, {plan.max_concurrency} in flight, "
+                         f"{e.latency_s:.2f} s per call: {e.latency_source}; bound: {e.bound})"))
+    if plan.labeler in ("llm", "cascade") and not settings.has_openai_key:
+        lines.append("note: OPENAI_API_KEY is not set: the real run would stop before any call (exit 2)")
+    if e is None:
+        lines.append("dry run: nothing to send to the LLM, nothing to pay; no call made, nothing written")
+    else:
+        cost = f"~${e.cost_usd:.4f}" if e.cost_usd is not None else "cost unknown"
+        lines.append(f"dry run: {plan.to_send:,} inputs would go to the LLM in {e.calls:,} calls, "
+                     f"{cost}, ~{_duration(e.wall_s)}; no call made, nothing written")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _output_frame(df, labels, positions: list[int] | None, labeler: str):
     """The input columns plus the labels. Rows the run never reached (the circuit breaker stopped
     it) are marked like rows whose calls failed: industry other, flagged, label_status unanswered."""
@@ -237,7 +327,8 @@ def _no_answer_causes(report, breaker: bool) -> str:
 
 
 def _summary(report, output: Path) -> str:
-    parts = [f"wrote {output}: {report.total} rows ({report.labeler})"]
+    fp = f", fingerprint {report.fingerprint}" if report.fingerprint else ""
+    parts = [f"wrote {output}: {report.total} rows ({report.labeler}){fp}"]
     if report.labeler != "offline":
         parts.append(
             f"labeled now {report.labeled_this_run}, from ledger {report.reused_from_ledger}, "
@@ -251,11 +342,11 @@ def _summary(report, output: Path) -> str:
 
 
 # -- ledger sub-commands -----------------------------------------------------------------------
-def _open_ledger(must_exist: bool = True):
+def _open_ledger(must_exist: bool = True, settings=None):
     from recsys_assets.labeling.ledger import LedgerError, ledger_url, open_ledger
     from sqlalchemy.engine import make_url
 
-    settings = _settings()
+    settings = settings or _settings()
     url = ledger_url(settings)
     try:
         parsed = make_url(url)
@@ -275,24 +366,58 @@ def _open_ledger(must_exist: bool = True):
 
 def ledger_stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    items_per_call: Annotated[int | None, typer.Option(min=1, help="For the current fingerprint: restaurants per call, as `recsys label --items-per-call` (default RECSYS_LLM_ITEMS_PER_CALL).")] = None,
 ) -> None:
-    """Rows by status and fingerprint, tokens and estimated cost."""
-    with _open_ledger() as ledger:
-        stats = ledger.stats()
+    """Rows by fingerprint and status, tokens and cost; the fingerprint the current settings and
+    prompt produce, and how many answered inputs an edit would pay for again."""
+    from recsys_assets.config import ConfigError
+    from recsys_assets.labeling.service import current_fingerprint
+
+    settings = _settings()
+    try:
+        current, params = current_fingerprint(settings, items_per_call=items_per_call)
+    except (ConfigError, ValueError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+    with _open_ledger(settings=settings) as ledger:
+        stats = ledger.stats(current=current)
+    stats["current"]["params"] = params
     if as_json:
         typer.echo(json.dumps(stats, ensure_ascii=False, indent=2))
         return
-    typer.echo(f"ledger {stats['path']}: {stats['rows']} rows "
-               + ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
-               + f"; tokens {stats['tokens_in']:,} in / {stats['tokens_out']:,} out; "
-               f"cost ~${stats['cost_usd']:.4f}")
-    typer.echo(f"{'fingerprint':<18}{'status':<9}{'rows':>8}{'tokens_in':>12}{'tokens_out':>12}"
-               f"{'cost_usd':>11}  model / prompt")
+    for line in _stats_lines(stats):
+        typer.echo(line)
+
+
+def _stats_lines(stats: dict[str, Any]) -> list[str]:
+    cur = stats["current"]
+    p = cur["params"]
+    by_status = ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
+    lines = [
+        (f"ledger {stats['path']}: {stats['rows']} rows {by_status}; tokens "
+         f"{stats['tokens_in']:,} in / {stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"),
+        (f"current fingerprint {cur['fingerprint']} ({_describe(p)}; from the settings and prompt "
+         f"of this checkout): {cur['answered']} inputs answered under it"),
+        (f"re-pay: {cur['repay_inputs']} inputs answered only under other fingerprints would be "
+         "paid for again when labeled under the current one"),
+        (f"  {'fingerprint':<18}{'status':<9}{'rows':>8}{'tokens_in':>12}{'tokens_out':>12}"
+         f"{'cost_usd':>11}  model x per call, temperature, prompt (label)"),
+    ]
     for g in stats["groups"]:
-        p = g["params"]
-        typer.echo(f"{g['fingerprint']:<18}{g['status']:<9}{g['rows']:>8}{g['tokens_in']:>12,}"
-                   f"{g['tokens_out']:>12,}{g['cost_usd']:>11.4f}  {p.get('model', '?')} / "
-                   f"{p.get('prompt_version', '?')} x{p.get('items_per_call', 1)}")
+        mark = "*" if g["current"] else " "
+        lines.append(f"{mark} {g['fingerprint']:<18}{g['status']:<9}{g['rows']:>8}"
+                     f"{g['tokens_in']:>12,}{g['tokens_out']:>12,}{g['cost_usd']:>11.4f}  "
+                     f"{_describe(g['params'])} ({g['prompt_version'] or '?'})")
+    lines.append("(* = the current fingerprint)")
+    return lines
+
+
+def _describe(params: dict[str, Any]) -> str:
+    """model x items per call, temperature, the rendered prompt's digest (older fingerprints
+    predate the digest and show `prompt ?`)."""
+    prompt = str(params.get("system_prompt_sha256", "?"))[:8]
+    return (f"{params.get('model', '?')} x{params.get('items_per_call', 1)}, "
+            f"t={params.get('temperature', '?')}, prompt {prompt}")
 
 
 def ledger_export(

@@ -160,6 +160,11 @@ class PendingRow:
     description: str | None
 
 
+def call_items(unit: Sequence[PendingRow]) -> list[LabelItem]:
+    """The items of one call, ids r1..rn (short ids the model copies back reliably)."""
+    return [LabelItem(f"r{i + 1}", r.name, r.menu, r.description) for i, r in enumerate(unit)]
+
+
 class Engine:
     def __init__(
         self,
@@ -295,7 +300,7 @@ class Engine:
         return finished
 
     def _call(self, unit: list[PendingRow], stop: threading.Event) -> int:
-        items = [LabelItem(f"r{i + 1}", r.name, r.menu, r.description) for i, r in enumerate(unit)]
+        items = call_items(unit)
         by_id = {it.item_id: row for it, row in zip(items, unit, strict=True)}
         est = self._system_tokens + approx_tokens(user_message(items)) + 30 * len(items)
         attempt = 0

@@ -6,7 +6,8 @@ It replaces the notebook's pickle checkpoint, whose failure modes motivated each
   every finished call is committed on its own (one small transaction, well under 1 ms on SQLite);
 * it resumed at a row *index*, so a changed input file resumed at the wrong row -> here the key is
   a hash of the normalized input text plus a fingerprint of what shapes the answer (model,
-  endpoint, prompt version, schema, temperature, items per call), never a position;
+  endpoint, the rendered prompt, schema, temperature, items per call: llm.fingerprint_params),
+  never a position;
 * it was deleted on success -> here nothing is deleted unless `prune` is asked to, so an
   unchanged restaurant is never paid for twice and old prompt versions stay queryable;
 * it was a pickle (unsafe to load, opaque) -> here it is a plain table any SQL tool can read.
@@ -240,6 +241,24 @@ def ledger_url(settings: Any) -> str:
 def open_ledger(settings: Any) -> Ledger:
     """The ledger the settings name, with their lease: the one way the CLI and the asset open it."""
     return Ledger.from_url(ledger_url(settings), lease_seconds=settings.ledger.lease_seconds)
+
+
+def open_existing_ledger(settings: Any) -> Ledger | None:
+    """The ledger the settings name, or None when it is a SQLite file not created yet: a reader
+    that must leave no trace (a dry run) opens it this way. A PostgreSQL ledger is always opened
+    (its tables are created when missing, as by any worker)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(ledger_url(settings))
+    except ArgumentError:  # not a URL: open_ledger raises the LedgerError that says so
+        return open_ledger(settings)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+            and not Path(database).exists():
+        return None
+    return open_ledger(settings)
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
@@ -707,12 +726,17 @@ class Ledger:
         self._read("SELECT 1")
         return "ok"
 
-    def stats(self) -> dict[str, Any]:
-        """Rows, tokens and cost by fingerprint and status (what `recsys ledger stats` prints)."""
+    def stats(self, current: str | None = None) -> dict[str, Any]:
+        """Rows, tokens and cost by fingerprint and status (what `recsys ledger stats` prints).
+
+        `current`: the fingerprint the configured settings produce now; adds how many inputs are
+        answered under it and how many would be paid for again (answered only under others).
+        """
         rows = self._read(
             "SELECT l.fingerprint, l.status, count(*), sum(l.tokens_in), sum(l.tokens_out), "
             "sum(l.cost_usd), sum(l.attempts), min(l.created_at), max(l.updated_at), "
-            "f.params FROM labels l LEFT JOIN fingerprints f ON f.fingerprint = l.fingerprint "
+            "max(l.prompt_version), f.params "
+            "FROM labels l LEFT JOIN fingerprints f ON f.fingerprint = l.fingerprint "
             "GROUP BY l.fingerprint, l.status, f.params ORDER BY l.fingerprint, l.status"
         )
         groups = [
@@ -720,7 +744,9 @@ class Ledger:
                 "fingerprint": r[0], "status": r[1], "rows": int(r[2]),
                 "tokens_in": int(r[3] or 0), "tokens_out": int(r[4] or 0),
                 "cost_usd": round(float(r[5] or 0.0), 6), "attempts": int(r[6] or 0),
-                "first": r[7], "last": r[8], "params": json.loads(r[9]) if r[9] else {},
+                "first": r[7], "last": r[8], "prompt_version": r[9],
+                "params": json.loads(r[10]) if r[10] else {},
+                "current": current is not None and r[0] == current,
             }
             for r in rows
         ]
@@ -741,7 +767,43 @@ class Ledger:
             "tokens_out": sum(g["tokens_out"] for g in groups),
             "cost_usd": round(sum(g["cost_usd"] for g in groups), 6),
             "groups": groups,
+            "current": None if current is None else {
+                "fingerprint": current,
+                "answered": sum(g["rows"] for g in groups
+                                if g["current"] and g["status"] in FINAL_STATUSES),
+                "repay_inputs": self.repay_count(current),
+            },
         }
+
+    def repay_count(self, fp: str) -> int:
+        """Distinct inputs with a final answer under some other fingerprint and none under `fp`:
+        what labeling them again under `fp` (after an edit of the prompt or the settings) pays for
+        a second time."""
+        final = "('ok', 'invalid')"
+        return int(self._read(
+            "SELECT count(DISTINCT l.input_key) FROM labels l "
+            f"WHERE l.fingerprint <> :fp AND l.status IN {final} AND NOT EXISTS ("
+            "SELECT 1 FROM labels c WHERE c.input_key = l.input_key AND c.fingerprint = :fp "
+            f"AND c.status IN {final})",
+            {"fp": fp},
+        )[0][0])
+
+    def recent_latencies_ms(self, fingerprints: Sequence[str], limit: int = 5000) -> list[float]:
+        """Per-call latencies of the newest answered rows of these fingerprints (a dry run's
+        wall-time estimate takes their median)."""
+        if not fingerprints:
+            return []
+        rows = self._read(
+            "SELECT latency_ms FROM labels WHERE fingerprint IN :fps AND status = 'ok' "
+            "AND latency_ms IS NOT NULL ORDER BY updated_at DESC LIMIT :limit",
+            {"fps": list(fingerprints), "limit": int(limit)}, expanding=("fps",),
+        )
+        return [float(r[0]) for r in rows]
+
+    def fingerprint_params(self) -> dict[str, dict[str, Any]]:
+        """Every registered fingerprint's parameters (model, endpoint, prompt digests, ...)."""
+        rows = self._read("SELECT fingerprint, params FROM fingerprints")
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     def iter_rows(
         self, *, fingerprint: str | None = None, status: str | None = None

@@ -8,6 +8,7 @@ that fails local validation, which is a different failure (the model, not the ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -22,6 +23,10 @@ from recsys_assets.config import LLMSettings
 from recsys_assets.redact import scrub  # noqa: F401 (the engine and service import it from here)
 from recsys_assets.taxonomy import Taxonomy
 
+# A human label for the prompt, stored on each ledger row and shown by `recsys ledger stats`. It is
+# NOT what keys the cache: the fingerprint hashes the rendered prompt itself (fingerprint_params),
+# so an edit to the rules, the examples or the taxonomy is a new fingerprint whether or not this is
+# bumped.
 PROMPT_VERSION = "2026-11-23.1"
 DEFAULT_MODEL = "gpt-4o-mini"
 MAX_FIELD_CHARS = 800  # a pasted 10 kB menu must not cost 10 kB of tokens; the head is enough
@@ -100,11 +105,10 @@ def response_schema(items_per_call: int, registry: Taxonomy | None = None) -> di
     }
 
 
-def schema_hash(items_per_call: int) -> str:
-    import hashlib
-
-    blob = json.dumps(response_schema(items_per_call), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+def _digest(value: Any) -> str:
+    """sha256 of a text or of a JSON value (keys sorted), shortened: one line of the fingerprint."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 # -- prompt ---------------------------------------------------------------------------------
@@ -241,6 +245,12 @@ def classify_error(exc: BaseException, secrets: Sequence[str | None] = ()) -> LL
 
 
 # -- the provider -----------------------------------------------------------------------------
+# The LLMOptions fields that shape the answer, hashed into the ledger fingerprint next to the
+# rendered prompt and schema (fingerprint_params). A new field that changes what the model answers
+# is one more entry here. Never a secret (api_key) nor a limit (timeout, prices): those change how
+# or what it costs to ask, not the answer.
+ANSWER_FIELDS: tuple[str, ...] = ("model", "temperature", "items_per_call")
+
 @dataclass(frozen=True)
 class LLMOptions:
     model: str = DEFAULT_MODEL
@@ -249,7 +259,7 @@ class LLMOptions:
     temperature: float = 0.0
     timeout_s: float = 30.0
     items_per_call: int = 1
-    prompt_version: str | None = None  # None -> PROMPT_VERSION at call time (tests monkeypatch it)
+    prompt_version: str | None = None  # the label on ledger rows; None -> PROMPT_VERSION
     # (in, out) USD per 1M tokens overriding the built-in table (RECSYS_LLM_PRICE_IN/_OUT).
     prices: tuple[float | None, float | None] = (None, None)
 
@@ -270,16 +280,28 @@ class LLMOptions:
     def effective_prompt_version(self) -> str:
         return self.prompt_version or PROMPT_VERSION
 
+    def rendered_system_prompt(self) -> str:
+        """The system message as LLMLabeler sends it (taxonomy, rules, hard examples rendered)."""
+        return system_prompt(self.items_per_call)
+
+    def answer_schema(self) -> dict[str, Any]:
+        """The JSON schema of the answer as LLMLabeler sends it."""
+        return response_schema(self.items_per_call)
+
     def fingerprint_params(self) -> dict[str, Any]:
-        """What changes the answer. Not retries, timeouts or concurrency; never the key."""
-        return {
-            "model": self.model,
-            "base_url": _safe_url(self.base_url),
-            "prompt_version": self.effective_prompt_version(),
-            "schema": schema_hash(self.items_per_call),
-            "temperature": self.temperature,
-            "items_per_call": self.items_per_call,
-        }
+        """Everything that shapes the answer, taken from what the request sends: the rendered
+        system prompt, the framing of the user message, the answer schema, the endpoint and the
+        ANSWER_FIELDS. Editing a rule, a hard example or a taxonomy line changes it with no
+        version to bump. Not retries, timeouts, concurrency or prices; never the key."""
+        params = {name: getattr(self, name) for name in ANSWER_FIELDS}
+        params.update(
+            base_url=_safe_url(self.base_url),
+            system_prompt_sha256=_digest(self.rendered_system_prompt()),
+            user_framing_sha256=_digest(user_message([_probe_item()])),
+            max_field_chars=MAX_FIELD_CHARS,
+            schema_sha256=_digest(self.answer_schema()),
+        )
+        return params
 
 
 def _safe_url(url: str | None) -> str:
@@ -331,6 +353,11 @@ class LabelItem:
     description: str | None = None
 
 
+def _probe_item() -> LabelItem:
+    """A stand-in restaurant: rendered, it hashes the user message's framing, not any data."""
+    return LabelItem("r1", "name", "menu", "description")
+
+
 @dataclass
 class CallResult:
     """The outcome of one labeling request (plus its re-ask, if one was needed)."""
@@ -370,10 +397,9 @@ class LLMLabeler:
         # calls) and its JSON parser accepts *partial* JSON. We keep the raw message and parse and
         # validate it strictly ourselves.
         self._structured = chat_model.bind(
-            response_format={"type": "json_schema",
-                             "json_schema": response_schema(options.items_per_call)}
+            response_format={"type": "json_schema", "json_schema": options.answer_schema()}
         )
-        self._system = system_prompt(options.items_per_call)
+        self._system = options.rendered_system_prompt()  # what fingerprint_params hashes
 
     @property
     def secrets(self) -> tuple[str | None, ...]:

@@ -109,18 +109,10 @@ def label_frame(
     `llm_options` (llm.LLMOptions) and `engine_config` (engine.EngineConfig) default to
     `settings.llm`; they exist for tests and the benchmark.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"input is missing column(s): {', '.join(missing)}")
     settings = settings or load_settings()
-    kind = normalize_labeler(labeler, "labeler") if labeler else settings.resolved_labeler()
-    if kind == "auto":
-        kind = "llm" if settings.has_openai_key else "offline"
-
+    kind = _resolve_kind(df, labeler, settings)
     ids = df["restaurant_id"]
-    names = _clean(df["name"])
-    menus = _clean(df["menu"])
-    descs = _clean(df["description"]) if "description" in df.columns else [None] * len(df)
+    names, menus, descs = _texts(df)
     n = len(df)
     report = LabelingReport(labeler=kind, total=n)
 
@@ -132,29 +124,13 @@ def label_frame(
     status: list[str] = ["ok"] * n
     now = pd.Timestamp.now(tz="UTC")
 
-    llm_rows: list[int] = list(range(n))
-    if kind in ("offline", "cascade"):
-        from recsys_assets.labeling.offline import OfflineLabeler
-
-        # Chains and re-registrations repeat the same text: predict each distinct input once.
-        triples = list(zip(names, menus, descs, strict=True))
-        distinct = list(dict.fromkeys(triples))
-        by_input = dict(zip(distinct, OfflineLabeler().predict_many(distinct), strict=True))
-        preds = [by_input[t] for t in triples]
-        if kind == "offline":
-            offline_rows, llm_rows = list(range(n)), []
-        else:
-            from recsys_assets.labeling import cascade
-
-            margin = cascade_margin if cascade_margin is not None else settings.llm.cascade_margin
-            split = cascade.plan(preds, margin)
-            offline_rows, llm_rows = split.offline_rows, split.llm_rows
-        tag = "offline" if kind == "offline" else "cascade_offline"
-        for i in offline_rows:
-            p = preds[i]
-            industry[i], confidence[i], source[i], labeled_at[i] = p.industry, float(p.confidence), tag, now
-        report.offline_answered = n - len(llm_rows)
-        report.labeled_this_run = report.offline_answered
+    preds, offline_rows, llm_rows = _route(kind, names, menus, descs, settings, cascade_margin)
+    tag = "offline" if kind == "offline" else "cascade_offline"
+    for i in offline_rows:
+        p = preds[i]
+        industry[i], confidence[i], source[i], labeled_at[i] = p.industry, float(p.confidence), tag, now
+    report.offline_answered = len(offline_rows)
+    report.labeled_this_run = report.offline_answered
 
     if kind in ("llm", "cascade") and llm_rows:
         llm_source = "llm" if kind == "llm" else "cascade_llm"
@@ -178,6 +154,152 @@ def label_frame(
 
     frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
     return frame, report
+
+
+@dataclass
+class LabelingPlan:
+    """What `label_frame` would do now, computed with no call and no write (`recsys label
+    --dry-run`). Row counts are input rows; the LLM is asked once per distinct input."""
+
+    labeler: str
+    total: int
+    offline_answered: int = 0  # rows the offline labeler answers (all of them for `offline`)
+    llm_rows: int = 0  # rows for the LLM, after the cascade's offline routing
+    llm_inputs: int = 0  # distinct inputs among them
+    answered_rows: int = 0  # of llm_rows: answered in the ledger under the current fingerprint
+    answered_inputs: int = 0
+    to_send: int = 0  # distinct inputs the model would be asked for
+    items_per_call: int = 1
+    max_concurrency: int = 1
+    model: str | None = None
+    fingerprint: str | None = None
+    estimate: Any = None  # estimate.Estimate when anything would be sent
+
+
+def plan_labeling(
+    df: pd.DataFrame,
+    *,
+    labeler: str | None = None,
+    settings: Settings | None = None,
+    llm_options: Any | None = None,
+    engine_config: Any | None = None,
+    cascade_margin: float | None = None,
+) -> LabelingPlan:
+    """The dry run of `label_frame` with the same arguments: the same routing, input keys and
+    fingerprint, read against the ledger without creating, claiming or writing anything."""
+    from recsys_assets.labeling.ledger import fingerprint, open_existing_ledger
+
+    settings = settings or load_settings()
+    kind = _resolve_kind(df, labeler, settings)
+    names, menus, descs = _texts(df)
+    _, offline_rows, llm_rows = _route(kind, names, menus, descs, settings, cascade_margin)
+    plan = LabelingPlan(labeler=kind, total=len(df), offline_answered=len(offline_rows),
+                        llm_rows=len(llm_rows))
+    if not llm_rows:
+        return plan
+    cfg, opts = _llm_setup(settings, llm_options, engine_config, need_key=False)
+    params = opts.fingerprint_params()
+    fp = fingerprint(params)
+    keys, first_row = _distinct_inputs(llm_rows, names, menus, descs)
+    answered: set[str] = set()
+    latencies: list[float] = []
+    ledger = open_existing_ledger(settings)
+    if ledger is not None:
+        with ledger:
+            answered = _answered(ledger.lookup(fp, first_row))
+            alike = [f for f, p in ledger.fingerprint_params().items()
+                     if all(p.get(k) == params[k] for k in ("model", "base_url", "items_per_call"))]
+            latencies = ledger.recent_latencies_ms(alike)
+    pending = _pending(first_row, answered, names, menus, descs)
+    plan.llm_inputs, plan.answered_inputs, plan.to_send = len(first_row), len(answered), len(pending)
+    plan.answered_rows = sum(1 for k in keys if k in answered)
+    plan.items_per_call, plan.max_concurrency = cfg.items_per_call, cfg.max_concurrency
+    plan.model, plan.fingerprint = opts.model, fp
+    if pending:
+        plan.estimate = _estimate(pending, opts, cfg, settings.llm.assumed_latency_s, latencies)
+    return plan
+
+
+def current_fingerprint(settings: Settings, *, items_per_call: int | None = None
+                        ) -> tuple[str, dict[str, Any]]:
+    """The fingerprint (and its parameters) `recsys label` uses with these settings; no key needed."""
+    from recsys_assets.labeling.engine import EngineConfig
+    from recsys_assets.labeling.ledger import fingerprint
+
+    cfg = EngineConfig.from_settings(settings.llm, items_per_call=items_per_call)
+    _, opts = _llm_setup(settings, None, cfg, need_key=False)
+    params = opts.fingerprint_params()
+    return fingerprint(params), params
+
+
+def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms: list[float]):
+    """Tokens, cost and wall time of sending `pending` as the engine would (see estimate.py)."""
+    from recsys_assets.labeling import estimate as est
+    from recsys_assets.labeling.engine import call_items
+    from recsys_assets.labeling.llm import estimate_cost, price_per_1m
+
+    units = [pending[i : i + cfg.items_per_call] for i in range(0, len(pending), cfg.items_per_call)]
+    calls = [call_items(u) for u in units]
+    max_tokens = getattr(opts, "max_tokens", None)  # a field of LLMOptions once requests cap it
+    tokens_in = est.input_tokens(opts.rendered_system_prompt(), calls)
+    tokens_out = sum(est.output_tokens(len(c), max_tokens) for c in calls)
+    observed = est.median(latencies_ms)
+    if assumed_latency_s is not None:
+        latency, source = assumed_latency_s, "RECSYS_LLM_ASSUMED_LATENCY"
+    elif observed is not None:
+        latency, source = observed / 1000, f"median of {len(latencies_ms):,} calls in the ledger"
+    else:
+        latency, source = est.default_latency_s(tokens_out / len(calls)), "assumed"
+    wall, bound = est.wall_time(len(calls), cfg.max_concurrency, latency, rpm=cfg.rpm,
+                                tpm=cfg.tpm, tokens=tokens_in + tokens_out)
+    priced = price_per_1m(opts.model, opts.prices) is not None
+    cost = estimate_cost(opts.model, tokens_in, tokens_out, opts.prices) if priced else None
+    return est.Estimate(len(calls), tokens_in, tokens_out, cost, latency, source, wall, bound)
+
+
+def _resolve_kind(df: pd.DataFrame, labeler: str | None, settings: Settings) -> str:
+    """The labeler to run (`auto` resolved by the key); refuses an input missing a column."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"input is missing column(s): {', '.join(missing)}")
+    kind = normalize_labeler(labeler, "labeler") if labeler else settings.resolved_labeler()
+    if kind == "auto":
+        kind = "llm" if settings.has_openai_key else "offline"
+    return kind
+
+
+def _texts(df: pd.DataFrame) -> tuple[list[str | None], list[str | None], list[str | None]]:
+    descs: list[str | None] = (_clean(df["description"]) if "description" in df.columns
+                               else [None] * len(df))
+    return _clean(df["name"]), _clean(df["menu"]), descs
+
+
+def _route(
+    kind: str, names: list[str | None], menus: list[str | None], descs: list[str | None],
+    settings: Settings, cascade_margin: float | None,
+) -> tuple[list[Any], list[int], list[int]]:
+    """(offline predictions, rows the offline labeler answers, rows for the LLM).
+
+    The one routing decision, shared by labeling and its dry run (`plan_labeling`), so the dry
+    run's count of rows for the LLM is the real run's.
+    """
+    n = len(names)
+    if kind == "llm":
+        return [], [], list(range(n))
+    from recsys_assets.labeling.offline import OfflineLabeler
+
+    # Chains and re-registrations repeat the same text: predict each distinct input once.
+    triples = list(zip(names, menus, descs, strict=True))
+    distinct = list(dict.fromkeys(triples))
+    by_input = dict(zip(distinct, OfflineLabeler().predict_many(distinct), strict=True))
+    preds = [by_input[t] for t in triples]
+    if kind == "offline":
+        return preds, list(range(n)), []
+    from recsys_assets.labeling import cascade
+
+    margin = cascade_margin if cascade_margin is not None else settings.llm.cascade_margin
+    split = cascade.plan(preds, margin)
+    return preds, split.offline_rows, split.llm_rows
 
 
 class _Aborted(Exception):
@@ -207,18 +329,15 @@ def _finish(ids, industry, confidence, source, labeled_at, flagged, status, repo
     return frame
 
 
-def _label_with_llm(
-    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, status,
-    *,
-    progress, stop_event, llm_options, engine_config,
-) -> None:
-    from recsys_assets.labeling.engine import Engine, EngineConfig, PendingRow
-    from recsys_assets.labeling.ledger import input_key, open_ledger
-    from recsys_assets.labeling.llm import LLMLabeler, LLMOptions, price_per_1m
+def _llm_setup(settings: Settings, llm_options: Any, engine_config: Any, *, need_key: bool):
+    """(engine config, provider options) from settings unless given; the options' items per call
+    follow the engine's (a CLI flag overrides both), so the fingerprint matches the calls."""
+    from recsys_assets.labeling.engine import EngineConfig
+    from recsys_assets.labeling.llm import LLMOptions
 
     cfg = engine_config or EngineConfig.from_settings(settings.llm)
     if llm_options is None:
-        if not settings.has_openai_key:
+        if need_key and not settings.has_openai_key:
             raise ConfigError("the llm/cascade labeler needs OPENAI_API_KEY (and optionally "
                               "OPENAI_BASE_URL for an OpenAI-compatible server)")
         llm_options = LLMOptions.from_settings(settings.llm, items_per_call=cfg.items_per_call)
@@ -226,26 +345,54 @@ def _label_with_llm(
         from dataclasses import replace
 
         llm_options = replace(llm_options, items_per_call=cfg.items_per_call)
-    from recsys_assets.labeling.ledger import fingerprint
+    return cfg, llm_options
 
-    params = llm_options.fingerprint_params()
-    fp = fingerprint(params)
-    report.model, report.fingerprint = llm_options.model, fp
+
+def _distinct_inputs(rows: list[int], names, menus, descs) -> tuple[list[str], dict[str, int]]:
+    """The rows' input keys, and the first row of each distinct key (identical inputs: one call)."""
+    from recsys_assets.labeling.ledger import input_key
 
     keys = [input_key(names[i], menus[i], descs[i]) for i in rows]
     first_row: dict[str, int] = {}
     for i, k in zip(rows, keys, strict=True):
         first_row.setdefault(k, i)
+    return keys, first_row
+
+
+def _answered(found: dict[str, Any]) -> set[str]:
+    """Keys with a final answer (ok or invalid) in a ledger lookup: never sent again."""
+    from recsys_assets.labeling.ledger import FINAL_STATUSES
+
+    return {k for k, v in found.items() if v.status in FINAL_STATUSES}
+
+
+def _pending(first_row: dict[str, int], answered: set[str], names, menus, descs) -> list[Any]:
+    from recsys_assets.labeling.engine import PendingRow
+
+    return [PendingRow(k, names[i] or "", menus[i] or "", descs[i])
+            for k, i in first_row.items() if k not in answered]
+
+
+def _label_with_llm(
+    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, status,
+    *,
+    progress, stop_event, llm_options, engine_config,
+) -> None:
+    from recsys_assets.labeling.engine import Engine
+    from recsys_assets.labeling.ledger import fingerprint, open_ledger
+    from recsys_assets.labeling.llm import LLMLabeler, price_per_1m
+
+    cfg, llm_options = _llm_setup(settings, llm_options, engine_config, need_key=True)
+    params = llm_options.fingerprint_params()
+    fp = fingerprint(params)
+    report.model, report.fingerprint = llm_options.model, fp
+    keys, first_row = _distinct_inputs(rows, names, menus, descs)
 
     ledger = open_ledger(settings)
     try:
         ledger.register_fingerprint(fp, params)
-        before = ledger.lookup(fp, first_row)
-        reused_keys = {k for k, v in before.items() if v.status in ("ok", "invalid")}
-        pending = [
-            PendingRow(k, names[i] or "", menus[i] or "", descs[i])
-            for k, i in first_row.items() if k not in reused_keys
-        ]
+        reused_keys = _answered(ledger.lookup(fp, first_row))
+        pending = _pending(first_row, reused_keys, names, menus, descs)
         bar = None
         if progress and pending:
             from tqdm import tqdm
