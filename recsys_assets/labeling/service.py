@@ -57,6 +57,8 @@ class LabelingReport:
     remaining: int = 0
     model: str | None = None
     fingerprint: str | None = None
+    # How the answers' JSON shape was requested, e.g. "tool (auto; refused: json_schema: ...)".
+    structured_output: str | None = None
 
     @property
     def done(self) -> int:
@@ -301,6 +303,7 @@ def _label_with_llm(
     report.latency_p50_ms = _percentile(stats.latencies_ms, 50)
     report.latency_p95_ms = _percentile(stats.latencies_ms, 95)
     report.interrupted = stats.interrupted
+    report.structured_output = stats.structured_output
     if stats.aborted is not None:
         raise _Aborted(stats.aborted.reason, str(stats.aborted))
 
