@@ -132,10 +132,12 @@ def label_cmd(
 
     Exit codes:
     0 every row answered;
-    1 the provider refused (bad key, no quota, unknown model) or another error: no output;
+    1 the provider refused (bad key, no quota, unknown or unlisted model, a refused request
+      shape, a full context) or another error: no output; the cause is the last line;
     2 bad usage, input, output path, configuration or ledger: nothing done, no call made;
-    3 some rows got no answer from the model: output written, those rows label_status=unanswered,
-      rerunning the same command calls the model only for them;
+    3 some rows got no answer from the model (with --labeler cascade also when the LLM part
+      stopped): output written, those rows label_status=unanswered, rerunning the same command
+      calls the model only for them;
     130 interrupted: no output.
     """
     from recsys_assets.config import ConfigError
