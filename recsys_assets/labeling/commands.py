@@ -204,9 +204,8 @@ def label_cmd(
     if unanswered:
         _err(f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
              f"({_no_answer_causes(report, stopped, secrets)}); they are written as industry "
-             "'other', "
-             "flagged, label_status 'unanswered', and are not in the ledger as answered: rerun the "
-             f"same command to retry only those {unanswered} row(s).")
+             "'other', flagged, label_status 'unanswered', and are not in the ledger as answered: "
+             f"rerun the same command to retry only those {unanswered} row(s).")
         raise typer.Exit(UNANSWERED_EXIT)
 
 
