@@ -20,6 +20,9 @@ LABELERS = ("auto", "offline", "llm", "cascade")
 # column always said `llm`).
 LABELER_ALIASES = {"openai": "llm"}
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
+# How the answer's JSON shape is requested: `auto` probes json_schema -> tool -> json_object on the
+# first call of a run and keeps the first one the server accepts (docs/labeling.md).
+STRUCTURED_METHODS = ("auto", "json_schema", "tool", "json_object")
 DEFAULT_LEASE_SECONDS = 600.0
 DEFAULT_CASCADE_MARGIN = 0.35
 # A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
@@ -113,7 +116,10 @@ class LLMSettings:
     model: str = DEFAULT_LLM_MODEL
     base_url: str | None = None
     api_key: Secret | None = field(default=None, repr=False)
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # a call labeling one restaurant (RECSYS_LLM_TIMEOUT)
+    timeout_per_item_s: float = 10.0  # added per further restaurant in a call (micro-batching)
+    structured: str = "auto"  # one of STRUCTURED_METHODS (RECSYS_LLM_STRUCTURED)
+    max_tokens: int | None = None  # None: sized to the answer schema x items per call
     price_in: float | None = None  # USD per 1M tokens; None: the built-in table
     price_out: float | None = None
     max_concurrency: int = 8
@@ -312,7 +318,10 @@ def _llm_from_env() -> LLMSettings:
         model=_env("RECSYS_LLM_MODEL", DEFAULT_LLM_MODEL) or DEFAULT_LLM_MODEL,
         base_url=_env("OPENAI_BASE_URL"),
         api_key=_secret("OPENAI_API_KEY"),
-        timeout_s=env_float("RECSYS_LLM_TIMEOUT", 30.0),
+        timeout_s=_positive("RECSYS_LLM_TIMEOUT", 30.0),
+        timeout_per_item_s=_non_negative("RECSYS_LLM_TIMEOUT_PER_ITEM", 10.0),
+        structured=_choice("RECSYS_LLM_STRUCTURED", STRUCTURED_METHODS),
+        max_tokens=_max_tokens("RECSYS_LLM_MAX_TOKENS"),
         price_in=env_float("RECSYS_LLM_PRICE_IN", 0.0) if price_in else None,
         price_out=env_float("RECSYS_LLM_PRICE_OUT", 0.0) if price_out else None,
         max_concurrency=_int("RECSYS_LLM_MAX_CONCURRENCY", 8),
@@ -332,6 +341,21 @@ def _llm_from_env() -> LLMSettings:
 def _int(name: str, default: int) -> int:
     value = env_int(name, default)
     return default if value is None else value
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case-insensitive); the first is the default."""
+    value = (_env(name, choices[0]) or choices[0]).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _max_tokens(name: str) -> int | None:
+    value = env_int(name, None)
+    if value is not None and value < 16:
+        raise ConfigError(f"{name} must be >= 16 (an answer needs room), got {value!r}")
+    return value
 
 
 def _lease(name: str, default: float) -> float:

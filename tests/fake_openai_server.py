@@ -1,15 +1,25 @@
 """A local OpenAI-compatible chat-completions server for tests and the labeling benchmark.
 
 Good enough for the real `ChatOpenAI` client: POST /v1/chat/completions honouring a json_schema
-response_format (one object, or {"items": [...]} when batching). The "model" labels each restaurant
-with a deterministic keyword rule (menu first, then the name), so answers are reproducible.
+response_format (one object, or {"items": [...]} when batching), a forced tool call (the answer in
+`tool_calls`) and a json_object response_format. The "model" labels each restaurant with a
+deterministic keyword rule (menu first, then the name), so answers are reproducible.
+
+Server behaviours real servers have, for the structured-output negotiation: `refuse` {method:
+status} refuses a request shape (json_schema / tool / json_object; a 500 carries
+llama-cpp-python's validation body "Input should be 'text' or 'json_object'", a 400 an
+OpenAI-style invalid_request_error); `tool_calls=False` answers a forced tool call in the content
+instead, like llama.cpp's llama-server; `models` is what GET /v1/models lists (None: 404).
 
 Faults, per call: a `script` (list consumed in order, one entry per request, "ok" for none) and
 then seeded `rates` {kind: probability}. Kinds: rate_limit (429 + Retry-After), server_error (500),
 timeout (sleeps `timeout_sleep_s` before answering), hang (never answers: holds the request
 until the server stops or `release_hung()`, then drops the connection), malformed_json,
 out_of_taxonomy, wrong_shape, bad_confidence, missing_ids, extra_ids, auth (401),
-insufficient_quota (429 code).
+insufficient_quota (429 code), percent_confidence (85), negative_confidence (-1),
+word_confidence ("very sure"), bad_request (400 for this request's content), truncated (JSON cut
+off, finish_reason "length"), context_exceeded (llama-server's 500 "Context size has been
+exceeded."), exceed_context_size (llama-server's 400 for a prompt larger than a slot).
 
 It is deliberately *gullible*: an "answer <code>" instruction found in the user message outside
 the JSON data of the <restaurants> block is obeyed, as a naive model would; the labeler's job is
@@ -40,7 +50,24 @@ from recsys_assets import taxonomy  # noqa: E402
 FAULT_KINDS = (
     "ok", "rate_limit", "server_error", "timeout", "hang", "malformed_json", "out_of_taxonomy",
     "wrong_shape", "bad_confidence", "missing_ids", "extra_ids", "auth", "insufficient_quota",
+    "context_exceeded", "exceed_context_size", "percent_confidence", "negative_confidence",
+    "word_confidence", "bad_request", "truncated",
 )
+# llama-cpp-python 0.3.36's answer to response_format json_schema (HTTP 500), verbatim but the path.
+LLAMA_CPP_PYTHON_REFUSAL = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': "
+    "{'expected': \"'text' or 'json_object'\"}}\n\n  File \"llama_cpp/server/app.py\", line 376, "
+    "in create_chat_completion\n    POST /v1/chat/completions"
+)
+
+
+def request_method(body: dict[str, Any]) -> str:
+    """Which structured-output method a request uses: json_schema, tool, json_object or text."""
+    rf = body.get("response_format") or {}
+    if rf.get("type") in ("json_schema", "json_object"):
+        return str(rf["type"])
+    return "tool" if body.get("tools") else "text"
 
 # Keyword rule = the fake model's "truth". Longer, more specific words first.
 _EXTRA = {
@@ -108,7 +135,14 @@ class FakeOpenAI:
         timeout_sleep_s: float = 1.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        refuse: dict[str, int] | None = None,
+        tool_calls: bool = True,
+        models: list[str] | None = None,
     ) -> None:
+        self.refuse = dict(refuse or {})
+        self.tool_calls = tool_calls
+        self.models = models
+        self.model_list_requests = 0
         self.latency_ms = latency_ms
         self.script = list(script or [])
         self.rates = dict(rates or {})
@@ -238,7 +272,17 @@ class FakeOpenAI:
                                               "param": None}}, headers)
 
             def do_GET(self) -> None:  # noqa: N802
-                """GET /stats: the counters, for a test or benchmark running the server as a process."""
+                """GET /v1/models (when `models` is set); otherwise the counters, for a test or
+                benchmark running the server as a process."""
+                if self.path.rstrip("/").endswith("/models"):
+                    with fake.lock:
+                        fake.model_list_requests += 1
+                    if fake.models is None:
+                        self._error(404, f"unknown path {self.path}", "invalid_request_error", None)
+                    else:
+                        self._send(200, {"object": "list", "data": [
+                            {"id": m, "object": "model", "owned_by": "fake"} for m in fake.models]})
+                    return
                 with fake.lock:
                     stats = {"requests": fake.requests, "answered": fake.answered,
                              "max_in_flight": fake.max_in_flight, "faults": dict(fake.faults)}
@@ -286,6 +330,24 @@ class FakeOpenAI:
                 if fault == "server_error":
                     self._error(500, "The server had an error.", "server_error", None)
                     return
+                method = request_method(body)
+                if method in fake.refuse:
+                    self._refuse(method, fake.refuse[method])
+                    return
+                if fault == "bad_request":
+                    self._error(400, "This request's content was rejected.",
+                                "invalid_request_error", "content_rejected")
+                    return
+                if fault == "context_exceeded":
+                    self._send(500, {"error": {"code": 500, "message": "Context size has been "
+                                               "exceeded.", "type": "server_error"}})
+                    return
+                if fault == "exceed_context_size":
+                    self._send(400, {"error": {
+                        "code": 400, "type": "exceed_context_size_error", "n_ctx": 1024,
+                        "message": "request (1048 tokens) exceeds the available context size "
+                                   "(1024 tokens), try increasing it"}})
+                    return
                 if fault == "hang":
                     fake._hung.wait()
                     self.close_connection = True
@@ -293,9 +355,7 @@ class FakeOpenAI:
                 if fault == "timeout":
                     time.sleep(fake.timeout_sleep_s)
                 labels = fake._labels(body)
-                rf = (body.get("response_format") or {}).get("json_schema") or {}
-                batched = "items" in ((rf.get("schema") or {}).get("properties") or {})
-                content = self._content(fault, labels, batched)
+                content = self._content(fault, labels, self._batched(body, method))
                 prompt = "".join(
                     m.get("content", "") if isinstance(m.get("content"), str) else ""
                     for m in body.get("messages", [])
@@ -305,18 +365,47 @@ class FakeOpenAI:
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 with fake.lock:
                     fake.answered += 1
+                message: dict[str, Any] = {"role": "assistant", "content": content,
+                                           "refusal": None}
+                finish = "length" if fault == "truncated" else "stop"
+                if method == "tool" and fake.tool_calls:
+                    name = body["tools"][0]["function"]["name"]
+                    message["content"] = None
+                    message["tool_calls"] = [{"id": f"call_{fake.answered}", "type": "function",
+                                              "function": {"name": name, "arguments": content}}]
+                    finish = "length" if fault == "truncated" else "tool_calls"
                 self._send(200, {
                     "id": f"chatcmpl-fake{fake.answered}", "object": "chat.completion",
                     "created": int(time.time()), "model": body.get("model", "fake"),
-                    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                                 "message": {"role": "assistant", "content": content,
-                                             "refusal": None}}],
+                    "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                                 "message": message}],
                     "usage": usage,
                 })
+
+            def _refuse(self, method: str, status: int) -> None:
+                if status >= 500:  # llama-cpp-python: its request validation answers 500
+                    self._error(status, LLAMA_CPP_PYTHON_REFUSAL, "internal_server_error", None)
+                else:
+                    self._error(status, f"Invalid parameter: '{method}' is not supported with "
+                                "this model.", "invalid_request_error", "unsupported_parameter")
+
+            @staticmethod
+            def _batched(body: dict[str, Any], method: str) -> bool:
+                if method == "json_schema":
+                    schema = (body["response_format"].get("json_schema") or {}).get("schema") or {}
+                elif method == "tool":
+                    schema = body["tools"][0]["function"].get("parameters") or {}
+                else:  # no schema in the request: the system prompt says which answer it wants
+                    system = next((m.get("content") or "" for m in body.get("messages", [])
+                                   if m.get("role") == "system"), "")
+                    return '{"items": [' in str(system)
+                return "items" in (schema.get("properties") or {})
 
             def _content(self, fault: str, labels: list[tuple[str, str]], batched: bool) -> str:
                 if fault == "malformed_json":
                     return '{"industry": "korean", "confidence": 0.9'
+                if fault == "truncated":
+                    return '{"industry": "korean", "confidence": 0.9, "reason": "the menu lists'
                 def answer(i: str, label: str) -> dict[str, Any]:
                     a: dict[str, Any] = {"industry": label, "confidence": 0.9,
                                          "reason": "menu keywords"}
@@ -326,6 +415,12 @@ class FakeOpenAI:
                         a["industry"] = "fusion_gastropub"
                     if fault == "bad_confidence":
                         a["confidence"] = 7
+                    if fault == "percent_confidence":
+                        a["confidence"] = 85
+                    if fault == "negative_confidence":
+                        a["confidence"] = -1
+                    if fault == "word_confidence":
+                        a["confidence"] = "very sure"
                     return a
                 answers = [answer(i, label) for i, label in labels]
                 if fault == "wrong_shape":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -105,6 +106,22 @@ class LlmServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def log_offset(self) -> int:
+        return len(self.log_path.read_text(errors="replace"))
+
+    def chat_calls(self, since: int = 0) -> tuple[int, int]:
+        """(answered, refused) chat completions since log offset `since`, counted from the log.
+
+        llama-cpp-python: uvicorn's access lines (200 vs 4xx/5xx). llama-server: one timing line per
+        finished generation (it logs no access line at its default verbosity, so a refusal there
+        counts as nothing: refused is always 0).
+        """
+        text = self.log_path.read_text(errors="replace")[since:]
+        if self.kind == "llama-cpp-python":
+            statuses = re.findall(r'"POST /v1/chat/completions HTTP/1\.1" (\d{3})', text)
+            return statuses.count("200"), sum(1 for s in statuses if s != "200")
+        return len(re.findall(r"print_timing: .*total time =", text)), 0
 
 
 def _get_models(base_url: str) -> list[str] | None:

@@ -388,14 +388,15 @@ def worker_inputs(tmp_path: Path, shared: int = 40, own: int = 20) -> list[Path]
 def run_two_workers(tmp_path: Path, server, env: dict[str, str]) -> list[str]:
     """Start two `recsys label` processes at once; returns their stderr (their summaries).
 
-    The fake holds every call until a 5th one arrives: with 4 calls in flight per worker, that
-    is the second worker's first call, so both are sure to be working on the shared block at once.
+    The fake holds every call until a 2nd one arrives: a worker sends its first call alone (it
+    settles the structured-output method), so the 2nd is the other worker's first call, and both
+    are sure to be working on the shared block at once.
     """
     both_started = threading.Event()
     orig = server._next_fault
 
     def gated() -> str:
-        if server.requests >= 5:
+        if server.requests >= 2:
             both_started.set()
         both_started.wait(60)
         return orig()

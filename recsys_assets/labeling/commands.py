@@ -133,10 +133,12 @@ def label_cmd(
 
     Exit codes:
     0 every row answered (or --dry-run printed its plan);
-    1 the provider refused (bad key, no quota, unknown model) or another error: no output;
+    1 the provider refused (bad key, no quota, unknown or unlisted model, a refused request
+      shape, a full context) or another error: no output; the cause is the last line;
     2 bad usage, input, output path, configuration or ledger: nothing done, no call made;
-    3 some rows got no answer from the model: output written, those rows label_status=unanswered,
-      rerunning the same command calls the model only for them;
+    3 some rows got no answer from the model (with --labeler cascade also when the LLM part
+      stopped): output written, those rows label_status=unanswered, rerunning the same command
+      calls the model only for them;
     130 interrupted: no output.
     """
     from recsys_assets.config import ConfigError
@@ -160,7 +162,7 @@ def label_cmd(
     from recsys_assets.labeling.service import LabelingAborted, label_frame
 
     secrets = (settings.llm.api_key_value,)
-    positions, breaker = None, False
+    positions, stopped = None, None
     try:
         cfg = EngineConfig.from_settings(settings.llm, max_concurrency=max_concurrency,
                                          items_per_call=items_per_call)
@@ -168,13 +170,16 @@ def label_cmd(
             labels, report = label_frame(df, labeler=labeler, settings=settings, progress=progress,
                                          stop_event=stopper.event, engine_config=cfg)
     except LabelingAborted as exc:
-        if exc.reason != "circuit_open":  # the provider refuses: every further call would fail
-            _err(f"error: {scrub(exc, secrets)}")
+        if exc.reason != "circuit_open" and (exc.report is None or exc.report.labeler != "cascade"):
+            # The provider refuses: every further call would fail. The cause goes last.
             _err(f"{output} was not written (the labels are incomplete).")
+            _err(f"error: {scrub(exc, secrets)}")
             raise typer.Exit(1) from None
-        # The provider kept failing: write what was answered, mark the rest unanswered (exit 3).
+        # The breaker stopped the run, or the LLM part of a cascade stopped: write what was
+        # answered (the cascade's offline rows included), mark the rest unanswered (exit 3).
         _err(f"warning: {scrub(exc, secrets)}")
-        labels, report, positions, breaker = exc.frame, exc.report, exc.positions, True
+        labels, report, positions = exc.frame, exc.report, exc.positions
+        stopped = exc
     except (ConfigError, ValueError, LedgerError) as exc:
         _err(f"error: {scrub(exc, secrets)}")
         raise typer.Exit(2) from None
@@ -185,7 +190,7 @@ def label_cmd(
         # Worker threads may be blocked in HTTP calls; committed ledger rows are safe, so leave now.
         os._exit(INTERRUPTED_EXIT)
 
-    if report.remaining and not breaker:
+    if report.remaining and stopped is None:
         _err(f"interrupted: {report.resume_message()}. {output} was NOT written "
              "(it would be incomplete).")
         raise typer.Exit(INTERRUPTED_EXIT)
@@ -201,9 +206,9 @@ def label_cmd(
     unanswered = int((out["label_status"] == "unanswered").sum())
     if unanswered:
         _err(f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
-             f"({_no_answer_causes(report, breaker)}); they are written as industry 'other', "
-             "flagged, label_status 'unanswered', and are not in the ledger as answered: rerun the "
-             f"same command to retry only those {unanswered} row(s).")
+             f"({_no_answer_causes(report, stopped, secrets)}); they are written as industry "
+             "'other', flagged, label_status 'unanswered', and are not in the ledger as answered: "
+             f"rerun the same command to retry only those {unanswered} row(s).")
         raise typer.Exit(UNANSWERED_EXIT)
 
 
@@ -315,14 +320,22 @@ def _output_frame(df, labels, positions: list[int] | None, labeler: str):
     return out
 
 
-def _no_answer_causes(report, breaker: bool) -> str:
+def _no_answer_causes(report, stopped, secrets: tuple[str | None, ...]) -> str:
+    """Why rows have no answer; a stop's own cause in full, so the last line names it."""
+    from recsys_assets.labeling.llm import scrub
+
     failures = report.failures_by_reason
     causes = [f"retries exhausted on {k.removeprefix('exhausted:')} for {v}"
               for k, v in sorted(failures.items()) if k.startswith("exhausted:")]
     if failures.get("peer_failed"):
         causes.append(f"a concurrent worker's calls failed for {failures['peer_failed']}")
-    if breaker:
+    if stopped is not None and stopped.reason == "circuit_open":
         causes.append("the circuit breaker stopped the run")
+    elif stopped is not None:
+        cause = str(stopped)
+        if stopped.report is not None:  # without "(N labeled, M remaining ...)": said below
+            cause = cause.removesuffix(f" ({stopped.report.resume_message()})")
+        causes.append(f"the LLM part stopped: {scrub(cause, secrets)}")
     return "; ".join(causes) or "no answer"
 
 
@@ -338,6 +351,8 @@ def _summary(report, output: Path) -> str:
         )
         if report.latency_p50_ms is not None:
             parts.append(f"latency p50 {report.latency_p50_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms")
+        if report.structured_output:
+            parts.append(f"structured output: {report.structured_output}")
     return "\n".join(parts)
 
 

@@ -150,6 +150,8 @@ class EngineStats:
     # keys a concurrent worker answered while this run waited for them (not paid for here)
     peer_keys: set[str] = field(default_factory=set)
     waited_for_peers_s: float = 0.0
+    # the structured-output method the server accepted, e.g. "tool (auto; refused: json_schema...)"
+    structured_output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,12 +206,15 @@ class Engine:
         self._deferred: dict[str, PendingRow] = {}  # keys a live peer holds
         self._started_at = utcnow()
         poll, next_poll, wait_t0 = self.POLL_MIN_S, 0.0, None
+        if rows and not self._preflight():
+            self.stats.rows_remaining = len(rows)
+            return self.stats
         pool = ThreadPoolExecutor(self.cfg.max_concurrency, thread_name_prefix="llm-label")
         try:
             while units or futures or self._deferred:
                 while (
                     units
-                    and len(futures) < self.cfg.max_concurrency
+                    and len(futures) < self._in_flight_limit()
                     and not stop.is_set()
                     and not self._halt.is_set()
                 ):
@@ -242,7 +247,25 @@ class Engine:
             self.stats.waited_for_peers_s = time.monotonic() - wait_t0
         self.stats.rows_remaining = len(rows) - self.stats.rows_done
         self.stats.interrupted = stop.is_set() and self.stats.rows_remaining > 0
+        note = getattr(self.labeler, "method_note", None)
+        self.stats.structured_output = note() if note else None
         return self.stats
+
+    def _preflight(self) -> bool:
+        """The labeler's checks before the first call (the model is served); False: aborted."""
+        check = getattr(self.labeler, "preflight", None)
+        try:
+            if check:
+                check()
+        except FatalError as exc:
+            self._abort(exc.reason, str(exc))
+            return False
+        return True
+
+    def _in_flight_limit(self) -> int:
+        """One call until the server has answered once: that call settles the structured-output
+        method, and a refused request shape then costs one call, not max_concurrency."""
+        return self.cfg.max_concurrency if getattr(self.labeler, "negotiated", True) else 1
 
     def _progress(self, finished: int) -> None:
         if finished and self.on_progress:

@@ -57,6 +57,8 @@ class LabelingReport:
     remaining: int = 0
     model: str | None = None
     fingerprint: str | None = None
+    # How the answers' JSON shape was requested, e.g. "tool (auto; refused: json_schema: ...)".
+    structured_output: str | None = None
 
     @property
     def done(self) -> int:
@@ -240,7 +242,7 @@ def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms:
 
     units = [pending[i : i + cfg.items_per_call] for i in range(0, len(pending), cfg.items_per_call)]
     calls = [call_items(u) for u in units]
-    max_tokens = getattr(opts, "max_tokens", None)  # a field of LLMOptions once requests cap it
+    max_tokens = opts.max_tokens  # None: the estimate sizes the answer from the schema
     tokens_in = est.input_tokens(opts.rendered_system_prompt(), calls)
     tokens_out = sum(est.output_tokens(len(c), max_tokens) for c in calls)
     observed = est.median(latencies_ms)
@@ -448,6 +450,7 @@ def _label_with_llm(
     report.latency_p50_ms = _percentile(stats.latencies_ms, 50)
     report.latency_p95_ms = _percentile(stats.latencies_ms, 95)
     report.interrupted = stats.interrupted
+    report.structured_output = stats.structured_output
     if stats.aborted is not None:
         raise _Aborted(stats.aborted.reason, str(stats.aborted))
 
