@@ -114,6 +114,7 @@ class LLMSettings:
     backoff_max_s: float = 30.0
     breaker_threshold: int = 20
     cascade_margin: float = DEFAULT_CASCADE_MARGIN
+    cascade_routing: str | None = None  # RECSYS_CASCADE_ROUTING; None: the packaged routing file
 
     @property
     def api_key_value(self) -> str | None:
@@ -309,6 +310,7 @@ def _llm_from_env() -> LLMSettings:
         backoff_max_s=env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
         breaker_threshold=_int("RECSYS_LLM_BREAKER", 20),
         cascade_margin=_non_negative("RECSYS_CASCADE_MARGIN", DEFAULT_CASCADE_MARGIN),
+        cascade_routing=_env("RECSYS_CASCADE_ROUTING"),
     )
 
 

@@ -3,7 +3,9 @@
 Labelers:
 * ``offline``: the lexicon labeler; free, deterministic, no ledger (nothing to pay for twice).
 * ``llm`` (deprecated alias ``openai``): the LLM through the checkpointed engine; every answer is kept in the ledger.
-* ``cascade``: offline answers where it is sure (margin >= RECSYS_CASCADE_MARGIN), the LLM the rest.
+* ``cascade``: offline answers where it is sure (margin >= RECSYS_CASCADE_MARGIN), the LLM the rest;
+  an answer that disagrees with the lexicon is used only where the routing file trusts that model
+  (``cascade.use_llm``), else the offline label is kept (source ``cascade_offline``).
 
 Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``.
 A row answered from the ledger keeps its LLM source (the answer *is* an LLM answer); the report's
@@ -57,6 +59,8 @@ class LabelingReport:
     remaining: int = 0
     model: str | None = None
     fingerprint: str | None = None
+    cascade_rule: str | None = None  # the routing rule the cascade applied (cascade.Rule.describe)
+    cascade_kept_offline: int = 0  # rows the LLM answered but the offline label was kept
 
     @property
     def done(self) -> int:
@@ -147,6 +151,7 @@ def label_frame(
             from recsys_assets.labeling import cascade
 
             margin = cascade_margin if cascade_margin is not None else settings.llm.cascade_margin
+            routing = cascade.load_routing(settings.llm.cascade_routing)  # checked before any call
             split = cascade.plan(preds, margin)
             offline_rows, llm_rows = split.offline_rows, split.llm_rows
         tag = "offline" if kind == "offline" else "cascade_offline"
@@ -165,19 +170,42 @@ def label_frame(
                 llm_options=llm_options, engine_config=engine_config,
             )
         except _Aborted as ab:
+            if kind == "cascade":
+                _route(llm_rows, preds, routing, industry, confidence, source, status, report)
             for i in llm_rows:
-                if industry[i] is not None:
+                if industry[i] is not None and source[i] is None:
                     source[i] = llm_source
             frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
             positions = [i for i, v in enumerate(industry) if v is not None]
             raise LabelingAborted(ab.reason, f"{ab.message} ({report.resume_message()})",
                                        frame, report, positions) from None
+        if kind == "cascade":
+            _route(llm_rows, preds, routing, industry, confidence, source, status, report)
         for i in llm_rows:
-            if industry[i] is not None:
+            if industry[i] is not None and source[i] is None:
                 source[i] = llm_source
 
     frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
     return frame, report
+
+
+def _route(rows, preds, routing, industry, confidence, source, status, report) -> None:
+    """Keep the offline label where the routing file does not trust the model's different answer
+    (or the answer was invalid: it stays flagged, label_status ``invalid``). Rows with no answer
+    (``unanswered``, not reached) are left as they are."""
+    from recsys_assets.labeling import cascade
+
+    rule = routing.rule_for(report.model)
+    report.cascade_rule = rule.describe()
+    for i in rows:
+        if industry[i] is None or status[i] == "unanswered":
+            continue
+        answer = industry[i] if status[i] == "ok" else None
+        if cascade.use_llm(preds[i].industry, preds[i].margin, answer, confidence[i], rule):
+            continue
+        industry[i], confidence[i] = preds[i].industry, float(preds[i].confidence)
+        source[i] = "cascade_offline"
+        report.cascade_kept_offline += 1
 
 
 class _Aborted(Exception):
