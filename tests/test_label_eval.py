@@ -175,14 +175,11 @@ def test_cross_validation_scores_rules_on_rows_they_were_not_fitted_on(tmp_path)
 
 def test_routing_file_errors_name_the_line(tmp_path):
     text = cascade.ROUTING_PATH.read_text(encoding="utf-8")
+    assert text.rstrip().splitlines()[-1].startswith("      ")  # `models` is the last mapping
     bad = tmp_path / "r.yaml"
     bad.write_text(text + "  other-model: {trust_below: 2, min_confidence: 0.5}\n",
                    encoding="utf-8")
-    if "models: {}" in text:
-        bad.write_text(text.replace("models: {}", "models:\n  other-model: {trust_below: 2, "
-                                    "min_confidence: 0.5}"), encoding="utf-8")
-    line = bad.read_text(encoding="utf-8").splitlines().index(
-        next(ln for ln in bad.read_text(encoding="utf-8").splitlines() if "other-model" in ln)) + 1
+    line = len(text.splitlines()) + 1
     with pytest.raises(DataFileError, match=rf"r.yaml:{line}: other-model: trust_below must be a "
                                             r"number in 0..1, got 2"):
         cascade.load_routing(bad)
@@ -195,10 +192,11 @@ def test_routing_file_errors_name_the_line(tmp_path):
 
 
 def test_packaged_rules_never_scored_below_the_lexicon():
-    """Each measured model's rule, on the rows it was fitted on, is at least the offline labeler."""
+    """Each measured model's rule, on the rows it was fitted on, is at least the offline labeler;
+    a model nobody measured is never trusted over the lexicon."""
     routing = cascade.load_routing()
-    assert routing.default.trust_below <= min(
-        [r.trust_below for r in routing.models.values()] or [routing.default.trust_below])
+    assert routing.default.trust_below == 0
+    assert {"qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"} <= set(routing.models)
     for name, rule in routing.models.items():
         assert routing.rule_for(name.upper()) is rule  # names match case-insensitively
         fitted = rule.fitted
@@ -240,21 +238,26 @@ def test_cascade_routes_by_the_routing_file(recsys_home, monkeypatch, tmp_path, 
     assert out["industry"].iloc[:8].tolist() == [lex for *_, lex in GOLD9[:8]]
 
 
-def test_cascade_keeps_the_lexicon_label_when_the_answer_is_invalid(recsys_home, tmp_path):
+@pytest.mark.parametrize(("script", "status"), [
+    (["out_of_taxonomy", "out_of_taxonomy"], "invalid"),  # answered outside the taxonomy twice
+    (["server_error"], "unanswered"),  # no answer (one attempt allowed): retried by a rerun
+])
+def test_cascade_keeps_the_lexicon_label_when_the_model_gives_no_valid_answer(
+        recsys_home, tmp_path, script, status):
     from recsys_assets.config import load_settings
     from recsys_assets.labeling.engine import EngineConfig
     from recsys_assets.labeling.llm import LLMOptions
     from recsys_assets.labeling.service import label_frame
 
     gold = ev_mod.load_gold(write_gold(tmp_path / "g.csv", GOLD9[8:]))  # only 파파존스
-    with FakeOpenAI(script=["out_of_taxonomy", "out_of_taxonomy"]) as srv:
+    with FakeOpenAI(script=script) as srv:
         out, rep = label_frame(gold.frame, labeler="cascade", settings=load_settings(),
                                llm_options=LLMOptions(base_url=srv.base_url, api_key=fake_key()),
-                               engine_config=EngineConfig(max_concurrency=1))
+                               engine_config=EngineConfig(max_concurrency=1, max_attempts=1))
     row = out.iloc[0]
     assert (row["industry"], row["source"], row["label_status"], bool(row["flagged"])) == \
-        ("pizza", "cascade_offline", "invalid", True)
-    assert rep.invalid == 1 and rep.cascade_kept_offline == 1
+        ("pizza", "cascade_offline", status, True)
+    assert rep.cascade_kept_offline == 1
 
 
 # -- the CLI ----------------------------------------------------------------------------------------
@@ -341,7 +344,7 @@ def test_eval_cascade_routing_and_calibration(env, server, recsys_home, tmp_path
                   "--no-mlflow"], env)
     assert res.returncode == 0, res.stderr
     assert "accuracy 0.7778 (7/9), 95% CI 0.4526-0.9368 (Wilson)" in res.stdout
-    assert "offline label kept over the model on 1 rows" in res.stdout
+    assert "the lexicon's label kept on 1 of the rows sent" in res.stdout
     assert "LLM: 4 rows sent; this run 4 calls" in res.stdout and server.requests == 4
 
     trusting = routing_file(tmp_path / "trust.yaml", 0.1, 0.8)
@@ -408,3 +411,23 @@ def test_eval_with_unanswered_rows_exits_3_and_says_so_last(env, server, tmp_pat
     assert "unanswered 1" in res.stdout and "accuracy 0.3333 (1/3)" in res.stdout  # row 1 lost
     assert res.stderr.strip().splitlines()[-1].startswith(
         "error: 1 of 3 gold row(s) got no answer from the model")
+
+
+def test_replay_of_stored_answers_scores_like_the_live_run(tmp_path):
+    """The benchmark scores recorded real-model answers with evaluate.replay: on the fake model's
+    answers it gives the hand counts the live `recsys label eval` runs above print."""
+    gold = ev_mod.load_gold(write_gold(tmp_path / "g.csv"))
+    answers = {i: ev_mod.Answer("ok", fake, 0.9, 1, 1, 0.0) for i, (*_, fake, _) in enumerate(GOLD9)}
+    assert ev_mod.replay(gold, answers, labeler="llm", model="m").correct == 5
+    routed = ev_mod.replay(gold, answers, labeler="cascade", model="m", rule=cascade.Rule())
+    assert routed.correct == 7 and routed.asked == [2, 4, 7, 8]
+    assert routed.report.cascade_kept_offline == 1 and routed.source[8] == "cascade_offline"
+    trusting = ev_mod.replay(gold, answers, labeler="cascade", model="m",
+                             rule=cascade.Rule(0.1, 0.8))
+    assert trusting.correct == 6 and trusting.predicted[8] == "chicken"
+    answers[8] = ev_mod.Answer("failed", None, 0.0, 0, 0, 0.0)  # no answer: the lexicon's label
+    failed = ev_mod.replay(gold, answers, labeler="cascade", model="m", rule=cascade.Rule(0.1, 0.8))
+    assert failed.predicted[8] == "pizza" and failed.status[8] == "unanswered"
+    del answers[8]
+    with pytest.raises(ev_mod.EvalError, match="no stored answer for 1 row"):
+        ev_mod.replay(gold, answers, labeler="cascade", model="m")

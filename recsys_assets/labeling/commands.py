@@ -250,6 +250,9 @@ def _summary(report, output: Path) -> str:
         )
         if report.latency_p50_ms is not None:
             parts.append(f"latency p50 {report.latency_p50_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms")
+        if report.cascade_rule:
+            parts.append(f"cascade routing {report.cascade_rule}; the lexicon's label kept on "
+                         f"{report.cascade_kept_offline} of the rows sent to the model")
     return "\n".join(parts)
 
 
@@ -319,8 +322,10 @@ def eval_cmd(
         typer.echo(f"\nmlflow: run {run_id} in experiment {ev_mod.EXPERIMENT} ({uri})")
     unanswered = ev.status.count("unanswered")
     if unanswered:
+        scored = ("scored with the lexicon's label" if ev.labeler == "cascade"
+                  else "scored as wrong (label other)")
         _err(f"error: {unanswered} of {ev.n} gold row(s) got no answer from the model and were "
-             "scored as wrong (label other); rerun the same command to retry only those")
+             f"{scored}; rerun the same command to retry only those")
         raise typer.Exit(UNANSWERED_EXIT)
 
 

@@ -590,8 +590,9 @@ def report_lines(ev: Evaluation, table: cascade.RoutingTable) -> list[str]:
                  + (f"; unanswered {ev.status.count('unanswered')}" if "unanswered" in ev.status
                     else ""))
     if ev.rule is not None:
-        lines.append(f"cascade routing ({table.path.name}) {ev.rule.describe()}; "
-                     f"offline label kept over the model on {ev.report.cascade_kept_offline} rows")
+        lines.append(f"cascade routing ({table.path.name}) {ev.rule.describe()}; the lexicon's "
+                     f"label kept on {ev.report.cascade_kept_offline} of the rows sent (model not "
+                     "trusted there, or no valid answer)")
     c = costs(ev)
     if ev.labeler != "offline":
         lines.append(f"LLM: {int(c['rows_to_llm'])} rows sent; this run {int(c['llm_calls'])} calls, "
@@ -657,14 +658,16 @@ def replay(gold: Gold, answers: dict[int, Answer], *, labeler: str, model: str,
         ok = a.status == "ok" and a.industry is not None
         if labeler == "llm":
             predicted[i], source[i] = (str(a.industry) if ok else taxonomy.OTHER), "llm"
-        elif rule is not None and cascade.use_llm(offline[i].industry, offline[i].margin,
-                                                  a.industry if ok else None, a.confidence, rule):
+            continue
+        if rule is not None and cascade.use_llm(offline[i].industry, offline[i].margin,
+                                                a.industry if ok else None, a.confidence, rule):
             predicted[i], source[i] = str(a.industry), "cascade_llm"
-        else:
+        else:  # the lexicon's label, also where the model gave no valid answer
             source[i] = "cascade_offline"
             report.cascade_kept_offline += 1
+    named = {"ok": "ok", "invalid": "invalid", "failed": "unanswered"}
     sent = set(asked)
-    status = ["invalid" if i in sent and answers[i].status != "ok" else "ok" for i in range(n)]
+    status = [named.get(answers[i].status, "unanswered") if i in sent else "ok" for i in range(n)]
     return Evaluation(gold, labeler, predicted, [s != "ok" for s in status], source, status,
                       offline, asked, {i: answers[i] for i in asked}, report, model=model,
                       rule=rule)

@@ -190,15 +190,15 @@ def label_frame(
 
 
 def _route(rows, preds, routing, industry, confidence, source, status, report) -> None:
-    """Keep the offline label where the routing file does not trust the model's different answer
-    (or the answer was invalid: it stays flagged, label_status ``invalid``). Rows with no answer
-    (``unanswered``, not reached) are left as they are."""
+    """Keep the offline label where the routing file does not trust the model's different answer,
+    and where the model gave no valid answer (the row stays flagged with its label_status,
+    ``invalid`` or ``unanswered``, so a rerun still retries the unanswered ones)."""
     from recsys_assets.labeling import cascade
 
     rule = routing.rule_for(report.model)
     report.cascade_rule = rule.describe()
     for i in rows:
-        if industry[i] is None or status[i] == "unanswered":
+        if industry[i] is None:  # not reached (interrupted, or the circuit breaker)
             continue
         answer = industry[i] if status[i] == "ok" else None
         if cascade.use_llm(preds[i].industry, preds[i].margin, answer, confidence[i], rule):
