@@ -296,7 +296,8 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
             "The cascade sends a model only the rows it has answers for; rows at or above that "
             "offline margin are the lexicon's in every column. *Routed* applies the model's rule from "
             "`recsys_assets/data/cascade_routing.yaml`; *held-out* refits that rule on 4/5 of the "
-            "rows and scores the other fifth (5-fold cross-validation, 5 shuffles).\n")
+            "rows and scores the other fifth (5-fold cross-validation, 5 shuffles). How the answers "
+            "were recorded (models, server flags, rows): `benchmarks/data/README.md`.\n")
         add(lab["real_models_md"])
 
     add("## Reproduce\n")
