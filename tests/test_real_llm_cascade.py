@@ -2,8 +2,10 @@
 
 Qwen2.5-Coder-0.5B-Instruct (Q4) on llama.cpp's `llama-server` is a weak labeler: on the real-world
 gold set it answers `other` for almost every restaurant. The cascade must not let it lower accuracy.
-The rows used are the gold rows in the lowest offline-margin band of the routing file, the rows a
-cascade is most tempted to hand to the model (few, so the test stays within ~3 minutes on 2 cores).
+The rows used are the gold rows below offline margin 0.1 (a band edge of the routing file): the
+rows a cascade is most tempted to hand to the model, and where trusting this model would cost rows
+(it answers `other` for 크리스피크림도넛, 나폴리 화덕 and 파파존스, which the lexicon gets right). Eight
+rows keep the test within ~2 minutes on 2 cores.
 Run by `.ci/run` under the `real_llm` marker; skipped when the servers are not built.
 """
 
@@ -27,9 +29,9 @@ pytestmark = pytest.mark.real_llm
 REPO = Path(__file__).resolve().parents[1]
 
 
-def lowest_band_rows(out: Path) -> int:
-    """Write the gold rows whose offline margin is in the routing file's lowest band."""
-    edge = cascade.load_routing().margin_bands[1]
+def low_margin_rows(out: Path, edge: float = 0.1) -> int:
+    """Write the gold rows whose offline margin is below ``edge`` (a band edge of the routing file)."""
+    assert edge in cascade.load_routing().margin_bands
     with DEFAULT_GOLD.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     preds = OfflineLabeler().predict_many((r["name"], r["menu"], r["description"]) for r in rows)
@@ -50,7 +52,7 @@ def accuracy(text: str, prefix: str) -> tuple[int, int]:
 def test_cascade_with_a_weak_real_model_scores_at_least_the_lexicon(tmp_path):
     skip_unless_built("llama-server")
     gold = tmp_path / "low_margin.csv"
-    n = lowest_band_rows(gold)
+    n = low_margin_rows(gold)
     assert n >= 3
     with start_llm_server("llama-server", slots=1) as srv:
         env = {**os.environ, "PYTHONPATH": str(REPO), "RECSYS_HOME": str(tmp_path / "home"),
@@ -63,8 +65,10 @@ def test_cascade_with_a_weak_real_model_scores_at_least_the_lexicon(tmp_path):
                              check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"LLM: {n} rows sent" in res.stdout  # every row went to the model
-    assert f"cascade routing (cascade_routing.yaml) {srv.model}:" in res.stdout  # its measured rule
+    assert re.search(rf"cascade routing \([^)]+\) {re.escape(srv.model)}:", res.stdout)  # its rule
     cascade_ok, rows = accuracy(res.stdout, "accuracy")
     offline_ok, offline_rows = accuracy(res.stdout, "offline lexicon on the same rows")
     assert rows == offline_rows == n
     assert cascade_ok >= offline_ok, res.stdout
+    kept = re.search(r"the lexicon's label kept on (\d+) of the rows sent", res.stdout)
+    assert kept and int(kept.group(1)) >= 1, res.stdout  # the model did disagree: the rule was used
