@@ -9,13 +9,23 @@ client for the GIL) at a fixed latency, with the real ChatOpenAI client and a re
 3. calls repeated after a SIGKILL of `recsys label` mid-run (the seed loses up to 99);
 4. tokens and cost per 1,000 restaurants, one restaurant per call vs micro-batching, with accuracy
    against the sample's ground truth;
-5. the cascade: share of LLM calls saved and accuracy of each path.
+5. the cascade: share of LLM calls saved and accuracy of each path;
+6. real models on the real-world gold set (recsys_assets/data/real_world_restaurants.csv): the
+   cascade's accuracy per model and per confidence band, from recorded answers (see below).
 
 The fake model labels with a keyword rule, so its "accuracy" measures the plumbing (no answer lost
 or misaligned by batching, retries or resumes), not a real model. Token counts are the fake's
 approximation (Hangul ~1 token/char, ASCII ~4 chars/token); ratios between settings are meaningful.
 
     .venv/bin/python benchmarks/labeling.py [--rows 1000] [--latency-ms 100] [--baseline-rows 150]
+
+Real models (6.) are far too slow on this CPU to run on every `make bench` (10-60 s per call), so
+their answers are recorded once in benchmarks/data/real_llm_answers.csv and scored from there with
+the same code as `recsys label eval` (evaluate.replay). To record a model: serve it (llama.cpp's
+llama-server, tests/llm_servers.py), run `recsys label eval GOLD.csv --labeler llm` against it
+(OPENAI_BASE_URL, RECSYS_LLM_MODEL, a fresh RECSYS_HOME), then
+`benchmarks/labeling.py --record-real RECSYS_HOME --server llama-server` copies that ledger's
+answers to the gold rows into the CSV (replacing the model's earlier rows).
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from recsys_assets.labeling import cascade  # noqa: E402
 from recsys_assets.labeling.engine import EngineConfig  # noqa: E402
 from recsys_assets.labeling.ledger import Ledger, LedgerRecord, input_key  # noqa: E402
 from recsys_assets.labeling.llm import LabelItem, LLMLabeler, LLMOptions, estimate_cost  # noqa: E402
+from recsys_assets.labeling.offline import OfflineLabeler  # noqa: E402
 from recsys_assets.labeling.service import label_frame  # noqa: E402
 
 KEY = "sk-bench-" + "x" * 32
@@ -171,6 +182,135 @@ def kill_and_resume(df: pd.DataFrame, tmp: Path, server: Server, concurrency: in
             "repeated": total - len(df), "resume_rc": res.returncode}
 
 
+# -- 6. real models on the real-world gold set, from recorded answers --------------------------------
+REAL_ANSWERS = REPO / "benchmarks" / "data" / "real_llm_answers.csv"
+REAL_COLUMNS = ("model", "server", "prompt_fingerprint", "gold_line", "name", "status", "industry",
+                "confidence", "tokens_in", "tokens_out", "latency_ms", "recorded_at")
+
+
+def record_real(home: Path, server: str, out: Path = REAL_ANSWERS) -> int:
+    """Copy a ledger's final answers to the gold rows into the recorded-answers CSV (the model's
+    earlier rows there are replaced). Returns the number of rows recorded."""
+    from recsys_assets.labeling import evaluate
+
+    gold = evaluate.load_gold()
+    f = gold.frame
+    line_of = {input_key(f["name"].iat[i], f["menu"].iat[i], f["description"].iat[i]): i + 2
+               for i in range(len(f))}
+    rows = []
+    with Ledger(home / "labeling_ledger.sqlite") as led:
+        for r in led.iter_rows():  # oldest first: a later answer to the same row wins
+            if r["input_key"] in line_of:  # failed: asked, no answer (scored as such)
+                rows.append({"model": r["model"], "server": server,
+                             "prompt_fingerprint": r["fingerprint"],
+                             "gold_line": line_of[r["input_key"]],
+                             "name": f["name"].iat[line_of[r["input_key"]] - 2],
+                             **{k: r[k] for k in ("status", "industry", "confidence", "tokens_in",
+                                                  "tokens_out", "latency_ms")},
+                             "recorded_at": r["updated_at"]})
+    new = pd.DataFrame(rows, columns=list(REAL_COLUMNS)).drop_duplicates(
+        ["model", "gold_line"], keep="last")
+    old = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=list(REAL_COLUMNS))
+    merged = pd.concat([old[~old["model"].isin(set(new["model"]))], new], ignore_index=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    merged.sort_values(["model", "gold_line"]).to_csv(out, index=False)
+    return len(new)
+
+
+def real_models(path: Path = REAL_ANSWERS) -> list[dict]:
+    """Per recorded model: the offline labeler, the model alone, the old cascade (always takes
+    the model's answer) and the routed cascade (the packaged rule), on the real-world gold set."""
+    from recsys_assets.labeling import evaluate as ev
+
+    if not path.exists():
+        return []
+    gold, routing = ev.load_gold(), cascade.load_routing()
+    recorded = pd.read_csv(path)
+    out = []
+    for model, g in recorded.groupby("model", sort=True):
+        answers = {
+            int(r["gold_line"]) - 2: ev.Answer(
+                str(r["status"]), r["industry"] if isinstance(r["industry"], str) else None,
+                float(r["confidence"]), int(r["tokens_in"]), int(r["tokens_out"]), 0.0)
+            for r in g.to_dict("records")}
+        offline = OfflineLabeler().predict_many(zip(
+            gold.frame["name"], gold.frame["menu"], gold.frame["description"], strict=True))
+        covered = [e for e in routing.margin_bands[1:]
+                   if all(i in answers for i, p in enumerate(offline) if p.margin < e)]
+        if not covered:
+            continue
+        ask = max(covered)  # the cascade margin these answers cover completely
+        naive = ev.replay(gold, answers, labeler="cascade", model=str(model), ask_margin=ask,
+                          rule=cascade.Rule(1.0, 0.0, "always"))
+        routed = ev.replay(gold, answers, labeler="cascade", model=str(model), ask_margin=ask,
+                           rule=routing.rule_for(str(model)))
+        cal = ev.calibrate(routed, routing)
+        sent = set(routed.asked)
+        right = {i: a.status == "ok" and a.industry == gold.truth[i] for i, a in answers.items()}
+        llm_ok = sum(right[i] for i in sent)
+        extra = [right[i] for i in answers if i not in sent]
+        bands = ev.margin_bands(routed, routing)
+        bands["always_ok"] = ev.margin_bands(naive, routing)["result_ok"]
+        out.append({
+            "model": str(model), "server": ", ".join(sorted(set(g["server"]))),
+            "fingerprints": ", ".join(sorted(set(g["prompt_fingerprint"]))),
+            "answered": len(sent), "ask_margin": ask, "rows": routed.n,
+            "offline_ok": cal.offline_correct, "llm_ok": llm_ok,
+            "llm_ci": ev.wilson(llm_ok, len(sent)),
+            "extra_rows": len(extra), "extra_ok": sum(extra),
+            "always_ok": naive.correct, "routed_ok": routed.correct,
+            "routed_ci": ev.wilson(routed.correct, routed.n),
+            "rule": routed.rule.describe() if routed.rule else "",
+            "heldout": cal.heldout_accuracy, "cv": f"{cal.folds}-fold x {cal.repeats}",
+            "latency_p50_s": float(g["latency_ms"].median() / 1000),
+            "bands": bands.to_dict("records"),
+            "confidence": ev.band_cells(routed, routing).to_dict("records"),
+        })
+    return out
+
+
+def real_models_markdown(results: list[dict]) -> str:
+    """The report section: one summary table, then the band table per model."""
+    if not results:
+        return "No recorded real-model answers (benchmarks/data/real_llm_answers.csv).\n"
+    md = [("| model | rows the cascade sends (margin <) | offline alone | model alone, on the rows "
+           "sent | model alone, other recorded rows | cascade, model always trusted (before) "
+           "| cascade, routed (now) | routed, 5-fold CV held-out | p50 s/call |"),
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        n = r["rows"]
+        md.append(
+            f"| {r['model']} | {r['answered']} answered, all below {r['ask_margin']:g} "
+            f"| {r['offline_ok']}/{n} = {r['offline_ok'] / n:.3f} "
+            f"| {r['llm_ok']}/{r['answered']} = {r['llm_ok'] / r['answered']:.3f} "
+            f"(CI {r['llm_ci'][0]:.2f}-{r['llm_ci'][1]:.2f}) "
+            + (f"| {r['extra_ok']}/{r['extra_rows']} = {r['extra_ok'] / r['extra_rows']:.3f} "
+               if r["extra_rows"] else "| - ")
+            + f"| {r['always_ok']}/{n} = {r['always_ok'] / n:.3f} "
+            f"| **{r['routed_ok']}/{n} = {r['routed_ok'] / n:.3f}** "
+            f"(CI {r['routed_ci'][0]:.3f}-{r['routed_ci'][1]:.3f}) "
+            f"| {r['heldout']:.3f} | {r['latency_p50_s']:.1f} |")
+    for r in results:
+        md += ["", (f"**{r['model']}** ({r['server']}; prompt fingerprint {r['fingerprints']}); "
+                    f"rule: {r['rule']}."), "",
+               ("| offline margin band | rows | sent to the model | offline right | model right "
+                "| cascade always trusting right | cascade routed right |"),
+               "| --- | --- | --- | --- | --- | --- | --- |"]
+        md += [(f"| {b['offline_margin']} | {b['rows']} | {b['asked']} | {b['offline_ok']} "
+                f"| {b['llm_ok']} | {b['always_ok']} | {b['result_ok']} |") for b in r["bands"]]
+        md += ["", ("| offline margin | model confidence | agrees with offline | rows | offline "
+                    "right | model right | routed right |"), "| --- | --- | --- | --- | --- | --- | --- |"]
+        md += [(f"| {c['offline_margin']} | {c['llm_confidence']} | {c['agree']} | {c['rows']} "
+                f"| {c['offline_ok']} | {c['llm_ok']} | {c['result_ok']} |") for c in r["confidence"]]
+    md += ["", ("*Always trusted* takes every valid model answer on the rows sent (the cascade before "
+                "the routing; a row without a valid answer keeps the lexicon's label in both cascade "
+                "columns). *Model alone* counts a row without an answer as wrong; *other recorded rows* are "
+                "a 2-per-industry sample of the rows the lexicon is sure of (offline margin >= 0.35, "
+                "first two per industry in file order). p50 s/call is the "
+                "recorded latency on 2 shared cores (other jobs ran at the same time).")]
+    return "\n".join(md) + "\n"
+
+
 def main() -> None:
     """Run the five measurements in order and print one table.
 
@@ -184,7 +324,23 @@ def main() -> None:
     ap.add_argument("--baseline-rows", type=int, default=150,
                     help="rows for the sequential seed loop (it is slow by design)")
     ap.add_argument("--report-json", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--record-real", type=Path, default=None, metavar="RECSYS_HOME",
+                    help="copy that home's ledger answers to the gold rows into "
+                         "benchmarks/data/real_llm_answers.csv, then exit")
+    ap.add_argument("--server", default="llama-server", help="with --record-real: the server kind")
+    ap.add_argument("--real-only", action="store_true", help="only 6. (recorded real models)")
     args = ap.parse_args()
+    if args.record_real:
+        print(f"recorded {record_real(args.record_real, args.server)} answers in {REAL_ANSWERS}")
+        return
+    real = real_models()
+    if args.real_only:
+        print(real_models_markdown(real))
+        if args.report_json:
+            Path(args.report_json).write_text(json.dumps(
+                {"real_models": real, "real_models_md": real_models_markdown(real)},
+                ensure_ascii=False, indent=2))
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="labeling-bench-"))
     df = load_restaurants(tmp, args.rows)
@@ -275,7 +431,8 @@ def main() -> None:
         Path(args.report_json).write_text(json.dumps(
             {"rows": len(df), "latency_ms": args.latency_ms, "concurrency": args.concurrency,
              "baseline_rows": args.baseline_rows, "seed_rows_per_s": seed_rate, "engine_rows_per_s": eng_rate,
-             "speedup": eng_rate / seed_rate, "lines": lines}, ensure_ascii=False, indent=2))
+             "speedup": eng_rate / seed_rate, "lines": lines, "real_models": real,
+             "real_models_md": real_models_markdown(real)}, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

@@ -286,6 +286,19 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
         add(_table(["what", "figure"], [[a, b] for a, b in lab["lines"]]) + "\n")
     if linfo and linfo["rc"]:
         add(_failed("labeling.py", linfo))
+    if lab and "real_models_md" in lab:
+        add("## Labeling: cascade accuracy per model and per confidence band on the real-world set\n")
+        add("The gold set is `recsys_assets/data/real_world_restaurants.csv` (170 hand-written "
+            "real restaurants; the lexicon was tuned on its `tune` rows, so the offline figures are "
+            "optimistic there). Model answers are real, recorded once from llama.cpp's `llama-server` "
+            "on this CPU in `benchmarks/data/real_llm_answers.csv` (too slow to re-run on every "
+            "`make bench`; see `benchmarks/labeling.py`) and scored with `recsys label eval`'s code. "
+            "The cascade sends a model only the rows it has answers for; rows at or above that "
+            "offline margin are the lexicon's in every column. *Routed* applies the model's rule from "
+            "`recsys_assets/data/cascade_routing.yaml`; *held-out* refits that rule on 4/5 of the "
+            "rows and scores the other fifth (5-fold cross-validation, 5 shuffles). How the answers "
+            "were recorded (models, server flags, rows): `benchmarks/data/README.md`.\n")
+        add(lab["real_models_md"])
 
     add("## Reproduce\n")
     add("```bash\nmake bench                               # everything (about "

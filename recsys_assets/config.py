@@ -134,6 +134,7 @@ class LLMSettings:
     # Seconds per call a dry run assumes (None: the ledger's median for these settings, else a
     # default for a hosted model): RECSYS_LLM_ASSUMED_LATENCY.
     assumed_latency_s: float | None = None
+    cascade_routing: str | None = None  # RECSYS_CASCADE_ROUTING; None: the packaged routing file
 
     @property
     def api_key_value(self) -> str | None:
@@ -335,6 +336,7 @@ def _llm_from_env() -> LLMSettings:
         cascade_margin=_non_negative("RECSYS_CASCADE_MARGIN", DEFAULT_CASCADE_MARGIN),
         assumed_latency_s=(_positive("RECSYS_LLM_ASSUMED_LATENCY", 1.0)
                            if _env("RECSYS_LLM_ASSUMED_LATENCY") else None),
+        cascade_routing=_env("RECSYS_CASCADE_ROUTING"),
     )
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from recsys_assets.datafiles import DATA_DIR
 from recsys_assets.labeling.offline import OfflineLabeler, OfflinePrediction, split_menu
 from recsys_assets.taxonomy import INDUSTRY_CODES, OTHER
 
-DATA = Path(__file__).parent / "data" / "real_world_restaurants.csv"
+DATA = DATA_DIR / "real_world_restaurants.csv"  # the packaged gold file (`recsys label eval`)
 
 
 @pytest.fixture(scope="module")

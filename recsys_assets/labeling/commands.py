@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 INTERRUPTED_EXIT = 130
 UNANSWERED_EXIT = 3  # some rows got no answer from the model; output written, rerun retries them
@@ -140,6 +141,8 @@ def label_cmd(
       stopped): output written, those rows label_status=unanswered, rerunning the same command
       calls the model only for them;
     130 interrupted: no output.
+
+    Score a labeler against a gold file instead: recsys label eval --help.
     """
     from recsys_assets.config import ConfigError
 
@@ -353,7 +356,102 @@ def _summary(report, output: Path) -> str:
             parts.append(f"latency p50 {report.latency_p50_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms")
         if report.structured_output:
             parts.append(f"structured output: {report.structured_output}")
+        if report.cascade_rule:
+            parts.append(f"cascade routing {report.cascade_rule}; the lexicon's label kept on "
+                         f"{report.cascade_kept_offline} of the rows sent to the model")
     return "\n".join(parts)
+
+
+# -- recsys label eval -------------------------------------------------------------------------
+def eval_cmd(
+    gold: Annotated[Path | None, typer.Argument(metavar="GOLD.csv", help="CSV with name, menu, industry[, description, split]; default: the packaged real-world set (170 restaurants).", show_default=False)] = None,
+    labeler: Annotated[str | None, typer.Option(help="offline | llm | cascade (default: RECSYS_LABELER; auto = llm with a key, else offline).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Refit this model's cascade routing rule on the gold rows (llm or cascade), report its cross-validated accuracy and write the routing file.")] = False,
+    routing_out: Annotated[Path | None, typer.Option(help="Where --calibrate writes the routing file (default: RECSYS_CASCADE_ROUTING, else $RECSYS_HOME/cascade_routing.yaml).")] = None,
+    log_mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log an evaluation run to MLflow (experiment labeling-eval).")] = True,
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+) -> None:
+    """Score a labeler against a gold file: accuracy with a 95% CI, per-industry precision/recall,
+    confusions, flagged share, calls, tokens and cost per 1k rows; logged to MLflow.
+
+    LLM answers go through the ledger like `recsys label`: evaluating again costs no call.
+
+    Exit codes:
+    0 scored;
+    1 the provider refused (bad key, no quota, unknown model) or another error;
+    2 bad usage, gold file, configuration, ledger or routing file: no call made;
+    3 some rows got no answer from the model: scored as wrong, a rerun retries only them;
+    130 interrupted: nothing scored, the answers so far are in the ledger.
+    """
+    from recsys_assets.config import ConfigError, normalize_labeler
+    from recsys_assets.datafiles import DataFileError
+    from recsys_assets.labeling import cascade
+    from recsys_assets.labeling import evaluate as ev_mod
+    from recsys_assets.labeling.ledger import LedgerError
+    from recsys_assets.labeling.llm import scrub
+    from recsys_assets.labeling.service import LabelingAborted
+
+    settings = _settings()
+    try:
+        kind = normalize_labeler(labeler, "--labeler") if labeler else settings.resolved_labeler()
+        kind = settings.resolved_labeler() if kind == "auto" else kind
+        if calibrate and kind == "offline":
+            raise ConfigError("--calibrate fits where the cascade trusts a model: use --labeler "
+                              "cascade or llm (with OPENAI_API_KEY / OPENAI_BASE_URL)")
+        gold_set = ev_mod.load_gold(gold)
+        table = cascade.load_routing(settings.llm.cascade_routing)
+    except (ConfigError, DataFileError, ev_mod.EvalError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+    secrets = (settings.llm.api_key_value,)
+    try:
+        with _StopOnSignal() as stopper:
+            ev = ev_mod.evaluate(gold_set, kind, settings, progress=progress,
+                                 stop_event=stopper.event)
+    except LabelingAborted as exc:
+        _err(f"error: {scrub(exc, secrets)}")
+        raise typer.Exit(1) from None
+    except ev_mod.EvalInterrupted as exc:
+        _err(f"interrupted: {exc}; nothing was scored")
+        raise typer.Exit(INTERRUPTED_EXIT) from None
+    except (ConfigError, ValueError, LedgerError) as exc:
+        _err(f"error: {scrub(exc, secrets)}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        _err("interrupted at once: every finished call is saved in the ledger; nothing was scored")
+        sys.stderr.flush()
+        os._exit(INTERRUPTED_EXIT)
+    typer.echo("\n".join(ev_mod.report_lines(ev, table)))
+    cal = _calibrate(ev, table, settings, routing_out) if calibrate else None
+    if log_mlflow:
+        run_id, uri = ev_mod.log_mlflow(ev, settings, table, cal)
+        typer.echo(f"\nmlflow: run {run_id} in experiment {ev_mod.EXPERIMENT} ({uri})")
+    unanswered = ev.status.count("unanswered")
+    if unanswered:
+        scored = ("scored with the lexicon's label" if ev.labeler == "cascade"
+                  else "scored as wrong (label other)")
+        _err(f"error: {unanswered} of {ev.n} gold row(s) got no answer from the model and were "
+             f"{scored}; rerun the same command to retry only those")
+        raise typer.Exit(UNANSWERED_EXIT)
+
+
+def _calibrate(ev, table, settings, routing_out: Path | None):
+    """Fit and cross-validate the model's routing rule; write it to the routing file."""
+    from recsys_assets.labeling import evaluate as ev_mod
+
+    cal = ev_mod.calibrate(ev, table)
+    typer.echo("\n".join(ev_mod.calibration_lines(cal, ev.n)))
+    configured = settings.llm.cascade_routing
+    out = routing_out or (Path(configured) if configured else settings.home / "cascade_routing.yaml")
+    try:
+        ev_mod.write_routing(cal, ev, table, out)
+    except (OSError, ValueError) as exc:
+        _err(f"error: cannot write the routing file {out}: {exc}")
+        raise typer.Exit(1) from None
+    note = "" if configured and Path(configured) == out else \
+        f"; the cascade uses it with RECSYS_CASCADE_ROUTING={out}"
+    typer.echo(f"  wrote the rule for {cal.fit.rule.entry} to {out}{note}")
+    return cal
 
 
 # -- ledger sub-commands -----------------------------------------------------------------------
@@ -484,9 +582,47 @@ def ledger_prune(
         typer.echo(f"would delete {n} rows (dry run; add --yes to delete)")
 
 
+class _DefaultContext(typer.Context):
+    @property
+    def command_path(self) -> str:  # `recsys label`, not `recsys label ` (its name is empty)
+        return super().command_path.rstrip()
+
+
+class _DefaultCommand(TyperCommand):
+    context_class = _DefaultContext
+
+
+class _LabelGroup(TyperGroup):
+    """`recsys label INPUT -o OUT` labels (as it always did); `recsys label eval ...` scores.
+
+    Anything after `label` that is not a sub-command's name goes to the hidden default command,
+    whose help is also the group's help (with a line pointing at `eval`)."""
+
+    DEFAULT = "run"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        # usage and errors of the default command read `recsys label ...`, not `recsys label run`
+        return ("" if name == self.DEFAULT else name), cmd, rest
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        run = self.commands[self.DEFAULT]
+        run.format_help(typer.Context(run, info_name=ctx.info_name, parent=ctx.parent), formatter)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `label` and the `ledger` sub-app to the main `recsys` app."""
-    app.command("label")(label_cmd)
+    """Add `label` (with `label eval`) and the `ledger` sub-app to the main `recsys` app."""
+    label_app = typer.Typer(cls=_LabelGroup, no_args_is_help=True, add_completion=False,
+                            pretty_exceptions_enable=False)
+    label_app.command(_LabelGroup.DEFAULT, hidden=True, cls=_DefaultCommand)(label_cmd)
+    label_app.command("eval")(eval_cmd)
+    app.add_typer(label_app, name="label", help="Label restaurants with an industry "
+                  "(`recsys label INPUT -o OUT`), or score a labeler (`recsys label eval`).")
     ledger_app = typer.Typer(help="Inspect and maintain the LLM labeling ledger.",
                              no_args_is_help=True)
     ledger_app.command("stats")(ledger_stats)

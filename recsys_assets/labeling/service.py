@@ -3,7 +3,9 @@
 Labelers:
 * ``offline``: the lexicon labeler; free, deterministic, no ledger (nothing to pay for twice).
 * ``llm`` (deprecated alias ``openai``): the LLM through the checkpointed engine; every answer is kept in the ledger.
-* ``cascade``: offline answers where it is sure (margin >= RECSYS_CASCADE_MARGIN), the LLM the rest.
+* ``cascade``: offline answers where it is sure (margin >= RECSYS_CASCADE_MARGIN), the LLM the rest;
+  an answer that disagrees with the lexicon is used only where the routing file trusts that model
+  (``cascade.use_llm``), else the offline label is kept (source ``cascade_offline``).
 
 Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``.
 A row answered from the ledger keeps its LLM source (the answer *is* an LLM answer); the report's
@@ -59,6 +61,8 @@ class LabelingReport:
     fingerprint: str | None = None
     # How the answers' JSON shape was requested, e.g. "tool (auto; refused: json_schema: ...)".
     structured_output: str | None = None
+    cascade_rule: str | None = None  # the routing rule the cascade applied (cascade.Rule.describe)
+    cascade_kept_offline: int = 0  # rows the LLM answered but the offline label was kept
 
     @property
     def done(self) -> int:
@@ -133,6 +137,11 @@ def label_frame(
         industry[i], confidence[i], source[i], labeled_at[i] = p.industry, float(p.confidence), tag, now
     report.offline_answered = len(offline_rows)
     report.labeled_this_run = report.offline_answered
+    routing = None
+    if kind == "cascade":
+        from recsys_assets.labeling import cascade
+
+        routing = cascade.load_routing(settings.llm.cascade_routing)  # checked before any call
 
     if kind in ("llm", "cascade") and llm_rows:
         llm_source = "llm" if kind == "llm" else "cascade_llm"
@@ -143,15 +152,19 @@ def label_frame(
                 llm_options=llm_options, engine_config=engine_config,
             )
         except _Aborted as ab:
+            if kind == "cascade":
+                _apply_routing(llm_rows, preds, routing, industry, confidence, source, status, report)
             for i in llm_rows:
-                if industry[i] is not None:
+                if industry[i] is not None and source[i] is None:
                     source[i] = llm_source
             frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
             positions = [i for i, v in enumerate(industry) if v is not None]
             raise LabelingAborted(ab.reason, f"{ab.message} ({report.resume_message()})",
                                        frame, report, positions) from None
+        if kind == "cascade":
+            _apply_routing(llm_rows, preds, routing, industry, confidence, source, status, report)
         for i in llm_rows:
-            if industry[i] is not None:
+            if industry[i] is not None and source[i] is None:
                 source[i] = llm_source
 
     frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
@@ -302,6 +315,25 @@ def _route(
     margin = cascade_margin if cascade_margin is not None else settings.llm.cascade_margin
     split = cascade.plan(preds, margin)
     return preds, split.offline_rows, split.llm_rows
+
+
+def _apply_routing(rows, preds, routing, industry, confidence, source, status, report) -> None:
+    """Keep the offline label where the routing file does not trust the model's different answer,
+    and where the model gave no valid answer (the row stays flagged with its label_status,
+    ``invalid`` or ``unanswered``, so a rerun still retries the unanswered ones)."""
+    from recsys_assets.labeling import cascade
+
+    rule = routing.rule_for(report.model)
+    report.cascade_rule = rule.describe()
+    for i in rows:
+        if industry[i] is None:  # not reached (interrupted, or the circuit breaker)
+            continue
+        answer = industry[i] if status[i] == "ok" else None
+        if cascade.use_llm(preds[i].industry, preds[i].margin, answer, confidence[i], rule):
+            continue
+        industry[i], confidence[i] = preds[i].industry, float(preds[i].confidence)
+        source[i] = "cascade_offline"
+        report.cascade_kept_offline += 1
 
 
 class _Aborted(Exception):

@@ -96,6 +96,8 @@ class LLMResource(dg.ConfigurableResource):
     backoff_max_s: float = Field(default=30.0, description="RECSYS_LLM_BACKOFF_MAX")
     breaker_threshold: int = Field(default=20, description="RECSYS_LLM_BREAKER")
     cascade_margin: float = Field(default=0.35, description="RECSYS_CASCADE_MARGIN")
+    cascade_routing: str | None = Field(
+        default=None, description="RECSYS_CASCADE_ROUTING (None: the packaged routing file)")
     price_in: float | None = Field(default=None, description="RECSYS_LLM_PRICE_IN (USD / 1M tokens)")
     price_out: float | None = Field(default=None, description="RECSYS_LLM_PRICE_OUT (USD / 1M tokens)")
 
