@@ -336,3 +336,21 @@ def test_check_without_warehouse_skips_the_restaurant_check(recsys_home, tmp_pat
     assert checked.valid[["restaurant_id", "industry", "origin"]].values.tolist() == [
         ["X1", "pub", "file"]]
     assert checked.rejects.empty
+
+
+def test_recsys_label_override_replaces_an_input_industry_column(data, tmp_path):
+    """An input that already has label columns (a gold file, an earlier output) still shows the
+    override on the overridden row, and the labeler's answer on the others."""
+    frame = pd.read_csv(data / "restaurants.csv").head(4)[["restaurant_id", "name", "menu"]]
+    frame["industry"] = "stale"
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    rid = frame["restaurant_id"].iloc[2]
+    forced = recsys("label", "override", rid, "seafood", "--note", "fish", "--force")
+    assert forced.returncode == 0, forced.stderr
+    out = tmp_path / "out.csv"
+    run = recsys("label", str(tmp_path / "in.csv"), "-o", str(out), "--no-progress")
+    assert run.returncode == 0, run.stderr
+    got = pd.read_csv(out)
+    assert got["restaurant_id"].tolist() == frame["restaurant_id"].tolist()
+    assert got["source"].tolist() == ["offline", "offline", "override", "offline"]
+    assert got.loc[2, "industry"] == "seafood" and "stale" not in set(got["industry"])

@@ -84,6 +84,9 @@ def _set(settings, restaurant_id: str, industry: str | None, note: str | None,
     try:
         with ov.reading(settings) as (con, attached):
             known = attached and ov.has_table(con, "wh", "restaurants")
+            if not known and not force:
+                _err(f"note: no restaurants in {settings.warehouse_path} yet: {rid!r} is not checked "
+                     "(an unknown one is quarantined at the next rebuild)")
             if known and not con.execute("SELECT count(*) FROM wh.restaurants WHERE "
                                          "restaurant_id = ?", [rid]).fetchall()[0][0] and not force:
                 raise ov.OverrideError(f"unknown restaurant {rid!r}: not in the warehouse's "

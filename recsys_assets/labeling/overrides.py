@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import difflib
 import getpass
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -50,6 +49,7 @@ GOLD_COLUMNS = ("name", "menu", "description", "industry", "split", "restaurant_
 LOW_CONFIDENCE = 0.5  # review: labels below this confidence
 REVIEW_COLUMNS = ("rank", "restaurant_id", "name", "menu", "description", "industry", "confidence",
                   "source", "flagged", "offline_industry", "offline_confidence", "reason")
+LABEL_OUTPUT = ("industry", "confidence", "source", "flagged", "label_status")  # `recsys label`
 _ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 
 
@@ -145,8 +145,10 @@ class OverrideStore:
 
 
 def default_author() -> str | None:
+    from recsys_assets.config import env_str
+
     try:
-        return os.environ.get("RECSYS_USER") or getpass.getuser()
+        return env_str("RECSYS_USER") or getpass.getuser()
     except (KeyError, OSError):
         return None
 
@@ -236,7 +238,7 @@ def merge_output(df: pd.DataFrame, labeled: pd.DataFrame, mask: pd.Series,
     if not mask.any():
         return labeled
     out = df.copy()
-    label_cols = [c for c in labeled.columns if c not in df.columns]
+    label_cols = [c for c in LABEL_OUTPUT if c in labeled.columns]  # may replace input columns
     rows = label_rows(valid).set_index("restaurant_id")
     keys = df.loc[mask, "restaurant_id"].astype(str).str.strip()
     for col in label_cols:
