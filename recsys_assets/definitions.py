@@ -9,6 +9,7 @@ from recsys_assets.orchestration import (
     ingest,
     jobs,
     labeling,
+    overrides,
     ranking,
     schedules,
     sensors,
@@ -16,7 +17,7 @@ from recsys_assets.orchestration import (
 )
 from recsys_assets.orchestration.resources import default_resources
 
-ASSET_MODULES = [ingest, labeling, warehouse, ranking]
+ASSET_MODULES = [ingest, labeling, overrides, warehouse, ranking]
 
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:

@@ -157,7 +157,8 @@ def label_cmd(
     _check_output(output)
     labeler = _labeler_arg(labeler)
     settings = _settings()
-    df = _read_input(input_path)
+    full = _read_input(input_path)
+    df, mask, fixed = _split_overridden(full, settings)
 
     from recsys_assets.labeling.engine import EngineConfig
     from recsys_assets.labeling.ledger import LedgerError
@@ -199,6 +200,10 @@ def label_cmd(
         raise typer.Exit(INTERRUPTED_EXIT)
 
     out = _output_frame(df, labels, positions, report.labeler)
+    if mask.any():
+        from recsys_assets.labeling.overrides import merge_output
+
+        out = merge_output(full, out, mask, fixed)
     try:
         _write_atomic(out, output)
     except OSError as exc:  # e.g. the disk filled up while labeling
@@ -206,6 +211,9 @@ def label_cmd(
              "rerun the same command once fixed, nothing is paid again.")
         raise typer.Exit(1) from None
     _err(_summary(report, output))
+    if mask.any():
+        _err(f"plus {int(mask.sum())} row(s) set by label overrides (source override, confidence "
+             f"1.0), not sent to any labeler: {len(out)} rows in {output}")
     unanswered = int((out["label_status"] == "unanswered").sum())
     if unanswered:
         _err(f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
@@ -213,6 +221,26 @@ def label_cmd(
              "'other', flagged, label_status 'unanswered', and are not in the ledger as answered: "
              f"rerun the same command to retry only those {unanswered} row(s).")
         raise typer.Exit(UNANSWERED_EXIT)
+
+
+def _split_overridden(df, settings):
+    """(rows to label, mask of the overridden rows, the overrides): a human correction wins over
+    every labeler, so those rows are never sent (labeling/overrides.py)."""
+    import duckdb
+
+    from recsys_assets.labeling import overrides
+    from recsys_assets.warehouse.reader import IngestError
+
+    con = duckdb.connect()
+    try:
+        fixed = overrides.check(con, settings, restaurants=None).valid
+    except (IngestError, overrides.OverrideError) as exc:
+        _err(f"error: label overrides: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        con.close()
+    mask = overrides.overridden_mask(df["restaurant_id"], fixed)
+    return df[~mask.to_numpy()].reset_index(drop=True), mask, fixed
 
 
 def _labeler_arg(labeler: str | None) -> str | None:
@@ -237,7 +265,9 @@ def _dry_run(input_path: Path, labeler: str | None, max_concurrency: int | None,
     from recsys_assets.labeling.service import plan_labeling
 
     settings = _settings()
-    df = _read_input(input_path)
+    df, mask, _ = _split_overridden(_read_input(input_path), settings)
+    if mask.any():
+        typer.echo(f"{int(mask.sum()):,} row(s) have a label override: not labeled, not counted below")
     try:
         cfg = EngineConfig.from_settings(settings.llm, max_concurrency=max_concurrency,
                                          items_per_call=items_per_call)
@@ -593,10 +623,11 @@ class _DefaultCommand(TyperCommand):
 
 
 class _LabelGroup(TyperGroup):
-    """`recsys label INPUT -o OUT` labels (as it always did); `recsys label eval ...` scores.
+    """`recsys label INPUT -o OUT` labels (as it always did); `recsys label eval|override|review
+    ...` are sub-commands.
 
     Anything after `label` that is not a sub-command's name goes to the hidden default command,
-    whose help is also the group's help (with a line pointing at `eval`)."""
+    whose help is also the group's help (with a line pointing at the sub-commands)."""
 
     DEFAULT = "run"
 
@@ -616,13 +647,19 @@ class _LabelGroup(TyperGroup):
 
 
 def register(app: typer.Typer) -> None:
-    """Add `label` (with `label eval`) and the `ledger` sub-app to the main `recsys` app."""
+    """Add `label` (with `label eval`, `label override`, `label review`) and the `ledger` sub-app
+    to the main `recsys` app."""
+    from recsys_assets.labeling.override_commands import override_cmd, review_cmd
+
     label_app = typer.Typer(cls=_LabelGroup, no_args_is_help=True, add_completion=False,
                             pretty_exceptions_enable=False)
     label_app.command(_LabelGroup.DEFAULT, hidden=True, cls=_DefaultCommand)(label_cmd)
     label_app.command("eval")(eval_cmd)
+    label_app.command("override")(override_cmd)
+    label_app.command("review")(review_cmd)
     app.add_typer(label_app, name="label", help="Label restaurants with an industry "
-                  "(`recsys label INPUT -o OUT`), or score a labeler (`recsys label eval`).")
+                  "(`recsys label INPUT -o OUT`), score a labeler (`recsys label eval`), correct "
+                  "one (`recsys label override`), list what to check (`recsys label review`).")
     ledger_app = typer.Typer(help="Inspect and maintain the LLM labeling ledger.",
                              no_args_is_help=True)
     ledger_app.command("stats")(ledger_stats)

@@ -7,7 +7,8 @@ Labelers:
   an answer that disagrees with the lexicon is used only where the routing file trusts that model
   (``cascade.use_llm``), else the offline label is kept (source ``cascade_offline``).
 
-Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``.
+Output ``source`` vocabulary (fixed): ``offline``, ``llm``, ``cascade_offline``, ``cascade_llm``, and
+``override`` (a human correction, applied around labeling by labeling/overrides.py).
 A row answered from the ledger keeps its LLM source (the answer *is* an LLM answer); the report's
 ``reused_from_ledger`` says how many were not paid for in this run.
 

@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from recsys_assets import taxonomy
+from recsys_assets.labeling import overrides
 from recsys_assets.labeling.service import LabelingAborted
 from recsys_assets.orchestration.metadata import distribution, preview, row_count
 from recsys_assets.orchestration.resources import (
@@ -21,6 +22,7 @@ from recsys_assets.orchestration.resources import (
 from recsys_assets.orchestration.retries import backoff_policy, retry_only_on
 from recsys_assets.warehouse import labels as labels_sql
 from recsys_assets.warehouse.labels import N_SHARDS
+from recsys_assets.warehouse.reader import IngestError
 
 GROUP = "labeling"
 
@@ -58,6 +60,14 @@ def _label(context: dg.AssetExecutionContext, frame: pd.DataFrame, settings):
     return labels, report
 
 
+def _overrides(con, settings) -> pd.DataFrame:
+    """The human corrections that apply now (validated; see labeling/overrides.py)."""
+    try:
+        return overrides.check(con, settings).valid
+    except (IngestError, overrides.OverrideError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"duckdb", "openai", "python"},
@@ -75,9 +85,12 @@ def restaurant_industry_shard(
 ) -> dg.MaterializeResult:
     shard = int(context.partition_key)
     with retry_only_on(LabelingAborted):
+        settings = run_settings(recsys, llm=llm, ledger=ledger)
         with warehouse.get_connection() as con:
             inputs = labels_sql.restaurants_to_label(con, shard)
-        labels, report = _label(context, inputs, run_settings(recsys, llm=llm, ledger=ledger))
+            # overridden restaurants are not worth a paid call: restaurant_industry uses the override
+            inputs = inputs[~overrides.overridden_mask(inputs["restaurant_id"], _overrides(con, settings))]
+        labels, report = _label(context, inputs.reset_index(drop=True), settings)
         with warehouse.get_connection() as con:
             rows = labels_sql.write_shard(con, shard, inputs, labels)
     return dg.MaterializeResult(
@@ -94,7 +107,7 @@ def restaurant_industry_shard(
     group_name=GROUP,
     kinds={"duckdb", "openai", "python"},
     owners=["team:recsys"],
-    deps=["restaurants", restaurant_industry_shard],
+    deps=["restaurants", restaurant_industry_shard, "label_overrides"],
     retry_policy=LLM_RETRY_POLICY,
     pool="llm",
     description="One industry per restaurant (offline lexicon, LLM or cascade), checkpointed in the "
@@ -109,13 +122,16 @@ def restaurant_industry(
         with warehouse.get_connection() as con:
             inputs = labels_sql.restaurants_to_label(con)
             from_shards = labels_sql.current_shard_labels(con)
+            fixed = _overrides(con, settings)
         todo = inputs[~inputs["restaurant_id"].isin(from_shards["restaurant_id"])]
+        todo = todo[~overrides.overridden_mask(todo["restaurant_id"], fixed)]
         parts = [from_shards] if len(from_shards) else []
         report = None
         if len(todo):
             labels, report = _label(context, todo.reset_index(drop=True), settings)
             parts.append(labels)
         combined = pd.concat(parts, ignore_index=True) if parts else from_shards
+        combined = overrides.apply(combined, fixed)  # a human correction wins over every labeler
         with warehouse.get_connection() as con:
             labels_sql.write_restaurant_industry(con, combined)
             total = row_count(con, "restaurant_industry")
@@ -126,6 +142,7 @@ def restaurant_industry(
             "dagster/row_count": total,
             "reused_from_shards": len(from_shards),
             "labeled_here": len(todo),
+            "overridden": len(fixed),
             "label_distribution": distribution({str(k): int(v) for k, v in counts.items()}),
             "preview": sample,
             **(report.as_metadata() if report is not None else {"labeler": settings.resolved_labeler()}),
