@@ -45,7 +45,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys_assets import taxonomy  # noqa: E402
+import contextlib
+
+from recsys_assets import taxonomy
 
 FAULT_KINDS = (
     "ok", "rate_limit", "server_error", "timeout", "hang", "malformed_json", "out_of_taxonomy",
@@ -271,7 +273,7 @@ class FakeOpenAI:
                 self._send(status, {"error": {"message": message, "type": etype, "code": code,
                                               "param": None}}, headers)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 """GET /v1/models (when `models` is set); otherwise the counters, for a test or
                 benchmark running the server as a process."""
                 if self.path.rstrip("/").endswith("/models"):
@@ -288,7 +290,7 @@ class FakeOpenAI:
                              "max_in_flight": fake.max_in_flight, "faults": dict(fake.faults)}
                 self._send(200, stats)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
@@ -432,8 +434,7 @@ class FakeOpenAI:
                 if fault == "missing_ids" and answers:
                     answers = answers[:-1]
                 if fault == "extra_ids":
-                    answers = answers + [{"id": "zz-not-asked", "industry": "pizza",
-                                          "confidence": 0.5, "reason": "extra"}]
+                    answers = [*answers, {"id": "zz-not-asked", "industry": "pizza", "confidence": 0.5, "reason": "extra"}]
                 return json.dumps({"items": answers}, ensure_ascii=False)
 
         return Handler
@@ -450,10 +451,8 @@ def main(argv: list[str] | None = None) -> None:
                      port=args.port)
     srv.keep_bodies = False
     print(srv.port, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         srv._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

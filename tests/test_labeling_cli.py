@@ -44,21 +44,21 @@ def fake_key() -> str:
     return "sk-test-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
 
 
-@pytest.fixture()
+@pytest.fixture
 def app():
     a = typer.Typer()
     register(a)
     return a
 
 
-@pytest.fixture()
+@pytest.fixture
 def server():
     with FakeOpenAI(latency_ms=30) as srv:
         srv.keep_bodies = False
         yield srv
 
 
-@pytest.fixture()
+@pytest.fixture
 def llm_env(recsys_home, server, monkeypatch):
     env = {
         "OPENAI_API_KEY": fake_key(),
@@ -96,7 +96,7 @@ def wait_until(predicate, proc: subprocess.Popen, timeout: float = 30.0) -> None
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
             pytest.fail(f"process ended early ({proc.returncode}): {err[-2000:]}")
         if time.monotonic() > deadline:
             proc.kill()
@@ -105,7 +105,7 @@ def wait_until(predicate, proc: subprocess.Popen, timeout: float = 30.0) -> None
 
 
 # -- files in and out ------------------------------------------------------------------------
-@pytest.mark.parametrize("suffix_in,suffix_out", [(".csv", ".csv"), (".parquet", ".parquet")])
+@pytest.mark.parametrize(("suffix_in", "suffix_out"), [(".csv", ".csv"), (".parquet", ".parquet")])
 def test_offline_label_keeps_input_columns(app, recsys_home, tmp_path, suffix_in, suffix_out):
     src = tmp_path / f"in{suffix_in}"
     df = make_input(src, 30)

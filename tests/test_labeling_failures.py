@@ -24,14 +24,14 @@ from tests.test_labeling_cli import fake_key, make_input
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
+@pytest.fixture
 def server():
     with FakeOpenAI() as srv:
         srv.keep_bodies = False
         yield srv
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(recsys_home, server):
     """The environment of a `recsys label` subprocess talking to the fake server."""
     return {
@@ -75,7 +75,7 @@ def _foreign_sqlite(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage,expected",
+    ("damage", "expected"),
     [
         (lambda p: p.write_bytes(b""), "is empty (0 bytes), not a ledger"),
         (lambda p: p.write_bytes(os.urandom(3000)), "is not a labeling ledger (not an SQLite database)"),
@@ -153,7 +153,7 @@ def _unwritable_folder(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "make_output,reason",
+    ("make_output", "reason"),
     [
         (lambda tmp: (tmp / "labels.csv").mkdir() or tmp / "labels.csv", "it is a directory"),
         (lambda tmp: (tmp / "notes.txt").write_text("x") and tmp / "notes.txt" / "sub" / "out.csv",
@@ -238,7 +238,7 @@ def test_ledger_export_csv_neutralizes_model_text(env, tmp_path):
 
 
 # -- row 8: rows the model never answered make a distinct exit code; a rerun retries only them ------------
-@pytest.fixture()
+@pytest.fixture
 def hang_env(env):
     """A short client timeout and two attempts per call, so a hung server costs about a second."""
     return {**env, "RECSYS_LLM_TIMEOUT": "0.5", "RECSYS_LLM_MAX_ATTEMPTS": "2"}

@@ -37,13 +37,13 @@ from recsys_assets.labeling.llm import LLMOptions
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
+@pytest.fixture
 def store_url(tmp_path) -> str:
     """Where the ledger lives; test_ledger_postgres.py overrides this with a fresh PG database."""
     return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
 
 
-@pytest.fixture()
+@pytest.fixture
 def open_ledger(store_url):
     """Open more ledgers on the same store: each one is a separate worker (its own claim owner)."""
     opened: list[Ledger] = []
@@ -58,7 +58,7 @@ def open_ledger(store_url):
         led.close()
 
 
-@pytest.fixture()
+@pytest.fixture
 def ledger(open_ledger):
     return open_ledger()
 
@@ -149,10 +149,10 @@ def test_stats_export_and_prune(ledger, tmp_path):
     assert n == 6 and len(pd.read_parquet(tmp_path / "e.parquet")) == 6
     assert ledger.export(tmp_path / "e.csv", status="invalid") == 1
     assert pd.read_csv(tmp_path / "e.csv")["raw_response"].tolist() == ["{"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must end in \.csv or \.parquet"):
         ledger.export(tmp_path / "e.json")
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="prune needs at least one of"):
         ledger.prune()  # an unfiltered prune is refused
     assert ledger.prune(status="failed") == 1 and ledger.count() == 7  # dry run by default
     assert ledger.prune(status="failed", dry_run=False) == 1 and ledger.count() == 6
@@ -342,7 +342,7 @@ def test_passwords_are_masked_in_every_message(tmp_path):
     with pytest.raises(LedgerError) as info:
         Ledger.from_url("mysql://u:s3cret@h/db")
     assert "s3cret" not in str(info.value)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exactly one of a SQLite path or a url"):
         Ledger(tmp_path / "a.sqlite", url="sqlite://")
 
 
@@ -457,7 +457,7 @@ def assert_no_key_paid_twice(tmp_path: Path, server, errs: list[str], distinct: 
     assert paid == distinct  # each input labeled by exactly one of the two workers
 
 
-@pytest.fixture()
+@pytest.fixture
 def worker_env(recsys_home):
     from tests.fake_openai_server import FakeOpenAI
 

@@ -68,7 +68,7 @@ def pg():
         cluster.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def store_url(pg) -> str:
     """A fresh, empty database per test (the URL carries the cluster's password)."""
     return pg.create_database(f"t{os.getpid()}_{next(_db_names)}")
@@ -113,8 +113,8 @@ def test_a_bare_postgresql_url_uses_psycopg_3(pg, store_url):
 
 
 def test_ledger_cli_commands_work_on_postgresql(recsys_home, store_url, monkeypatch, tmp_path):
-    from typer.testing import CliRunner
     import typer
+    from typer.testing import CliRunner
 
     from recsys_assets.labeling.commands import register
 

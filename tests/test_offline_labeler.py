@@ -36,7 +36,7 @@ def predictions(labeler, rows) -> list[OfflinePrediction]:
 
 
 def _accuracy(rows, preds, split: str | None = None) -> float:
-    pairs = [(r, p) for r, p in zip(rows, preds) if split is None or r["split"] == split]
+    pairs = [(r, p) for r, p in zip(rows, preds, strict=False) if split is None or r["split"] == split]
     return sum(p.industry == r["industry"] for r, p in pairs) / len(pairs)
 
 
@@ -54,7 +54,7 @@ def test_dataset_shape(rows):
 def test_overall_accuracy(rows, predictions):
     misses = [
         (r["name"], r["menu"], r["industry"], p.industry)
-        for r, p in zip(rows, predictions)
+        for r, p in zip(rows, predictions, strict=False)
         if p.industry != r["industry"]
     ]
     assert _accuracy(rows, predictions) >= 0.90, misses
@@ -66,7 +66,7 @@ def test_holdout_accuracy(rows, predictions):
 
 def test_per_industry_floor(rows, predictions):
     by_code: dict[str, list[bool]] = {}
-    for r, p in zip(rows, predictions):
+    for r, p in zip(rows, predictions, strict=False):
         by_code.setdefault(r["industry"], []).append(p.industry == r["industry"])
     for code, hits in by_code.items():
         if len(hits) >= 5:

@@ -39,7 +39,7 @@ def _materialize(defs, *keys):
 
 
 def _metadata(result, asset):
-    [mat] = [m for m in result.asset_materializations_for_node(asset)]
+    [mat] = list(result.asset_materializations_for_node(asset))
     return {k: v.value for k, v in mat.metadata.items()}
 
 

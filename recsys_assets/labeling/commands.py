@@ -486,14 +486,15 @@ def _calibrate(ev, table, settings, routing_out: Path | None):
 
 # -- ledger sub-commands -----------------------------------------------------------------------
 def _open_ledger(must_exist: bool = True, settings=None):
-    from recsys_assets.labeling.ledger import LedgerError, ledger_url, open_ledger
     from sqlalchemy.engine import make_url
+
+    from recsys_assets.labeling.ledger import LedgerError, ledger_url, open_ledger
 
     settings = settings or _settings()
     url = ledger_url(settings)
     try:
         parsed = make_url(url)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any unparsable URL: the ledger's own check names it later
         parsed = None
     if must_exist and parsed is not None and parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "")

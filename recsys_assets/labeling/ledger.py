@@ -33,9 +33,11 @@ the claimant is a dead process on this same host.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -203,7 +205,7 @@ def normalize_text(value: object) -> str:
     """NFKC + collapsed whitespace, so cosmetic edits (full-width chars, double spaces) reuse answers."""
     if value is None:
         return ""
-    if isinstance(value, float) and value != value:  # NaN from pandas
+    if isinstance(value, float) and math.isnan(value):  # NaN from pandas
         return ""
     text = unicodedata.normalize("NFKC", str(value))
     return " ".join(text.split())
@@ -276,7 +278,7 @@ def safe_url(url: object) -> str:
 
     try:
         return _mask(make_url(str(url)).render_as_string(hide_password=True))
-    except Exception:  # unparsable: mask anything shaped like user:password@ or password=
+    except Exception:  # noqa: BLE001 - unparsable: mask anything shaped like user:password@ or password=
         return _mask(str(url))
 
 
@@ -457,7 +459,7 @@ class Ledger:
         raw_url = sqlite_url(path) if path is not None else str(url)
         try:
             parsed = make_url(raw_url)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever SQLAlchemy raises, the user gets one line
             raise LedgerError(f"not a database URL: {safe_url(raw_url)}") from None
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -501,7 +503,7 @@ class Ledger:
         try:
             self._conn = self._engine.connect()
             self._create_schema()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any driver's error becomes a LedgerError with the cause
             self._engine.dispose()
             raise LedgerError(
                 f"cannot open the labeling ledger at {self.url}: "
@@ -528,10 +530,8 @@ class Ledger:
             try:
                 yield self._conn
             except BaseException:
-                try:
+                with contextlib.suppress(Exception):  # a dead connection: keep the first error
                     self._conn.exec_driver_sql("ROLLBACK")
-                except Exception:  # a dead connection: keep the first error
-                    pass
                 raise
             self._conn.exec_driver_sql("COMMIT")
 
@@ -541,7 +541,7 @@ class Ledger:
         with self._lock:
             if self._closed:
                 raise LedgerError(f"the ledger {self.url} is closed")
-            return self._conn.execute(_text(sql, expanding), params or {}).fetchall()
+            return list(self._conn.execute(_text(sql, expanding), params or {}).fetchall())
 
     def _create_schema(self) -> None:
         with self._tx() as conn:
@@ -564,15 +564,12 @@ class Ledger:
         """Hand back this instance's unfinished claims (nobody waits for their lease), close."""
         if self._closed:
             return
-        try:
-            with self._tx() as conn:
-                conn.execute(
-                    _text("UPDATE claims SET state = 'released', lease_until = :now, "
-                          "updated_at = :now WHERE owner = :owner AND state = 'claimed'"),
-                    {"now": utcnow(), "owner": self.owner},
-                )
-        except Exception:  # a broken connection: the leases will expire on their own
-            pass
+        with contextlib.suppress(Exception), self._tx() as conn:  # broken: the leases expire by themselves
+            conn.execute(
+                _text("UPDATE claims SET state = 'released', lease_until = :now, "
+                      "updated_at = :now WHERE owner = :owner AND state = 'claimed'"),
+                {"now": utcnow(), "owner": self.owner},
+            )
         with self._lock:
             self._closed = True
             _LIVE_OWNERS.discard(self.owner)
@@ -754,7 +751,7 @@ class Ledger:
             "SELECT count(*) FROM claims WHERE state = 'claimed' AND lease_until >= :now",
             {"now": utcnow()},
         )[0][0]
-        by_status = {s: 0 for s in STATUSES}
+        by_status = dict.fromkeys(STATUSES, 0)
         for g in groups:
             by_status[g["status"]] = by_status.get(g["status"], 0) + g["rows"]
         return {
