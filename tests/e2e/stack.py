@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recsys_assets.instance import ensure_dagster_yaml
+from recsys_assets.instance import ensure_dagster_yaml, ensure_storage
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -67,6 +67,7 @@ class DagsterStack:
 
     def start(self, timeout: float = 120) -> None:
         assert ensure_dagster_yaml(self.dagster_home) == []  # the project's instance settings
+        ensure_storage(self.dagster_home)  # as `make ui` does: the two servers must not race on it
         self._spawn(
             "webserver",
             [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-m", "recsys_assets"],
