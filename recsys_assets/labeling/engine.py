@@ -120,8 +120,14 @@ class LabelingAborted(RuntimeError):
     the ledger. The one class for this: the engine records it, the service raises it with
     `frame` (the rows finished before the stop), `report` and `positions` (their row numbers)."""
 
-    def __init__(self, reason: str, message: str, frame: Any = None, report: Any = None,
-                 positions: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        frame: Any = None,
+        report: Any = None,
+        positions: list[int] | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -356,8 +362,9 @@ class Engine:
                     return 0
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug or an unexpected client error: keep the run going
-                err = RetryableError("unexpected", scrub(f"{type(exc).__name__}: {exc}",
-                                                         self.labeler.secrets))
+                err = RetryableError(
+                    "unexpected", scrub(f"{type(exc).__name__}: {exc}", self.labeler.secrets)
+                )
                 self._count_failure(err.reason, http=1)
                 if self._breaker_tripped(err) or attempt >= self.cfg.max_attempts:
                     return self._record_failed(unit, err, attempt) if not self._halt.is_set() else 0
@@ -372,28 +379,49 @@ class Engine:
         cap = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** (attempt - 1)))
         jitter = random.uniform(0, cap)  # noqa: S311 - backoff jitter, not a secret
         if retry_after is not None:
-            return min(max(retry_after, 0.0) + jitter * 0.1, max(self.cfg.backoff_max_s, retry_after))
+            return min(
+                max(retry_after, 0.0) + jitter * 0.1, max(self.cfg.backoff_max_s, retry_after)
+            )
         return jitter
 
-    def _record_result(self, unit: list[PendingRow], by_id: dict[str, PendingRow], res, attempt: int) -> int:
+    def _record_result(
+        self, unit: list[PendingRow], by_id: dict[str, PendingRow], res, attempt: int
+    ) -> int:
         n = len(unit)
         cost = estimate_cost(self._model, res.tokens_in, res.tokens_out, self._prices)
         share_in, share_out = res.tokens_in // n, res.tokens_out // n
         records = []
         for item_id, row in by_id.items():
             common = {
-                "input_key": row.key, "attempts": attempt + (1 if res.reasked else 0),
-                "tokens_in": share_in, "tokens_out": share_out, "cost_usd": cost / n,
-                "latency_ms": res.latency_ms, "raw_response": res.raw,
+                "input_key": row.key,
+                "attempts": attempt + (1 if res.reasked else 0),
+                "tokens_in": share_in,
+                "tokens_out": share_out,
+                "cost_usd": cost / n,
+                "latency_ms": res.latency_ms,
+                "raw_response": res.raw,
             }
             if item_id in res.answers:
                 a = res.answers[item_id]
-                records.append(LedgerRecord(status="ok", industry=a.industry,
-                                            confidence=a.confidence, reason=a.reason, **common))
+                records.append(
+                    LedgerRecord(
+                        status="ok",
+                        industry=a.industry,
+                        confidence=a.confidence,
+                        reason=a.reason,
+                        **common,
+                    )
+                )
             else:
-                records.append(LedgerRecord(status="invalid", industry=taxonomy.OTHER,
-                                            confidence=0.0,
-                                            error=res.invalid.get(item_id, "missing"), **common))
+                records.append(
+                    LedgerRecord(
+                        status="invalid",
+                        industry=taxonomy.OTHER,
+                        confidence=0.0,
+                        error=res.invalid.get(item_id, "missing"),
+                        **common,
+                    )
+                )
         self.ledger.record(self.fp, records, model=self._model, prompt_version=self._prompt_version)
         with self._lock:
             self._consecutive_failures = 0
@@ -413,8 +441,12 @@ class Engine:
 
     def _record_failed(self, unit: list[PendingRow], exc: LLMError, attempt: int) -> int:
         msg = scrub(str(exc), self.labeler.secrets)[:500]
-        records = [LedgerRecord(input_key=r.key, status="failed", error=f"{exc.reason}: {msg}",
-                                attempts=attempt) for r in unit]
+        records = [
+            LedgerRecord(
+                input_key=r.key, status="failed", error=f"{exc.reason}: {msg}", attempts=attempt
+            )
+            for r in unit
+        ]
         self.ledger.record(self.fp, records, model=self._model, prompt_version=self._prompt_version)
         with self._lock:
             self.stats.failed += len(unit)

@@ -257,8 +257,11 @@ def open_existing_ledger(settings: Any) -> Ledger | None:
     except ArgumentError:  # not a URL: open_ledger raises the LedgerError that says so
         return open_ledger(settings)
     database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
-            and not Path(database).exists():
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not Path(database).exists()
+    ):
         return None
     return open_ledger(settings)
 
@@ -343,8 +346,9 @@ def _create_sqlite_ledger(path: Path) -> None:
             con.execute("BEGIN")
             for statement in _ddl(postgres=False):
                 con.execute(statement)
-            con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
+            con.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
             con.execute("COMMIT")
         finally:
             con.close()  # the last connection checkpoints and removes the -wal file
@@ -367,8 +371,10 @@ def _check_sqlite_ledger(path: Path) -> None:
     import sqlite3
     from urllib.parse import quote
 
-    restore = ("Restore it from a backup, or move it away to start an empty ledger "
-               "(every restaurant would then be paid for again).")
+    restore = (
+        "Restore it from a backup, or move it away to start an empty ledger "
+        "(every restaurant would then be paid for again)."
+    )
     if path.is_dir():
         raise LedgerError(f"the labeling ledger path {path} is a directory, not a ledger file")
     try:
@@ -377,8 +383,9 @@ def _check_sqlite_ledger(path: Path) -> None:
     except OSError as exc:
         raise LedgerError(f"cannot read the labeling ledger {path}: {exc.strerror}") from None
     if not header:
-        raise LedgerError(f"the labeling ledger {path} is empty (0 bytes), not a ledger "
-                          f"(truncated?). {restore}")
+        raise LedgerError(
+            f"the labeling ledger {path} is empty (0 bytes), not a ledger (truncated?). {restore}"
+        )
     if header != SQLITE_HEADER:
         raise LedgerError(f"{path} is not a labeling ledger (not an SQLite database). {restore}")
     try:
@@ -392,8 +399,10 @@ def _check_sqlite_ledger(path: Path) -> None:
         raise LedgerError(f"{path} is not a readable labeling ledger ({exc}). {restore}") from None
     if "labels" not in tables:
         found = ", ".join(sorted(tables)) or "none"
-        raise LedgerError(f"{path} is an SQLite database but not a labeling ledger (no `labels` "
-                          f"table; its tables: {found}). {restore}")
+        raise LedgerError(
+            f"{path} is an SQLite database but not a labeling ledger (no `labels` "
+            f"table; its tables: {found}). {restore}"
+        )
 
 
 @dataclass(frozen=True)
@@ -464,7 +473,8 @@ class Ledger:
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
         self._secrets = [parsed.password] + [
-            str(v) for k, v in parsed.query.items()
+            str(v)
+            for k, v in parsed.query.items()
             if k.lower() in ("password", "passwd", "sslpassword")
         ]
         self.url = safe_url(parsed.render_as_string(hide_password=False))
@@ -488,10 +498,13 @@ class Ledger:
                 _ensure_sqlite_ledger(self.path)
             kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
         else:
-            kwargs["connect_args"] = {"connect_timeout": max(1, busy_timeout_ms // 1000),
-                                      "application_name": "recsys-ledger"}
+            kwargs["connect_args"] = {
+                "connect_timeout": max(1, busy_timeout_ms // 1000),
+                "application_name": "recsys-ledger",
+            }
         self._engine = create_engine(parsed, **kwargs)
         if self.is_sqlite:
+
             @event.listens_for(self._engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
@@ -564,10 +577,15 @@ class Ledger:
         """Hand back this instance's unfinished claims (nobody waits for their lease), close."""
         if self._closed:
             return
-        with contextlib.suppress(Exception), self._tx() as conn:  # broken: the leases expire by themselves
+        with (
+            contextlib.suppress(Exception),
+            self._tx() as conn,
+        ):  # broken: the leases expire by themselves
             conn.execute(
-                _text("UPDATE claims SET state = 'released', lease_until = :now, "
-                      "updated_at = :now WHERE owner = :owner AND state = 'claimed'"),
+                _text(
+                    "UPDATE claims SET state = 'released', lease_until = :now, "
+                    "updated_at = :now WHERE owner = :owner AND state = 'claimed'"
+                ),
                 {"now": utcnow(), "owner": self.owner},
             )
         with self._lock:
@@ -588,10 +606,15 @@ class Ledger:
     def register_fingerprint(self, fp: str, params: dict[str, Any]) -> None:
         with self._tx() as conn:
             conn.execute(
-                _text("INSERT INTO fingerprints (fingerprint, params, created_at) "
-                      "VALUES (:fp, :params, :now) ON CONFLICT (fingerprint) DO NOTHING"),
-                {"fp": fp, "params": json.dumps(params, sort_keys=True, ensure_ascii=False),
-                 "now": utcnow()},
+                _text(
+                    "INSERT INTO fingerprints (fingerprint, params, created_at) "
+                    "VALUES (:fp, :params, :now) ON CONFLICT (fingerprint) DO NOTHING"
+                ),
+                {
+                    "fp": fp,
+                    "params": json.dumps(params, sort_keys=True, ensure_ascii=False),
+                    "now": utcnow(),
+                },
             )
 
     def record(
@@ -608,19 +631,36 @@ class Ledger:
         records = sorted(records, key=lambda r: r.input_key)  # one lock order for every worker
         rows = [
             {
-                "input_key": r.input_key, "fingerprint": fp, "status": r.status,
-                "industry": r.industry, "confidence": r.confidence, "reason": r.reason,
-                "raw_response": r.raw_response, "error": r.error, "attempts": r.attempts,
-                "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "cost_usd": r.cost_usd,
-                "latency_ms": r.latency_ms, "model": model, "prompt_version": prompt_version,
-                "created_at": now, "updated_at": now,
+                "input_key": r.input_key,
+                "fingerprint": fp,
+                "status": r.status,
+                "industry": r.industry,
+                "confidence": r.confidence,
+                "reason": r.reason,
+                "raw_response": r.raw_response,
+                "error": r.error,
+                "attempts": r.attempts,
+                "tokens_in": r.tokens_in,
+                "tokens_out": r.tokens_out,
+                "cost_usd": r.cost_usd,
+                "latency_ms": r.latency_ms,
+                "model": model,
+                "prompt_version": prompt_version,
+                "created_at": now,
+                "updated_at": now,
             }
             for r in records
         ]
-        done = [{"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
-                for r in records if r.status in FINAL_STATUSES]
-        released = [{"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
-                    for r in records if r.status not in FINAL_STATUSES]
+        done = [
+            {"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
+            for r in records
+            if r.status in FINAL_STATUSES
+        ]
+        released = [
+            {"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
+            for r in records
+            if r.status not in FINAL_STATUSES
+        ]
         with self._tx() as conn:
             conn.execute(_text(_UPSERT), rows if len(rows) > 1 else rows[0])
             if done:
@@ -663,11 +703,19 @@ class Ledger:
             return
         with self._tx() as conn:
             conn.execute(
-                _text("UPDATE claims SET lease_until = :lease_until, updated_at = :now "
-                      "WHERE fingerprint = :fp AND owner = :owner AND state = 'claimed' "
-                      "AND input_key IN :keys", ("keys",)),
-                {"fp": fp, "owner": self.owner, "now": utcnow(),
-                 "lease_until": _iso_in(self.lease_seconds), "keys": keys},
+                _text(
+                    "UPDATE claims SET lease_until = :lease_until, updated_at = :now "
+                    "WHERE fingerprint = :fp AND owner = :owner AND state = 'claimed' "
+                    "AND input_key IN :keys",
+                    ("keys",),
+                ),
+                {
+                    "fp": fp,
+                    "owner": self.owner,
+                    "now": utcnow(),
+                    "lease_until": _iso_in(self.lease_seconds),
+                    "keys": keys,
+                },
             )
 
     def release(self, fp: str, keys: Iterable[str]) -> None:
@@ -677,8 +725,10 @@ class Ledger:
             return
         now = utcnow()
         with self._tx() as conn:
-            conn.execute(_text(_CLAIM_RELEASE), [{"k": k, "fp": fp, "owner": self.owner, "now": now}
-                                                 for k in keys])
+            conn.execute(
+                _text(_CLAIM_RELEASE),
+                [{"k": k, "fp": fp, "owner": self.owner, "now": now} for k in keys],
+            )
 
     def claims(self, fp: str, keys: Iterable[str]) -> dict[str, Claim]:
         keys = sorted(set(keys))
@@ -692,8 +742,11 @@ class Ledger:
     @staticmethod
     def _holders(conn: Any, fp: str, keys: list[str]) -> list[Claim]:
         rows = conn.execute(
-            _text("SELECT input_key, state, owner, lease_until FROM claims "
-                  "WHERE fingerprint = :fp AND input_key IN :keys", ("keys",)),
+            _text(
+                "SELECT input_key, state, owner, lease_until FROM claims "
+                "WHERE fingerprint = :fp AND input_key IN :keys",
+                ("keys",),
+            ),
             {"fp": fp, "keys": keys},
         ).fetchall()
         return [Claim(*r) for r in rows]
@@ -706,7 +759,8 @@ class Ledger:
             rows = self._read(
                 "SELECT input_key, status, industry, confidence, updated_at FROM labels "
                 "WHERE fingerprint = :fp AND input_key IN :keys",
-                {"fp": fp, "keys": keys[start : start + 500]}, expanding=("keys",),
+                {"fp": fp, "keys": keys[start : start + 500]},
+                expanding=("keys",),
             )
             for row in rows:
                 found[row[0]] = StoredLabel(*row)
@@ -738,10 +792,16 @@ class Ledger:
         )
         groups = [
             {
-                "fingerprint": r[0], "status": r[1], "rows": int(r[2]),
-                "tokens_in": int(r[3] or 0), "tokens_out": int(r[4] or 0),
-                "cost_usd": round(float(r[5] or 0.0), 6), "attempts": int(r[6] or 0),
-                "first": r[7], "last": r[8], "prompt_version": r[9],
+                "fingerprint": r[0],
+                "status": r[1],
+                "rows": int(r[2]),
+                "tokens_in": int(r[3] or 0),
+                "tokens_out": int(r[4] or 0),
+                "cost_usd": round(float(r[5] or 0.0), 6),
+                "attempts": int(r[6] or 0),
+                "first": r[7],
+                "last": r[8],
+                "prompt_version": r[9],
                 "params": json.loads(r[10]) if r[10] else {},
                 "current": current is not None and r[0] == current,
             }
@@ -764,10 +824,13 @@ class Ledger:
             "tokens_out": sum(g["tokens_out"] for g in groups),
             "cost_usd": round(sum(g["cost_usd"] for g in groups), 6),
             "groups": groups,
-            "current": None if current is None else {
+            "current": None
+            if current is None
+            else {
                 "fingerprint": current,
-                "answered": sum(g["rows"] for g in groups
-                                if g["current"] and g["status"] in FINAL_STATUSES),
+                "answered": sum(
+                    g["rows"] for g in groups if g["current"] and g["status"] in FINAL_STATUSES
+                ),
                 "repay_inputs": self.repay_count(current),
             },
         }
@@ -777,13 +840,15 @@ class Ledger:
         what labeling them again under `fp` (after an edit of the prompt or the settings) pays for
         a second time."""
         final = "('ok', 'invalid')"
-        return int(self._read(
-            "SELECT count(DISTINCT l.input_key) FROM labels l "
-            f"WHERE l.fingerprint <> :fp AND l.status IN {final} AND NOT EXISTS ("
-            "SELECT 1 FROM labels c WHERE c.input_key = l.input_key AND c.fingerprint = :fp "
-            f"AND c.status IN {final})",
-            {"fp": fp},
-        )[0][0])
+        return int(
+            self._read(
+                "SELECT count(DISTINCT l.input_key) FROM labels l "
+                f"WHERE l.fingerprint <> :fp AND l.status IN {final} AND NOT EXISTS ("
+                "SELECT 1 FROM labels c WHERE c.input_key = l.input_key AND c.fingerprint = :fp "
+                f"AND c.status IN {final})",
+                {"fp": fp},
+            )[0][0]
+        )
 
     def recent_latencies_ms(self, fingerprints: Sequence[str], limit: int = 5000) -> list[float]:
         """Per-call latencies of the newest answered rows of these fingerprints (a dry run's
@@ -793,7 +858,8 @@ class Ledger:
         rows = self._read(
             "SELECT latency_ms FROM labels WHERE fingerprint IN :fps AND status = 'ok' "
             "AND latency_ms IS NOT NULL ORDER BY updated_at DESC LIMIT :limit",
-            {"fps": list(fingerprints), "limit": int(limit)}, expanding=("fps",),
+            {"fps": list(fingerprints), "limit": int(limit)},
+            expanding=("fps",),
         )
         return [float(r[0]) for r in rows]
 
@@ -850,7 +916,11 @@ class Ledger:
         """
         if fingerprint is None and older_than is None and status is None:
             raise ValueError("prune needs at least one of fingerprint, older_than, status")
-        cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="milliseconds") if older_than else None
+        cutoff = (
+            (datetime.now(UTC) - older_than).isoformat(timespec="milliseconds")
+            if older_than
+            else None
+        )
         where, params = _where(fingerprint=fingerprint, status=status, updated_before=cutoff)
         if dry_run:
             return int(self._read(f"SELECT count(*) FROM labels {where}", params)[0][0])

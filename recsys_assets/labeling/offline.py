@@ -62,10 +62,14 @@ def _load_variants(path: Path) -> dict[str, str]:
     for variant, canonical in doc.items():
         line = doc.line_of(variant)
         if not isinstance(variant, str) or not isinstance(canonical, str) or not canonical.strip():
-            raise DataFileError(f"{path}:{line}: {variant!r}: {canonical!r} is not 'variant: canonical'")
+            raise DataFileError(
+                f"{path}:{line}: {variant!r}: {canonical!r} is not 'variant: canonical'"
+            )
         if canonical in doc:
-            raise DataFileError(f"{path}:{line}: canonical form {canonical!r} is itself a variant "
-                                f"(line {doc.line_of(canonical)}); point {variant!r} at its final form")
+            raise DataFileError(
+                f"{path}:{line}: canonical form {canonical!r} is itself a variant "
+                f"(line {doc.line_of(canonical)}); point {variant!r} at its final form"
+            )
     return dict(doc)
 
 
@@ -96,8 +100,10 @@ def _parse_lexicon(tax: Taxonomy) -> dict[str, dict[str, dict[str, float]]]:
             for raw in line.terms:
                 term = _canon(_normalize(raw.replace("_", " ")))
                 if not term:
-                    raise DataFileError(f"{tax.source}:{line.line}: industry {industry.code!r}: "
-                                        f"lexicon term {raw!r} has no letters or digits")
+                    raise DataFileError(
+                        f"{tax.source}:{line.line}: industry {industry.code!r}: "
+                        f"lexicon term {raw!r} has no letters or digits"
+                    )
                 out[line.scope].setdefault(term, {})[industry.code] = line.weight
     return out
 
@@ -146,7 +152,9 @@ class _Lexicon:
         full = dict(menu)
         for scope in ("name", "brand"):
             for term, ws in parsed[scope].items():
-                merged = dict(dict(zip(self.codes, full[term].weights, strict=False)) if term in full else {})
+                merged = dict(
+                    dict(zip(self.codes, full[term].weights, strict=False)) if term in full else {}
+                )
                 merged = {k: v for k, v in merged.items() if v}
                 merged.update(ws)
                 full[term] = _Entry(self.vector(merged))
@@ -345,7 +353,9 @@ def _strip_branch(name: str) -> str:
     tokens = name.split(" ")
     if len(tokens) > 1:
         tokens = [tokens[0]] + [
-            t for t in tokens[1:] if not (len(t) >= 2 and t.endswith("점") and not t.endswith("반점"))
+            t
+            for t in tokens[1:]
+            if not (len(t) >= 2 and t.endswith("점") and not t.endswith("반점"))
         ]
     return " ".join(tokens)
 

@@ -60,8 +60,13 @@ class DagsterStack:
         fh = log.open("wb")
         self.procs.append(
             subprocess.Popen(
-                args, cwd=REPO, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                args,
+                cwd=REPO,
+                env=self.env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         )
 
@@ -70,7 +75,15 @@ class DagsterStack:
         ensure_storage(self.dagster_home)  # as `make ui` does: the two servers must not race on it
         self._spawn(
             "webserver",
-            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-m", "recsys_assets"],
+            [
+                str(BIN / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                "recsys_assets",
+            ],
         )
         self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-m", "recsys_assets"])
         wait_until(self._ready, timeout, f"dagster-webserver on {self.url}\n{self.tail()}")
@@ -112,7 +125,11 @@ class DagsterStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             try:
-                wait_until(lambda: not processes_with_env("DAGSTER_HOME", home), grace, "leftover processes")
+                wait_until(
+                    lambda: not processes_with_env("DAGSTER_HOME", home),
+                    grace,
+                    "leftover processes",
+                )
                 return
             except TimeoutError:
                 continue
