@@ -177,6 +177,8 @@ def label_cmd(
 
     Score a labeler against a gold file instead: recsys label eval --help.
     """
+    # Longer than 80 lines on purpose: every failure maps to its own exit code and last-line
+    # message here, in one place, so the exit-code table above is checkable against the code.
     from recsys_assets.config import ConfigError
 
     if dry_run:
@@ -334,6 +336,8 @@ def _dry_run(
 
 
 def _plan_lines(plan, settings) -> list[str]:
+    """The dry run's report, one printed line per figure (long because it is a flat list of
+    lines, each with its own condition; docs/labeling.md shows the real output)."""
     from recsys_assets.labeling.llm import price_per_1m
 
     lines = [
