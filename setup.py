@@ -8,8 +8,17 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
     # The data files (taxonomy registry, lexicon variants, sample catalog) are part of the package.
     package_data={
-        "recsys_assets": ["*.md", "**/*.md", "*.yaml", "**/*.yaml", "**/*.json", "data/*.csv", "data/*.yaml",
-                          "data/*.txt", "**/*.sql"],
+        "recsys_assets": [
+            "*.md",
+            "**/*.md",
+            "*.yaml",
+            "**/*.yaml",
+            "**/*.json",
+            "data/*.csv",
+            "data/*.yaml",
+            "data/*.txt",
+            "**/*.sql",
+        ],
     },
     python_requires=">=3.11",
     install_requires=[

@@ -22,7 +22,16 @@ from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-KEY_PACKAGES = ("dagster", "duckdb", "pandas", "pyarrow", "numpy", "lightgbm", "mlflow", "langchain-openai")
+KEY_PACKAGES = (
+    "dagster",
+    "duckdb",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "lightgbm",
+    "mlflow",
+    "langchain-openai",
+)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 try:  # optional
@@ -81,6 +90,7 @@ def machine() -> dict:
 
 
 # --- process-tree memory -------------------------------------------------------------------------
+
 
 def _children_map() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
@@ -168,16 +178,27 @@ class CommandResult:
         return self.peak_rss_bytes / 1024**3
 
 
-def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
-                 timeout: float | None = None, log_path: Path | None = None) -> CommandResult:
+def run_measured(
+    cmd: list[str],
+    env: dict | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    log_path: Path | None = None,
+) -> CommandResult:
     """Run `cmd` as a subprocess, timing it and sampling its process tree's RSS every 0.5 s."""
     with contextlib.ExitStack() as stack:
         out_fh: IO[str] | int = (
             stack.enter_context(open(log_path, "w")) if log_path else subprocess.PIPE
         )
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out_fh,
-                                stderr=subprocess.STDOUT if log_path else subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=out_fh,
+            stderr=subprocess.STDOUT if log_path else subprocess.PIPE,
+            text=True,
+        )
         with TreeMemorySampler(proc.pid) as sampler:
             try:
                 stdout, stderr = proc.communicate(timeout=timeout)
@@ -187,11 +208,13 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = Non
         seconds = time.perf_counter() - t0
     if log_path:
         stdout, stderr = Path(log_path).read_text(errors="replace"), ""
-    return CommandResult(proc.returncode, seconds, sampler.peak_bytes, stdout or "", stderr or "",
-                         sampler.samples)
+    return CommandResult(
+        proc.returncode, seconds, sampler.peak_bytes, stdout or "", stderr or "", sampler.samples
+    )
 
 
 # --- full rebuild --------------------------------------------------------------------------------
+
 
 def step_durations(dagster_home: Path) -> dict[str, float]:
     """Seconds per step of the newest run in `dagster_home`, from its STEP_SUCCESS events."""
@@ -218,20 +241,27 @@ def step_durations(dagster_home: Path) -> dict[str, float]:
 
 
 def rebuild_env(home: Path, scale: str, extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RECSYS_", "MLFLOW_", "OPENAI_", "DAGSTER_"))}
-    env.update({
-        "RECSYS_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "RECSYS_SAMPLE_SCALE": scale,
-        "RECSYS_LABELER": "offline",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECSYS_", "MLFLOW_", "OPENAI_", "DAGSTER_"))
+    }
+    env.update(
+        {
+            "RECSYS_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            "RECSYS_SAMPLE_SCALE": scale,
+            "RECSYS_LABELER": "offline",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+    )
     env.update(extra or {})
     return env
 
 
-def full_rebuild(home: Path, scale: str, timeout: float | None = None, extra_env: dict | None = None) -> dict:
+def full_rebuild(
+    home: Path, scale: str, timeout: float | None = None, extra_env: dict | None = None
+) -> dict:
     """`recsys materialize` in a fresh RECSYS_HOME (sample generated inside it), as a subprocess."""
     if home.exists():
         import shutil
@@ -240,8 +270,13 @@ def full_rebuild(home: Path, scale: str, timeout: float | None = None, extra_env
     (home / "dagster").mkdir(parents=True)
     # Telemetry off; otherwise the instance defaults (what a fresh `make demo` home gets).
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    res = run_measured([str(VENV_BIN / "recsys"), "materialize"], env=rebuild_env(home, scale, extra_env),
-                       cwd=REPO, timeout=timeout, log_path=home.parent / f"{home.name}.log")
+    res = run_measured(
+        [str(VENV_BIN / "recsys"), "materialize"],
+        env=rebuild_env(home, scale, extra_env),
+        cwd=REPO,
+        timeout=timeout,
+        log_path=home.parent / f"{home.name}.log",
+    )
     steps = step_durations(home / "dagster") if res.returncode == 0 else {}
     return {
         "scale": scale,
@@ -261,7 +296,9 @@ def write_json(path: str | Path | None, payload: dict) -> None:
 
 def print_table(headers: list[str], rows: list[list]) -> None:
     cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in cells:

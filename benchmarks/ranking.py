@@ -30,8 +30,13 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def prepare_warehouse(out_dir: Path, scale: str, seed: int = 42, n_restaurants: int | None = None,
-                      labels: str = "offline"):
+def prepare_warehouse(
+    out_dir: Path,
+    scale: str,
+    seed: int = 42,
+    n_restaurants: int | None = None,
+    labels: str = "offline",
+):
     """Sample -> DuckDB warehouse with restaurants, products, orders, restaurant_industry."""
     import duckdb
     import pandas as pd
@@ -53,26 +58,39 @@ def prepare_warehouse(out_dir: Path, scale: str, seed: int = 42, n_restaurants: 
     rows = con.execute("SELECT restaurant_id, name, menu, description FROM restaurants").fetchall()
     if labels == "truth":
         truth = pd.read_parquet(sample_dir / "ground_truth" / "restaurant_truth.parquet")
-        lab = pd.DataFrame({"restaurant_id": truth["restaurant_id"].astype(str),
-                            "industry": truth["industry"].astype(str), "confidence": 1.0,
-                            "source": "truth"})
+        lab = pd.DataFrame(
+            {
+                "restaurant_id": truth["restaurant_id"].astype(str),
+                "industry": truth["industry"].astype(str),
+                "confidence": 1.0,
+                "source": "truth",
+            }
+        )
     else:
         from recsys_assets.labeling.offline import OfflineLabeler
 
         preds = OfflineLabeler().predict_many((n, m, d) for _, n, m, d in rows)
-        lab = pd.DataFrame({"restaurant_id": [r[0] for r in rows],
-                            "industry": [p.industry for p in preds],
-                            "confidence": [float(p.confidence) for p in preds], "source": "offline"})
+        lab = pd.DataFrame(
+            {
+                "restaurant_id": [r[0] for r in rows],
+                "industry": [p.industry for p in preds],
+                "confidence": [float(p.confidence) for p in preds],
+                "source": "offline",
+            }
+        )
     lab["labeled_at"] = datetime(2026, 1, 1)
     con.register("lab_df", lab)
-    con.execute("CREATE OR REPLACE TABLE restaurant_industry AS SELECT restaurant_id, industry, confidence, "
-                "source, CAST(labeled_at AS TIMESTAMP) AS labeled_at FROM lab_df")
+    con.execute(
+        "CREATE OR REPLACE TABLE restaurant_industry AS SELECT restaurant_id, industry, confidence, "
+        "source, CAST(labeled_at AS TIMESTAMP) AS labeled_at FROM lab_df"
+    )
     con.unregister("lab_df")
     return con, sample_dir / "ground_truth"
 
 
-def run_scale(work: Path, scale: str, seed: int, n_restaurants: int | None, labels: str,
-              use_mlflow: bool) -> dict:
+def run_scale(
+    work: Path, scale: str, seed: int, n_restaurants: int | None, labels: str, use_mlflow: bool
+) -> dict:
     import pandas as pd
 
     from recsys_assets.ranking.dataset import build_ranking_dataset
@@ -115,10 +133,21 @@ def run_scale(work: Path, scale: str, seed: int, n_restaurants: int | None, labe
     server = RankerServer(art)
     res["server_load_s"] = time.perf_counter() - t
     reqs = [
-        pd.DataFrame([{"name": "바삭바삭 치킨 역삼점", "menu": "후라이드치킨|양념치킨|치즈볼", "k": 10}]),
+        pd.DataFrame(
+            [{"name": "바삭바삭 치킨 역삼점", "menu": "후라이드치킨|양념치킨|치즈볼", "k": 10}]
+        ),
         pd.DataFrame([{"industry": "pizza", "k": 10}]),
-        pd.DataFrame([{"name": "엄마손 분식", "menu": "떡볶이|김밥|순대", "region": "서울 강남구",
-                       "size": "small", "k": 10}]),
+        pd.DataFrame(
+            [
+                {
+                    "name": "엄마손 분식",
+                    "menu": "떡볶이|김밥|순대",
+                    "region": "서울 강남구",
+                    "size": "small",
+                    "k": 10,
+                }
+            ]
+        ),
     ]
     server.recommend(reqs[0])
     lat = []
@@ -129,7 +158,11 @@ def run_scale(work: Path, scale: str, seed: int, n_restaurants: int | None, labe
     lat.sort()
     res["predict_p50_ms"] = lat[len(lat) // 2]
     res["predict_p95_ms"] = lat[int(len(lat) * 0.95)]
-    batch = con.execute("SELECT restaurant_id, name, menu FROM restaurants LIMIT 1000").df().assign(k=10)
+    batch = (
+        con.execute("SELECT restaurant_id, name, menu FROM restaurants LIMIT 1000")
+        .df()
+        .assign(k=10)
+    )
     t = time.perf_counter()
     server.recommend(batch)
     res["batch_1000_s"] = time.perf_counter() - t
@@ -160,26 +193,53 @@ def main(argv: list[str] | None = None) -> int:
         print(format_report(r["eval"]))
         print(r["eval"].per_industry.round(3).to_string(index=False))
 
-    cols = [("scale", "{}"), ("restaurants", "{:,}"), ("order_lines", "{:,}"), ("train_queries", "{:,}"),
-            ("test_queries", "{:,}"), ("dataset_s", "{:.1f}"), ("train_s", "{:.1f}"),
-            ("evaluate_s", "{:.1f}"), ("mlflow_log_s", "{:.1f}"), ("peak_rss_mb", "{:.0f}"),
-            ("predict_p50_ms", "{:.1f}"), ("predict_p95_ms", "{:.1f}"), ("batch_1000_s", "{:.2f}")]
-    print("\n" + " | ".join(c for c, _ in cols) + " | ndcg@10 model / industry_pop / global_pop / oracle")
+    cols = [
+        ("scale", "{}"),
+        ("restaurants", "{:,}"),
+        ("order_lines", "{:,}"),
+        ("train_queries", "{:,}"),
+        ("test_queries", "{:,}"),
+        ("dataset_s", "{:.1f}"),
+        ("train_s", "{:.1f}"),
+        ("evaluate_s", "{:.1f}"),
+        ("mlflow_log_s", "{:.1f}"),
+        ("peak_rss_mb", "{:.0f}"),
+        ("predict_p50_ms", "{:.1f}"),
+        ("predict_p95_ms", "{:.1f}"),
+        ("batch_1000_s", "{:.2f}"),
+    ]
+    print(
+        "\n"
+        + " | ".join(c for c, _ in cols)
+        + " | ndcg@10 model / industry_pop / global_pop / oracle"
+    )
     for r in results:
         ev = r["eval"]
         cells = [f.format(r[c]) if c in r else "-" for c, f in cols]
         b = ev.baselines
-        cells.append(f"{ev.metrics['ndcg_at_10']:.4f} / {b['industry_popularity']['ndcg_at_10']:.4f} / "
-                     f"{b['global_popularity']['ndcg_at_10']:.4f} / "
-                     f"{b.get('oracle', {}).get('ndcg_at_10', float('nan')):.4f}")
+        cells.append(
+            f"{ev.metrics['ndcg_at_10']:.4f} / {b['industry_popularity']['ndcg_at_10']:.4f} / "
+            f"{b['global_popularity']['ndcg_at_10']:.4f} / "
+            f"{b.get('oracle', {}).get('ndcg_at_10', float('nan')):.4f}"
+        )
         print(" | ".join(cells))
     if args.report_json:
         import json
 
-        Path(args.report_json).write_text(json.dumps(
-            [{**{k: v for k, v in r.items() if k != "eval"},
-              "metrics": r["eval"].metrics, "baselines": r["eval"].baselines} for r in results],
-            indent=2, default=float))
+        Path(args.report_json).write_text(
+            json.dumps(
+                [
+                    {
+                        **{k: v for k, v in r.items() if k != "eval"},
+                        "metrics": r["eval"].metrics,
+                        "baselines": r["eval"].baselines,
+                    }
+                    for r in results
+                ],
+                indent=2,
+                default=float,
+            )
+        )
     return 0
 
 

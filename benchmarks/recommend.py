@@ -54,15 +54,26 @@ def cold_start(home: Path, runs: int) -> dict:
     for i in range(runs + 1):
         name, menu = QUERIES[i % len(QUERIES)]
         t = time.perf_counter()
-        res = subprocess.run([str(VENV_BIN / "recsys"), "recommend", "--name", name, "--menu", menu, "-k", "10"],
-                             env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+        res = subprocess.run(
+            [str(VENV_BIN / "recsys"), "recommend", "--name", name, "--menu", menu, "-k", "10"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         times.append(time.perf_counter() - t)
         if res.returncode != 0:
             raise RuntimeError(f"recsys recommend failed: {res.stderr[-2000:]}")
         outputs.append(res.stdout)
     rest = times[1:]
-    return {"first_s": times[0], "median_s": median(rest), "max_s": max(rest), "runs": rest,
-            "example_output": outputs[-1][:600]}
+    return {
+        "first_s": times[0],
+        "median_s": median(rest),
+        "max_s": max(rest),
+        "runs": rest,
+        "example_output": outputs[-1][:600],
+    }
 
 
 def warm_predict(home: Path, n_requests: int) -> dict:
@@ -87,8 +98,10 @@ def warm_predict(home: Path, n_requests: int) -> dict:
     sample = next((settings.home / "sample").glob("small-seed*"))
     rest = pd.read_parquet(sample / "restaurants.parquet", columns=["name", "menu"]).fillna("")
     rest = rest.sample(n=min(n_requests, len(rest)), random_state=0).reset_index(drop=True)
-    reqs = [pd.DataFrame([{"name": str(r.name), "menu": str(r.menu), "k": 10}])
-            for r in rest.itertuples(index=False)]
+    reqs = [
+        pd.DataFrame([{"name": str(r.name), "menu": str(r.menu), "k": 10}])
+        for r in rest.itertuples(index=False)
+    ]
     for r in reqs[:5]:
         model.predict(r)
     lat = []
@@ -98,13 +111,20 @@ def warm_predict(home: Path, n_requests: int) -> dict:
         lat.append((time.perf_counter() - t) * 1000)
         if len(out) == 0:
             raise RuntimeError(f"the champion recommended nothing for {r.to_dict('records')}")
-    return {"load_s": load_s, "requests": len(reqs), "median_ms": median(lat), "p95_ms": percentile(lat, 95),
-            "max_ms": max(lat)}
+    return {
+        "load_s": load_s,
+        "requests": len(reqs),
+        "median_ms": median(lat),
+        "p95_ms": percentile(lat, 95),
+        "max_ms": max(lat),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", default=None, help="an existing small-scale RECSYS_HOME with a champion")
+    ap.add_argument(
+        "--home", default=None, help="an existing small-scale RECSYS_HOME with a champion"
+    )
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--report-json", default=None)
@@ -121,15 +141,24 @@ def main(argv: list[str] | None = None) -> int:
     warm = warm_predict(home, args.requests)
 
     print("recommend latency (champion of a small-scale build)")
-    print_table(["what", "figure"], [
-        ["`recsys recommend`, first call after the rebuild", f"{cold['first_s']:.2f} s"],
-        [f"`recsys recommend`, new process, median of {args.runs}", (f"{cold['median_s']:.2f} s "
-         f"(max {cold['max_s']:.2f} s)")],
-        ["pyfunc load_model(champion)", f"{warm['load_s']:.2f} s"],
-        [f"warm pyfunc predict, 1 restaurant, k=10 ({warm['requests']} requests)",
-         f"median {warm['median_ms']:.1f} ms, p95 {warm['p95_ms']:.1f} ms"],
-    ])
-    write_json(args.report_json, {"machine": machine(), "home": str(home), "cold": cold, "warm": warm})
+    print_table(
+        ["what", "figure"],
+        [
+            ["`recsys recommend`, first call after the rebuild", f"{cold['first_s']:.2f} s"],
+            [
+                f"`recsys recommend`, new process, median of {args.runs}",
+                (f"{cold['median_s']:.2f} s (max {cold['max_s']:.2f} s)"),
+            ],
+            ["pyfunc load_model(champion)", f"{warm['load_s']:.2f} s"],
+            [
+                f"warm pyfunc predict, 1 restaurant, k=10 ({warm['requests']} requests)",
+                f"median {warm['median_ms']:.1f} ms, p95 {warm['p95_ms']:.1f} ms",
+            ],
+        ],
+    )
+    write_json(
+        args.report_json, {"machine": machine(), "home": str(home), "cold": cold, "warm": warm}
+    )
     return 0
 
 

@@ -29,11 +29,26 @@ NOMINAL_RESTAURANTS = {"small": 2_000, "medium": 20_000, "large": 200_000}
 BUDGETS = [
     ("full rebuild", "large", 15 * 60, "s", lambda r: r["seconds"]),
     ("peak memory (process tree)", "large", 8.0, "GiB", lambda r: r["peak_rss_gib"]),
-    ("industry_product_stats + industry_top_products", "large", 30, "s",
-     lambda r: r["steps"].get("industry_product_stats", float("nan"))
-     + r["steps"].get("industry_top_products", float("nan"))),
-    ("ranking_dataset + ranker_model", "large", 5 * 60, "s",
-     lambda r: r["steps"].get("ranking_dataset", float("nan")) + r["steps"].get("ranker_model", float("nan"))),
+    (
+        "industry_product_stats + industry_top_products",
+        "large",
+        30,
+        "s",
+        lambda r: (
+            r["steps"].get("industry_product_stats", float("nan"))
+            + r["steps"].get("industry_top_products", float("nan"))
+        ),
+    ),
+    (
+        "ranking_dataset + ranker_model",
+        "large",
+        5 * 60,
+        "s",
+        lambda r: (
+            r["steps"].get("ranking_dataset", float("nan"))
+            + r["steps"].get("ranker_model", float("nan"))
+        ),
+    ),
     ("full rebuild", "medium", 3 * 60, "s", lambda r: r["seconds"]),
 ]
 
@@ -43,7 +58,10 @@ def warehouse_counts(home: Path) -> dict:
 
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("restaurants", "orders")}
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+            for t in ("restaurants", "orders")
+        }
     finally:
         con.close()
 
@@ -62,12 +80,27 @@ def plot(results: list[dict], assets_dir: Path) -> list[str]:
     files = []
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     ax[0].plot(x, [r["seconds"] / 60 for r in ok], "o-")
-    ax[0].set(xscale="log", yscale="log", xlabel="restaurants", ylabel="full rebuild (min)",
-              title="Full rebuild time")
+    ax[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="restaurants",
+        ylabel="full rebuild (min)",
+        title="Full rebuild time",
+    )
     ax[1].plot(x, [r["peak_rss_gib"] for r in ok], "o-", color="tab:red")
-    ax[1].set(xscale="log", xlabel="restaurants", ylabel="peak RSS, process tree (GiB)", title="Peak memory")
+    ax[1].set(
+        xscale="log",
+        xlabel="restaurants",
+        ylabel="peak RSS, process tree (GiB)",
+        title="Peak memory",
+    )
     for a, r in zip([ax[0]] * len(ok), ok, strict=True):
-        a.annotate(r["scale"], (r["restaurants"], r["seconds"] / 60), textcoords="offset points", xytext=(4, -10))
+        a.annotate(
+            r["scale"],
+            (r["restaurants"], r["seconds"] / 60),
+            textcoords="offset points",
+            xytext=(4, -10),
+        )
     for axis in ax:
         axis.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -84,7 +117,10 @@ def plot(results: list[dict], assets_dir: Path) -> list[str]:
         vals = [r["steps"].get(step, 0.0) for r in ok]
         ax.bar([r["scale"] for r in ok], vals, bottom=bottom, label=step)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    ax.set(ylabel="seconds (step duration)", title="Where the rebuild time goes (10 longest steps at the largest scale)")
+    ax.set(
+        ylabel="seconds (step duration)",
+        title="Where the rebuild time goes (10 longest steps at the largest scale)",
+    )
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path = assets_dir / "scale_steps.png"
@@ -101,8 +137,16 @@ def check_budgets(results: list[dict]) -> list[dict]:
         if scale not in by_scale:
             continue
         value = get(by_scale[scale])
-        out.append({"what": what, "scale": scale, "value": value, "limit": limit, "unit": unit,
-                    "ok": value < limit})
+        out.append(
+            {
+                "what": what,
+                "scale": scale,
+                "value": value,
+                "limit": limit,
+                "unit": unit,
+                "ok": value < limit,
+            }
+        )
     return out
 
 
@@ -129,30 +173,65 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(r["log_tail"], file=sys.stderr)
         results.append(r)
-        print(f"  {scale}: {'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.1f} s, "
-              f"peak {r['peak_rss_gib']:.2f} GiB", flush=True)
+        print(
+            f"  {scale}: {'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.1f} s, "
+            f"peak {r['peak_rss_gib']:.2f} GiB",
+            flush=True,
+        )
 
     budgets = check_budgets(results)
     figures = plot(results, Path(args.assets_dir))
 
-    print("\nfull rebuild vs scale (fresh RECSYS_HOME, offline labeler, sample generated in the run)")
-    print_table(["scale", "restaurants", "order lines", "rebuild s", "peak GiB", "ok"],
-                [[r["scale"], f"{r['restaurants']:,}", f"{r.get('orders', 0):,}", f"{r['seconds']:.1f}",
-                  f"{r['peak_rss_gib']:.2f}", r["ok"]] for r in results])
-    all_steps = sorted({s for r in results for s in r["steps"]},
-                       key=lambda s: -max(r["steps"].get(s, 0) for r in results))
+    print(
+        "\nfull rebuild vs scale (fresh RECSYS_HOME, offline labeler, sample generated in the run)"
+    )
+    print_table(
+        ["scale", "restaurants", "order lines", "rebuild s", "peak GiB", "ok"],
+        [
+            [
+                r["scale"],
+                f"{r['restaurants']:,}",
+                f"{r.get('orders', 0):,}",
+                f"{r['seconds']:.1f}",
+                f"{r['peak_rss_gib']:.2f}",
+                r["ok"],
+            ]
+            for r in results
+        ],
+    )
+    all_steps = sorted(
+        {s for r in results for s in r["steps"]},
+        key=lambda s: -max(r["steps"].get(s, 0) for r in results),
+    )
     print("\nper-step seconds (STEP_SUCCESS durations from the Dagster event log)")
-    print_table(["step", *[r["scale"] for r in results]],
-                [[s, *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in results]] for s in all_steps])
+    print_table(
+        ["step", *[r["scale"] for r in results]],
+        [
+            [s, *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in results]]
+            for s in all_steps
+        ],
+    )
     if budgets:
         print("\nbudgets")
-        print_table(["what", "scale", "measured", "budget", "met"],
-                    [[b["what"], b["scale"], f"{b['value']:.1f} {b['unit']}", f"< {b['limit']} {b['unit']}",
-                      "yes" if b["ok"] else "NO"] for b in budgets])
+        print_table(
+            ["what", "scale", "measured", "budget", "met"],
+            [
+                [
+                    b["what"],
+                    b["scale"],
+                    f"{b['value']:.1f} {b['unit']}",
+                    f"< {b['limit']} {b['unit']}",
+                    "yes" if b["ok"] else "NO",
+                ]
+                for b in budgets
+            ],
+        )
     for r in results:
         r.pop("log_tail", None)
-    write_json(args.report_json, {"machine": machine(), "results": results, "budgets": budgets,
-                                  "figures": figures})
+    write_json(
+        args.report_json,
+        {"machine": machine(), "results": results, "budgets": budgets, "figures": figures},
+    )
     return 0 if all(r["ok"] for r in results) else 1
 
 

@@ -42,9 +42,12 @@ from recsys_assets.warehouse import tables  # noqa: E402
 def load_frames(con) -> dict[str, pd.DataFrame]:
     return {
         "restaurants": con.execute("SELECT restaurant_id, signup_date FROM restaurants").df(),
-        "restaurant_industry": con.execute("SELECT restaurant_id, industry FROM restaurant_industry").df(),
+        "restaurant_industry": con.execute(
+            "SELECT restaurant_id, industry FROM restaurant_industry"
+        ).df(),
         "orders": con.execute(
-            "SELECT restaurant_id, product_id, order_id, quantity, ordered_at FROM orders").df(),
+            "SELECT restaurant_id, product_id, order_id, quantity, ordered_at FROM orders"
+        ).df(),
     }
 
 
@@ -64,23 +67,28 @@ def pandas_tables(frames: dict[str, pd.DataFrame], as_of, k: int = tables.TOP_K_
     secs = (as_of.floor("s") - po["ordered_at"].dt.floor("s")).dt.total_seconds().to_numpy()
     po = po.assign(rq=po["quantity"].to_numpy() * np.exp(-math.log(2) * secs / 86400.0 / half_life))
     g = po.groupby(["industry", "product_id"], sort=False)
-    per_pair = pd.DataFrame({
-        "buyers": g["restaurant_id"].nunique(),
-        "orders": g["order_id"].nunique(),
-        "quantity": g["quantity"].sum(),
-        "recency_quantity": g["rq"].sum(),
-    }).reset_index()
+    per_pair = pd.DataFrame(
+        {
+            "buyers": g["restaurant_id"].nunique(),
+            "orders": g["order_id"].nunique(),
+            "quantity": g["quantity"].sum(),
+            "recency_quantity": g["rq"].sum(),
+        }
+    ).reset_index()
     s = per_pair.join(industry_size, on="industry").join(global_buyers, on="product_id")
     gp = s["global_buyers"] / n_total
     s["penetration"] = s["buyers"] / s["industry_restaurants"]
     s["global_penetration"] = gp
     s["lift"] = s["penetration"] / gp
     s["recency_score"] = s["recency_quantity"] / s["industry_restaurants"]
-    s["smoothed_penetration"] = (s["buyers"] + smoothing * gp) / (s["industry_restaurants"] + smoothing)
+    s["smoothed_penetration"] = (s["buyers"] + smoothing * gp) / (
+        s["industry_restaurants"] + smoothing
+    )
     stats = s.sort_values(["industry", "product_id"], ignore_index=True)
     top = stats.sort_values(
         ["industry", "smoothed_penetration", "recency_score", "quantity", "product_id"],
-        ascending=[True, False, False, False, True], kind="mergesort",
+        ascending=[True, False, False, False, True],
+        kind="mergesort",
     )
     top = top.assign(rank=top.groupby("industry").cumcount() + 1)
     top = top[top["rank"] <= k][["industry", "rank", "product_id", "smoothed_penetration"]]
@@ -107,8 +115,10 @@ def bench_scale(db_src: Path, work: Path, scale: str, repeats: int) -> dict:
     as_of = newest + timedelta(seconds=1)
 
     duck_s = [duckdb_tables(con) for _ in range(repeats)]
-    duck_top = con.execute("SELECT industry, rank, product_id, score FROM industry_top_products "
-                           "ORDER BY industry, rank").df()
+    duck_top = con.execute(
+        "SELECT industry, rank, product_id, score FROM industry_top_products "
+        "ORDER BY industry, rank"
+    ).df()
 
     t = time.perf_counter()
     frames = load_frames(con)
@@ -127,20 +137,33 @@ def bench_scale(db_src: Path, work: Path, scale: str, repeats: int) -> dict:
 
     a = duck_top.reset_index(drop=True)
     b = pd_top.reset_index(drop=True)
-    same_lists = (len(a) == len(b)
-                  and (a["industry"].astype(str).to_numpy() == b["industry"].astype(str).to_numpy()).all()
-                  and (a["rank"].astype(int).to_numpy() == b["rank"].astype(int).to_numpy()).all()
-                  and (a["product_id"].astype(str).to_numpy() == b["product_id"].astype(str).to_numpy()).all())
-    max_score_diff = float(np.abs(a["score"].to_numpy(float) - b["score"].to_numpy(float)).max()) \
-        if same_lists and len(a) else float("nan")
+    same_lists = (
+        len(a) == len(b)
+        and (a["industry"].astype(str).to_numpy() == b["industry"].astype(str).to_numpy()).all()
+        and (a["rank"].astype(int).to_numpy() == b["rank"].astype(int).to_numpy()).all()
+        and (a["product_id"].astype(str).to_numpy() == b["product_id"].astype(str).to_numpy()).all()
+    )
+    max_score_diff = (
+        float(np.abs(a["score"].to_numpy(float) - b["score"].to_numpy(float)).max())
+        if same_lists and len(a)
+        else float("nan")
+    )
     db.unlink(missing_ok=True)
     return {
-        "scale": scale, "restaurants": int(n_rest), "order_lines": int(n_lines), "repeats": repeats,
-        "duckdb_s": median(duck_s), "duckdb_runs": duck_s,
-        "pandas_s": median(pd_s), "pandas_runs": pd_s, "pandas_load_s": load_s,
+        "scale": scale,
+        "restaurants": int(n_rest),
+        "order_lines": int(n_lines),
+        "repeats": repeats,
+        "duckdb_s": median(duck_s),
+        "duckdb_runs": duck_s,
+        "pandas_s": median(pd_s),
+        "pandas_runs": pd_s,
+        "pandas_load_s": load_s,
         "ratio": median(pd_s) / median(duck_s),
         "ratio_with_load": (median(pd_s) + load_s) / median(duck_s),
-        "top_rows": len(a), "same_top_lists": bool(same_lists), "max_score_diff": max_score_diff,
+        "top_rows": len(a),
+        "same_top_lists": bool(same_lists),
+        "max_score_diff": max_score_diff,
     }
 
 
@@ -148,8 +171,11 @@ def prepare(work: Path, scale: str) -> Path:
     from benchmarks.ranking import prepare_warehouse
 
     con, _ = prepare_warehouse(work, scale)
-    path = Path(con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
-                .fetchall()[0][0])
+    path = Path(
+        con.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchall()[0][0]
+    )
     con.close()
     return path
 
@@ -157,8 +183,12 @@ def prepare(work: Path, scale: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", nargs="+", default=["medium", "large"])
-    ap.add_argument("--repeats", nargs="*", default=[], help="scale=N (default: small/medium 3, large 2)")
-    ap.add_argument("--warehouse", nargs="*", default=[], help="scale=PATH of an existing warehouse")
+    ap.add_argument(
+        "--repeats", nargs="*", default=[], help="scale=N (default: small/medium 3, large 2)"
+    )
+    ap.add_argument(
+        "--warehouse", nargs="*", default=[], help="scale=PATH of an existing warehouse"
+    )
     ap.add_argument("--work-dir", default=None)
     ap.add_argument("--report-json", default=None)
     args = ap.parse_args(argv)
@@ -175,13 +205,39 @@ def main(argv: list[str] | None = None) -> int:
             src = prepare(work, scale)
         results.append(bench_scale(src, work, scale, repeats.get(scale, 1)))
 
-    print("warehouse benchmark: DuckDB SQL vs pandas (industry_product_stats + industry_top_products)")
+    print(
+        "warehouse benchmark: DuckDB SQL vs pandas (industry_product_stats + industry_top_products)"
+    )
     print_table(
-        ["scale", "restaurants", "order lines", "runs", "DuckDB s", "pandas s", "pandas/DuckDB",
-         "pandas load s", "incl. load", "same top lists", "max |score diff|"],
-        [[r["scale"], f"{r['restaurants']:,}", f"{r['order_lines']:,}", r["repeats"], f"{r['duckdb_s']:.2f}",
-          f"{r['pandas_s']:.2f}", f"{r['ratio']:.1f}x", f"{r['pandas_load_s']:.2f}",
-          f"{r['ratio_with_load']:.1f}x", r["same_top_lists"], f"{r['max_score_diff']:.1e}"] for r in results],
+        [
+            "scale",
+            "restaurants",
+            "order lines",
+            "runs",
+            "DuckDB s",
+            "pandas s",
+            "pandas/DuckDB",
+            "pandas load s",
+            "incl. load",
+            "same top lists",
+            "max |score diff|",
+        ],
+        [
+            [
+                r["scale"],
+                f"{r['restaurants']:,}",
+                f"{r['order_lines']:,}",
+                r["repeats"],
+                f"{r['duckdb_s']:.2f}",
+                f"{r['pandas_s']:.2f}",
+                f"{r['ratio']:.1f}x",
+                f"{r['pandas_load_s']:.2f}",
+                f"{r['ratio_with_load']:.1f}x",
+                r["same_top_lists"],
+                f"{r['max_score_diff']:.1e}",
+            ]
+            for r in results
+        ],
     )
     write_json(args.report_json, {"machine": machine(), "results": results})
     return 0 if all(r["same_top_lists"] for r in results) else 1

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_by_run ON alerts(run_id, kind);
 """
+
+
 @dataclass(frozen=True)
 class Alert:
     kind: str
@@ -51,7 +53,9 @@ class Alert:
         """The human message: what failed, where, and how to recover."""
         title = "Model quality alert" if self.kind == MODEL_QUALITY else "Pipeline failure"
         where = ", ".join(
-            f"{k}={v}" for k, v in (("job", self.job_name), ("step", self.step_key), ("run", self.run_id)) if v
+            f"{k}={v}"
+            for k, v in (("job", self.job_name), ("step", self.step_key), ("run", self.run_id))
+            if v
         )
         parts = [f"[recsys] {title}: {where}" if where else f"[recsys] {title}"]
         parts.append(f"{self.error_class}: {self.message}" if self.error_class else self.message)
@@ -81,7 +85,9 @@ class AlertStore:
         """
         if alert.kind not in KINDS:
             raise ValueError(f"unknown alert kind {alert.kind!r}")
-        clean = Alert(**{k: scrub(v) if isinstance(v, str) else v for k, v in asdict(alert).items()})
+        clean = Alert(
+            **{k: scrub(v) if isinstance(v, str) else v for k, v in asdict(alert).items()}
+        )
         alert_id, new = self._insert_once(clean)
         if webhook_url and new:
             error = post_webhook(webhook_url, clean, timeout=timeout)
@@ -110,8 +116,16 @@ class AlertStore:
             cur = con.execute(
                 "INSERT INTO alerts(kind, created_at, run_id, job_name, step_key, error_class, message, remedy)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (alert.kind, datetime.now(UTC).isoformat(timespec="seconds"), alert.run_id,
-                 alert.job_name, alert.step_key, alert.error_class, alert.message, alert.remedy),
+                (
+                    alert.kind,
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    alert.run_id,
+                    alert.job_name,
+                    alert.step_key,
+                    alert.error_class,
+                    alert.message,
+                    alert.remedy,
+                ),
             )
             con.execute("COMMIT")
             if cur.lastrowid is None:  # sqlite3 sets it after every INSERT

@@ -71,7 +71,9 @@ def _reap_crashed(settings) -> None:
     try:
         reap_dead_runs(settings, markers, warn=_warn)
     except Exception as exc:  # noqa: BLE001 (never let the check stop the command itself)
-        _warn(f"warning: could not check runs of dead recsys processes: {type(exc).__name__}: {exc}")
+        _warn(
+            f"warning: could not check runs of dead recsys processes: {type(exc).__name__}: {exc}"
+        )
 
 
 def _materialize(selection: str | None, verbose: bool):
@@ -87,7 +89,11 @@ def _materialize(selection: str | None, verbose: bool):
             from recsys_assets.orchestration import cli_runs
 
             instance = cli_runs.open_instance(settings, warn=_warn)
-            keys = [dg.AssetKey(s.strip()) for s in selection.split(",") if s.strip()] if selection else None
+            keys = (
+                [dg.AssetKey(s.strip()) for s in selection.split(",") if s.strip()]
+                if selection
+                else None
+            )
             try:
                 return cli_runs.materialize(settings, instance, keys, verbose=verbose)
             except cli_runs.SelectionError as exc:  # nothing ran
@@ -164,9 +170,7 @@ def summary() -> None:
 @app.command()
 def alerts(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 20,
-    kind: Annotated[
-        str | None, typer.Option(help="system_failure | model_quality")
-    ] = None,
+    kind: Annotated[str | None, typer.Option(help="system_failure | model_quality")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """List recent alerts (failed runs, rejected models) recorded under RECSYS_HOME."""
@@ -215,7 +219,9 @@ def recommend(
 
     settings = _settings()
     if industry is not None and not taxonomy.is_valid(industry):
-        typer.echo(f"error: --industry must be one of {', '.join(taxonomy.INDUSTRY_CODES)}", err=True)
+        typer.echo(
+            f"error: --industry must be one of {', '.join(taxonomy.INDUSTRY_CODES)}", err=True
+        )
         raise typer.Exit(2)
     if industry is None and settings.resolved_labeler() != "offline":
         # The configured LLM (or cascade) labels it, through the same ledger as the pipeline.
@@ -229,8 +235,9 @@ def recommend(
         labels, _ = label_frame(frame, settings=settings)
         industry = str(labels["industry"].iloc[0])
     try:
-        result = run_recommend(name, menu, k=k, industry=industry, settings=settings,
-                               description=description)
+        result = run_recommend(
+            name, menu, k=k, industry=industry, settings=settings, description=description
+        )
     except NoChampionError as exc:
         typer.echo(f"error: {exc} (run `make demo` or materialize champion_model first)", err=True)
         raise typer.Exit(1) from exc
@@ -261,7 +268,9 @@ def model_status() -> None:
 
 @model_app.command("rollback")
 def model_rollback(
-    reason: Annotated[str, typer.Option(help="Why; stored as a tag on the demoted version.")] = "manual rollback",
+    reason: Annotated[
+        str, typer.Option(help="Why; stored as a tag on the demoted version.")
+    ] = "manual rollback",
 ) -> None:
     """Make the `previous` version champion again (the demoted version is tagged)."""
     from recsys_assets.ranking.registry import rollback
@@ -271,7 +280,9 @@ def model_rollback(
     except LookupError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"champion is now version {result['champion']} (demoted {result['demoted'] or 'none'})")
+    typer.echo(
+        f"champion is now version {result['champion']} (demoted {result['demoted'] or 'none'})"
+    )
 
 
 def _register_optional() -> None:

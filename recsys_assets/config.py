@@ -269,7 +269,9 @@ def load_settings(**overrides: object) -> Settings:
     if "data_dir" in clean:
         clean["data_dir"] = Path(str(clean["data_dir"])).expanduser().resolve()
     if clean.get("sample_scale") not in (None, *SCALES):
-        raise ConfigError(f"sample_scale must be one of {', '.join(SCALES)}, got {clean['sample_scale']!r}")
+        raise ConfigError(
+            f"sample_scale must be one of {', '.join(SCALES)}, got {clean['sample_scale']!r}"
+        )
     if "labeler" in clean:
         clean["labeler"] = normalize_labeler(str(clean["labeler"]), "labeler")
     return replace(settings, **clean)
@@ -334,8 +336,11 @@ def _llm_from_env() -> LLMSettings:
         backoff_max_s=env_float("RECSYS_LLM_BACKOFF_MAX", 30.0),
         breaker_threshold=_int("RECSYS_LLM_BREAKER", 20),
         cascade_margin=_non_negative("RECSYS_CASCADE_MARGIN", DEFAULT_CASCADE_MARGIN),
-        assumed_latency_s=(_positive("RECSYS_LLM_ASSUMED_LATENCY", 1.0)
-                           if _env("RECSYS_LLM_ASSUMED_LATENCY") else None),
+        assumed_latency_s=(
+            _positive("RECSYS_LLM_ASSUMED_LATENCY", 1.0)
+            if _env("RECSYS_LLM_ASSUMED_LATENCY")
+            else None
+        ),
         cascade_routing=_env("RECSYS_CASCADE_ROUTING"),
     )
 

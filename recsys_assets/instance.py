@@ -64,6 +64,16 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def ensure_storage(dagster_home: Path) -> None:
+    """Create the instance's SQLite storage once, under $DAGSTER_HOME/.init.lock. Two processes
+    creating it at once collide on its schema tables (`table alembic_version already exists`):
+    `dagster dev` and a test stack start the webserver and the daemon together on a fresh home."""
+    import dagster as dg
+
+    with file_lock(dagster_home / ".init.lock"), dg.DagsterInstance.from_config(str(dagster_home)):
+        pass
+
+
 def main() -> int:
     """`python -m recsys_assets.instance`: prepare $DAGSTER_HOME (used by `make ui`)."""
     from recsys_assets.config import env_str
@@ -75,6 +85,7 @@ def main() -> int:
     differs = ensure_dagster_yaml(Path(home))
     if differs:
         print(differs_warning(Path(home), differs), file=sys.stderr)
+    ensure_storage(Path(home))
     print(Path(home) / "dagster.yaml")
     return 0
 

@@ -60,7 +60,7 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
         return ("X", "") if Path("/proc/self/stat").exists() else None
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # the command name may contain spaces
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may contain spaces
     return fields[0], fields[19]
 
 

@@ -23,8 +23,11 @@ _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 def neutralize(value: Any) -> Any:
     """The value as a spreadsheet-inert cell: non-text values and harmless text pass unchanged."""
-    if (isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
-            and not _PLAIN_NUMBER.fullmatch(value)):
+    if (
+        isinstance(value, str)
+        and value.startswith(FORMULA_TRIGGERS)
+        and not _PLAIN_NUMBER.fullmatch(value)
+    ):
         return "'" + value
     return value
 

@@ -85,26 +85,101 @@ _KITCHEN_BASICS = (
     "식용유 (대두유)*0.8, 쌀 20kg*0.6, 양파*0.6, 대파*0.6, 다진마늘*0.4, 설탕*0.3, 천일염*0.3, 진간장*0.3, "
     "계란*0.4, 업소용 랩*0.2"
 )
-_SURNAMES = ("김", "이", "박", "최", "정", "강", "조", "윤", "장", "임", "한", "오", "서", "신", "권", "황")
+_SURNAMES = (
+    "김",
+    "이",
+    "박",
+    "최",
+    "정",
+    "강",
+    "조",
+    "윤",
+    "장",
+    "임",
+    "한",
+    "오",
+    "서",
+    "신",
+    "권",
+    "황",
+)
 _FAMILY = ("네", "씨네", "가네", " 할매", " 이모네")
-_ADJECTIVES = ("원조", "옛날", "소문난", "착한", "황금", "정직한", "우리동네", "맛있는", "행복한", "24시")
+_ADJECTIVES = (
+    "원조",
+    "옛날",
+    "소문난",
+    "착한",
+    "황금",
+    "정직한",
+    "우리동네",
+    "맛있는",
+    "행복한",
+    "24시",
+)
 _DESCRIPTIONS = (
-    "{place} {kind} 전문점", "신선한 재료로 매일 준비합니다", "배달 전문", "포장 시 1,000원 할인",
-    "정성을 다하는 {kind}", "단체 주문 환영", "{place}에서 {years}년째 영업 중", "24시간 영업",
-    "매장 식사 및 배달 가능", "주차 가능, 예약 문의 환영",
+    "{place} {kind} 전문점",
+    "신선한 재료로 매일 준비합니다",
+    "배달 전문",
+    "포장 시 1,000원 할인",
+    "정성을 다하는 {kind}",
+    "단체 주문 환영",
+    "{place}에서 {years}년째 영업 중",
+    "24시간 영업",
+    "매장 식사 및 배달 가능",
+    "주차 가능, 예약 문의 환영",
 )
 _REGIONS = (
-    ("서울 강남구", 5), ("서울 서초구", 3), ("서울 송파구", 4), ("서울 마포구", 3.5), ("서울 관악구", 2.5),
-    ("서울 영등포구", 2.5), ("서울 강서구", 2.5), ("서울 광진구", 2), ("서울 성동구", 2), ("서울 용산구", 1.5),
-    ("서울 종로구", 1.5), ("서울 중구", 1.5), ("서울 노원구", 2), ("서울 은평구", 1.5),
-    ("부산 해운대구", 2), ("부산 부산진구", 2), ("부산 수영구", 1), ("부산 동래구", 1),
-    ("대구 중구", 1), ("대구 수성구", 1.5), ("인천 연수구", 1.5), ("인천 부평구", 1.5), ("인천 남동구", 1.5),
-    ("광주 서구", 1), ("광주 북구", 1), ("대전 유성구", 1.2), ("대전 서구", 1.2), ("울산 남구", 1),
-    ("세종 세종시", 0.6), ("경기 수원시", 2.5), ("경기 성남시", 2.5), ("경기 고양시", 2), ("경기 용인시", 2),
-    ("경기 부천시", 1.5), ("경기 화성시", 1.5), ("경기 안양시", 1.2), ("경기 남양주시", 1), ("경기 평택시", 1),
-    ("강원 춘천시", 0.7), ("강원 강릉시", 0.7), ("충북 청주시", 1), ("충남 천안시", 1.2), ("전북 전주시", 1),
-    ("전남 여수시", 0.6), ("전남 목포시", 0.5), ("경북 포항시", 0.8), ("경북 경주시", 0.5),
-    ("경남 창원시", 1.2), ("경남 김해시", 0.8), ("제주 제주시", 1), ("제주 서귀포시", 0.5),
+    ("서울 강남구", 5),
+    ("서울 서초구", 3),
+    ("서울 송파구", 4),
+    ("서울 마포구", 3.5),
+    ("서울 관악구", 2.5),
+    ("서울 영등포구", 2.5),
+    ("서울 강서구", 2.5),
+    ("서울 광진구", 2),
+    ("서울 성동구", 2),
+    ("서울 용산구", 1.5),
+    ("서울 종로구", 1.5),
+    ("서울 중구", 1.5),
+    ("서울 노원구", 2),
+    ("서울 은평구", 1.5),
+    ("부산 해운대구", 2),
+    ("부산 부산진구", 2),
+    ("부산 수영구", 1),
+    ("부산 동래구", 1),
+    ("대구 중구", 1),
+    ("대구 수성구", 1.5),
+    ("인천 연수구", 1.5),
+    ("인천 부평구", 1.5),
+    ("인천 남동구", 1.5),
+    ("광주 서구", 1),
+    ("광주 북구", 1),
+    ("대전 유성구", 1.2),
+    ("대전 서구", 1.2),
+    ("울산 남구", 1),
+    ("세종 세종시", 0.6),
+    ("경기 수원시", 2.5),
+    ("경기 성남시", 2.5),
+    ("경기 고양시", 2),
+    ("경기 용인시", 2),
+    ("경기 부천시", 1.5),
+    ("경기 화성시", 1.5),
+    ("경기 안양시", 1.2),
+    ("경기 남양주시", 1),
+    ("경기 평택시", 1),
+    ("강원 춘천시", 0.7),
+    ("강원 강릉시", 0.7),
+    ("충북 청주시", 1),
+    ("충남 천안시", 1.2),
+    ("전북 전주시", 1),
+    ("전남 여수시", 0.6),
+    ("전남 목포시", 0.5),
+    ("경북 포항시", 0.8),
+    ("경북 경주시", 0.5),
+    ("경남 창원시", 1.2),
+    ("경남 김해시", 0.8),
+    ("제주 제주시", 1),
+    ("제주 서귀포시", 0.5),
 )
 
 # Hard-case rates (independent draws; see `_restaurant_text`).
@@ -119,9 +194,19 @@ _P_ALTERNATIVE = 0.2  # per item with alternative names: use one of them (natura
 _P_SPELLING = 0.03  # per item: apply a common spelling variant / misspelling (hard case)
 # (standard, variant) spellings seen on Korean menus; applied in either direction
 _SPELLING = (
-    ("까스", "가스"), ("짜장", "자장"), ("후라이드", "프라이드"), ("라떼", "라테"), ("크루아상", "크로아상"),
-    ("마르게리따", "마르게리타"), ("리조또", "리조토"), ("아구", "아귀"), ("카라멜", "캬라멜"),
-    ("쭈꾸미", "주꾸미"), ("떡볶이", "떡볶기"), ("찌개", "찌게"), ("케이크", "케잌"),
+    ("까스", "가스"),
+    ("짜장", "자장"),
+    ("후라이드", "프라이드"),
+    ("라떼", "라테"),
+    ("크루아상", "크로아상"),
+    ("마르게리따", "마르게리타"),
+    ("리조또", "리조토"),
+    ("아구", "아귀"),
+    ("카라멜", "캬라멜"),
+    ("쭈꾸미", "주꾸미"),
+    ("떡볶이", "떡볶기"),
+    ("찌개", "찌게"),
+    ("케이크", "케잌"),
 )
 
 
@@ -162,7 +247,9 @@ def _catalog_row(path: Path, line: int, row: dict[str, str]) -> _Product:
     except ValueError:
         qty = float("nan")
     if price <= 0 or not qty > 0 or qty == float("inf"):
-        raise fail(f"unit_price and qty_per_line must be positive, got {price}, {row['qty_per_line']!r}")
+        raise fail(
+            f"unit_price and qty_per_line must be positive, got {price}, {row['qty_per_line']!r}"
+        )
     if row["season"] and row["season"] not in _SEASON:
         raise fail(f"season must be empty or one of {', '.join(_SEASON)}, got {row['season']!r}")
     return _Product(row["name"], row["category"], price, qty, row["season"])
@@ -175,8 +262,10 @@ def _parse_catalog(path: Path = CATALOG_PATH) -> list[_Product]:
     for line, row in read_csv_rows(path, _CATALOG_COLUMNS):
         product = _catalog_row(path, line, row)
         if product.name in first_line:
-            raise DataFileError(f"{path}:{line}: duplicate product name {product.name!r} "
-                                f"(first at line {first_line[product.name]})")
+            raise DataFileError(
+                f"{path}:{line}: duplicate product name {product.name!r} "
+                f"(first at line {first_line[product.name]})"
+            )
         first_line[product.name] = line
         products.append(product)
     if not products:
@@ -225,8 +314,10 @@ class _Model:
         hits = [i for i, n in enumerate(self._names) if n.startswith(ref)]
         if len(hits) != 1:
             found = [self._names[i] for i in hits][:5]
-            raise DataFileError(f"{where}product reference {ref!r} matches {found or 'no'} "
-                                f"catalog product (need exactly one; catalog: {CATALOG_PATH.name})")
+            raise DataFileError(
+                f"{where}product reference {ref!r} matches {found or 'no'} "
+                f"catalog product (need exactly one; catalog: {CATALOG_PATH.name})"
+            )
         return hits[0]
 
     def _refs(self, refs: Sequence[tuple[str, float]], where: str = "") -> list[tuple[int, float]]:
@@ -372,8 +463,11 @@ def oracle_scores(ground_truth_dir: Path | str, restaurant_ids: Sequence[str]) -
         raise ValueError(f"{len(missing)} unknown restaurant ids, e.g. {missing[:3]}")
     if not ids:
         return pd.DataFrame(
-            {"restaurant_id": pd.Series([], dtype=str), "product_id": pd.Series([], dtype=str),
-             "score": pd.Series([], dtype=float)}
+            {
+                "restaurant_id": pd.Series([], dtype=str),
+                "product_id": pd.Series([], dtype=str),
+                "score": pd.Series([], dtype=float),
+            }
         )
     rows = pos.loc[ids].to_numpy()
     sub = truth.iloc[rows].reset_index(drop=True)
@@ -389,8 +483,14 @@ def oracle_scores(ground_truth_dir: Path | str, restaurant_ids: Sequence[str]) -
     pid_idx = pd.Series(np.arange(n_p), index=prod_ids)
 
     staples = np.zeros((len(codes), n_p))
-    np.add.at(staples, (ind_w["industry"].map(ind_idx_map).to_numpy(),
-                        pid_idx.loc[ind_w["product_id"]].to_numpy()), ind_w["weight"].to_numpy())
+    np.add.at(
+        staples,
+        (
+            ind_w["industry"].map(ind_idx_map).to_numpy(),
+            pid_idx.loc[ind_w["product_id"]].to_numpy(),
+        ),
+        ind_w["weight"].to_numpy(),
+    )
     n_items = len(pd.read_parquet(gt / "menu_items.parquet", columns=["item_id"]))
     item_matrix = np.zeros((n_items, n_p))
     item_pos = (item_w["item_id"].to_numpy(), pid_idx.loc[item_w["product_id"]].to_numpy())
@@ -410,8 +510,13 @@ def _item_counts(sub: pd.DataFrame, r_items: pd.DataFrame, n_items: int) -> np.n
     return counts
 
 
-def _expected_quantities(sub: pd.DataFrame, params: dict, products: pd.DataFrame,
-                         weights: np.ndarray, prod_ids: np.ndarray) -> pd.DataFrame:
+def _expected_quantities(
+    sub: pd.DataFrame,
+    params: dict,
+    products: pd.DataFrame,
+    weights: np.ndarray,
+    prod_ids: np.ndarray,
+) -> pd.DataFrame:
     """Expected first-30-day quantity per (restaurant, product), month by month; zeros omitted."""
     n_p = len(products)
 
@@ -430,10 +535,14 @@ def _expected_quantities(sub: pd.DataFrame, params: dict, products: pd.DataFrame
     for d, prob in enumerate(params["first_order_delay_probs"]):
         months = (signup + np.timedelta64(d, "D")).astype("datetime64[M]").astype(int) % 12
         month_orders[rows_ix, months] += prob
-    lines_per_order = (np.asarray(params["lines_per_order_by_size"])[size_idx]
-                       * (1.0 - float(params["noise_share"])))
-    qty = np.maximum(1.0, products["base_qty"].to_numpy()[None, :]
-                     * np.asarray(params["qty_mult_by_size"])[size_idx][:, None])
+    lines_per_order = np.asarray(params["lines_per_order_by_size"])[size_idx] * (
+        1.0 - float(params["noise_share"])
+    )
+    qty = np.maximum(
+        1.0,
+        products["base_qty"].to_numpy()[None, :]
+        * np.asarray(params["qty_mult_by_size"])[size_idx][:, None],
+    )
     expected = np.zeros((len(sub), n_p))
     for m in range(12):
         has = month_orders[:, m] > 0
@@ -549,8 +658,9 @@ def _draw_restaurant_facts(model: _Model, n: int, rng: np.random.Generator) -> d
     }
 
 
-def _choose_items(model: _Model, rnd: random.Random, code: str, size: int,
-                  flags: list[str]) -> list[_MenuItem]:
+def _choose_items(
+    model: _Model, rnd: random.Random, code: str, size: int, flags: list[str]
+) -> list[_MenuItem]:
     """The restaurant's menu items: popular ones of its industry, maybe mixed or with a side."""
     pool = model.items_by_industry[code]
     lo, hi = _ITEM_RANGE[size]
@@ -566,16 +676,25 @@ def _choose_items(model: _Model, rnd: random.Random, code: str, size: int,
         flags.append("mixed_menu")
     elif rnd.random() < 0.25 and model.recipes[code].cross_sell:
         side = rnd.choice(model.recipes[code].cross_sell)
-        spool = [it for it in model.items_by_industry[side] if it.names[0] not in
-                 {c.names[0] for c in chosen}]
+        spool = [
+            it
+            for it in model.items_by_industry[side]
+            if it.names[0] not in {c.names[0] for c in chosen}
+        ]
         if spool:
             chosen.append(_weighted_sample(rnd, spool, [it.popularity for it in spool], 1)[0])
     rnd.shuffle(chosen)
     return chosen
 
 
-def _item_text(model: _Model, rnd: random.Random, it: _MenuItem, english: bool, with_price: bool,
-               with_emoji: bool) -> tuple[str, bool]:
+def _item_text(
+    model: _Model,
+    rnd: random.Random,
+    it: _MenuItem,
+    english: bool,
+    with_price: bool,
+    with_emoji: bool,
+) -> tuple[str, bool]:
     """One menu item as a restaurant would write it; True when a spelling variant was used."""
     variant_used = False
     if english and it.english and rnd.random() < 0.6:
@@ -597,8 +716,14 @@ def _item_text(model: _Model, rnd: random.Random, it: _MenuItem, english: bool, 
     return text, variant_used
 
 
-def _menu_text(model: _Model, rnd: random.Random, chosen: list[_MenuItem], name: str,
-               english: bool, flags: list[str]) -> tuple[str, str]:
+def _menu_text(
+    model: _Model,
+    rnd: random.Random,
+    chosen: list[_MenuItem],
+    name: str,
+    english: bool,
+    flags: list[str],
+) -> tuple[str, str]:
     """(name, menu): the items joined by '|', with the price/emoji/whitespace hard cases."""
     with_price = rnd.random() < _P_PRICE_IN_ITEMS
     with_emoji = rnd.random() < _P_EMOJI
@@ -610,8 +735,12 @@ def _menu_text(model: _Model, rnd: random.Random, chosen: list[_MenuItem], name:
         variant_used |= variant
         texts.append(text)
     if spaces:
-        texts = [rnd.choice(("", " ", "  ")) + t.replace(" ", rnd.choice((" ", "  ")))
-                 + rnd.choice(("", " ", "  ")) for t in texts]
+        texts = [
+            rnd.choice(("", " ", "  "))
+            + t.replace(" ", rnd.choice((" ", "  ")))
+            + rnd.choice(("", " ", "  "))
+            for t in texts
+        ]
         name = rnd.choice(("", " ")) + name + rnd.choice((" ", "  "))
         flags.append("stray_whitespace")
     if with_price:
@@ -623,8 +752,9 @@ def _menu_text(model: _Model, rnd: random.Random, chosen: list[_MenuItem], name:
     return name, "|".join(texts)
 
 
-def _restaurant_text(model: _Model, rnd: random.Random, code: str, size: int,
-                     place: str) -> tuple[str, str, str, list[str], list[_MenuItem]]:
+def _restaurant_text(
+    model: _Model, rnd: random.Random, code: str, size: int, place: str
+) -> tuple[str, str, str, list[str], list[_MenuItem]]:
     """(name, menu, description, hard-case flags, menu items) of one restaurant."""
     flags: list[str] = []
     chosen = _choose_items(model, rnd, code, size, flags)
@@ -650,8 +780,9 @@ def _restaurant_text(model: _Model, rnd: random.Random, code: str, size: int,
         description = ""
     else:
         template = rnd.choice(_DESCRIPTIONS)
-        description = template.format(place=place, kind=model.name_ko[code],
-                                      years=rnd.randint(2, 25))
+        description = template.format(
+            place=place, kind=model.name_ko[code], years=rnd.randint(2, 25)
+        )
     return name, menu, description, flags, chosen
 
 
@@ -724,8 +855,13 @@ def _order_params(rest: dict, target_lines: float) -> dict:
     }
 
 
-def _sample_products(model: _Model, rest: dict, line_rest: np.ndarray, line_month: np.ndarray,
-                     rng: np.random.Generator) -> np.ndarray:
+def _sample_products(
+    model: _Model,
+    rest: dict,
+    line_rest: np.ndarray,
+    line_month: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Product index per line: the restaurant's seasonal structural mix, or its noise set."""
     n = len(rest["ids"])
     n_p = model.n_products
@@ -766,8 +902,18 @@ def _sample_products(model: _Model, rest: dict, line_rest: np.ndarray, line_mont
     return out
 
 
-def _write_orders(model: _Model, rest: dict, params: dict, rng: np.random.Generator, path: Path,
-                  fmt: str, products_tbl: pa.Table) -> int:
+def _write_orders(
+    model: _Model,
+    rest: dict,
+    params: dict,
+    rng: np.random.Generator,
+    path: Path,
+    fmt: str,
+    products_tbl: pa.Table,
+) -> int:
+    """Draw and write every order line. Longer than 80 lines on purpose: the random draws must
+    stay in this exact order for a seed to keep producing byte-identical files (tested by hash),
+    so the vectorised draws are not scattered over helpers."""
     n = len(rest["ids"])
     size_idx = rest["size_idx"]
     signup, until = rest["signup"], rest["active_until"]
@@ -784,8 +930,34 @@ def _write_orders(model: _Model, rest: dict, params: dict, rng: np.random.Genera
     by_rest = np.argsort(order_rest, kind="stable")  # lines must be grouped by restaurant
     order_rest, order_day = order_rest[by_rest], order_day[by_rest]
     del stream_rest, stream_day, by_rest
-    hours = np.array([0.2, 0.1, 0.05, 0.05, 0.1, 0.3, 0.8, 1.5, 2.5, 3.0, 3.0, 2.2,
-                      1.5, 1.8, 2.6, 2.8, 2.4, 1.8, 1.2, 1.0, 1.2, 1.8, 2.2, 1.0])
+    hours = np.array(
+        [
+            0.2,
+            0.1,
+            0.05,
+            0.05,
+            0.1,
+            0.3,
+            0.8,
+            1.5,
+            2.5,
+            3.0,
+            3.0,
+            2.2,
+            1.5,
+            1.8,
+            2.6,
+            2.8,
+            2.4,
+            1.8,
+            1.2,
+            1.0,
+            1.2,
+            1.8,
+            2.2,
+            1.0,
+        ]
+    )
     hour = rng.choice(24, size=len(order_rest), p=hours / hours.sum())
     seconds = hour * 3600 + rng.integers(0, 3600, size=len(order_rest))
     epoch = date(1970, 1, 1).toordinal()
@@ -798,8 +970,13 @@ def _write_orders(model: _Model, rest: dict, params: dict, rng: np.random.Genera
     n_lines = 1 + rng.poisson(_SIZE_LINES[size_idx[order_rest]] - 1.0)
     line_order = np.repeat(np.arange(len(order_rest), dtype=np.int64), n_lines)
     line_rest = order_rest[line_order]
-    line_month = ((order_day[line_order] - epoch).astype("datetime64[D]").astype("datetime64[M]")
-                  .astype(np.int64) % 12).astype(np.int8)
+    line_month = (
+        (order_day[line_order] - epoch)
+        .astype("datetime64[D]")
+        .astype("datetime64[M]")
+        .astype(np.int64)
+        % 12
+    ).astype(np.int8)
     del n_lines
     product = _sample_products(model, rest, line_rest, line_month, rng)
     del line_month
@@ -819,19 +996,44 @@ def _write_orders(model: _Model, rest: dict, params: dict, rng: np.random.Genera
     qty = np.add.reduceat(qty, starts) if len(starts) else qty[:0]
     line_rank, product, line_order = line_rank[starts], product[starts], line_order[starts]
     del first, starts
-    return _write_order_lines(path, fmt, rest["ids"], products_tbl, order_rest, order_ts,
-                              line_order, line_rank, product, qty)
+    return _write_order_lines(
+        path,
+        fmt,
+        rest["ids"],
+        products_tbl,
+        order_rest,
+        order_ts,
+        line_order,
+        line_rank,
+        product,
+        qty,
+    )
 
 
-def _write_order_lines(path: Path, fmt: str, restaurant_ids: Sequence[str], products_tbl: pa.Table,
-                       order_rest: np.ndarray, order_ts: np.ndarray, line_order: np.ndarray,
-                       line_rank: np.ndarray, product: np.ndarray, qty: np.ndarray) -> int:
+def _write_order_lines(
+    path: Path,
+    fmt: str,
+    restaurant_ids: Sequence[str],
+    products_tbl: pa.Table,
+    order_rest: np.ndarray,
+    order_ts: np.ndarray,
+    line_order: np.ndarray,
+    line_rank: np.ndarray,
+    product: np.ndarray,
+    qty: np.ndarray,
+) -> int:
     """Write the drawn order lines in chunks (bounded memory at large scales); no random draws."""
     rid_arr = pa.array(restaurant_ids, pa.string())
     pid_arr = products_tbl.column("product_id").combine_chunks()
-    schema = pa.schema([("order_id", pa.string()), ("restaurant_id", pa.string()),
-                        ("product_id", pa.string()), ("quantity", pa.int64()),
-                        ("ordered_at", pa.timestamp("us"))])
+    schema = pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("restaurant_id", pa.string()),
+            ("product_id", pa.string()),
+            ("quantity", pa.int64()),
+            ("ordered_at", pa.timestamp("us")),
+        ]
+    )
     total = len(line_rank)
     writer = None
     try:
@@ -891,8 +1093,9 @@ def _write_table(table: pa.Table, path: Path, fmt: str) -> None:
         table.to_pandas().to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
 
 
-def _write_ground_truth(model: _Model, rest: dict, params: dict, gt_dir: Path, *, seed: int,
-                        scale: str, n_lines: int) -> None:
+def _write_ground_truth(
+    model: _Model, rest: dict, params: dict, gt_dir: Path, *, seed: int, scale: str, n_lines: int
+) -> None:
     epoch = date(1970, 1, 1).toordinal()
     codes = model.industries
     items_per_r = np.bincount(rest["item_rows"], minlength=len(rest["ids"]))
@@ -903,8 +1106,9 @@ def _write_ground_truth(model: _Model, rest: dict, params: dict, gt_dir: Path, *
                 "industry": [codes[i] for i in rest["industry_idx"]],
                 "size": [SIZES[i] for i in rest["size_idx"]],
                 "signup_date": pa.array((rest["signup"] - epoch).astype(np.int32), pa.date32()),
-                "active_until": pa.array((rest["active_until"] - epoch).astype(np.int32),
-                                         pa.date32()),
+                "active_until": pa.array(
+                    (rest["active_until"] - epoch).astype(np.int32), pa.date32()
+                ),
                 "activity": rest["activity"],
                 "n_menu_items": items_per_r.astype(np.int64),
                 "hard_cases": rest["hard"],
@@ -913,33 +1117,65 @@ def _write_ground_truth(model: _Model, rest: dict, params: dict, gt_dir: Path, *
         gt_dir / "restaurant_truth.parquet",
     )
     ids = np.asarray(rest["ids"], dtype=object)
-    pq.write_table(pa.table({"restaurant_id": ids[rest["item_rows"]].tolist(),
-                             "item_id": rest["item_ids"]}), gt_dir / "restaurant_items.parquet")
+    pq.write_table(
+        pa.table({"restaurant_id": ids[rest["item_rows"]].tolist(), "item_id": rest["item_ids"]}),
+        gt_dir / "restaurant_items.parquet",
+    )
     prod_ids = [f"P{i + 1:04d}" for i in range(model.n_products)]
     pq.write_table(
-        pa.table({"product_id": prod_ids, "name": [p.name for p in model.products],
-                  "base_qty": model.base_qty, "season": [p.season for p in model.products]}),
+        pa.table(
+            {
+                "product_id": prod_ids,
+                "name": [p.name for p in model.products],
+                "base_qty": model.base_qty,
+                "season": [p.season for p in model.products],
+            }
+        ),
         gt_dir / "product_truth.parquet",
     )
     ii, pp = np.nonzero(model.staples)
-    pq.write_table(pa.table({"industry": [codes[i] for i in ii],
-                             "product_id": [prod_ids[p] for p in pp],
-                             "weight": model.staples[ii, pp]}), gt_dir / "industry_weights.parquet")
-    it, pp = np.nonzero(model.item_matrix)
-    pq.write_table(pa.table({"item_id": it.astype(np.int64),
-                             "product_id": [prod_ids[p] for p in pp],
-                             "weight": model.item_matrix[it, pp]}), gt_dir / "item_weights.parquet")
     pq.write_table(
-        pa.table({"item_id": [i.item_id for i in model.items],
-                  "industry": [i.industry for i in model.items],
-                  "name": [i.names[0] for i in model.items]}),
+        pa.table(
+            {
+                "industry": [codes[i] for i in ii],
+                "product_id": [prod_ids[p] for p in pp],
+                "weight": model.staples[ii, pp],
+            }
+        ),
+        gt_dir / "industry_weights.parquet",
+    )
+    it, pp = np.nonzero(model.item_matrix)
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": it.astype(np.int64),
+                "product_id": [prod_ids[p] for p in pp],
+                "weight": model.item_matrix[it, pp],
+            }
+        ),
+        gt_dir / "item_weights.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": [i.item_id for i in model.items],
+                "industry": [i.industry for i in model.items],
+                "name": [i.names[0] for i in model.items],
+            }
+        ),
         gt_dir / "menu_items.parquet",
     )
     meta = dict(params)
     meta.update(
-        seed=seed, scale=scale, n_restaurants=len(rest["ids"]), n_order_lines=int(n_lines),
-        reference_end=REFERENCE_END.isoformat(), window_days=WINDOW_DAYS, industries=list(codes),
-        sizes=list(SIZES), season_matrix=model.season.tolist(),
+        seed=seed,
+        scale=scale,
+        n_restaurants=len(rest["ids"]),
+        n_order_lines=int(n_lines),
+        reference_end=REFERENCE_END.isoformat(),
+        window_days=WINDOW_DAYS,
+        industries=list(codes),
+        sizes=list(SIZES),
+        season_matrix=model.season.tolist(),
     )
     text = json.dumps(meta, ensure_ascii=False, indent=1)
     (gt_dir / "params.json").write_text(text, encoding="utf-8")

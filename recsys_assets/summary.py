@@ -72,5 +72,7 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
     console.print(f"  Dagster home  {settings.dagster_home}")
     if elapsed_seconds is not None:
         console.print(f"Materialized every asset in {elapsed_seconds:.1f}s.")
-    console.print("Open the UI with [bold]make ui[/bold], then http://127.0.0.1:3000 ; "
-                  "MLflow: .venv/bin/mlflow ui --backend-store-uri " + settings.mlflow_tracking_uri)
+    console.print(
+        "Open the UI with [bold]make ui[/bold], then http://127.0.0.1:3000 ; "
+        "MLflow: .venv/bin/mlflow ui --backend-store-uri " + settings.mlflow_tracking_uri
+    )

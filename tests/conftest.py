@@ -13,7 +13,13 @@ def recsys_home(tmp_path, monkeypatch):
     home = tmp_path / "recsys_home"
     monkeypatch.setenv("RECSYS_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    for var in ("RECSYS_DATA_DIR", "OPENAI_API_KEY", "OPENAI_BASE_URL", "RECSYS_LABELER", "RECSYS_ALERT_WEBHOOK"):
+    for var in (
+        "RECSYS_DATA_DIR",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "RECSYS_LABELER",
+        "RECSYS_ALERT_WEBHOOK",
+    ):
         monkeypatch.delenv(var, raising=False)
     # mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI into os.environ; setting it here makes
     # monkeypatch remove it again after the test, so no test inherits another's store.

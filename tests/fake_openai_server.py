@@ -45,13 +45,31 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys_assets import taxonomy  # noqa: E402
+import contextlib
+
+from recsys_assets import taxonomy
 
 FAULT_KINDS = (
-    "ok", "rate_limit", "server_error", "timeout", "hang", "malformed_json", "out_of_taxonomy",
-    "wrong_shape", "bad_confidence", "missing_ids", "extra_ids", "auth", "insufficient_quota",
-    "context_exceeded", "exceed_context_size", "percent_confidence", "negative_confidence",
-    "word_confidence", "bad_request", "truncated",
+    "ok",
+    "rate_limit",
+    "server_error",
+    "timeout",
+    "hang",
+    "malformed_json",
+    "out_of_taxonomy",
+    "wrong_shape",
+    "bad_confidence",
+    "missing_ids",
+    "extra_ids",
+    "auth",
+    "insufficient_quota",
+    "context_exceeded",
+    "exceed_context_size",
+    "percent_confidence",
+    "negative_confidence",
+    "word_confidence",
+    "bad_request",
+    "truncated",
 )
 # llama-cpp-python 0.3.36's answer to response_format json_schema (HTTP 500), verbatim but the path.
 LLAMA_CPP_PYTHON_REFUSAL = (
@@ -68,6 +86,7 @@ def request_method(body: dict[str, Any]) -> str:
     if rf.get("type") in ("json_schema", "json_object"):
         return str(rf["type"])
     return "tool" if body.get("tools") else "text"
+
 
 # Keyword rule = the fake model's "truth". Longer, more specific words first.
 _EXTRA = {
@@ -173,7 +192,9 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> FakeOpenAI:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -252,8 +273,13 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:  # quiet
                 return
 
-            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
-                      raw: bytes | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                payload: Any,
+                headers: dict[str, str] | None = None,
+                raw: bytes | None = None,
+            ) -> None:
                 data = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
                 try:
                     self.send_response(status)
@@ -266,12 +292,21 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def _error(self, status: int, message: str, etype: str, code: str | None,
-                       headers: dict[str, str] | None = None) -> None:
-                self._send(status, {"error": {"message": message, "type": etype, "code": code,
-                                              "param": None}}, headers)
+            def _error(
+                self,
+                status: int,
+                message: str,
+                etype: str,
+                code: str | None,
+                headers: dict[str, str] | None = None,
+            ) -> None:
+                self._send(
+                    status,
+                    {"error": {"message": message, "type": etype, "code": code, "param": None}},
+                    headers,
+                )
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 """GET /v1/models (when `models` is set); otherwise the counters, for a test or
                 benchmark running the server as a process."""
                 if self.path.rstrip("/").endswith("/models"):
@@ -280,15 +315,27 @@ class FakeOpenAI:
                     if fake.models is None:
                         self._error(404, f"unknown path {self.path}", "invalid_request_error", None)
                     else:
-                        self._send(200, {"object": "list", "data": [
-                            {"id": m, "object": "model", "owned_by": "fake"} for m in fake.models]})
+                        self._send(
+                            200,
+                            {
+                                "object": "list",
+                                "data": [
+                                    {"id": m, "object": "model", "owned_by": "fake"}
+                                    for m in fake.models
+                                ],
+                            },
+                        )
                     return
                 with fake.lock:
-                    stats = {"requests": fake.requests, "answered": fake.answered,
-                             "max_in_flight": fake.max_in_flight, "faults": dict(fake.faults)}
+                    stats = {
+                        "requests": fake.requests,
+                        "answered": fake.answered,
+                        "max_in_flight": fake.max_in_flight,
+                        "faults": dict(fake.faults),
+                    }
                 self._send(200, stats)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
@@ -316,16 +363,29 @@ class FakeOpenAI:
                     time.sleep(fake.latency_ms / 1000)
                 if fault == "auth" or (fake.api_key is not None and given != fake.api_key):
                     # Like the real API, the message quotes the key: the client must scrub it.
-                    self._error(401, f"Incorrect API key provided: {given}.",
-                                "invalid_request_error", "invalid_api_key")
+                    self._error(
+                        401,
+                        f"Incorrect API key provided: {given}.",
+                        "invalid_request_error",
+                        "invalid_api_key",
+                    )
                     return
                 if fault == "insufficient_quota":
-                    self._error(429, "You exceeded your current quota, please check your plan.",
-                                "insufficient_quota", "insufficient_quota")
+                    self._error(
+                        429,
+                        "You exceeded your current quota, please check your plan.",
+                        "insufficient_quota",
+                        "insufficient_quota",
+                    )
                     return
                 if fault == "rate_limit":
-                    self._error(429, "Rate limit reached.", "requests", "rate_limit_exceeded",
-                                {"Retry-After": str(fake.retry_after)})
+                    self._error(
+                        429,
+                        "Rate limit reached.",
+                        "requests",
+                        "rate_limit_exceeded",
+                        {"Retry-After": str(fake.retry_after)},
+                    )
                     return
                 if fault == "server_error":
                     self._error(500, "The server had an error.", "server_error", None)
@@ -335,18 +395,38 @@ class FakeOpenAI:
                     self._refuse(method, fake.refuse[method])
                     return
                 if fault == "bad_request":
-                    self._error(400, "This request's content was rejected.",
-                                "invalid_request_error", "content_rejected")
+                    self._error(
+                        400,
+                        "This request's content was rejected.",
+                        "invalid_request_error",
+                        "content_rejected",
+                    )
                     return
                 if fault == "context_exceeded":
-                    self._send(500, {"error": {"code": 500, "message": "Context size has been "
-                                               "exceeded.", "type": "server_error"}})
+                    self._send(
+                        500,
+                        {
+                            "error": {
+                                "code": 500,
+                                "message": "Context size has been exceeded.",
+                                "type": "server_error",
+                            }
+                        },
+                    )
                     return
                 if fault == "exceed_context_size":
-                    self._send(400, {"error": {
-                        "code": 400, "type": "exceed_context_size_error", "n_ctx": 1024,
-                        "message": "request (1048 tokens) exceeds the available context size "
-                                   "(1024 tokens), try increasing it"}})
+                    self._send(
+                        400,
+                        {
+                            "error": {
+                                "code": 400,
+                                "type": "exceed_context_size_error",
+                                "n_ctx": 1024,
+                                "message": "request (1048 tokens) exceeds the available context size "
+                                "(1024 tokens), try increasing it",
+                            }
+                        },
+                    )
                     return
                 if fault == "hang":
                     fake._hung.wait()
@@ -360,34 +440,55 @@ class FakeOpenAI:
                     m.get("content", "") if isinstance(m.get("content"), str) else ""
                     for m in body.get("messages", [])
                 )
-                usage = {"prompt_tokens": approx_tokens(prompt) + 4 * len(body.get("messages", [])),
-                         "completion_tokens": approx_tokens(content)}
+                usage = {
+                    "prompt_tokens": approx_tokens(prompt) + 4 * len(body.get("messages", [])),
+                    "completion_tokens": approx_tokens(content),
+                }
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 with fake.lock:
                     fake.answered += 1
-                message: dict[str, Any] = {"role": "assistant", "content": content,
-                                           "refusal": None}
+                message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
                 finish = "length" if fault == "truncated" else "stop"
                 if method == "tool" and fake.tool_calls:
                     name = body["tools"][0]["function"]["name"]
                     message["content"] = None
-                    message["tool_calls"] = [{"id": f"call_{fake.answered}", "type": "function",
-                                              "function": {"name": name, "arguments": content}}]
+                    message["tool_calls"] = [
+                        {
+                            "id": f"call_{fake.answered}",
+                            "type": "function",
+                            "function": {"name": name, "arguments": content},
+                        }
+                    ]
                     finish = "length" if fault == "truncated" else "tool_calls"
-                self._send(200, {
-                    "id": f"chatcmpl-fake{fake.answered}", "object": "chat.completion",
-                    "created": int(time.time()), "model": body.get("model", "fake"),
-                    "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
-                                 "message": message}],
-                    "usage": usage,
-                })
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-fake{fake.answered}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "fake"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": finish,
+                                "logprobs": None,
+                                "message": message,
+                            }
+                        ],
+                        "usage": usage,
+                    },
+                )
 
             def _refuse(self, method: str, status: int) -> None:
                 if status >= 500:  # llama-cpp-python: its request validation answers 500
                     self._error(status, LLAMA_CPP_PYTHON_REFUSAL, "internal_server_error", None)
                 else:
-                    self._error(status, f"Invalid parameter: '{method}' is not supported with "
-                                "this model.", "invalid_request_error", "unsupported_parameter")
+                    self._error(
+                        status,
+                        f"Invalid parameter: '{method}' is not supported with this model.",
+                        "invalid_request_error",
+                        "unsupported_parameter",
+                    )
 
             @staticmethod
             def _batched(body: dict[str, Any], method: str) -> bool:
@@ -396,8 +497,14 @@ class FakeOpenAI:
                 elif method == "tool":
                     schema = body["tools"][0]["function"].get("parameters") or {}
                 else:  # no schema in the request: the system prompt says which answer it wants
-                    system = next((m.get("content") or "" for m in body.get("messages", [])
-                                   if m.get("role") == "system"), "")
+                    system = next(
+                        (
+                            m.get("content") or ""
+                            for m in body.get("messages", [])
+                            if m.get("role") == "system"
+                        ),
+                        "",
+                    )
                     return '{"items": [' in str(system)
                 return "items" in (schema.get("properties") or {})
 
@@ -406,9 +513,13 @@ class FakeOpenAI:
                     return '{"industry": "korean", "confidence": 0.9'
                 if fault == "truncated":
                     return '{"industry": "korean", "confidence": 0.9, "reason": "the menu lists'
+
                 def answer(i: str, label: str) -> dict[str, Any]:
-                    a: dict[str, Any] = {"industry": label, "confidence": 0.9,
-                                         "reason": "menu keywords"}
+                    a: dict[str, Any] = {
+                        "industry": label,
+                        "confidence": 0.9,
+                        "reason": "menu keywords",
+                    }
                     if batched:
                         a = {"id": i, **a}
                     if fault == "out_of_taxonomy":
@@ -422,18 +533,27 @@ class FakeOpenAI:
                     if fault == "word_confidence":
                         a["confidence"] = "very sure"
                     return a
+
                 answers = [answer(i, label) for i, label in labels]
                 if fault == "wrong_shape":
-                    return json.dumps({"label": labels[0][1] if labels else "other",
-                                       "score": "high"})
+                    return json.dumps(
+                        {"label": labels[0][1] if labels else "other", "score": "high"}
+                    )
                 if not batched:
                     first = answers[0] if answers else answer("", taxonomy.OTHER)
                     return json.dumps(first, ensure_ascii=False)
                 if fault == "missing_ids" and answers:
                     answers = answers[:-1]
                 if fault == "extra_ids":
-                    answers = answers + [{"id": "zz-not-asked", "industry": "pizza",
-                                          "confidence": 0.5, "reason": "extra"}]
+                    answers = [
+                        *answers,
+                        {
+                            "id": "zz-not-asked",
+                            "industry": "pizza",
+                            "confidence": 0.5,
+                            "reason": "extra",
+                        },
+                    ]
                 return json.dumps({"items": answers}, ensure_ascii=False)
 
         return Handler
@@ -446,14 +566,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rates", default="{}", help='JSON, e.g. {"rate_limit": 0.1}')
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    srv = FakeOpenAI(latency_ms=args.latency_ms, rates=json.loads(args.rates), seed=args.seed,
-                     port=args.port)
+    srv = FakeOpenAI(
+        latency_ms=args.latency_ms, rates=json.loads(args.rates), seed=args.seed, port=args.port
+    )
     srv.keep_bodies = False
     print(srv.port, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         srv._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

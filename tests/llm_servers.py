@@ -72,20 +72,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(kind: str, port: int, *, slots: int, ctx_per_slot: int,
-                   alias: str) -> list[str]:
+def server_command(kind: str, port: int, *, slots: int, ctx_per_slot: int, alias: str) -> list[str]:
     """The argv that serves the cached model as `alias` on 127.0.0.1:port."""
     exe, model = str(server_executable(kind)), str(model_path())
     if kind == "llama-cpp-python":
         # One request at a time (no slots): n_ctx is the whole window of that one request.
         # chatml-function-calling is the chat format that honours tools/tool_choice for a
         # chatml model such as Qwen; response_format json_object + schema works with it too.
-        return [exe, "-m", "llama_cpp.server", "--model", model, "--model_alias", alias,
-                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(ctx_per_slot),
-                "--n_threads", str(THREADS), "--chat_format", "chatml-function-calling"]
-    return [exe, "--model", model, "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
-            "-np", str(slots), "-c", str(slots * ctx_per_slot), "-t", str(THREADS),
-            "--no-webui", "--jinja"]
+        return [
+            exe,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            model,
+            "--model_alias",
+            alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(ctx_per_slot),
+            "--n_threads",
+            str(THREADS),
+            "--chat_format",
+            "chatml-function-calling",
+        ]
+    return [
+        exe,
+        "--model",
+        model,
+        "--alias",
+        alias,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-np",
+        str(slots),
+        "-c",
+        str(slots * ctx_per_slot),
+        "-t",
+        str(THREADS),
+        "--no-webui",
+        "--jinja",
+    ]
 
 
 @dataclass
@@ -149,9 +180,14 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def start_llm_server(kind: str, *, slots: int = 2, ctx_per_slot: int = 4096,
-                     alias: str = "qwen2.5-coder-0.5b-instruct",
-                     ready_timeout_s: float = READY_TIMEOUT_S) -> Iterator[LlmServer]:
+def start_llm_server(
+    kind: str,
+    *,
+    slots: int = 2,
+    ctx_per_slot: int = 4096,
+    alias: str = "qwen2.5-coder-0.5b-instruct",
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> Iterator[LlmServer]:
     """Start `kind` on a free port, yield it once /v1/models answers, stop its process group.
 
     Raises RuntimeError (with the server's log tail) when it exits or is not ready in time.
@@ -163,21 +199,36 @@ def start_llm_server(kind: str, *, slots: int = 2, ctx_per_slot: int = 4096,
     log_fd, log_name = tempfile.mkstemp(prefix=f"recsys-{kind}-", suffix=".log")
     cmd = server_command(kind, port, slots=slots, ctx_per_slot=ctx_per_slot, alias=alias)
     with os.fdopen(log_fd, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    server = LlmServer(kind=kind, base_url=f"http://127.0.0.1:{port}/v1", model=alias,
-                       pid=proc.pid, log_path=Path(log_name), slots=slots,
-                       ctx_per_slot=ctx_per_slot)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = LlmServer(
+        kind=kind,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        model=alias,
+        pid=proc.pid,
+        log_path=Path(log_name),
+        slots=slots,
+        ctx_per_slot=ctx_per_slot,
+    )
     ok = False
     try:
         deadline = time.monotonic() + ready_timeout_s
         while (models := _get_models(server.base_url)) is None:
             if proc.poll() is not None:
-                raise RuntimeError(f"{kind} exited with code {proc.returncode} before it was "
-                                   f"ready:\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"{kind} exited with code {proc.returncode} before it was "
+                    f"ready:\n{server.log_tail()}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{kind} did not answer /v1/models within "
-                                   f"{ready_timeout_s:.0f}s:\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"{kind} did not answer /v1/models within "
+                    f"{ready_timeout_s:.0f}s:\n{server.log_tail()}"
+                )
             time.sleep(0.2)  # poll interval, not synchronisation: the loop checks the condition
         server.models_seen = models
         yield server

@@ -33,8 +33,9 @@ def find_bin_dir() -> Path | None:
     env = os.environ.get("RECSYS_PG_BIN", "").strip()
     candidates = [Path(env)] if env else []
     versions = glob.glob("/usr/lib/postgresql/*/bin")
-    versions.sort(key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
-                  reverse=True)
+    versions.sort(
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0, reverse=True
+    )
     candidates += [Path(p) for p in versions]
     for c in candidates:
         if (c / "initdb").is_file() and (c / "pg_ctl").is_file() and (c / "postgres").is_file():
@@ -75,8 +76,14 @@ class PgCluster:
         return ["runuser", "-u", "postgres", "--", *cmd] if self._as_postgres else cmd
 
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(self._cmd(*args), capture_output=True, text=True, timeout=timeout,
-                              cwd=self.root, env={**os.environ, "LC_ALL": "C"})
+        return subprocess.run(
+            self._cmd(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            env={**os.environ, "LC_ALL": "C"},
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -89,17 +96,20 @@ class PgCluster:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> PgCluster:
         if self.bin_dir is None:
-            raise PgUnavailable("no PostgreSQL server binaries (initdb, pg_ctl) under "
-                                "/usr/lib/postgresql/*/bin; install Debian's `postgresql` package "
-                                "or set RECSYS_PG_BIN")
+            raise PgUnavailable(
+                "no PostgreSQL server binaries (initdb, pg_ctl) under "
+                "/usr/lib/postgresql/*/bin; install Debian's `postgresql` package "
+                "or set RECSYS_PG_BIN"
+            )
         if self._as_postgres:
             import pwd
 
             try:
                 pw = pwd.getpwnam("postgres")
             except KeyError:
-                raise PgUnavailable("running as root but there is no `postgres` OS user "
-                                    "to run the server as") from None
+                raise PgUnavailable(
+                    "running as root but there is no `postgres` OS user to run the server as"
+                ) from None
             if shutil.which("runuser") is None:
                 raise PgUnavailable("running as root and `runuser` is missing")
         # A short path of its own: the unix socket path must stay < 108 bytes and the postgres
@@ -114,26 +124,52 @@ class PgCluster:
             if self._as_postgres:
                 os.chown(pwfile, pw.pw_uid, pw.pw_gid)
             pwfile.chmod(0o600)
-            res = self._run("initdb", "-D", str(self.data_dir), "-U", self.user, "-E", "UTF8",
-                            "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
-                            f"--pwfile={pwfile}", "--no-sync", "--no-instructions")
+            res = self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--no-sync",
+                "--no-instructions",
+            )
             pwfile.unlink()
             if res.returncode != 0:
                 raise PgUnavailable(f"initdb failed: {(res.stderr or res.stdout).strip()[-800:]}")
             last_err = ""
             for _ in range(3):  # a free port can be taken between probing and binding
                 self.port = _free_port()
-                opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
-                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                        "-c max_connections=50 -c shared_buffers=32MB -c max_wal_size=64MB "
-                        "-c min_wal_size=32MB -c dynamic_shared_memory_type=posix")
-                res = self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.root / "log"),
-                                "-o", opts, "-w", "-t", "30", "start")
+                opts = (
+                    f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
+                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                    "-c max_connections=50 -c shared_buffers=32MB -c max_wal_size=64MB "
+                    "-c min_wal_size=32MB -c dynamic_shared_memory_type=posix"
+                )
+                res = self._run(
+                    "pg_ctl",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.root / "log"),
+                    "-o",
+                    opts,
+                    "-w",
+                    "-t",
+                    "30",
+                    "start",
+                )
                 if res.returncode == 0:
                     break
                 log = self.root / "log"
                 last_err = (res.stderr or res.stdout).strip() + (
-                    "\n" + log.read_text(errors="replace")[-800:] if log.exists() else "")
+                    "\n" + log.read_text(errors="replace")[-800:] if log.exists() else ""
+                )
             else:
                 raise PgUnavailable(f"pg_ctl start failed: {last_err[-1200:]}")
             pidfile = self.data_dir / "postmaster.pid"
@@ -148,8 +184,18 @@ class PgCluster:
 
     def create_database(self, name: str) -> str:
         """A fresh empty database; returns its URL (with the password)."""
-        res = self._run("createdb", "-h", str(self.root), "-p", str(self.port), "-U", self.user,
-                        "-T", "template0", name)
+        res = self._run(
+            "createdb",
+            "-h",
+            str(self.root),
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-T",
+            "template0",
+            name,
+        )
         if res.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {res.stderr.strip()}")
         return self.url(name)
@@ -160,8 +206,18 @@ class PgCluster:
             if self.root is not None and (self.data_dir / "postmaster.pid").exists():
                 for mode in ("fast", "immediate"):
                     try:
-                        res = self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w",
-                                        "-t", "30", "stop", timeout=40)
+                        res = self._run(
+                            "pg_ctl",
+                            "-D",
+                            str(self.data_dir),
+                            "-m",
+                            mode,
+                            "-w",
+                            "-t",
+                            "30",
+                            "stop",
+                            timeout=40,
+                        )
                     except subprocess.TimeoutExpired:
                         continue
                     if res.returncode == 0:

@@ -16,8 +16,13 @@ def test_record_and_post(tmp_path, monkeypatch):
     store = AlertStore(tmp_path / "alerts.sqlite")
     with WebhookReceiver() as hook:
         alert_id = store.record(
-            Alert(kind=SYSTEM_FAILURE, message=f"auth failed for {key}", job_name="rebuild_job",
-                  step_key="restaurant_industry", error_class="AuthenticationError"),
+            Alert(
+                kind=SYSTEM_FAILURE,
+                message=f"auth failed for {key}",
+                job_name="rebuild_job",
+                step_key="restaurant_industry",
+                error_class="AuthenticationError",
+            ),
             webhook_url=hook.url,
         )
     [row] = store.recent()
@@ -29,7 +34,9 @@ def test_record_and_post(tmp_path, monkeypatch):
 
 def test_dead_webhook_still_records(tmp_path):
     store = AlertStore(tmp_path / "alerts.sqlite")
-    store.record(Alert(kind=MODEL_QUALITY, message="ndcg below floor"), webhook_url="http://127.0.0.1:9/x")
+    store.record(
+        Alert(kind=MODEL_QUALITY, message="ndcg below floor"), webhook_url="http://127.0.0.1:9/x"
+    )
     [row] = store.recent()
     assert row["kind"] == MODEL_QUALITY and row["posted"] == 0 and row["post_error"]
 
@@ -75,7 +82,9 @@ def test_one_alert_per_run_even_when_recorded_concurrently(tmp_path):
     store = AlertStore(tmp_path / "alerts.sqlite")
     alert = Alert(kind=SYSTEM_FAILURE, message="boom", run_id="run-1", step_key="orders")
     with WebhookReceiver() as hook, ThreadPoolExecutor(8) as pool:
-        ids = set(pool.map(lambda _: AlertStore(store.path).record(alert, webhook_url=hook.url), range(8)))
+        ids = set(
+            pool.map(lambda _: AlertStore(store.path).record(alert, webhook_url=hook.url), range(8))
+        )
     assert len(ids) == 1 and len(store.recent()) == 1 and len(hook.payloads) == 1
     # Another kind for the same run, and alerts without a run, are their own alerts.
     store.record(Alert(kind=MODEL_QUALITY, message="rejected", run_id="run-1"))
@@ -123,7 +132,9 @@ def test_a_run_failed_by_the_code_server_alerts_with_its_explanation(recsys_home
     instance = dg.DagsterInstance.ephemeral()
     run = instance.create_run_for_job(killed_job)
     instance.report_run_failed(run, "Run execution process for x was terminated by signal 9.")
-    [record] = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    [record] = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+    ).records
     assert record.event_log_entry.dagster_event.event_specific_data is None  # the case itself
     context = dg.build_run_status_sensor_context(
         sensor_name="failure_alert_sensor",

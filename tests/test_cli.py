@@ -19,7 +19,9 @@ runner = CliRunner()
 
 def test_generate_sample_csv(tmp_path):
     out = tmp_path / "sample"
-    result = runner.invoke(app, ["generate-sample", "--out", str(out), "--scale", "small", "--seed", "3"])
+    result = runner.invoke(
+        app, ["generate-sample", "--out", str(out), "--scale", "small", "--seed", "3"]
+    )
     assert result.exit_code == 0, result.output
     restaurants = pd.read_csv(out / "restaurants.csv")
     assert len(restaurants) == 2000
@@ -39,7 +41,9 @@ def test_bad_setting_is_a_clear_error(recsys_home, monkeypatch):
 
 
 def test_alerts_lists_recorded_alerts(recsys_home):
-    alert_store(recsys_home).record(Alert(kind=MODEL_QUALITY, message="challenger rejected: ndcg 0.31 < 0.35"))
+    alert_store(recsys_home).record(
+        Alert(kind=MODEL_QUALITY, message="challenger rejected: ndcg 0.31 < 0.35")
+    )
     result = runner.invoke(app, ["alerts", "--json"])
     assert result.exit_code == 0
     [row] = [json.loads(line) for line in result.output.splitlines()]

@@ -38,14 +38,23 @@ def cli_env(**extra: str) -> dict[str, str]:
 def recsys(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "recsys_assets.cli", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "recsys_assets.cli", *args],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -209,7 +218,9 @@ def test_starts_at_once_on_a_fresh_home_never_collide(tmp_path, good_data):
     """Row 6: three `recsys materialize` started together on a fresh RECSYS_HOME: the storage is
     set up once; each run succeeds or says in one line that another rebuild is running."""
     home = tmp_path / "fresh_home"
-    env = cli_env(RECSYS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), RECSYS_DATA_DIR=str(good_data))
+    env = cli_env(
+        RECSYS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), RECSYS_DATA_DIR=str(good_data)
+    )
     procs = [spawn("materialize", "--select", "restaurants,products", env=env) for _ in range(3)]
     results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
     for code, _out, err in results:
@@ -236,12 +247,20 @@ def test_first_starts_set_up_the_storage_once(tmp_path):
         "print(open_instance(load_settings()).get_runs_count())\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
-    assert [(code, out.strip()) for code, out, _ in results] == [(0, "0")] * 4, [e[-1500:] for *_, e in results]
+    assert [(code, out.strip()) for code, out, _ in results] == [(0, "0")] * 4, [
+        e[-1500:] for *_, e in results
+    ]
 
 
 @pytest.fixture
@@ -254,8 +273,12 @@ def hung_llm():
 
 def hanging_run(recsys_home: Path, data: Path, server: FakeOpenAI, **extra: str):
     env = cli_env(
-        RECSYS_DATA_DIR=str(data), RECSYS_LABELER="llm", OPENAI_BASE_URL=server.base_url,
-        OPENAI_API_KEY="sk-test-" + "k" * 32, RECSYS_LLM_TIMEOUT="240", **extra,
+        RECSYS_DATA_DIR=str(data),
+        RECSYS_LABELER="llm",
+        OPENAI_BASE_URL=server.base_url,
+        OPENAI_API_KEY="sk-test-" + "k" * 32,
+        RECSYS_LLM_TIMEOUT="240",
+        **extra,
     )
     proc = spawn("materialize", "--select", "restaurants,restaurant_industry", env=env)
     wait_until(lambda: server.in_flight >= 1, proc)  # restaurant_industry is waiting on the model

@@ -56,8 +56,9 @@ def test_hostile_input(name: str, tmp_path: Path) -> None:
                 INGEST[table](con, source)
             first_line = str(err.value).splitlines()[0]
             assert first_line.startswith(f"{source}: ") and case["error"] in first_line
-            assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
-                                   [table]).fetchone()[0]
+            assert not con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]
+            ).fetchone()[0]
             return
         result = INGEST[table](con, source)
         expected = {reason: sorted(rows) for reason, rows in (case.get("rejected") or {}).items()}

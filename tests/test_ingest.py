@@ -37,8 +37,9 @@ def con(tmp_path: Path):
     c.close()
 
 
-def write(path: Path, lines: list[str], *, newline: str = "\n", bom: bool = False,
-          encoding: str = "utf-8") -> Path:
+def write(
+    path: Path, lines: list[str], *, newline: str = "\n", bom: bool = False, encoding: str = "utf-8"
+) -> Path:
     text = newline.join(lines) + newline
     data = text.encode(encoding)
     if bom:
@@ -102,8 +103,9 @@ RESTAURANT_BAD = [
 
 @pytest.mark.parametrize(("bad", "reason"), RESTAURANT_BAD)
 def test_restaurant_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: str) -> None:
-    f = write(tmp_path / "restaurants.csv",
-              [R_HEADER, GOOD_RESTAURANTS[0], bad, GOOD_RESTAURANTS[1]])
+    f = write(
+        tmp_path / "restaurants.csv", [R_HEADER, GOOD_RESTAURANTS[0], bad, GOOD_RESTAURANTS[1]]
+    )
     res = ingest_restaurants(con, f)
     assert rejects(con, "restaurants") == [(2, reason)]
     assert ids(con, "restaurants", "restaurant_id") == ["r1", "r2"]
@@ -118,17 +120,20 @@ def test_restaurant_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason
 
 
 def test_restaurant_size_column_optional_and_validated(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER + ",size,region,description",
-        "r1,a,m,2024-01-01,Small,서울,좋은 집",
-        "r2,b,m,2024-01-01,huge,,",
-        "r3,c,m,2024-01-01,,,",
-    ])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            R_HEADER + ",size,region,description",
+            "r1,a,m,2024-01-01,Small,서울,좋은 집",
+            "r2,b,m,2024-01-01,huge,,",
+            "r3,c,m,2024-01-01,,,",
+        ],
+    )
     ingest_restaurants(con, f)
     assert rejects(con, "restaurants") == [(2, "bad_size")]
-    assert con.execute("SELECT restaurant_id, size, region, description FROM restaurants "
-                       "ORDER BY 1").fetchall() == [("r1", "small", "서울", "좋은 집"),
-                                                    ("r3", None, None, None)]
+    assert con.execute(
+        "SELECT restaurant_id, size, region, description FROM restaurants ORDER BY 1"
+    ).fetchall() == [("r1", "small", "서울", "좋은 집"), ("r3", None, None, None)]
 
 
 @pytest.mark.parametrize("column", ["name", "menu", "description"])
@@ -136,11 +141,14 @@ def test_restaurant_oversized_text(con, tmp_path: Path, column: str) -> None:
     values = {"name": "이름", "menu": "메뉴", "description": "설명"}
     values[column] = "가" * 11  # 11 characters (33 bytes): the limit is on characters
     ok = {"name": "가" * 10, "menu": "나" * 10, "description": "다" * 10}
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER + ",description",
-        f"r1,{ok['name']},{ok['menu']},2024-01-01,{ok['description']}",
-        f"r2,{values['name']},{values['menu']},2024-01-01,{values['description']}",
-    ])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            R_HEADER + ",description",
+            f"r1,{ok['name']},{ok['menu']},2024-01-01,{ok['description']}",
+            f"r2,{values['name']},{values['menu']},2024-01-01,{values['description']}",
+        ],
+    )
     ingest_restaurants(con, f, max_text_chars=10)
     assert rejects(con, "restaurants") == [(2, "oversized_text")]
     assert ids(con, "restaurants", "restaurant_id") == ["r1"]
@@ -167,7 +175,9 @@ def test_product_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: s
     res = ingest_products(con, f, max_text_chars=20)
     assert rejects(con, "products") == [(3, reason)]
     assert con.execute("SELECT product_id, unit_price FROM products ORDER BY 1").fetchall() == [
-        ("p1", 12000.0), ("p2", 0.0)]  # zero price is allowed
+        ("p1", 12000.0),
+        ("p2", 0.0),
+    ]  # zero price is allowed
     assert res.rejected_by_reason == {reason: 1}
 
 
@@ -194,48 +204,63 @@ ORDER_BAD = [
 @pytest.mark.parametrize(("bad", "reason"), ORDER_BAD)
 def test_order_bad_row_is_quarantined(con, tmp_path: Path, bad: str, reason: str) -> None:
     load_dims(con, tmp_path)
-    f = write(tmp_path / "orders.csv", [
-        O_HEADER,
-        "o1,r1,p1,2,2024-02-01 10:00:00",
-        "o1,r1,p2,1.5,2024-02-01T10:00:00",  # same order, another line: fine
-        bad,
-        "o2,r2,p1,1,2023-06-01 09:00:00",  # before r2's signup: kept, not rejected
-    ])
+    f = write(
+        tmp_path / "orders.csv",
+        [
+            O_HEADER,
+            "o1,r1,p1,2,2024-02-01 10:00:00",
+            "o1,r1,p2,1.5,2024-02-01T10:00:00",  # same order, another line: fine
+            bad,
+            "o2,r2,p1,1,2023-06-01 09:00:00",  # before r2's signup: kept, not rejected
+        ],
+    )
     res = ingest_orders(con, f)
     assert rejects(con, "orders") == [(3, reason)]
     loaded = con.execute("SELECT order_id, product_id, quantity FROM orders ORDER BY 1, 2")
-    assert loaded.fetchall() == [
-        ("o1", "p1", 2.0), ("o1", "p2", 1.5), ("o2", "p1", 1.0)]
+    assert loaded.fetchall() == [("o1", "p1", 2.0), ("o1", "p2", 1.5), ("o2", "p1", 1.0)]
     assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (4, 3, 1)
 
 
 def test_absurd_quantities_never_reach_the_stats(con, tmp_path: Path) -> None:
     load_dims(con, tmp_path)
-    f = write(tmp_path / "orders.csv", [
-        O_HEADER, "o1,r1,p1,1e308,2024-02-01 10:00:00", "o2,r2,p1,1e308,2024-02-01 10:00:00",
-        "o3,r1,p1,40,2024-02-01 10:00:00", "o4,r2,p1,50,2024-02-01 10:00:00",
-        "o5,r1,p2,51,2024-02-01 10:00:00"])
+    f = write(
+        tmp_path / "orders.csv",
+        [
+            O_HEADER,
+            "o1,r1,p1,1e308,2024-02-01 10:00:00",
+            "o2,r2,p1,1e308,2024-02-01 10:00:00",
+            "o3,r1,p1,40,2024-02-01 10:00:00",
+            "o4,r2,p1,50,2024-02-01 10:00:00",
+            "o5,r1,p2,51,2024-02-01 10:00:00",
+        ],
+    )
     res = ingest_orders(con, f, max_quantity=50)  # the bound is a setting (RECSYS_MAX_QUANTITY)
     assert res.rejected_by_reason == {"bad_number": 3}
     assert rejects(con, "orders") == [(1, "bad_number"), (2, "bad_number"), (5, "bad_number")]
-    con.execute("CREATE TABLE restaurant_industry AS "
-                "SELECT restaurant_id, 'chicken' AS industry FROM restaurants")
+    con.execute(
+        "CREATE TABLE restaurant_industry AS "
+        "SELECT restaurant_id, 'chicken' AS industry FROM restaurants"
+    )
     tables.build_industry_product_stats(con)
     assert con.execute("SELECT product_id, quantity FROM industry_product_stats").fetchall() == [
-        ("p1", 90.0)]
+        ("p1", 90.0)
+    ]
 
 
 def test_timestamp_offsets_are_honoured_and_stored_as_korea_time(con, tmp_path: Path) -> None:
     load_dims(con, tmp_path)
-    f = write(tmp_path / "orders.csv", [
-        O_HEADER,
-        "o1,r1,p1,1,2024-05-01 23:30+09:00",
-        "o2,r1,p1,1,2024-05-01 23:30Z",
-        "o3,r1,p1,1,2024-05-01 23:30-05:00",
-        "o4,r1,p1,1,2024-05-01 23:30",  # no offset: Korea time already, kept as written
-        "o5,r1,p1,1,2024-05-01T23:30:00.5+05:30",
-        "o6,r1,p1,1,2024-05-01 23:30 XYZ",  # an unknown zone is not silently dropped
-    ])
+    f = write(
+        tmp_path / "orders.csv",
+        [
+            O_HEADER,
+            "o1,r1,p1,1,2024-05-01 23:30+09:00",
+            "o2,r1,p1,1,2024-05-01 23:30Z",
+            "o3,r1,p1,1,2024-05-01 23:30-05:00",
+            "o4,r1,p1,1,2024-05-01 23:30",  # no offset: Korea time already, kept as written
+            "o5,r1,p1,1,2024-05-01T23:30:00.5+05:30",
+            "o6,r1,p1,1,2024-05-01 23:30 XYZ",  # an unknown zone is not silently dropped
+        ],
+    )
     con.execute("SET TimeZone = 'America/New_York'")
     res = ingest_orders(con, f)
     assert ingest.STORED_UTC_OFFSET == "+09:00"
@@ -252,12 +277,23 @@ def test_timestamp_offsets_are_honoured_and_stored_as_korea_time(con, tmp_path: 
 
 
 def test_signup_date_with_an_offset_is_the_korean_calendar_day(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER, "r1,a,m,2024-01-01T23:30:00-05:00", "r2,b,m,2024-01-01 23:30", "r3,c,m,2024-01-01"])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            R_HEADER,
+            "r1,a,m,2024-01-01T23:30:00-05:00",
+            "r2,b,m,2024-01-01 23:30",
+            "r3,c,m,2024-01-01",
+        ],
+    )
     ingest_restaurants(con, f)
-    assert con.execute("SELECT restaurant_id, signup_date FROM restaurants ORDER BY 1").fetchall() == [
-        ("r1", datetime.date(2024, 1, 2)), ("r2", datetime.date(2024, 1, 1)),
-        ("r3", datetime.date(2024, 1, 1))]
+    assert con.execute(
+        "SELECT restaurant_id, signup_date FROM restaurants ORDER BY 1"
+    ).fetchall() == [
+        ("r1", datetime.date(2024, 1, 2)),
+        ("r2", datetime.date(2024, 1, 1)),
+        ("r3", datetime.date(2024, 1, 1)),
+    ]
 
 
 def test_orders_need_dimension_tables(con, tmp_path: Path) -> None:
@@ -267,33 +303,53 @@ def test_orders_need_dimension_tables(con, tmp_path: Path) -> None:
 
 
 def test_row_number_counts_records_not_lines(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER + ",description",
-        'r1,a,m,2024-01-01,"여러 줄\n설명\n입니다"',
-        "r1,b,m,2024-01-01,",
-    ])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            R_HEADER + ",description",
+            'r1,a,m,2024-01-01,"여러 줄\n설명\n입니다"',
+            "r1,b,m,2024-01-01,",
+        ],
+    )
     ingest_restaurants(con, f)
     assert rejects(con, "restaurants") == [(2, "duplicate_id")]
-    assert con.execute("SELECT description FROM restaurants").fetchone()[0] == "여러 줄\n설명\n입니다"
+    assert (
+        con.execute("SELECT description FROM restaurants").fetchone()[0] == "여러 줄\n설명\n입니다"
+    )
 
 
 # --------------------------------------------------------------------------- formats and encodings
 
 
 def test_a_3_mb_menu_is_one_oversized_row_not_a_broken_file(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER, GOOD_RESTAURANTS[0], f"r3,큰집,{'메뉴' * 1_500_000},2024-01-02", GOOD_RESTAURANTS[1]])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            R_HEADER,
+            GOOD_RESTAURANTS[0],
+            f"r3,큰집,{'메뉴' * 1_500_000},2024-01-02",
+            GOOD_RESTAURANTS[1],
+        ],
+    )
     assert f.stat().st_size > 9_000_000  # 3 M characters, 9 MB of UTF-8: over DuckDB's default
     res = ingest_restaurants(con, f)
     assert (res.rows_read, res.rows_loaded) == (3, 2)
     assert rejects(con, "restaurants") == [(2, "oversized_text")]
 
 
-def test_a_line_over_the_reader_limit_names_the_cause_first(con, tmp_path: Path,
-                                                            monkeypatch) -> None:
+def test_a_line_over_the_reader_limit_names_the_cause_first(
+    con, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setattr(reader, "MAX_LINE_BYTES", 1 << 20)
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER, GOOD_RESTAURANTS[0], f"r3,큰집,{'m' * 2_000_000},2024-01-02", GOOD_RESTAURANTS[1]])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            R_HEADER,
+            GOOD_RESTAURANTS[0],
+            f"r3,큰집,{'m' * 2_000_000},2024-01-02",
+            GOOD_RESTAURANTS[1],
+        ],
+    )
     with pytest.raises(IngestError) as err:
         ingest_restaurants(con, f)
     first = str(err.value).splitlines()[0]
@@ -302,27 +358,41 @@ def test_a_line_over_the_reader_limit_names_the_cause_first(con, tmp_path: Path,
 
 
 def test_bom_crlf_whitespace_and_header_case(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        " Restaurant_ID , NAME ,Menu,signup_date,unused",
-        "  r1  ,  교촌치킨 ,  후라이드|양념  , 2024-01-02 ,zzz",
-        "r2,bhc,,2024-01-03 10:30:00,",
-    ], newline="\r\n", bom=True)
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            " Restaurant_ID , NAME ,Menu,signup_date,unused",
+            "  r1  ,  교촌치킨 ,  후라이드|양념  , 2024-01-02 ,zzz",
+            "r2,bhc,,2024-01-03 10:30:00,",
+        ],
+        newline="\r\n",
+        bom=True,
+    )
     res = ingest_restaurants(con, f)
     assert res.rows_rejected == 0
-    rows = con.execute("SELECT restaurant_id, name, menu, signup_date::VARCHAR FROM restaurants "
-                       "ORDER BY 1").fetchall()
-    assert rows == [("r1", "교촌치킨", "후라이드|양념", "2024-01-02"), ("r2", "bhc", "", "2024-01-03")]
+    rows = con.execute(
+        "SELECT restaurant_id, name, menu, signup_date::VARCHAR FROM restaurants ORDER BY 1"
+    ).fetchall()
+    assert rows == [
+        ("r1", "교촌치킨", "후라이드|양념", "2024-01-02"),
+        ("r2", "bhc", "", "2024-01-03"),
+    ]
 
 
 def test_quoted_commas_pipes_korean_and_emoji(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER,
-        'r1,"치킨, 맥주 🍗🍺","양념치킨|후라이드, 반반|""특제"" 소스",2024-01-02',
-        "r2,떡볶이🌶️,,2024-01-02",
-    ])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [
+            R_HEADER,
+            'r1,"치킨, 맥주 🍗🍺","양념치킨|후라이드, 반반|""특제"" 소스",2024-01-02',
+            "r2,떡볶이🌶️,,2024-01-02",
+        ],
+    )
     ingest_restaurants(con, f)
     assert con.execute("SELECT name, menu FROM restaurants ORDER BY restaurant_id").fetchall() == [
-        ("치킨, 맥주 🍗🍺", '양념치킨|후라이드, 반반|"특제" 소스'), ("떡볶이🌶️", "")]
+        ("치킨, 맥주 🍗🍺", '양념치킨|후라이드, 반반|"특제" 소스'),
+        ("떡볶이🌶️", ""),
+    ]
 
 
 def test_missing_column_names_file_and_column(con, tmp_path: Path) -> None:
@@ -340,26 +410,35 @@ def test_wrong_field_count_is_quarantined_with_its_record_number(con, tmp_path: 
     f = write(tmp_path / "products.csv", lines)
     res = ingest_products(con, f)
     assert rejects(con, "products") == [
-        (30_001, "bad_field_count"), (30_002, "bad_field_count"), (30_003, "duplicate_id")]
+        (30_001, "bad_field_count"),
+        (30_002, "bad_field_count"),
+        (30_003, "duplicate_id"),
+    ]
     assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (30_004, 30_001, 3)
     assert res.rejected_by_reason == {"bad_field_count": 2, "duplicate_id": 1}
     # The rows after the bad ones are neither shifted nor renumbered.
-    assert con.execute("SELECT name, category, unit_price FROM products WHERE product_id = 'p_last'"
-                       ).fetchone() == ("이름", "c", 7.0)
-    raw = json.loads(con.execute("SELECT raw_row FROM rejected_rows WHERE row_number = 30001"
-                                 ).fetchone()[0])
+    assert con.execute(
+        "SELECT name, category, unit_price FROM products WHERE product_id = 'p_last'"
+    ).fetchone() == ("이름", "c", 7.0)
+    raw = json.loads(
+        con.execute("SELECT raw_row FROM rejected_rows WHERE row_number = 30001").fetchone()[0]
+    )
     assert raw["csv_line"] == "p_long,x,c,1,extra" and "Found: 5" in raw["error"]
 
 
 @pytest.mark.parametrize("header_comma", ["", ","])
-def test_trailing_comma_on_every_row_does_not_shift_columns(con, tmp_path: Path,
-                                                             header_comma: str) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER + header_comma, *(row + "," for row in GOOD_RESTAURANTS)])
+def test_trailing_comma_on_every_row_does_not_shift_columns(
+    con, tmp_path: Path, header_comma: str
+) -> None:
+    f = write(
+        tmp_path / "restaurants.csv",
+        [R_HEADER + header_comma, *(row + "," for row in GOOD_RESTAURANTS)],
+    )
     res = ingest_restaurants(con, f)
     assert (res.rows_loaded, res.rows_rejected) == (2, 0)
-    assert con.execute("SELECT restaurant_id, name, menu FROM restaurants ORDER BY 1").fetchall() == [
-        ("r1", "교촌치킨", "후라이드|양념"), ("r2", "김밥천국", "김밥|라면")]
+    assert con.execute(
+        "SELECT restaurant_id, name, menu FROM restaurants ORDER BY 1"
+    ).fetchall() == [("r1", "교촌치킨", "후라이드|양념"), ("r2", "김밥천국", "김밥|라면")]
 
 
 def test_unclosed_quote_fails_the_file_naming_the_line(con, tmp_path: Path) -> None:
@@ -372,8 +451,11 @@ def test_unclosed_quote_fails_the_file_naming_the_line(con, tmp_path: Path) -> N
 
 
 def test_cp949_file_is_an_encoding_error(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [R_HEADER, "r1,교촌치킨,후라이드|양념,2024-01-02"],
-              encoding="cp949")
+    f = write(
+        tmp_path / "restaurants.csv",
+        [R_HEADER, "r1,교촌치킨,후라이드|양념,2024-01-02"],
+        encoding="cp949",
+    )
     with pytest.raises(IngestError) as err:
         ingest_restaurants(con, f)
     msg = str(err.value)
@@ -392,13 +474,19 @@ def test_cp949_bytes_that_happen_to_be_valid_utf8_are_refused(con, tmp_path: Pat
     assert first.startswith(f"{f}: wrong encoding")
     assert "looks like CP949/EUC-KR; convert it, e.g. iconv -f cp949 -t utf-8" in first
     assert "'치킨' in CP949" in first  # shows what the bytes really say
-    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'restaurants'"
-                       ).fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'restaurants'"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_accented_latin_text_is_not_taken_for_mojibake(con, tmp_path: Path) -> None:
-    f = write(tmp_path / "restaurants.csv", [
-        R_HEADER, "r1,Café Müller,crème brûlée|Füße,2024-01-02", "r2,Ñandú,jalapeño,2024-01-02"])
+    f = write(
+        tmp_path / "restaurants.csv",
+        [R_HEADER, "r1,Café Müller,crème brûlée|Füße,2024-01-02", "r2,Ñandú,jalapeño,2024-01-02"],
+    )
     assert ingest_restaurants(con, f).rows_loaded == 2
 
 
@@ -440,10 +528,12 @@ def test_parquet_input_with_typed_columns(con, tmp_path: Path) -> None:
     res = ingest_restaurants(con, f)
     assert (res.rows_loaded, res.rows_rejected) == (2, 1)
     assert rejects(con, "restaurants") == [(2, "duplicate_id")]
-    assert con.execute("SELECT restaurant_id, name, menu, signup_date FROM restaurants "
-                       "ORDER BY 1").fetchall() == [
+    assert con.execute(
+        "SELECT restaurant_id, name, menu, signup_date FROM restaurants ORDER BY 1"
+    ).fetchall() == [
         ("r1", "교촌치킨", "후라이드|양념", datetime.date(2024, 1, 2)),
-        ("r2", "맘스터치", "", datetime.date(2024, 1, 4))]
+        ("r2", "맘스터치", "", datetime.date(2024, 1, 4)),
+    ]
     raw = json.loads(con.execute("SELECT raw_row FROM rejected_rows").fetchone()[0])
     assert raw["Name"] == "dup" and raw["extra"] == 2
 
@@ -457,7 +547,8 @@ def test_parquet_timestamptz_is_converted_to_korea_time(con, tmp_path: Path) -> 
     ).write_parquet(str(f))
     ingest_orders(con, f)
     assert con.execute("SELECT ordered_at FROM orders").fetchone()[0] == datetime.datetime(
-        2024, 5, 2, 8, 30)
+        2024, 5, 2, 8, 30
+    )
 
 
 def test_unreadable_parquet(con, tmp_path: Path) -> None:
@@ -470,9 +561,13 @@ def test_unreadable_parquet(con, tmp_path: Path) -> None:
 def test_target_schemas(con, tmp_path: Path) -> None:
     load_dims(con, tmp_path)
     ingest_orders(con, write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00:00"]))
-    types = {(t, c): d for t, c, d in con.execute(
-        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE table_name IN ('restaurants', 'products', 'orders', 'rejected_rows')").fetchall()}
+    types = {
+        (t, c): d
+        for t, c, d in con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE table_name IN ('restaurants', 'products', 'orders', 'rejected_rows')"
+        ).fetchall()
+    }
     assert types[("restaurants", "signup_date")] == "DATE"
     assert types[("restaurants", "size")] == "VARCHAR"
     assert types[("products", "unit_price")] == "DOUBLE"
@@ -481,8 +576,12 @@ def test_target_schemas(con, tmp_path: Path) -> None:
     assert types[("rejected_rows", "row_number")] == "BIGINT"
     assert types[("rejected_rows", "rejected_at")] == "TIMESTAMP"
     # No scratch tables are left behind.
-    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__ingest%'"
-                       ).fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__ingest%'"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 # -------------------------------------------------------------------------- idempotency, atomicity
@@ -490,22 +589,32 @@ def test_target_schemas(con, tmp_path: Path) -> None:
 
 def test_reingest_is_idempotent(con, tmp_path: Path) -> None:
     load_dims(con, tmp_path)
-    f = write(tmp_path / "orders.csv", [
-        O_HEADER, "o1,r1,p1,2,2024-02-01 10:00:00", "o1,r1,p1,2,2024-02-01 10:00:00",
-        "o2,r404,p1,1,2024-02-01 10:00:00"])
+    f = write(
+        tmp_path / "orders.csv",
+        [
+            O_HEADER,
+            "o1,r1,p1,2,2024-02-01 10:00:00",
+            "o1,r1,p1,2,2024-02-01 10:00:00",
+            "o2,r404,p1,1,2024-02-01 10:00:00",
+        ],
+    )
     first = ingest_orders(con, f)
     second = ingest_orders(con, f)
     assert first.rows_loaded == second.rows_loaded == 1
-    assert first.rejected_by_reason == second.rejected_by_reason == {
-        "duplicate_id": 1, "unknown_restaurant": 1}
+    assert (
+        first.rejected_by_reason
+        == second.rejected_by_reason
+        == {"duplicate_id": 1, "unknown_restaurant": 1}
+    )
     assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == 1
     assert rejects(con, "orders") == [(2, "duplicate_id"), (3, "unknown_restaurant")]
 
 
 def test_reingest_only_replaces_its_own_rejects(con, tmp_path: Path) -> None:
     ingest_products(con, write(tmp_path / "products.csv", [P_HEADER, "p0,x,c,1", "p1,x,c,-1"]))
-    ingest_restaurants(con, write(tmp_path / "restaurants.csv",
-                                  [R_HEADER, "r0,x,m,2024-01-01", ",x,m,2024-01-01"]))
+    ingest_restaurants(
+        con, write(tmp_path / "restaurants.csv", [R_HEADER, "r0,x,m,2024-01-01", ",x,m,2024-01-01"])
+    )
     ingest_restaurants(con, write(tmp_path / "restaurants.csv", [R_HEADER, "r1,x,m,2024-01-01"]))
     assert rejects(con, "restaurants") == []
     assert rejects(con, "products") == [(2, "negative_price")]
@@ -524,7 +633,8 @@ def test_sharp_shrink_is_refused_before_anything_is_replaced(con, tmp_path: Path
     assert msg.splitlines()[0].startswith(
         f"{tmp_path / 'products.csv'}: refused: 4 rows to load would replace the 10 rows of "
         "products (60% fewer; RECSYS_MAX_SHRINK allows 50%). 6 rows read, 2 rejected "
-        "(bad_field_count 1, negative_price 1)")
+        "(bad_field_count 1, negative_price 1)"
+    )
     assert "RECSYS_ALLOW_SHRINK=1" in msg
     assert (err.value.previous_rows, err.value.new_rows) == (10, 4)
     assert con.execute("SELECT * FROM products ORDER BY ALL").fetchall() == before
@@ -540,12 +650,16 @@ def test_sharp_shrink_is_refused_before_anything_is_replaced(con, tmp_path: Path
 def test_orders_all_rejected_are_refused_with_the_reasons(con, tmp_path: Path) -> None:
     load_dims(con, tmp_path)
     ingest_orders(con, write(tmp_path / "orders.csv", [O_HEADER, "o1,r1,p1,1,2024-02-01 10:00"]))
-    f = write(tmp_path / "orders.csv", [O_HEADER, "o1,r404,p1,1,2024-02-01 10:00",
-                                        "o2,r404,p1,1,2024-02-01 10:00"])
+    f = write(
+        tmp_path / "orders.csv",
+        [O_HEADER, "o1,r404,p1,1,2024-02-01 10:00", "o2,r404,p1,1,2024-02-01 10:00"],
+    )
     with pytest.raises(ingest.ShrinkRefused) as err:
         ingest_orders(con, f)
-    assert ("refused: no row to load would replace the 1 rows of orders. 2 rows read, "
-            "2 rejected (unknown_restaurant 2)") in str(err.value)
+    assert (
+        "refused: no row to load would replace the 1 rows of orders. 2 rows read, "
+        "2 rejected (unknown_restaurant 2)"
+    ) in str(err.value)
     assert con.execute("SELECT order_id FROM orders").fetchall() == [("o1",)]
 
 

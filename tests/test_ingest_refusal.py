@@ -25,16 +25,18 @@ def snapshot(settings) -> dict[str, list[tuple]]:
 
 def run(settings):
     job = build_defs(settings).resolve_job_def("rebuild_job")
-    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
-                                  asset_selection=SELECTION, raise_on_error=False)
+    return job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=SELECTION, raise_on_error=False
+    )
 
 
 def materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
-def test_header_only_orders_are_refused_and_the_override_loads_them(recsys_home, tmp_path,
-                                                                     monkeypatch):
+def test_header_only_orders_are_refused_and_the_override_loads_them(
+    recsys_home, tmp_path, monkeypatch
+):
     data = tmp_path / "data"
     generate_sample(data, n_restaurants=300, seed=7, fmt="csv")
     monkeypatch.setenv("RECSYS_DATA_DIR", str(data))

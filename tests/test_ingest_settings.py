@@ -20,8 +20,10 @@ def test_bad_max_quantity_names_the_variable(recsys_home, monkeypatch, value):
         load_settings()
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("RECSYS_MAX_SHRINK", "1.5"), ("RECSYS_MAX_SHRINK", "-0.1"), ("RECSYS_ALLOW_SHRINK", "maybe")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RECSYS_MAX_SHRINK", "1.5"), ("RECSYS_MAX_SHRINK", "-0.1"), ("RECSYS_ALLOW_SHRINK", "maybe")],
+)
 def test_bad_shrink_settings_name_the_variable(recsys_home, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
@@ -36,10 +38,15 @@ def test_run_config_can_allow_a_shrink(recsys_home, monkeypatch):
     assert RecsysConfig(allow_shrink=True).settings().allow_shrink is True
 
 
-@pytest.mark.parametrize(("env", "expected"), [({}, (0.5, False)),
-                                               ({"RECSYS_MAX_SHRINK": "0.2"}, (0.2, False)),
-                                               ({"RECSYS_ALLOW_SHRINK": "1"}, (0.5, True)),
-                                               ({"RECSYS_ALLOW_SHRINK": "false"}, (0.5, False))])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (0.5, False)),
+        ({"RECSYS_MAX_SHRINK": "0.2"}, (0.2, False)),
+        ({"RECSYS_ALLOW_SHRINK": "1"}, (0.5, True)),
+        ({"RECSYS_ALLOW_SHRINK": "false"}, (0.5, False)),
+    ],
+)
 def test_shrink_settings(recsys_home, monkeypatch, env, expected):
     for k, v in env.items():
         monkeypatch.setenv(k, v)

@@ -17,9 +17,24 @@ ROWS = ["r1,교촌치킨,후라이드|양념치킨", "r2,김밥천국,김밥|라
 def label(src: Path, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "recsys_assets.labeling.commands", "label", str(src), "-o", str(out),
-         "--labeler", "offline", "--no-progress"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "recsys_assets.labeling.commands",
+            "label",
+            str(src),
+            "-o",
+            str(out),
+            "--labeler",
+            "offline",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -33,8 +33,14 @@ LABEL_ASSETS = [restaurants, label_overrides, restaurant_industry, label_review_
 
 def recsys(*args: str) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess (exit codes, one-line errors); env: the test's RECSYS_*."""
-    return subprocess.run([sys.executable, "-m", "recsys_assets.cli", *args], cwd=REPO,
-                          env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "recsys_assets.cli", *args],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -59,8 +65,11 @@ def query(sql_text: str, params: list | None = None) -> list[tuple]:
 
 
 def label_of(rid: str) -> tuple:
-    [row] = query("SELECT industry, source, confidence, flagged FROM restaurant_industry "
-                  "WHERE restaurant_id = ?", [rid])
+    [row] = query(
+        "SELECT industry, source, confidence, flagged FROM restaurant_industry "
+        "WHERE restaurant_id = ?",
+        [rid],
+    )
     return row
 
 
@@ -68,8 +77,11 @@ def restaurant_ids(data: Path) -> list[str]:
     return pd.read_csv(data / "restaurants.csv")["restaurant_id"].tolist()
 
 
-def write_overrides(data: Path, rows: list[list[str]], header=("restaurant_id", "industry", "note",
-                                                                 "author", "corrected_at")) -> Path:
+def write_overrides(
+    data: Path,
+    rows: list[list[str]],
+    header=("restaurant_id", "industry", "note", "author", "corrected_at"),
+) -> Path:
     path = data / "label_overrides.csv"
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -102,20 +114,23 @@ def test_command_override_wins_and_survives_rebuilds(data):
     materialize()
     assert label_of(rid)[:2] == (before, "offline")
     with sqlite3.connect(load_settings().home / ov.STORE_NAME) as con:  # the removal is logged
-        assert con.execute("SELECT action FROM override_log WHERE restaurant_id = ? ORDER BY id",
-                           [rid]).fetchall() == [("set",), ("remove",)]
+        assert con.execute(
+            "SELECT action FROM override_log WHERE restaurant_id = ? ORDER BY id", [rid]
+        ).fetchall() == [("set",), ("remove",)]
 
 
 def test_file_override_applies_and_command_beats_file(data):
     a, b = restaurant_ids(data)[:2]
-    write_overrides(data, [[a, "Seafood ", "fish market", "ops", "2026-03-01 09:00"],
-                           [b, "pub", "bar", "", ""]])
+    write_overrides(
+        data, [[a, "Seafood ", "fish market", "ops", "2026-03-01 09:00"], [b, "pub", "bar", "", ""]]
+    )
     assert recsys("label", "override", b, "chinese", "--note", "checked by phone").returncode == 0
     result = materialize()
     assert label_of(a) == ("seafood", "override", 1.0, False)
     assert label_of(b)[:2] == ("chinese", "override")
     assert query("SELECT labeled_at FROM restaurant_industry WHERE restaurant_id = ?", [a]) == [
-        (pd.Timestamp("2026-03-01 09:00").to_pydatetime(),)]
+        (pd.Timestamp("2026-03-01 09:00").to_pydatetime(),)
+    ]
     [mat] = result.asset_materializations_for_node("label_overrides")
     assert mat.metadata["from_file"].value == 1 and mat.metadata["from_command"].value == 1
 
@@ -156,7 +171,11 @@ def test_overrides_win_over_llm_and_ledger_and_are_never_sent(data, tmp_path, mo
         assert labeled["restaurant_id"].tolist() == frame["restaurant_id"].tolist()
         got = labeled.set_index("restaurant_id")
         assert tuple(got.loc[later, ["industry", "source", "confidence", "flagged"]]) == (
-            "bakery", "override", 1.0, False)
+            "bakery",
+            "override",
+            1.0,
+            False,
+        )
         assert got.loc[never, "industry"] == "other" and got.loc[never, "source"] == "override"
         assert set(labeled["source"]) == {"llm", "override"}
         assert not any(never_menu in str(b) for b in server.bodies)
@@ -168,10 +187,32 @@ def test_override_refusals_exit_2_and_write_nothing(data):
     rid = restaurant_ids(data)[0]
     store = load_settings().home / ov.STORE_NAME
     cases = {
-        ("label", "override", rid, "pizzaa", "--note", "x"): "error: unknown industry 'pizzaa' (did you mean pizza?)",
-        ("label", "override", "R-NOPE", "pizza", "--note", "x"): "error: unknown restaurant 'R-NOPE'",
+        (
+            "label",
+            "override",
+            rid,
+            "pizzaa",
+            "--note",
+            "x",
+        ): "error: unknown industry 'pizzaa' (did you mean pizza?)",
+        (
+            "label",
+            "override",
+            "R-NOPE",
+            "pizza",
+            "--note",
+            "x",
+        ): "error: unknown restaurant 'R-NOPE'",
         ("label", "override", rid, "pizza"): "error: --note is required",
-        ("label", "override", rid, "pizza", "--note", "x", "--list"): "error: give RESTAURANT_ID INDUSTRY",
+        (
+            "label",
+            "override",
+            rid,
+            "pizza",
+            "--note",
+            "x",
+            "--list",
+        ): "error: give RESTAURANT_ID INDUSTRY",
         ("label", "override", "--remove", rid): f"error: no override of '{rid}'",
     }
     for args, first in cases.items():
@@ -179,8 +220,10 @@ def test_override_refusals_exit_2_and_write_nothing(data):
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.startswith(first), done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert not store.exists() or not sqlite3.connect(store).execute(
-        "SELECT count(*) FROM overrides").fetchone()[0]
+    assert (
+        not store.exists()
+        or not sqlite3.connect(store).execute("SELECT count(*) FROM overrides").fetchone()[0]
+    )
     forced = recsys("label", "override", "R-NOPE", "pizza", "--note", "opens next week", "--force")
     assert forced.returncode == 0, forced.stderr
 
@@ -214,8 +257,14 @@ def test_each_quarantine_reason(data, reason):
     good, other = restaurant_ids(data)[:2]
     path = data / "label_overrides.csv"
     if reason == "duplicate_id":  # the last row wins, the earlier one is quarantined
-        write_overrides(data, [[other, "pub", "first", "", ""], [good, "bakery", "g", "", ""],
-                               [other, "chinese", "second", "", ""]])
+        write_overrides(
+            data,
+            [
+                [other, "pub", "first", "", ""],
+                [good, "bakery", "g", "", ""],
+                [other, "chinese", "second", "", ""],
+            ],
+        )
     elif reason == "bad_field_count":
         write_overrides(data, [[good, "bakery", "g", "", ""]])
         with path.open("a", newline="", encoding="utf-8") as f:
@@ -224,8 +273,10 @@ def test_each_quarantine_reason(data, reason):
         bad = [c.format(rid=other) for c in REASON_ROWS[reason]]
         write_overrides(data, [[good, "bakery", "g", "", ""], bad])
     materialize([restaurants, label_overrides])
-    rejects = query("SELECT reason, row_number, source_file FROM rejected_rows "
-                    "WHERE table_name = 'label_overrides'")
+    rejects = query(
+        "SELECT reason, row_number, source_file FROM rejected_rows "
+        "WHERE table_name = 'label_overrides'"
+    )
     expected_line = 1 if reason == "duplicate_id" else 2
     assert rejects == [(reason, expected_line, str(path))]
     applied = dict(query("SELECT restaurant_id, industry FROM label_overrides"))
@@ -237,8 +288,11 @@ def test_each_quarantine_reason(data, reason):
 
 def test_unusable_overrides_file_fails_with_the_cause(data):
     write_overrides(data, [["R1", "pizza"]], header=("restaurant_id", "industry"))
-    result = dg.materialize([restaurants, label_overrides],
-                            resources=default_resources(load_settings()), raise_on_error=False)
+    result = dg.materialize(
+        [restaurants, label_overrides],
+        resources=default_resources(load_settings()),
+        raise_on_error=False,
+    )
     assert not result.success
     listed = recsys("label", "override", "--list")
     assert listed.returncode == 2
@@ -251,12 +305,19 @@ def _seed_labels(data: Path) -> dict[str, str]:
     materialize([restaurants])
     ids = restaurant_ids(data)
     frame = pd.read_csv(data / "restaurants.csv").set_index("restaurant_id")
-    roles = {"flagged": ids[0], "disagree": ids[1], "low": ids[2], "clean": ids[3],
-             "overridden": ids[4], "formula": ids[5]}
+    roles = {
+        "flagged": ids[0],
+        "disagree": ids[1],
+        "low": ids[2],
+        "clean": ids[3],
+        "overridden": ids[4],
+        "formula": ids[5],
+    }
     from recsys_assets.labeling.offline import OfflineLabeler
 
-    off = OfflineLabeler().predict(frame.loc[roles["disagree"], "name"],
-                                   frame.loc[roles["disagree"], "menu"])
+    off = OfflineLabeler().predict(
+        frame.loc[roles["disagree"], "name"], frame.loc[roles["disagree"], "menu"]
+    )
     assert off.evidence  # the lexicon has a reason to disagree
     wrong = "bakery" if off.industry != "bakery" else "pub"
     rows = [
@@ -268,36 +329,52 @@ def _seed_labels(data: Path) -> dict[str, str]:
         (roles["formula"], "korean", 0.3, "offline", False),
     ]
     with duckdb.connect(str(load_settings().warehouse_path)) as con:
-        con.execute("UPDATE restaurants SET name = '=HYPERLINK(\"x\")' WHERE restaurant_id = ?",
-                    [roles["formula"]])
-        con.execute("CREATE OR REPLACE TABLE restaurant_industry (restaurant_id VARCHAR, industry "
-                    "VARCHAR, confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP, flagged BOOLEAN)")
+        con.execute(
+            "UPDATE restaurants SET name = '=HYPERLINK(\"x\")' WHERE restaurant_id = ?",
+            [roles["formula"]],
+        )
+        con.execute(
+            "CREATE OR REPLACE TABLE restaurant_industry (restaurant_id VARCHAR, industry "
+            "VARCHAR, confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP, flagged BOOLEAN)"
+        )
         con.executemany("INSERT INTO restaurant_industry VALUES (?, ?, ?, ?, now(), ?)", rows)
     return roles
 
 
 def test_review_queue_ranks_flagged_first_and_excludes_overrides(data, tmp_path):
     roles = _seed_labels(data)
-    assert recsys("label", "override", roles["overridden"], "chinese", "--note", "x").returncode == 0
+    assert (
+        recsys("label", "override", roles["overridden"], "chinese", "--note", "x").returncode == 0
+    )
     out = tmp_path / "queue.csv"
     done = recsys("label", "review", "-o", str(out))
     assert done.returncode == 0, done.stderr
     queue = pd.read_csv(out)
     assert list(queue.columns) == list(ov.REVIEW_COLUMNS)
-    assert queue["restaurant_id"].tolist() == [roles["flagged"], roles["disagree"], roles["low"],
-                                               roles["formula"]]
+    assert queue["restaurant_id"].tolist() == [
+        roles["flagged"],
+        roles["disagree"],
+        roles["low"],
+        roles["formula"],
+    ]
     assert queue["rank"].tolist() == [1, 2, 3, 4]
     assert queue.loc[0, "reason"].startswith("flagged")
     assert queue.loc[1, "reason"].startswith("offline says ")
     assert queue.loc[2, "reason"] == "low confidence 0.20 < 0.5"
     assert queue.loc[3, "name"].startswith("'=")  # spreadsheet-safe
     limited = recsys("label", "review", "-o", str(out), "--limit", "1")
-    assert limited.returncode == 0 and pd.read_csv(out)["restaurant_id"].tolist() == [roles["flagged"]]
+    assert limited.returncode == 0 and pd.read_csv(out)["restaurant_id"].tolist() == [
+        roles["flagged"]
+    ]
 
     # the asset writes the same ranking (the override is applied by the materialized table)
     materialize([label_overrides, label_review_queue])
     assert [r[0] for r in query("SELECT restaurant_id FROM label_review_queue ORDER BY rank")] == [
-        roles["flagged"], roles["disagree"], roles["low"], roles["formula"]]
+        roles["flagged"],
+        roles["disagree"],
+        roles["low"],
+        roles["formula"],
+    ]
 
 
 def test_review_without_labels_exits_2(data, tmp_path):
@@ -334,7 +411,8 @@ def test_check_without_warehouse_skips_the_restaurant_check(recsys_home, tmp_pat
     with duckdb.connect() as con:
         checked = sql.check(con, path, ov.OverrideStore(recsys_home).frame(), "store", None)
     assert checked.valid[["restaurant_id", "industry", "origin"]].values.tolist() == [
-        ["X1", "pub", "file"]]
+        ["X1", "pub", "file"]
+    ]
     assert checked.rejects.empty
 
 

@@ -24,14 +24,14 @@ from tests.test_labeling_cli import fake_key, make_input
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
+@pytest.fixture
 def server():
     with FakeOpenAI() as srv:
         srv.keep_bodies = False
         yield srv
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(recsys_home, server):
     """The environment of a `recsys label` subprocess talking to the fake server."""
     return {
@@ -46,9 +46,18 @@ def env(recsys_home, server):
     }
 
 
-def recsys(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recsys_assets.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def recsys(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "recsys_assets.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def last_line(text: str) -> str:
@@ -75,15 +84,23 @@ def _foreign_sqlite(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage,expected",
+    ("damage", "expected"),
     [
         (lambda p: p.write_bytes(b""), "is empty (0 bytes), not a ledger"),
-        (lambda p: p.write_bytes(os.urandom(3000)), "is not a labeling ledger (not an SQLite database)"),
-        (_foreign_sqlite, "is an SQLite database but not a labeling ledger (no `labels` table; its tables: notes)"),
+        (
+            lambda p: p.write_bytes(os.urandom(3000)),
+            "is not a labeling ledger (not an SQLite database)",
+        ),
+        (
+            _foreign_sqlite,
+            "is an SQLite database but not a labeling ledger (no `labels` table; its tables: notes)",
+        ),
     ],
     ids=["truncated", "garbage", "foreign-sqlite"],
 )
-def test_a_ledger_that_is_not_a_ledger_stops_the_run_before_any_call(env, server, tmp_path, damage, expected):
+def test_a_ledger_that_is_not_a_ledger_stops_the_run_before_any_call(
+    env, server, tmp_path, damage, expected
+):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     make_input(src, 12)
     first = recsys(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], env)
@@ -111,7 +128,9 @@ def test_a_new_ledger_is_created_only_where_no_file_exists(tmp_path):
     path = tmp_path / "sub" / "ledger.sqlite"
     with Ledger(path) as led:
         assert led.count() == 0
-    assert path.stat().st_size > 0 and sorted(p.name for p in path.parent.iterdir()) == ["ledger.sqlite"]
+    assert path.stat().st_size > 0 and sorted(p.name for p in path.parent.iterdir()) == [
+        "ledger.sqlite"
+    ]
     path.write_bytes(b"")
     with pytest.raises(LedgerError, match="empty"):
         Ledger(path)
@@ -123,13 +142,22 @@ def test_a_new_ledger_is_created_only_where_no_file_exists(tmp_path):
 def test_workers_creating_one_new_ledger_at_once_all_open_it(tmp_path):
     """The file appears complete (built aside, linked into place): no worker sees it half-made."""
     path = tmp_path / "ledger.sqlite"
-    code = ("import sys; from recsys_assets.labeling.ledger import Ledger, LedgerRecord\n"
-            "with Ledger(sys.argv[1]) as led:\n"
-            "    led.record('fp', [LedgerRecord(sys.argv[2], 'ok', 'korean', 0.9)], model='m', "
-            "prompt_version='v')\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), f"k{i}"], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
-                              text=True) for i in range(6)]
+    code = (
+        "import sys; from recsys_assets.labeling.ledger import Ledger, LedgerRecord\n"
+        "with Ledger(sys.argv[1]) as led:\n"
+        "    led.record('fp', [LedgerRecord(sys.argv[2], 'ok', 'korean', 0.9)], model='m', "
+        "prompt_version='v')\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(path), f"k{i}"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(6)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -153,16 +181,22 @@ def _unwritable_folder(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "make_output,reason",
+    ("make_output", "reason"),
     [
         (lambda tmp: (tmp / "labels.csv").mkdir() or tmp / "labels.csv", "it is a directory"),
-        (lambda tmp: (tmp / "notes.txt").write_text("x") and tmp / "notes.txt" / "sub" / "out.csv",
-         "notes.txt is a file, not a folder"),
+        (
+            lambda tmp: (
+                (tmp / "notes.txt").write_text("x") and tmp / "notes.txt" / "sub" / "out.csv"
+            ),
+            "notes.txt is a file, not a folder",
+        ),
         (lambda tmp: _unwritable_folder(tmp) / "out.parquet", "refuses new files"),
     ],
     ids=["directory", "under-a-file", "unwritable-folder"],
 )
-def test_an_unwritable_output_is_refused_before_any_call(env, server, tmp_path, make_output, reason):
+def test_an_unwritable_output_is_refused_before_any_call(
+    env, server, tmp_path, make_output, reason
+):
     src = tmp_path / "in.csv"
     make_input(src, 12)
     out = make_output(tmp_path)
@@ -180,8 +214,14 @@ def test_an_unwritable_output_is_refused_before_any_call(env, server, tmp_path, 
 
 
 # -- row 9: CSV output is safe to open in a spreadsheet; Parquet keeps the raw text ------------------
-HOSTILE = ["=cmd|' /C calc'!A0", "+SUM(1+1)", '@HYPERLINK("http://evil.example","x")', "-2+3",
-           "\t=1+1", "\r=1+1"]
+HOSTILE = [
+    "=cmd|' /C calc'!A0",
+    "+SUM(1+1)",
+    '@HYPERLINK("http://evil.example","x")',
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+]
 
 
 def read_raw_csv(path: Path) -> list[list[str]]:
@@ -191,27 +231,43 @@ def read_raw_csv(path: Path) -> list[list[str]]:
 
 def test_label_csv_output_neutralizes_formulas_and_parquet_keeps_raw_text(env, tmp_path):
     n = len(HOSTILE) + 2
-    df = pd.DataFrame({
-        "restaurant_id": [f"=R{i}" if i == 0 else f"R{i}" for i in range(n)],
-        "name": [*HOSTILE, "교촌치킨", "-12.5"],
-        "menu": ["후라이드치킨"] * n,
-        "=HYPERLINK(\"http://evil.example\")": ["-7"] * n,  # a hostile column name, a plain number
-    })
+    df = pd.DataFrame(
+        {
+            "restaurant_id": [f"=R{i}" if i == 0 else f"R{i}" for i in range(n)],
+            "name": [*HOSTILE, "교촌치킨", "-12.5"],
+            "menu": ["후라이드치킨"] * n,
+            '=HYPERLINK("http://evil.example")': ["-7"]
+            * n,  # a hostile column name, a plain number
+        }
+    )
     src = tmp_path / "in.parquet"  # Parquet: the hostile text reaches `label` byte for byte
     df.to_parquet(src, index=False)
     for suffix in (".csv", ".parquet"):
-        res = recsys(["label", str(src), "-o", str(tmp_path / f"out{suffix}"), "--labeler", "offline"], env)
+        res = recsys(
+            ["label", str(src), "-o", str(tmp_path / f"out{suffix}"), "--labeler", "offline"], env
+        )
         assert res.returncode == 0, res.stderr
 
     header, *rows = read_raw_csv(tmp_path / "out.csv")
-    assert header == ["restaurant_id", "name", "menu", "'=HYPERLINK(\"http://evil.example\")",
-                      "industry", "confidence", "source", "flagged", "label_status"]
+    assert header == [
+        "restaurant_id",
+        "name",
+        "menu",
+        '\'=HYPERLINK("http://evil.example")',
+        "industry",
+        "confidence",
+        "source",
+        "flagged",
+        "label_status",
+    ]
     assert [r[1] for r in rows] == ["'" + h for h in HOSTILE] + ["교촌치킨", "-12.5"]
     assert [r[0] for r in rows] == ["'=R0"] + [f"R{i}" for i in range(1, n)]
     assert {r[3] for r in rows} == {"-7"}  # a plain number is no formula: left as it is
     assert {r[4] for r in rows} == {"chicken"} and all(float(r[5]) > 0 for r in rows)
     trigger = ("=", "+", "-", "@", "\t", "\r")
-    assert not [c for r in [header, *rows] for c in r if c.startswith(trigger) and c not in ("-12.5", "-7")]
+    assert not [
+        c for r in [header, *rows] for c in r if c.startswith(trigger) and c not in ("-12.5", "-7")
+    ]
 
     raw = pd.read_parquet(tmp_path / "out.parquet")
     assert raw["name"].tolist() == df["name"].tolist()
@@ -222,23 +278,31 @@ def test_label_csv_output_neutralizes_formulas_and_parquet_keeps_raw_text(env, t
 def test_ledger_export_csv_neutralizes_model_text(env, tmp_path):
     ledger = Path(env["RECSYS_HOME"]) / "labeling_ledger.sqlite"
     with Ledger(ledger) as led:
-        led.record("fp", [LedgerRecord("k1", "ok", "korean", 0.9, reason="=HYPERLINK(\"http://x\")"),
-                          LedgerRecord("k2", "failed", error="-1+1 timeout")],
-                   model="m", prompt_version="@v")
+        led.record(
+            "fp",
+            [
+                LedgerRecord("k1", "ok", "korean", 0.9, reason='=HYPERLINK("http://x")'),
+                LedgerRecord("k2", "failed", error="-1+1 timeout"),
+            ],
+            model="m",
+            prompt_version="@v",
+        )
     for suffix in (".csv", ".parquet"):
         res = recsys(["ledger", "export", str(tmp_path / f"ledger{suffix}")], env)
         assert res.returncode == 0, res.stderr
     header, *rows = read_raw_csv(tmp_path / "ledger.csv")
     got = [dict(zip(header, r, strict=True)) for r in rows]
-    assert [g["reason"] for g in got] == ["'=HYPERLINK(\"http://x\")", ""]
+    assert [g["reason"] for g in got] == ['\'=HYPERLINK("http://x")', ""]
     assert [g["error"] for g in got] == ["", "'-1+1 timeout"]
     assert {g["prompt_version"] for g in got} == {"'@v"}
     raw = pd.read_parquet(tmp_path / "ledger.parquet")
-    assert raw["reason"].tolist()[0] == "=HYPERLINK(\"http://x\")" and set(raw["prompt_version"]) == {"@v"}
+    assert raw["reason"].tolist()[0] == '=HYPERLINK("http://x")' and set(raw["prompt_version"]) == {
+        "@v"
+    }
 
 
 # -- row 8: rows the model never answered make a distinct exit code; a rerun retries only them ------------
-@pytest.fixture()
+@pytest.fixture
 def hang_env(env):
     """A short client timeout and two attempts per call, so a hung server costs about a second."""
     return {**env, "RECSYS_LLM_TIMEOUT": "0.5", "RECSYS_LLM_MAX_ATTEMPTS": "2"}
@@ -256,8 +320,9 @@ def test_rows_without_an_answer_exit_3_and_only_they_are_retried(hang_env, serve
     res = label_csv(hang_env, src, out)
     assert res.returncode == 3, res.stderr
     line = last_line(res.stderr)
-    assert line.startswith("error: 1 of 5 row(s) got no answer from the model "
-                           "(retries exhausted on timeout for 1)"), res.stderr
+    assert line.startswith(
+        "error: 1 of 5 row(s) got no answer from the model (retries exhausted on timeout for 1)"
+    ), res.stderr
     assert line.endswith("rerun the same command to retry only those 1 row(s).")
     assert server.requests == 7
     got = pd.read_csv(out, dtype=str, keep_default_na=False)
@@ -284,8 +349,10 @@ def test_a_circuit_breaker_stop_writes_every_row_and_exits_3(hang_env, server, t
     assert res.returncode == 3, res.stderr
     assert "stopped after 3 consecutive failed calls (last: timeout" in res.stderr
     line = last_line(res.stderr)
-    assert line.startswith("error: 4 of 6 row(s) got no answer from the model (retries exhausted on "
-                           "timeout for 1; the circuit breaker stopped the run)"), res.stderr
+    assert line.startswith(
+        "error: 4 of 6 row(s) got no answer from the model (retries exhausted on "
+        "timeout for 1; the circuit breaker stopped the run)"
+    ), res.stderr
     assert server.requests == 5  # 2 answers, 2 attempts for row 2, 1 for row 3, then the stop
     got = pd.read_parquet(out)
     assert got["restaurant_id"].tolist() == [f"R{i:03d}" for i in range(6)]

@@ -37,13 +37,13 @@ from recsys_assets.labeling.llm import LLMOptions
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
+@pytest.fixture
 def store_url(tmp_path) -> str:
     """Where the ledger lives; test_ledger_postgres.py overrides this with a fresh PG database."""
     return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
 
 
-@pytest.fixture()
+@pytest.fixture
 def open_ledger(store_url):
     """Open more ledgers on the same store: each one is a separate worker (its own claim owner)."""
     opened: list[Ledger] = []
@@ -58,7 +58,7 @@ def open_ledger(store_url):
         led.close()
 
 
-@pytest.fixture()
+@pytest.fixture
 def ledger(open_ledger):
     return open_ledger()
 
@@ -67,7 +67,9 @@ def test_normalization_makes_cosmetic_edits_reuse_the_same_key():
     assert normalize_text("  치킨\u3000\t집 ") == "치킨 집"
     assert normalize_text("ＢＢＱ치킨") == "BBQ치킨"  # full-width -> NFKC
     assert normalize_text(None) == "" and normalize_text(float("nan")) == ""
-    assert input_key("ＢＢＱ  치킨", " 후라이드,  양념 ", None) == input_key("BBQ 치킨", "후라이드, 양념", "")
+    assert input_key("ＢＢＱ  치킨", " 후라이드,  양념 ", None) == input_key(
+        "BBQ 치킨", "후라이드, 양념", ""
+    )
 
 
 def test_key_changes_with_any_field_and_keeps_field_boundaries():
@@ -79,8 +81,13 @@ def test_key_changes_with_any_field_and_keeps_field_boundaries():
 
 def test_fingerprint_tracks_what_changes_answers_not_timeouts_key_or_version_label():
     a = LLMOptions(model="gpt-4o-mini", api_key="sk-test-aaaaaaaaaaaa", timeout_s=5)
-    b = LLMOptions(model="gpt-4o-mini", api_key="sk-test-bbbbbbbbbbbb", timeout_s=60,
-                   prices=(1.0, 2.0), prompt_version="a label, not content")
+    b = LLMOptions(
+        model="gpt-4o-mini",
+        api_key="sk-test-bbbbbbbbbbbb",
+        timeout_s=60,
+        prices=(1.0, 2.0),
+        prompt_version="a label, not content",
+    )
     assert fingerprint(a.fingerprint_params()) == fingerprint(b.fingerprint_params())
     for changed in (
         LLMOptions(model="gpt-4o"),
@@ -91,17 +98,32 @@ def test_fingerprint_tracks_what_changes_answers_not_timeouts_key_or_version_lab
         assert fingerprint(changed.fingerprint_params()) != fingerprint(a.fingerprint_params())
     assert "sk-test" not in str(a.fingerprint_params())
     # credentials in a base URL never reach the ledger either
-    assert "secret" not in str(LLMOptions(base_url="https://u:secret@h/v1?k=secret").fingerprint_params())
+    assert "secret" not in str(
+        LLMOptions(base_url="https://u:secret@h/v1?k=secret").fingerprint_params()
+    )
 
 
 def test_final_answers_are_never_overwritten_and_failed_rows_are_upgraded(ledger):
     k1, k2 = input_key("a", "짜장면"), input_key("b", "피자")
-    ledger.record("fp", [LedgerRecord(k1, "ok", "chinese", 0.9, tokens_in=100),
-                         LedgerRecord(k2, "failed", error="http_500")], model="m", prompt_version="v")
+    ledger.record(
+        "fp",
+        [
+            LedgerRecord(k1, "ok", "chinese", 0.9, tokens_in=100),
+            LedgerRecord(k2, "failed", error="http_500"),
+        ],
+        model="m",
+        prompt_version="v",
+    )
     # a racing process (or a late failure) must not replace the final answer
-    ledger.record("fp", [LedgerRecord(k1, "failed", error="timeout"),
-                         LedgerRecord(k1, "ok", "korean", 0.5)], model="m", prompt_version="v")
-    ledger.record("fp", [LedgerRecord(k2, "ok", "pizza", 0.8, tokens_in=50)], model="m", prompt_version="v")
+    ledger.record(
+        "fp",
+        [LedgerRecord(k1, "failed", error="timeout"), LedgerRecord(k1, "ok", "korean", 0.5)],
+        model="m",
+        prompt_version="v",
+    )
+    ledger.record(
+        "fp", [LedgerRecord(k2, "ok", "pizza", 0.8, tokens_in=50)], model="m", prompt_version="v"
+    )
     got = ledger.lookup("fp", [k1, k2, "missing"])
     assert (got[k1].status, got[k1].industry) == ("ok", "chinese")
     assert (got[k2].status, got[k2].industry) == ("ok", "pizza")
@@ -133,13 +155,35 @@ def test_wal_mode_and_plain_sql_readable(tmp_path):
 
 def test_stats_export_and_prune(ledger, tmp_path):
     ledger.register_fingerprint("fpA", {"model": "gpt-4o-mini", "prompt_version": "v1"})
-    ledger.record("fpA", [LedgerRecord(input_key(str(i), "m"), "ok", "korean", 0.9, tokens_in=10,
-                                       tokens_out=2, cost_usd=0.001) for i in range(5)],
-                  model="gpt-4o-mini", prompt_version="v1")
-    ledger.record("fpA", [LedgerRecord(input_key("x", "m"), "failed", error="http_500")],
-                  model="gpt-4o-mini", prompt_version="v1")
-    ledger.record("fpB", [LedgerRecord(input_key("y", "m"), "invalid", "other", 0.0, raw_response="{")],
-                  model="gpt-4o", prompt_version="v2")
+    ledger.record(
+        "fpA",
+        [
+            LedgerRecord(
+                input_key(str(i), "m"),
+                "ok",
+                "korean",
+                0.9,
+                tokens_in=10,
+                tokens_out=2,
+                cost_usd=0.001,
+            )
+            for i in range(5)
+        ],
+        model="gpt-4o-mini",
+        prompt_version="v1",
+    )
+    ledger.record(
+        "fpA",
+        [LedgerRecord(input_key("x", "m"), "failed", error="http_500")],
+        model="gpt-4o-mini",
+        prompt_version="v1",
+    )
+    ledger.record(
+        "fpB",
+        [LedgerRecord(input_key("y", "m"), "invalid", "other", 0.0, raw_response="{")],
+        model="gpt-4o",
+        prompt_version="v2",
+    )
     st = ledger.stats()
     assert st["rows"] == 7 and st["by_status"] == {"ok": 5, "invalid": 1, "failed": 1}
     assert st["tokens_in"] == 50 and st["cost_usd"] == pytest.approx(0.005)
@@ -149,10 +193,10 @@ def test_stats_export_and_prune(ledger, tmp_path):
     assert n == 6 and len(pd.read_parquet(tmp_path / "e.parquet")) == 6
     assert ledger.export(tmp_path / "e.csv", status="invalid") == 1
     assert pd.read_csv(tmp_path / "e.csv")["raw_response"].tolist() == ["{"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must end in \.csv or \.parquet"):
         ledger.export(tmp_path / "e.json")
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="prune needs at least one of"):
         ledger.prune()  # an unfiltered prune is refused
     assert ledger.prune(status="failed") == 1 and ledger.count() == 7  # dry run by default
     assert ledger.prune(status="failed", dry_run=False) == 1 and ledger.count() == 6
@@ -165,18 +209,34 @@ def test_stats_export_and_prune(ledger, tmp_path):
 def test_stats_name_the_current_fingerprint_and_count_what_it_would_pay_again(ledger):
     k = [input_key(str(i), "m") for i in range(6)]
     ledger.register_fingerprint("old1", {"model": "m", "prompt_version": "v1"})
-    ledger.record("old1", [LedgerRecord(k[0], "ok", "korean", 0.9, latency_ms=100.0),
-                           LedgerRecord(k[1], "ok", "korean", 0.9, latency_ms=300.0),
-                           LedgerRecord(k[2], "invalid", "other", 0.0),
-                           LedgerRecord(k[3], "failed", error="timeout")],
-                  model="m", prompt_version="v1")
+    ledger.record(
+        "old1",
+        [
+            LedgerRecord(k[0], "ok", "korean", 0.9, latency_ms=100.0),
+            LedgerRecord(k[1], "ok", "korean", 0.9, latency_ms=300.0),
+            LedgerRecord(k[2], "invalid", "other", 0.0),
+            LedgerRecord(k[3], "failed", error="timeout"),
+        ],
+        model="m",
+        prompt_version="v1",
+    )
     # k1 answered under two old fingerprints counts once; k4 answered under the current one
     # (and an old one) is no re-pay; a failed row was never paid an answer.
-    ledger.record("old2", [LedgerRecord(k[1], "ok", "korean", 0.8),
-                           LedgerRecord(k[4], "ok", "pizza", 0.9)], model="m", prompt_version="v2")
-    ledger.record("cur", [LedgerRecord(k[4], "ok", "pizza", 0.9, latency_ms=50.0),
-                          LedgerRecord(k[5], "failed", error="timeout")],
-                  model="m", prompt_version="v2")
+    ledger.record(
+        "old2",
+        [LedgerRecord(k[1], "ok", "korean", 0.8), LedgerRecord(k[4], "ok", "pizza", 0.9)],
+        model="m",
+        prompt_version="v2",
+    )
+    ledger.record(
+        "cur",
+        [
+            LedgerRecord(k[4], "ok", "pizza", 0.9, latency_ms=50.0),
+            LedgerRecord(k[5], "failed", error="timeout"),
+        ],
+        model="m",
+        prompt_version="v2",
+    )
     assert ledger.repay_count("cur") == 3  # k0, k1, k2
     assert ledger.repay_count("old1") == 1  # k4
     assert ledger.repay_count("nowhere") == 4  # every answered input
@@ -196,8 +256,12 @@ def test_per_row_commit_is_cheap(ledger):
     n = 300
     t0 = time.perf_counter()
     for i in range(n):
-        ledger.record("fp", [LedgerRecord(input_key(str(i), "m"), "ok", "korean", 0.9)],
-                      model="m", prompt_version="v")
+        ledger.record(
+            "fp",
+            [LedgerRecord(input_key(str(i), "m"), "ok", "korean", 0.9)],
+            model="m",
+            prompt_version="v",
+        )
     per_row_ms = (time.perf_counter() - t0) * 1000 / n
     assert ledger.count() == n
     assert per_row_ms < 5  # generous for slow CI disks; the benchmark reports the real figure
@@ -254,8 +318,12 @@ def test_an_expired_lease_is_taken_over(open_ledger, monkeypatch):
 
 
 def test_a_dead_local_claimant_is_taken_over_at_once_a_live_one_is_not(open_ledger):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(dead.stdout)
     host = ledger_mod._HOST
     crashed, alive, b = open_ledger(), open_ledger(), open_ledger()
@@ -342,7 +410,7 @@ def test_passwords_are_masked_in_every_message(tmp_path):
     with pytest.raises(LedgerError) as info:
         Ledger.from_url("mysql://u:s3cret@h/db")
     assert "s3cret" not in str(info.value)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exactly one of a SQLite path or a url"):
         Ledger(tmp_path / "a.sqlite", url="sqlite://")
 
 
@@ -360,19 +428,28 @@ def test_lease_setting_from_env(tmp_path, monkeypatch):
 
 
 # -- two worker processes on one ledger ----------------------------------------------------------
-WORKER_MENUS = ["짜장면, 짬뽕", "삼겹살, 항정살", "연어초밥, 우동", "페퍼로니 피자", "떡볶이, 튀김",
-                "아메리카노, 빙수"]
+WORKER_MENUS = [
+    "짜장면, 짬뽕",
+    "삼겹살, 항정살",
+    "연어초밥, 우동",
+    "페퍼로니 피자",
+    "떡볶이, 튀김",
+    "아메리카노, 빙수",
+]
 
 
 def worker_inputs(tmp_path: Path, shared: int = 40, own: int = 20) -> list[Path]:
     """Two input files that share `shared` restaurants (same order: the hardest race) and have
     `own` each."""
+
     def rows(prefix: str, start: int, n: int) -> pd.DataFrame:
-        return pd.DataFrame({
-            "restaurant_id": [f"{prefix}{i:03d}" for i in range(start, start + n)],
-            "name": [f"가게{prefix}{i}" for i in range(start, start + n)],
-            "menu": [WORKER_MENUS[i % len(WORKER_MENUS)] for i in range(start, start + n)],
-        })
+        return pd.DataFrame(
+            {
+                "restaurant_id": [f"{prefix}{i:03d}" for i in range(start, start + n)],
+                "name": [f"가게{prefix}{i}" for i in range(start, start + n)],
+                "menu": [WORKER_MENUS[i % len(WORKER_MENUS)] for i in range(start, start + n)],
+            }
+        )
 
     common = rows("S", 0, shared)
     paths = []
@@ -404,9 +481,23 @@ def run_two_workers(tmp_path: Path, server, env: dict[str, str]) -> list[str]:
     server._next_fault = gated
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "recsys_assets.labeling.commands", "label", str(src), "-o",
-             str(tmp_path / f"out_{src.stem}.csv"), "--labeler", "llm", "--no-progress"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "recsys_assets.labeling.commands",
+                "label",
+                str(src),
+                "-o",
+                str(tmp_path / f"out_{src.stem}.csv"),
+                "--labeler",
+                "llm",
+                "--no-progress",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for src in worker_inputs(tmp_path)
     ]
@@ -425,8 +516,12 @@ def claims_rows(url: str) -> list:
     engine = create_engine(url)
     try:
         with engine.connect() as con:
-            return con.execute(text("SELECT input_key, fingerprint, state, owner, lease_until, "
-                                    "updated_at FROM claims ORDER BY input_key")).fetchall()
+            return con.execute(
+                text(
+                    "SELECT input_key, fingerprint, state, owner, lease_until, "
+                    "updated_at FROM claims ORDER BY input_key"
+                )
+            ).fetchall()
     finally:
         engine.dispose()
 
@@ -434,16 +529,21 @@ def claims_rows(url: str) -> list:
 def assert_shared_block_was_split(url: str, tmp_path: Path) -> None:
     """Both workers answered part of the shared inputs: they really raced for the same keys."""
     src = pd.read_csv(tmp_path / "in_A.csv")
-    shared = {input_key(n, m) for n, m in zip(src["name"], src["menu"], strict=True)
-              if n.startswith("가게S")}
+    shared = {
+        input_key(n, m)
+        for n, m in zip(src["name"], src["menu"], strict=True)
+        if n.startswith("가게S")
+    }
     rows = [r for r in claims_rows(url) if r.input_key in shared]
     assert len(rows) == len(shared) == 40 and {r.state for r in rows} == {"done"}
     assert len({r.owner for r in rows}) == 2, Counter(r.owner for r in rows)
 
 
 def assert_no_key_paid_twice(tmp_path: Path, server, errs: list[str], distinct: int) -> None:
-    names = Counter(json.loads(body["messages"][1]["content"].split("\n")[1])[0]["name"]
-                    for body in server.bodies)
+    names = Counter(
+        json.loads(body["messages"][1]["content"].split("\n")[1])[0]["name"]
+        for body in server.bodies
+    )
     assert server.requests == distinct == len(names)
     assert max(names.values()) == 1, names.most_common(3)
     paid = 0
@@ -457,14 +557,19 @@ def assert_no_key_paid_twice(tmp_path: Path, server, errs: list[str], distinct: 
     assert paid == distinct  # each input labeled by exactly one of the two workers
 
 
-@pytest.fixture()
+@pytest.fixture
 def worker_env(recsys_home):
     from tests.fake_openai_server import FakeOpenAI
 
     with FakeOpenAI(latency_ms=20) as server:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": "sk-test-" + "w" * 32,
-               "OPENAI_BASE_URL": server.base_url, "RECSYS_LLM_MAX_CONCURRENCY": "4",
-               "RECSYS_LLM_TIMEOUT": "10"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "OPENAI_API_KEY": "sk-test-" + "w" * 32,
+            "OPENAI_BASE_URL": server.base_url,
+            "RECSYS_LLM_MAX_CONCURRENCY": "4",
+            "RECSYS_LLM_TIMEOUT": "10",
+        }
         env.pop("RECSYS_LEDGER_URL", None)
         yield server, env
 
@@ -491,9 +596,13 @@ def test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers(
     from recsys_assets.labeling.service import label_frame
     from tests.fake_openai_server import FakeOpenAI
 
-    df = pd.DataFrame({"restaurant_id": [f"R{i}" for i in range(20)],
-                       "name": [f"가게{i}" for i in range(20)],
-                       "menu": [WORKER_MENUS[i % len(WORKER_MENUS)] for i in range(20)]})
+    df = pd.DataFrame(
+        {
+            "restaurant_id": [f"R{i}" for i in range(20)],
+            "name": [f"가게{i}" for i in range(20)],
+            "menu": [WORKER_MENUS[i % len(WORKER_MENUS)] for i in range(20)],
+        }
+    )
     keys = [input_key(n, m) for n, m in zip(df["name"], df["menu"], strict=True)]
     monkeypatch.setenv("RECSYS_LEDGER_URL", store_url)
     settings = load_settings()
@@ -507,15 +616,27 @@ def test_the_engine_waits_for_keys_a_peer_holds_and_reuses_its_answers(
 
         def peer_answers_during_the_run() -> str:
             if server.requests == 3:  # every batch has been claimed (a claim precedes its call)
-                peer.record(fp, [_ok(keys[1]), _ok(keys[7]),
-                                 LedgerRecord(keys[12], "failed", error="http_500")],
-                            model="m", prompt_version="v")
+                peer.record(
+                    fp,
+                    [
+                        _ok(keys[1]),
+                        _ok(keys[7]),
+                        LedgerRecord(keys[12], "failed", error="http_500"),
+                    ],
+                    model="m",
+                    prompt_version="v",
+                )
             return orig()
 
         server._next_fault = peer_answers_during_the_run
         try:
-            out, rep = label_frame(df, labeler="llm", settings=settings, llm_options=opts,
-                                   engine_config=EngineConfig(max_concurrency=2, items_per_call=5))
+            out, rep = label_frame(
+                df,
+                labeler="llm",
+                settings=settings,
+                llm_options=opts,
+                engine_config=EngineConfig(max_concurrency=2, items_per_call=5),
+            )
         finally:
             peer.close()
         sent = [json.loads(b["messages"][1]["content"].split("\n")[1]) for b in server.bodies]

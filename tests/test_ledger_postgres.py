@@ -68,7 +68,7 @@ def pg():
         cluster.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def store_url(pg) -> str:
     """A fresh, empty database per test (the URL carries the cluster's password)."""
     return pg.create_database(f"t{os.getpid()}_{next(_db_names)}")
@@ -80,13 +80,30 @@ def test_round_trip_keeps_types_and_never_shows_the_password(open_ledger, pg, tm
     k = input_key("가게", "짜장면, 짬뽕")
     led.register_fingerprint("fp", {"model": "gpt-4o-mini", "prompt_version": "v1"})
     led.register_fingerprint("fp", {"model": "ignored: first registration wins"})
-    led.record("fp", [LedgerRecord(k, "ok", "chinese", 0.123456789, reason="짜장면",
-                                   raw_response='{"industry":"chinese"}', tokens_in=901,
-                                   tokens_out=17, cost_usd=0.000123456789, latency_ms=12.5)],
-               model="gpt-4o-mini", prompt_version="v1")
+    led.record(
+        "fp",
+        [
+            LedgerRecord(
+                k,
+                "ok",
+                "chinese",
+                0.123456789,
+                reason="짜장면",
+                raw_response='{"industry":"chinese"}',
+                tokens_in=901,
+                tokens_out=17,
+                cost_usd=0.000123456789,
+                latency_ms=12.5,
+            )
+        ],
+        model="gpt-4o-mini",
+        prompt_version="v1",
+    )
     got = led.lookup("fp", [k, "missing"])
     assert list(got) == [k] and got[k].industry == "chinese"
-    assert got[k].confidence == pytest.approx(0.123456789, abs=1e-12)  # double, not PG's 4-byte REAL
+    assert got[k].confidence == pytest.approx(
+        0.123456789, abs=1e-12
+    )  # double, not PG's 4-byte REAL
     row = next(led.iter_rows())
     assert row["reason"] == "짜장면" and row["tokens_in"] == 901
     assert row["cost_usd"] == pytest.approx(0.000123456789, abs=1e-15)
@@ -113,8 +130,8 @@ def test_a_bare_postgresql_url_uses_psycopg_3(pg, store_url):
 
 
 def test_ledger_cli_commands_work_on_postgresql(recsys_home, store_url, monkeypatch, tmp_path):
-    from typer.testing import CliRunner
     import typer
+    from typer.testing import CliRunner
 
     from recsys_assets.labeling.commands import register
 
@@ -122,8 +139,15 @@ def test_ledger_cli_commands_work_on_postgresql(recsys_home, store_url, monkeypa
     register(app)
     with Ledger.from_url(store_url) as led:
         led.register_fingerprint("fpA", {"model": "gpt-4o-mini", "prompt_version": "v1"})
-        led.record("fpA", [LedgerRecord(input_key(str(i), "m"), "ok", "korean", 0.9, tokens_in=10)
-                           for i in range(4)], model="gpt-4o-mini", prompt_version="v1")
+        led.record(
+            "fpA",
+            [
+                LedgerRecord(input_key(str(i), "m"), "ok", "korean", 0.9, tokens_in=10)
+                for i in range(4)
+            ],
+            model="gpt-4o-mini",
+            prompt_version="v1",
+        )
     monkeypatch.setenv("RECSYS_LEDGER_URL", store_url)
     password = store_url.split(":")[2].split("@")[0]
     r = CliRunner().invoke(app, ["ledger", "stats"])
@@ -157,9 +181,13 @@ def test_lease_expiry_lets_a_second_worker_take_over_a_killed_workers_keys(
     and is SIGKILLed before any answer; worker B then labels everything."""
     server, env = worker_env
     server.configure(latency_ms=60_000)  # A's calls never come back
-    df = pd.DataFrame({"restaurant_id": [f"R{i}" for i in range(8)],
-                       "name": [f"가게{i}" for i in range(8)],
-                       "menu": ["짜장면", "삼겹살", "초밥", "피자", "떡볶이", "커피", "족발", "파스타"]})
+    df = pd.DataFrame(
+        {
+            "restaurant_id": [f"R{i}" for i in range(8)],
+            "name": [f"가게{i}" for i in range(8)],
+            "menu": ["짜장면", "삼겹살", "초밥", "피자", "떡볶이", "커피", "족발", "파스타"],
+        }
+    )
     src = tmp_path / "in.csv"
     df.to_csv(src, index=False)
     worker_a = (
@@ -169,10 +197,14 @@ def test_lease_expiry_lets_a_second_worker_take_over_a_killed_workers_keys(
         "'--labeler', 'llm', '--no-progress']; main()"
     )
     lease_s = 1.5
-    proc = subprocess.Popen([sys.executable, "-c", worker_a], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**env, "RECSYS_LEDGER_URL": store_url,
-                                 "RECSYS_LEDGER_LEASE_SECONDS": str(lease_s)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", worker_a],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "RECSYS_LEDGER_URL": store_url, "RECSYS_LEDGER_LEASE_SECONDS": str(lease_s)},
+    )
     keys = [input_key(n, m) for n, m in zip(df["name"], df["menu"], strict=True)]
     try:
         deadline = time.monotonic() + 30
@@ -192,7 +224,9 @@ def test_lease_expiry_lets_a_second_worker_take_over_a_killed_workers_keys(
     server.configure(latency_ms=5)
     monkeypatch.setenv("RECSYS_LEDGER_URL", store_url)
     out, rep = label_frame(
-        df, labeler="llm", settings=load_settings(),
+        df,
+        labeler="llm",
+        settings=load_settings(),
         llm_options=LLMOptions(base_url=server.base_url, api_key=env["OPENAI_API_KEY"]),
         engine_config=EngineConfig(max_concurrency=4, backoff_base_s=0.005),
     )
@@ -204,4 +238,3 @@ def test_lease_expiry_lets_a_second_worker_take_over_a_killed_workers_keys(
     for r in held:  # B answered A's keys only once A's lease had run out, not before
         assert after[r.input_key].updated_at > expiry
         assert not after[r.input_key].owner.startswith("another-host.example:")
-

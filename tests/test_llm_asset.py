@@ -17,7 +17,9 @@ from tests.fake_openai_server import FakeOpenAI
 
 
 def test_asset_and_cli_share_the_ledger(recsys_home, tmp_path, monkeypatch):
-    key = "sk-test-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+    key = "sk-test-" + "".join(
+        secrets.choice(string.ascii_letters + string.digits) for _ in range(32)
+    )
     data = tmp_path / "data"
     files = generate_sample(data, n_restaurants=40, seed=9, fmt="csv")
     with FakeOpenAI(latency_ms=5) as server:
@@ -28,9 +30,13 @@ def test_asset_and_cli_share_the_ledger(recsys_home, tmp_path, monkeypatch):
         settings = load_settings()
         assert settings.resolved_labeler() == "llm"
 
-        result = build_defs(settings).resolve_job_def("rebuild_job").execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            asset_selection=[dg.AssetKey("restaurants"), dg.AssetKey("restaurant_industry")],
+        result = (
+            build_defs(settings)
+            .resolve_job_def("rebuild_job")
+            .execute_in_process(
+                instance=dg.DagsterInstance.ephemeral(),
+                asset_selection=[dg.AssetKey("restaurants"), dg.AssetKey("restaurant_industry")],
+            )
         )
         assert result.success
         distinct = pd.read_csv(files.restaurants)[["name", "menu", "description"]].drop_duplicates()

@@ -20,29 +20,43 @@ from recsys_assets.labeling.llm import LLMOptions
 from recsys_assets.labeling.service import LabelingAborted, label_frame
 from tests.fake_openai_server import FakeOpenAI, keyword_label
 
-MENUS = ["짜장면, 짬뽕, 탕수육", "삼겹살, 목살", "연어초밥, 우동", "콤비네이션 피자", "떡볶이, 김밥",
-         "아메리카노, 케이크", "순대국밥, 수육", "족발, 보쌈", "까르보나라 파스타", "쌀국수, 팟타이"]
+MENUS = [
+    "짜장면, 짬뽕, 탕수육",
+    "삼겹살, 목살",
+    "연어초밥, 우동",
+    "콤비네이션 피자",
+    "떡볶이, 김밥",
+    "아메리카노, 케이크",
+    "순대국밥, 수육",
+    "족발, 보쌈",
+    "까르보나라 파스타",
+    "쌀국수, 팟타이",
+]
 
 
 def make_df(n: int, offset: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({
-        "restaurant_id": [f"R{i:04d}" for i in range(offset, offset + n)],
-        "name": [f"가게{i}" for i in range(offset, offset + n)],
-        "menu": [MENUS[i % len(MENUS)] for i in range(offset, offset + n)],
-    })
+    return pd.DataFrame(
+        {
+            "restaurant_id": [f"R{i:04d}" for i in range(offset, offset + n)],
+            "name": [f"가게{i}" for i in range(offset, offset + n)],
+            "menu": [MENUS[i % len(MENUS)] for i in range(offset, offset + n)],
+        }
+    )
 
 
 def fake_key() -> str:
-    return "sk-test-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+    return "sk-test-" + "".join(
+        secrets.choice(string.ascii_letters + string.digits) for _ in range(32)
+    )
 
 
-@pytest.fixture()
+@pytest.fixture
 def server():
     with FakeOpenAI(latency_ms=5) as srv:
         yield srv
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(recsys_home, server):
     key = fake_key()
     settings = load_settings()
@@ -50,8 +64,9 @@ def env(recsys_home, server):
     def run(df, *, labeler="llm", cfg=None, opts=None, **kw):
         cfg = cfg or EngineConfig(max_concurrency=4, backoff_base_s=0.005, backoff_max_s=0.05)
         opts = opts or LLMOptions(base_url=server.base_url, api_key=key, timeout_s=5)
-        return label_frame(df, labeler=labeler, settings=settings, llm_options=opts,
-                           engine_config=cfg, **kw)
+        return label_frame(
+            df, labeler=labeler, settings=settings, llm_options=opts, engine_config=cfg, **kw
+        )
 
     run.key = key
     run.settings = settings
@@ -62,7 +77,7 @@ def assert_complete(df_in: pd.DataFrame, out: pd.DataFrame) -> None:
     assert out["restaurant_id"].tolist() == df_in["restaurant_id"].tolist()
     assert out["industry"].isin(taxonomy.INDUSTRY_CODES).all()
     assert out["confidence"].between(0, 1).all()
-    assert str(out["labeled_at"].dtype) .endswith("UTC]")
+    assert str(out["labeled_at"].dtype).endswith("UTC]")
 
 
 def test_labels_match_the_model_and_a_rerun_pays_nothing(env, server):
@@ -88,7 +103,7 @@ def test_labels_match_the_model_and_a_rerun_pays_nothing(env, server):
 def test_identical_inputs_are_sent_once(env, server):
     df = pd.concat([make_df(10)] * 3, ignore_index=True)
     df["restaurant_id"] = range(len(df))
-    out, rep = env(df)
+    out, _rep = env(df)
     assert server.requests == 10 and len(out) == 30
     assert out["industry"].tolist() == out["industry"].tolist()[:10] * 3
 
@@ -112,8 +127,11 @@ def test_a_prompt_edit_relabels_everything_once_and_keeps_old_answers(env, serve
     _, rep_label = env(df)
     assert server.requests == 20 and rep_label.fingerprint == rep1.fingerprint
     # An edited hard example, with no version bump, is a new prompt: asked again, once.
-    monkeypatch.setattr(llm, "HARD_EXAMPLES", (*llm.HARD_EXAMPLES,
-                                               ("포케하우스", "연어포케, 참치포케", "salad", "poke bowls")))
+    monkeypatch.setattr(
+        llm,
+        "HARD_EXAMPLES",
+        (*llm.HARD_EXAMPLES, ("포케하우스", "연어포케, 참치포케", "salad", "poke bowls")),
+    )
     _, rep2 = env(df)
     assert server.requests == 40 and rep2.labeled_this_run == 20
     assert rep1.fingerprint != rep2.fingerprint
@@ -128,7 +146,12 @@ def test_a_prompt_edit_relabels_everything_once_and_keeps_old_answers(env, serve
     "rates",
     [
         {"rate_limit": 0.2, "server_error": 0.2},
-        {"malformed_json": 0.15, "wrong_shape": 0.15, "out_of_taxonomy": 0.15, "bad_confidence": 0.1},
+        {
+            "malformed_json": 0.15,
+            "wrong_shape": 0.15,
+            "out_of_taxonomy": 0.15,
+            "bad_confidence": 0.1,
+        },
         {"timeout": 0.1, "server_error": 0.1, "rate_limit": 0.1, "wrong_shape": 0.1},
     ],
     ids=["transient", "bad-answers", "mixed"],
@@ -144,8 +167,13 @@ def test_fault_mixes_end_with_every_row_labeled_or_flagged(env, server, rates):
     flagged = out[out["flagged"]]
     assert (flagged["industry"] == "other").all() and (flagged["confidence"] == 0).all()
     good = out[~out["flagged"]]
-    expected = {r: keyword_label(n, m) for r, n, m in zip(df["restaurant_id"], df["name"], df["menu"], strict=True)}
-    assert all(expected[r] == ind for r, ind in zip(good["restaurant_id"], good["industry"], strict=True))
+    expected = {
+        r: keyword_label(n, m)
+        for r, n, m in zip(df["restaurant_id"], df["name"], df["menu"], strict=True)
+    }
+    assert all(
+        expected[r] == ind for r, ind in zip(good["restaurant_id"], good["industry"], strict=True)
+    )
     assert rep.llm_calls == server.requests
     assert sum(rep.failures_by_reason.values()) > 0
 
@@ -171,7 +199,9 @@ def test_invalid_answers_get_one_reask_then_are_recorded_with_the_raw_answer(env
 def test_exhausted_retries_are_flagged_and_retried_next_run(env, server):
     server.configure(rates={"server_error": 1.0})
     df = make_df(6)
-    cfg = EngineConfig(max_concurrency=2, max_attempts=2, backoff_base_s=0.001, breaker_threshold=100)
+    cfg = EngineConfig(
+        max_concurrency=2, max_attempts=2, backoff_base_s=0.001, breaker_threshold=100
+    )
     out, rep = env(df, cfg=cfg)
     assert rep.failed == 6 and out["flagged"].all() and server.requests == 12
     assert rep.failures_by_reason["exhausted:http_500"] == 6
@@ -195,7 +225,7 @@ def test_micro_batching_handles_missing_and_extra_ids(env, server):
     server.configure(script=["missing_ids", "extra_ids"])
     df = make_df(20)
     cfg = EngineConfig(max_concurrency=2, items_per_call=5, backoff_base_s=0.001)
-    out, rep = env(df, cfg=cfg)
+    out, _rep = env(df, cfg=cfg)
     assert_complete(df, out)
     assert not out["flagged"].any()
     assert server.requests == 5  # 4 calls + 1 re-ask for the missing id; the extra id is ignored
@@ -215,7 +245,10 @@ def test_structured_output_request_is_constrained_and_client_retries_are_off(env
     assert "치키치키뱅뱅" in system and taxonomy.describe() in system
     # max_retries=0: one 500 is one request; the engine decides to retry
     server.configure(script=["server_error"])
-    env(make_df(1, offset=1), cfg=EngineConfig(max_concurrency=1, max_attempts=1, breaker_threshold=9))
+    env(
+        make_df(1, offset=1),
+        cfg=EngineConfig(max_concurrency=1, max_attempts=1, breaker_threshold=9),
+    )
     assert server.requests == 2
 
 
@@ -229,7 +262,9 @@ def test_structured_output_request_is_constrained_and_client_retries_are_off(env
 def test_injected_instructions_stay_data(env, server, name):
     df = pd.DataFrame({"restaurant_id": ["X"], "name": [name], "menu": ["순대국밥, 수육"]})
     out, _ = env(df)
-    assert out["industry"].tolist() == ["korean"]  # the gullible fake obeys anything outside the data
+    assert out["industry"].tolist() == [
+        "korean"
+    ]  # the gullible fake obeys anything outside the data
     user = server.bodies[0]["messages"][1]["content"]
     assert user.count("<restaurants>") == 1 and user.count("</restaurants>") == 1
     assert json.loads(user.split("\n")[1])[0]["name"] == name  # intact, as data
@@ -241,15 +276,27 @@ def test_auth_error_fails_fast_without_leaking_the_key(recsys_home, server):
     df = make_df(30)
     t0 = time.perf_counter()
     with pytest.raises(LabelingAborted) as info:
-        label_frame(df, labeler="llm", settings=load_settings(),
-                    llm_options=LLMOptions(base_url=server.base_url, api_key=key),
-                    engine_config=EngineConfig(max_concurrency=4, backoff_base_s=0.01))
+        label_frame(
+            df,
+            labeler="llm",
+            settings=load_settings(),
+            llm_options=LLMOptions(base_url=server.base_url, api_key=key),
+            engine_config=EngineConfig(max_concurrency=4, backoff_base_s=0.01),
+        )
     assert time.perf_counter() - t0 < 5
     err = info.value
     assert err.reason == "auth" and "OPENAI_API_KEY" in str(err)
     assert server.requests <= 4  # stopped at once, no retries
-    dump = "\n".join(json.dumps(r, ensure_ascii=False) for r in Ledger(load_settings().ledger_path).iter_rows())
-    for text in (str(err), repr(err), json.dumps(err.report.as_metadata()), dump, str(err.__cause__)):
+    dump = "\n".join(
+        json.dumps(r, ensure_ascii=False) for r in Ledger(load_settings().ledger_path).iter_rows()
+    )
+    for text in (
+        str(err),
+        repr(err),
+        json.dumps(err.report.as_metadata()),
+        dump,
+        str(err.__cause__),
+    ):
         assert key not in text
 
 
@@ -265,8 +312,12 @@ def test_insufficient_quota_stops_with_a_clear_message(env, server):
 def test_circuit_breaker_stops_and_keeps_progress(env, server):
     server.configure(script=["ok"] * 3, rates={"server_error": 1.0})
     with pytest.raises(LabelingAborted) as info:
-        env(make_df(30), cfg=EngineConfig(max_concurrency=2, max_attempts=50, breaker_threshold=5,
-                                          backoff_base_s=0.001))
+        env(
+            make_df(30),
+            cfg=EngineConfig(
+                max_concurrency=2, max_attempts=50, breaker_threshold=5, backoff_base_s=0.001
+            ),
+        )
     assert info.value.reason == "circuit_open"
     assert "rerun the same command to resume" in str(info.value)
     assert server.requests <= 3 + 5 + 2
@@ -293,7 +344,9 @@ def test_stop_event_returns_partial_results(env, server):
     server._next_fault = stop_after_ten
     out, rep = env(df, cfg=cfg, stop_event=stop)
     assert rep.interrupted and 0 < len(out) < 40 and rep.remaining == 40 - len(out)
-    assert out["restaurant_id"].tolist() == [r for r in df["restaurant_id"] if r in set(out["restaurant_id"])]
+    assert out["restaurant_id"].tolist() == [
+        r for r in df["restaurant_id"] if r in set(out["restaurant_id"])
+    ]
     assert server.requests == len(out)  # calls in flight finished and were recorded
     server._next_fault = orig
     out2, rep2 = env(df, cfg=cfg)
@@ -349,14 +402,16 @@ def test_cascade_sends_only_uncertain_rows(env, server):
     # rows with only a vague name and no menu are where the offline labeler is unsure
     df.loc[[2, 5, 9], "menu"] = ""
     df.loc[[2, 5, 9], "name"] = ["맛있는집", "행복한 식당", "온누리"]
-    preds = OfflineLabeler().predict_many(zip(df["name"], df["menu"], [None] * 20))
+    preds = OfflineLabeler().predict_many(zip(df["name"], df["menu"], [None] * 20, strict=False))
     unsure = [i for i, p in enumerate(preds) if p.margin < 0.35]
     assert unsure  # the fixture really has uncertain rows
     out, rep = env(df, labeler="cascade", cascade_margin=0.35)
     assert_complete(df, out)
     assert server.requests == len(unsure) == rep.llm_calls
     assert rep.offline_answered == 20 - len(unsure)
-    assert out["source"].tolist() == ["cascade_llm" if i in unsure else "cascade_offline" for i in range(20)]
+    assert out["source"].tolist() == [
+        "cascade_llm" if i in unsure else "cascade_offline" for i in range(20)
+    ]
     _, rep0 = env(df, labeler="cascade", cascade_margin=0.0)
     assert rep0.offline_answered == 20 and server.requests == len(unsure)
     _, rep_all = env(df, labeler="cascade", cascade_margin=10.0)

@@ -36,7 +36,9 @@ def predictions(labeler, rows) -> list[OfflinePrediction]:
 
 
 def _accuracy(rows, preds, split: str | None = None) -> float:
-    pairs = [(r, p) for r, p in zip(rows, preds) if split is None or r["split"] == split]
+    pairs = [
+        (r, p) for r, p in zip(rows, preds, strict=False) if split is None or r["split"] == split
+    ]
     return sum(p.industry == r["industry"] for r, p in pairs) / len(pairs)
 
 
@@ -54,7 +56,7 @@ def test_dataset_shape(rows):
 def test_overall_accuracy(rows, predictions):
     misses = [
         (r["name"], r["menu"], r["industry"], p.industry)
-        for r, p in zip(rows, predictions)
+        for r, p in zip(rows, predictions, strict=False)
         if p.industry != r["industry"]
     ]
     assert _accuracy(rows, predictions) >= 0.90, misses
@@ -66,7 +68,7 @@ def test_holdout_accuracy(rows, predictions):
 
 def test_per_industry_floor(rows, predictions):
     by_code: dict[str, list[bool]] = {}
-    for r, p in zip(rows, predictions):
+    for r, p in zip(rows, predictions, strict=False):
         by_code.setdefault(r["industry"], []).append(p.industry == r["industry"])
     for code, hits in by_code.items():
         if len(hits) >= 5:
@@ -240,7 +242,9 @@ def test_predict_many_accepts_two_tuples(labeler):
 
 # --- split_menu -----------------------------------------------------------------------------------
 def test_split_menu_strips_prices_and_noise():
-    assert split_menu("짜장면 7000원|아메리카노 4,500|₩8,000 짬뽕|  |🍕 피자 (L)|탕수육 1.5만원") == [
+    assert split_menu(
+        "짜장면 7000원|아메리카노 4,500|₩8,000 짬뽕|  |🍕 피자 (L)|탕수육 1.5만원"
+    ) == [
         "짜장면",
         "아메리카노",
         "짬뽕",
@@ -259,7 +263,11 @@ def test_split_menu_other_separators_and_empties():
 
 
 def test_split_menu_keeps_numbers_that_are_not_prices():
-    assert split_menu("7분돼지김치|500cc 생맥주|2인 세트") == ["7분돼지김치", "500cc 생맥주", "2인 세트"]
+    assert split_menu("7분돼지김치|500cc 생맥주|2인 세트") == [
+        "7분돼지김치",
+        "500cc 생맥주",
+        "2인 세트",
+    ]
 
 
 def test_confidence_is_finite(labeler, predictions):

@@ -39,7 +39,7 @@ def _materialize(defs, *keys):
 
 
 def _metadata(result, asset):
-    [mat] = [m for m in result.asset_materializations_for_node(asset)]
+    [mat] = list(result.asset_materializations_for_node(asset))
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -53,14 +53,18 @@ def test_shards_run_concurrently_then_assemble(recsys_home, tmp_path, monkeypatc
 
     # Every shard in its own process at once: they contend for the DuckDB file and must all land.
     procs = [
-        subprocess.Popen([sys.executable, "-c", MATERIALIZE_SHARD, str(k)], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", MATERIALIZE_SHARD, str(k)], stderr=subprocess.PIPE, text=True
+        )
         for k in range(N_SHARDS)
     ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
     # Idempotent: a shard materialized again replaces its rows.
-    rerun = subprocess.run([sys.executable, "-c", MATERIALIZE_SHARD, "3"], capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(
+        [sys.executable, "-c", MATERIALIZE_SHARD, "3"], capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
@@ -79,7 +83,9 @@ def test_shards_run_concurrently_then_assemble(recsys_home, tmp_path, monkeypatc
     # A changed menu makes that restaurant's shard label stale: only it is labeled again.
     con = duckdb.connect(str(settings.warehouse_path))
     try:
-        con.execute("UPDATE restaurants SET menu = '짜장면|짬뽕|탕수육' WHERE restaurant_id = 'R000007'")
+        con.execute(
+            "UPDATE restaurants SET menu = '짜장면|짬뽕|탕수육' WHERE restaurant_id = 'R000007'"
+        )
     finally:
         con.close()
     result = _materialize(defs, "restaurant_industry")

@@ -23,9 +23,17 @@ def test_definitions_load():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {
-        "restaurants", "products", "orders", "restaurant_industry",
-        "industry_product_stats", "industry_top_products", "ranking_dataset", "ranker_model",
-        "ranker_evaluation", "champion_model", "recommendations",
+        "restaurants",
+        "products",
+        "orders",
+        "restaurant_industry",
+        "industry_product_stats",
+        "industry_top_products",
+        "ranking_dataset",
+        "ranker_model",
+        "ranker_evaluation",
+        "champion_model",
+        "recommendations",
     } <= keys
     assert defs.resolve_job_def("rebuild_job") is not None
     dg.Definitions.validate_loadable(defs)
@@ -47,7 +55,11 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
     assert result.success
     checks = list(result.get_asset_check_evaluations())
     failed = [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed]
-    assert {c.check_name for c in checks} >= {"unique_key", "labels_within_taxonomy", "promotion_gate"}
+    assert {c.check_name for c in checks} >= {
+        "unique_key",
+        "labels_within_taxonomy",
+        "promotion_gate",
+    }
     assert checks and not failed
 
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
@@ -55,9 +67,14 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
         n_rest = con.execute("SELECT count(*) FROM restaurants").fetchall()[0][0]
         n_lab = con.execute("SELECT count(*) FROM restaurant_industry").fetchall()[0][0]
         assert n_rest == n_lab > 0
-        labels = {r[0] for r in con.execute("SELECT DISTINCT industry FROM restaurant_industry").fetchall()}
+        labels = {
+            r[0]
+            for r in con.execute("SELECT DISTINCT industry FROM restaurant_industry").fetchall()
+        }
         assert labels <= set(taxonomy.INDUSTRY_CODES) and len(labels) >= 10
-        top = con.execute("SELECT industry, max(rank) FROM industry_top_products GROUP BY 1").fetchall()
+        top = con.execute(
+            "SELECT industry, max(rank) FROM industry_top_products GROUP BY 1"
+        ).fetchall()
         assert top and all(1 <= r[1] <= 50 for r in top)
         snapshot = {
             t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").df()
@@ -71,7 +88,10 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
     assert champion.tags["promotion_decision"] == "promoted"
     recs = pd.read_parquet(settings.exports_dir / "recommendations.parquet")
     assert set(recs["model_version"]) == {str(champion.version)}
-    assert recs.groupby("restaurant_id").size().max() == 10 and recs["restaurant_id"].nunique() == n_rest
+    assert (
+        recs.groupby("restaurant_id").size().max() == 10
+        and recs["restaurant_id"].nunique() == n_rest
+    )
 
     # Idempotent: a second rebuild gives the same tables, no duplicates.
     second = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
@@ -80,7 +100,10 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
     # warns through the asset check and records a model-quality alert.
     gate = [c for c in second.get_asset_check_evaluations() if c.check_name == "promotion_gate"]
     assert len(gate) == 1 and not gate[0].passed
-    assert client.get_model_version_by_alias("industry-product-ranker", "champion").version == champion.version
+    assert (
+        client.get_model_version_by_alias("industry-product-ranker", "champion").version
+        == champion.version
+    )
     challenger = client.get_model_version_by_alias("industry-product-ranker", "challenger")
     assert challenger.version != champion.version
     assert challenger.tags["promotion_decision"] == "rejected"
@@ -90,7 +113,9 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
     try:
         for table, before in snapshot.items():
             # Same rows; floats equal up to the order of DuckDB's parallel sums.
-            pd.testing.assert_frame_equal(con.execute(f"SELECT * FROM {table} ORDER BY ALL").df(), before)
+            pd.testing.assert_frame_equal(
+                con.execute(f"SELECT * FROM {table} ORDER BY ALL").df(), before
+            )
     finally:
         con.close()
 

@@ -18,27 +18,43 @@ from recsys_assets.ranking.features import FEATURES
 
 SYN_INDUSTRIES = {
     # industry: (core product ids, {menu item: product ids it needs})
-    "chicken": (["P000", "P001", "P002", "P003"],
-                {"후라이드": ["P004"], "양념치킨": ["P005"], "치즈볼": ["P006"], "감자튀김": ["P007"]}),
-    "pizza": (["P006", "P008", "P009", "P010"],
-              {"페퍼로니피자": ["P011"], "포테이토피자": ["P012"], "파스타": ["P013"], "치즈볼": ["P006"]}),
-    "korean": (["P014", "P015", "P016", "P017"],
-               {"김치찌개": ["P018"], "된장찌개": ["P019"], "제육볶음": ["P020"], "비빔밥": ["P021"]}),
-    "cafe_dessert": (["P022", "P023", "P024", "P025"],
-                     {"아메리카노": ["P026"], "라떼": ["P027"], "케이크": ["P028"], "빙수": ["P029"]}),
+    "chicken": (
+        ["P000", "P001", "P002", "P003"],
+        {"후라이드": ["P004"], "양념치킨": ["P005"], "치즈볼": ["P006"], "감자튀김": ["P007"]},
+    ),
+    "pizza": (
+        ["P006", "P008", "P009", "P010"],
+        {
+            "페퍼로니피자": ["P011"],
+            "포테이토피자": ["P012"],
+            "파스타": ["P013"],
+            "치즈볼": ["P006"],
+        },
+    ),
+    "korean": (
+        ["P014", "P015", "P016", "P017"],
+        {"김치찌개": ["P018"], "된장찌개": ["P019"], "제육볶음": ["P020"], "비빔밥": ["P021"]},
+    ),
+    "cafe_dessert": (
+        ["P022", "P023", "P024", "P025"],
+        {"아메리카노": ["P026"], "라떼": ["P027"], "케이크": ["P028"], "빙수": ["P029"]},
+    ),
 }
 N_PRODUCTS = 40
 
 
-def make_synthetic_warehouse(path, n_restaurants: int = 300, seed: int = 0,
-                             start: date = date(2024, 1, 1), days: int = 540) -> duckdb.DuckDBPyConnection:
+def make_synthetic_warehouse(
+    path, n_restaurants: int = 300, seed: int = 0, start: date = date(2024, 1, 1), days: int = 540
+) -> duckdb.DuckDBPyConnection:
     rng = np.random.default_rng(seed)
-    products = pd.DataFrame({
-        "product_id": [f"P{i:03d}" for i in range(N_PRODUCTS)],
-        "name": [f"상품{i}" for i in range(N_PRODUCTS)],
-        "category": [f"cat{i % 6}" for i in range(N_PRODUCTS)],
-        "unit_price": rng.uniform(1000, 50000, N_PRODUCTS).round(0),
-    })
+    products = pd.DataFrame(
+        {
+            "product_id": [f"P{i:03d}" for i in range(N_PRODUCTS)],
+            "name": [f"상품{i}" for i in range(N_PRODUCTS)],
+            "category": [f"cat{i % 6}" for i in range(N_PRODUCTS)],
+            "unit_price": rng.uniform(1000, 50000, N_PRODUCTS).round(0),
+        }
+    )
     inds = list(SYN_INDUSTRIES)
     rest_rows, ind_rows, order_rows = [], [], []
     for r in range(n_restaurants):
@@ -48,7 +64,9 @@ def make_synthetic_warehouse(path, n_restaurants: int = 300, seed: int = 0,
         size = ["small", "medium", "large"][rng.integers(3)]
         signup = start + timedelta(days=int(rng.integers(0, days - 20)))
         rid = f"R{r:04d}"
-        rest_rows.append((rid, f"{ind} 가게 {r}", "|".join(menu), None, ["서울", "부산"][r % 2], size, signup))
+        rest_rows.append(
+            (rid, f"{ind} 가게 {r}", "|".join(menu), None, ["서울", "부산"][r % 2], size, signup)
+        )
         conf = float(rng.uniform(0.5, 1.0))
         ind_rows.append((rid, ind, conf, "test", datetime(2024, 1, 1)))
         probs = np.full(N_PRODUCTS, 0.03)
@@ -63,8 +81,15 @@ def make_synthetic_warehouse(path, n_restaurants: int = 300, seed: int = 0,
                 break
             buy = rng.random(N_PRODUCTS) < probs
             for p in np.flatnonzero(buy):
-                order_rows.append((f"O{r}-{n_o}", rid, f"P{p:03d}", float(1 + rng.poisson(scale * (1 + 2 * probs[p]))),
-                                   datetime(day.year, day.month, day.day, 10)))
+                order_rows.append(
+                    (
+                        f"O{r}-{n_o}",
+                        rid,
+                        f"P{p:03d}",
+                        float(1 + rng.poisson(scale * (1 + 2 * probs[p]))),
+                        datetime(day.year, day.month, day.day, 10),
+                    )
+                )
     con = duckdb.connect(str(path))
     con.execute("""CREATE TABLE restaurants (restaurant_id VARCHAR, name VARCHAR, menu VARCHAR,
                    description VARCHAR, region VARCHAR, size VARCHAR, signup_date DATE)""")
@@ -72,10 +97,14 @@ def make_synthetic_warehouse(path, n_restaurants: int = 300, seed: int = 0,
     con.register("p_df", products)
     con.execute("CREATE TABLE products AS SELECT * FROM p_df")
     con.unregister("p_df")
-    orders = pd.DataFrame(order_rows, columns=["order_id", "restaurant_id", "product_id", "quantity", "ordered_at"])
+    orders = pd.DataFrame(
+        order_rows, columns=["order_id", "restaurant_id", "product_id", "quantity", "ordered_at"]
+    )
     con.register("o_df", orders)
-    con.execute("CREATE TABLE orders AS SELECT order_id, restaurant_id, product_id, quantity, "
-                "CAST(ordered_at AS TIMESTAMP) AS ordered_at FROM o_df")
+    con.execute(
+        "CREATE TABLE orders AS SELECT order_id, restaurant_id, product_id, quantity, "
+        "CAST(ordered_at AS TIMESTAMP) AS ordered_at FROM o_df"
+    )
     con.unregister("o_df")
     con.execute("""CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, confidence DOUBLE,
                    source VARCHAR, labeled_at TIMESTAMP)""")
@@ -95,14 +124,18 @@ def _features_of(con, split):
     cols = ", ".join(FEATURES)
     return con.execute(
         f"SELECT restaurant_id, product_id, {cols} FROM rk_candidates WHERE split = $s "
-        "ORDER BY restaurant_id, product_id", {"s": split}).df()
+        "ORDER BY restaurant_id, product_id",
+        {"s": split},
+    ).df()
 
 
 def test_split_is_temporal(built):
     con, dset = built
     assert dset.cutoff == dset.data_end - timedelta(days=90)
-    rows = con.execute("SELECT split, min(signup_date), max(signup_date), max(snapshot) FROM rk_queries "
-                       "GROUP BY split").fetchall()
+    rows = con.execute(
+        "SELECT split, min(signup_date), max(signup_date), max(snapshot) FROM rk_queries "
+        "GROUP BY split"
+    ).fetchall()
     by = {r[0]: r[1:] for r in rows}
     assert set(by) == {"train", "valid", "test"}
     # Test signed up on/after the cutoff with a full 30-day window; train/valid windows end by the cutoff.
@@ -110,10 +143,14 @@ def test_split_is_temporal(built):
     assert by["train"][1] + timedelta(days=30) <= dset.cutoff
     assert by["valid"][1] + timedelta(days=30) <= dset.cutoff and by["valid"][0] > by["train"][0]
     # Every training query reads a snapshot taken on/before its sign-up.
-    bad = con.execute("SELECT count(*) FROM rk_queries WHERE split <> 'test' AND "
-                      "(snapshot IS NULL OR snapshot > signup_date)").fetchall()[0][0]
+    bad = con.execute(
+        "SELECT count(*) FROM rk_queries WHERE split <> 'test' AND "
+        "(snapshot IS NULL OR snapshot > signup_date)"
+    ).fetchall()[0][0]
     assert bad == 0
-    assert con.execute("SELECT DISTINCT snapshot FROM rk_queries WHERE split='test'").fetchall() == [(dset.cutoff,)]
+    assert con.execute(
+        "SELECT DISTINCT snapshot FROM rk_queries WHERE split='test'"
+    ).fetchall() == [(dset.cutoff,)]
 
 
 def test_relevance_is_graded_first_window_purchases(built):
@@ -121,12 +158,22 @@ def test_relevance_is_graded_first_window_purchases(built):
     grades = {r[0] for r in con.execute("SELECT DISTINCT relevance FROM rk_truth").fetchall()}
     assert grades <= {1, 2, 3, 4} and len(grades) >= 3
     # A restaurant's truth is what it bought in [signup, signup + 30 days), recomputed independently.
-    rid, signup = con.execute("SELECT restaurant_id, signup_date FROM rk_queries WHERE split='test' "
-                              "ORDER BY restaurant_id LIMIT 1").fetchall()[0]
-    expect = dict(con.execute(
-        "SELECT product_id, sum(quantity) FROM orders WHERE restaurant_id = ? AND ordered_at >= ? "
-        "AND ordered_at < ? GROUP BY product_id", [rid, signup, signup + timedelta(days=30)]).fetchall())
-    got = dict(con.execute("SELECT product_id, quantity FROM rk_truth WHERE restaurant_id = ?", [rid]).fetchall())
+    rid, signup = con.execute(
+        "SELECT restaurant_id, signup_date FROM rk_queries WHERE split='test' "
+        "ORDER BY restaurant_id LIMIT 1"
+    ).fetchall()[0]
+    expect = dict(
+        con.execute(
+            "SELECT product_id, sum(quantity) FROM orders WHERE restaurant_id = ? AND ordered_at >= ? "
+            "AND ordered_at < ? GROUP BY product_id",
+            [rid, signup, signup + timedelta(days=30)],
+        ).fetchall()
+    )
+    got = dict(
+        con.execute(
+            "SELECT product_id, quantity FROM rk_truth WHERE restaurant_id = ?", [rid]
+        ).fetchall()
+    )
     assert got == expect
     assert 0 < dset.candidate_recall["test"] <= 1
     assert dset.counts["test_queries"] > 10 and dset.counts["train_queries"] > 50
@@ -139,11 +186,17 @@ def test_post_cutoff_orders_never_reach_features(tmp_path):
     before = {s: _features_of(con, s) for s in ("train", "valid", "test")}
     # An absurd spike for one niche product from every restaurant, strictly after the cutoff but inside
     # the data span, plus a brand-new token-like purchase pattern.
-    rids = [r[0] for r in con.execute("SELECT restaurant_id FROM restaurants WHERE signup_date < ?",
-                                      [d1.cutoff]).fetchall()]
+    rids = [
+        r[0]
+        for r in con.execute(
+            "SELECT restaurant_id FROM restaurants WHERE signup_date < ?", [d1.cutoff]
+        ).fetchall()
+    ]
     spike_day = datetime.combine(d1.cutoff, datetime.min.time()) + timedelta(days=1, hours=3)
-    con.executemany("INSERT INTO orders VALUES (?, ?, 'P039', 1e6, ?)",
-                    [(f"SPIKE{i}", rid, spike_day) for i, rid in enumerate(rids)])
+    con.executemany(
+        "INSERT INTO orders VALUES (?, ?, 'P039', 1e6, ?)",
+        [(f"SPIKE{i}", rid, spike_day) for i, rid in enumerate(rids)],
+    )
     d2 = ds.build_ranking_dataset(con, cutoff=d1.cutoff, config=cfg)
     assert d2.cutoff == d1.cutoff and d2.snapshot_hash != d1.snapshot_hash
     for split in ("train", "valid"):
@@ -152,8 +205,10 @@ def test_post_cutoff_orders_never_reach_features(tmp_path):
     # restaurants that bought the spike product can change (they are truth, not features).
     pd.testing.assert_frame_equal(before["test"], _features_of(con, "test"))
     # The serving snapshot (data end) does see it: proves the spike was inside the data.
-    gp = con.execute("SELECT global_penetration FROM rk_snap_prod WHERE snapshot = ? AND product_id = 'P039'",
-                     [d2.serving_snapshot]).fetchall()[0][0]
+    gp = con.execute(
+        "SELECT global_penetration FROM rk_snap_prod WHERE snapshot = ? AND product_id = 'P039'",
+        [d2.serving_snapshot],
+    ).fetchall()[0][0]
     assert gp > 0.5
     con.close()
 
@@ -169,20 +224,29 @@ def test_snapshot_industry_statistics_are_the_warehouse_tables_as_of_the_snapsho
     con, dset = built
     as_of = datetime.combine(dset.cutoff, datetime.min.time())
     tables.build_industry_product_stats(con, as_of=as_of, table="t_stats_at_cutoff")
-    tables.build_industry_top_products(con, k=50, stats_table="t_stats_at_cutoff", table="t_top_at_cutoff")
+    tables.build_industry_top_products(
+        con, k=50, stats_table="t_stats_at_cutoff", table="t_top_at_cutoff"
+    )
     stats = con.execute(
         "SELECT industry, product_id, penetration, smoothed_penetration, lift, recency_score, "
-        "quantity / industry_restaurants FROM t_stats_at_cutoff ORDER BY industry, product_id").fetchall()
+        "quantity / industry_restaurants FROM t_stats_at_cutoff ORDER BY industry, product_id"
+    ).fetchall()
     snap = con.execute(
         "SELECT industry, product_id, ind_penetration, ind_smoothed_penetration, ind_lift, ind_recency_score, "
         "ind_qty_per_restaurant FROM rk_snap_ind_prod WHERE snapshot = ? ORDER BY industry, product_id",
-        [dset.cutoff]).fetchall()
+        [dset.cutoff],
+    ).fetchall()
     assert len(snap) == len(stats) > 100
     for got, want in zip(snap, stats, strict=True):
         assert got[:2] == want[:2] and got[2:] == pytest.approx(want[2:], rel=1e-12)
-    top = con.execute("SELECT industry, rank, product_id FROM t_top_at_cutoff ORDER BY industry, rank").fetchall()
-    ranked = con.execute("SELECT industry, ind_rank, product_id FROM rk_snap_ind_prod WHERE snapshot = ? "
-                         "AND ind_rank <= 50 ORDER BY industry, ind_rank", [dset.cutoff]).fetchall()
+    top = con.execute(
+        "SELECT industry, rank, product_id FROM t_top_at_cutoff ORDER BY industry, rank"
+    ).fetchall()
+    ranked = con.execute(
+        "SELECT industry, ind_rank, product_id FROM rk_snap_ind_prod WHERE snapshot = ? "
+        "AND ind_rank <= 50 ORDER BY industry, ind_rank",
+        [dset.cutoff],
+    ).fetchall()
     assert ranked == top and len({r[0] for r in top}) == len(SYN_INDUSTRIES)
     con.execute("DROP TABLE t_stats_at_cutoff; DROP TABLE t_top_at_cutoff")
 
@@ -190,10 +254,16 @@ def test_snapshot_industry_statistics_are_the_warehouse_tables_as_of_the_snapsho
 def test_menu_token_association_finds_the_menu_driven_product(built):
     con, dset = built
     # Restaurants with 치즈볼 on the menu buy P006 (mozzarella) far more than the average restaurant.
-    lift = con.execute("SELECT lift FROM rk_snap_token_prod WHERE snapshot = ? AND token = '치즈볼' "
-                       "AND product_id = 'P006'", [dset.cutoff]).fetchall()[0][0]
-    other = con.execute("SELECT max(lift) FROM rk_snap_token_prod WHERE snapshot = ? AND token = '치즈볼' "
-                        "AND product_id NOT IN ('P006')", [dset.cutoff]).fetchall()[0][0]
+    lift = con.execute(
+        "SELECT lift FROM rk_snap_token_prod WHERE snapshot = ? AND token = '치즈볼' "
+        "AND product_id = 'P006'",
+        [dset.cutoff],
+    ).fetchall()[0][0]
+    other = con.execute(
+        "SELECT max(lift) FROM rk_snap_token_prod WHERE snapshot = ? AND token = '치즈볼' "
+        "AND product_id NOT IN ('P006')",
+        [dset.cutoff],
+    ).fetchall()[0][0]
     assert lift > 1.5 and lift > other
 
 
@@ -205,11 +275,18 @@ def test_cutoff_from_environment(built, monkeypatch):
     assert ds.resolve_cutoff(con, load_settings().ranking.cutoff) == date(2025, 1, 15)
     assert ds.resolve_cutoff(con, "2024-12-01") == date(2024, 12, 1)
     _, end = ds.data_span(con)
-    assert ds.resolve_cutoff(con) == end - timedelta(days=ds.HOLDOUT_DAYS)  # env no longer read here
+    assert ds.resolve_cutoff(con) == end - timedelta(
+        days=ds.HOLDOUT_DAYS
+    )  # env no longer read here
 
 
 def test_menu_tokens():
-    assert ds.menu_tokens(" 치즈볼 | 후라이드  치킨|치즈볼|") == ["치즈볼", "후라이드 치킨", "후라이드", "치킨"]
+    assert ds.menu_tokens(" 치즈볼 | 후라이드  치킨|치즈볼|") == [
+        "치즈볼",
+        "후라이드 치킨",
+        "후라이드",
+        "치킨",
+    ]
     # Prices and emoji are not part of the dish: the same token as the plain spelling.
     assert ds.menu_tokens("치즈볼 4,500원|🍗양념치킨 21500") == ["치즈볼", "양념치킨"]
     assert ds.menu_tokens(None) == [] and ds.menu_tokens("") == []
@@ -230,10 +307,14 @@ def test_model_beats_industry_popularity_on_generated_sample(tmp_path):
     ingest_orders(con, files.orders)
     rows = con.execute("SELECT restaurant_id, name, menu, description FROM restaurants").fetchall()
     preds = OfflineLabeler().predict_many((n, m, d) for _, n, m, d in rows)
-    con.execute("CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, "
-                "confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP)")
-    con.executemany("INSERT INTO restaurant_industry VALUES (?, ?, ?, 'offline', now())",
-                    [(r[0], p.industry, float(p.confidence)) for r, p in zip(rows, preds, strict=True)])
+    con.execute(
+        "CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, "
+        "confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP)"
+    )
+    con.executemany(
+        "INSERT INTO restaurant_industry VALUES (?, ?, ?, 'offline', now())",
+        [(r[0], p.industry, float(p.confidence)) for r, p in zip(rows, preds, strict=True)],
+    )
     dset = ds.build_ranking_dataset(con)
     ev = evaluate(con, train_ranker(con, dset), dset, ground_truth_dir=files.ground_truth)
     model = ev.metrics["ndcg_at_10"]

@@ -24,12 +24,14 @@ from tests.test_ranking_dataset import SYN_INDUSTRIES, make_synthetic_warehouse
 
 WAREHOUSE = {"n_restaurants": 300, "seed": 7}
 NEW = "aaa_new_industry"  # sorts first: inserted before every existing industry
-REQUESTS = pd.DataFrame({
-    "industry": list(SYN_INDUSTRIES),
-    "menu": ["치즈볼|양념치킨", "파스타", "김치찌개", "라떼|케이크"],
-    "name": [""] * len(SYN_INDUSTRIES),
-    "k": [20] * len(SYN_INDUSTRIES),
-})
+REQUESTS = pd.DataFrame(
+    {
+        "industry": list(SYN_INDUSTRIES),
+        "menu": ["치즈볼|양념치킨", "파스타", "김치찌개", "라떼|케이크"],
+        "name": [""] * len(SYN_INDUSTRIES),
+        "k": [20] * len(SYN_INDUSTRIES),
+    }
+)
 
 
 def _warehouse(path):
@@ -45,11 +47,23 @@ def _industry_ranker(con) -> TrainedRanker:
 
     train = ds.load_split(con, "train")
     names = ["industry_code", "category_code", "global_penetration"]
-    params = {"objective": "lambdarank", "verbosity": -1, "seed": 1, "deterministic": True,
-              "force_row_wise": True, "num_threads": 1, "min_data_per_group": 5, "cat_smooth": 1.0}
-    data = lgb.Dataset(train[names].astype("float64"), label=train["relevance"].to_numpy(),
-                       group=train.groupby("restaurant_id", sort=False).size().to_numpy(),
-                       feature_name=names, categorical_feature=["industry_code", "category_code"])
+    params = {
+        "objective": "lambdarank",
+        "verbosity": -1,
+        "seed": 1,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": 1,
+        "min_data_per_group": 5,
+        "cat_smooth": 1.0,
+    }
+    data = lgb.Dataset(
+        train[names].astype("float64"),
+        label=train["relevance"].to_numpy(),
+        group=train.groupby("restaurant_id", sort=False).size().to_numpy(),
+        feature_name=names,
+        categorical_feature=["industry_code", "category_code"],
+    )
     return TrainedRanker(lgb.train(params, data, num_boost_round=30), names, params, 30, 0.0)
 
 
@@ -65,8 +79,13 @@ def trained_model(tmp_path_factory):
 
 
 def test_features_md_is_generated_from_the_registry():
-    out = subprocess.run([sys.executable, "-m", "recsys_assets.ranking.features", "--check"],
-                         check=False, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "recsys_assets.ranking.features", "--check"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     text = features.FEATURES_MD.read_text(encoding="utf-8")
     for f in features.REGISTRY:
@@ -81,9 +100,12 @@ def test_features_md_is_generated_from_the_registry():
 
 def test_a_new_feature_is_one_registry_entry(tmp_path, monkeypatch, capsys):
     """One Feature line: the dataset computes it, the booster learns it, serving computes it too."""
-    extra = features.Feature("price_x_ind_penetration",
-                             "gp.log_unit_price * coalesce(ip.ind_penetration, 0)",
-                             "log price times industry penetration", "a test feature")
+    extra = features.Feature(
+        "price_x_ind_penetration",
+        "gp.log_unit_price * coalesce(ip.ind_penetration, 0)",
+        "log price times industry penetration",
+        "a test feature",
+    )
     registry = (*features.REGISTRY, extra)
     monkeypatch.setattr(features, "REGISTRY", registry)
     monkeypatch.setattr(features, "FEATURES", tuple(f.name for f in registry))
@@ -93,8 +115,10 @@ def test_a_new_feature_is_one_registry_entry(tmp_path, monkeypatch, capsys):
 
     con = make_synthetic_warehouse(tmp_path / "w.duckdb", n_restaurants=200, seed=3)
     dset = ds.build_ranking_dataset(con)
-    rows = con.execute("SELECT price_x_ind_penetration, log_unit_price * coalesce(ind_penetration, 0) "
-                       "FROM rk_candidates").fetchall()
+    rows = con.execute(
+        "SELECT price_x_ind_penetration, log_unit_price * coalesce(ind_penetration, 0) "
+        "FROM rk_candidates"
+    ).fetchall()
     assert rows and all(a == pytest.approx(b) for a, b in rows)
     assert any(a > 0 for a, _ in rows)
     trained = train_ranker(con, dset)
@@ -102,7 +126,10 @@ def test_a_new_feature_is_one_registry_entry(tmp_path, monkeypatch, capsys):
     export_serving_artifacts(con, trained, dset, tmp_path / "serving")
     server = RankerServer(tmp_path / "serving")
     feats, _, _ = server.features_for(REQUESTS)
-    assert "price_x_ind_penetration" in feats.columns and feats["price_x_ind_penetration"].notna().all()
+    assert (
+        "price_x_ind_penetration" in feats.columns
+        and feats["price_x_ind_penetration"].notna().all()
+    )
     assert server.recommend(REQUESTS).groupby("request_index").size().eq(20).all()
     con.close()
 
@@ -120,8 +147,9 @@ def test_the_model_stores_its_vocabularies(trained_model):
 def test_inserting_an_industry_does_not_change_served_scores(trained_model, monkeypatch):
     _, dset, trained, serving = trained_model
     # Premise: the booster splits on industry_code, so shifted codes would change its scores.
-    gain = dict(zip(trained.booster.feature_name(), trained.booster.feature_importance("gain"),
-                    strict=True))
+    gain = dict(
+        zip(trained.booster.feature_name(), trained.booster.feature_importance("gain"), strict=True)
+    )
     assert gain["industry_code"] > 0
     before = RankerServer(serving).recommend(REQUESTS)
 
@@ -135,7 +163,9 @@ def test_inserting_an_industry_does_not_change_served_scores(trained_model, monk
     assert (feats["industry_code"] == feats["industry"].map(dset.industries.index)).all()
     # What the position in today's taxonomy would have given the same rows:
     by_position = feats.assign(industry_code=feats["industry"].map(shifted.index))
-    assert not np.allclose(score_frame(trained.booster, by_position), score_frame(trained.booster, feats))
+    assert not np.allclose(
+        score_frame(trained.booster, by_position), score_frame(trained.booster, feats)
+    )
 
     # An industry the model never saw gets `other`'s code, as an unrecognised label did in training.
     new, _, _ = server.features_for(pd.DataFrame({"industry": [NEW], "k": [5]}))

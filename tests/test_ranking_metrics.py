@@ -66,10 +66,17 @@ def test_summary_excludes_and_counts_queries_without_positives():
 
 
 def test_frames_to_rankings_order_by_score_then_id():
-    frame = pd.DataFrame({"restaurant_id": ["r", "r", "r", "s"], "product_id": ["x", "y", "w", "x"],
-                          "score": [0.1, 0.5, 0.5, 1.0]})
+    frame = pd.DataFrame(
+        {
+            "restaurant_id": ["r", "r", "r", "s"],
+            "product_id": ["x", "y", "w", "x"],
+            "score": [0.1, 0.5, 0.5, 1.0],
+        }
+    )
     assert m.rankings_from_frame(frame) == {"r": ["w", "y", "x"], "s": ["x"]}
-    truth = m.truth_from_frame(pd.DataFrame({"restaurant_id": ["r"], "product_id": ["y"], "relevance": [3]}))
+    truth = m.truth_from_frame(
+        pd.DataFrame({"restaurant_id": ["r"], "product_id": ["y"], "relevance": [3]})
+    )
     assert truth == {"r": {"y": 3.0}}
 
 

@@ -28,11 +28,20 @@ _ORIGINAL_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 def _booster_on(frame: pd.DataFrame, features: list[str], labels: np.ndarray, rounds: int = 20):
     groups = frame.groupby("restaurant_id", sort=False).size().to_numpy()
-    data = lgb.Dataset(frame[features].astype("float64"), label=labels, group=groups,
-                       feature_name=features)
-    params = {"objective": "lambdarank", "verbosity": -1, "seed": 1, "deterministic": True,
-              "force_row_wise": True, "num_threads": 1}
-    return TrainedRanker(lgb.train(params, data, num_boost_round=rounds), features, params, rounds, 0.0)
+    data = lgb.Dataset(
+        frame[features].astype("float64"), label=labels, group=groups, feature_name=features
+    )
+    params = {
+        "objective": "lambdarank",
+        "verbosity": -1,
+        "seed": 1,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": 1,
+    }
+    return TrainedRanker(
+        lgb.train(params, data, num_boost_round=rounds), features, params, rounds, 0.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +86,23 @@ def test_registry_lifecycle(env, monkeypatch):
     run = mlflow.get_run(v1.run_id)
     assert run.data.tags["dagster_run_id"] == "dagster-run-1"
     assert run.data.tags["data_snapshot_hash"] == dset.snapshot_hash
-    for name in ("ndcg_at_10", "recall_at_10", "recall_at_20", "map_at_10", "hit_rate_at_10",
-                 "industry_popularity_ndcg_at_10", "global_popularity_ndcg_at_10",
-                 "industry_popularity_map_at_10"):
+    for name in (
+        "ndcg_at_10",
+        "recall_at_10",
+        "recall_at_20",
+        "map_at_10",
+        "hit_rate_at_10",
+        "industry_popularity_ndcg_at_10",
+        "global_popularity_ndcg_at_10",
+        "industry_popularity_map_at_10",
+    ):
         assert name in run.data.metrics, name
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(v1.run_id, "evaluation")}
-    assert {"evaluation/feature_importance.png", "evaluation/ndcg_at_k.png",
-            "evaluation/per_industry.csv"} <= arts
+    assert {
+        "evaluation/feature_importance.png",
+        "evaluation/ndcg_at_k.png",
+        "evaluation/per_industry.csv",
+    } <= arts
     assert reg.aliases(settings) == {"challenger": v1.version}
     d1 = reg.promote_if_better(con, v1.version, dset, settings, industry_popularity_ndcg=0.0)
     assert d1.promoted and d1.champion_version_before is None
@@ -95,24 +114,34 @@ def test_registry_lifecycle(env, monkeypatch):
     assert d2.promoted, d2.reason
     assert d2.champion_version_before == v1.version
     assert d2.metrics["champion_ndcg_at_10"] == pytest.approx(
-        score_with_booster(con, weak.booster).metrics["ndcg_at_10"], abs=1e-9)
+        score_with_booster(con, weak.booster).metrics["ndcg_at_10"], abs=1e-9
+    )
     assert d2.metrics["challenger_ndcg_at_10"] > d2.metrics["champion_ndcg_at_10"]
     assert d2.metrics["challenger_ndcg_at_10"] > ev2.baselines["industry_popularity"]["ndcg_at_10"]
-    assert reg.aliases(settings) == {"challenger": v2.version, "champion": v2.version,
-                                     "previous": v1.version}
+    assert reg.aliases(settings) == {
+        "challenger": v2.version,
+        "champion": v2.version,
+        "previous": v1.version,
+    }
 
     # 3. A worse model is rejected; aliases (except challenger) do not move.
     v3, _ = _log(con, worst, dset, settings)
     d3 = reg.promote_if_better(con, v3.version, dset, settings)
     assert not d3.promoted
     assert f"champion v{v2.version}" in d3.reason and "industry popularity" in d3.reason
-    assert reg.aliases(settings) == {"challenger": v3.version, "champion": v2.version,
-                                     "previous": v1.version}
+    assert reg.aliases(settings) == {
+        "challenger": v3.version,
+        "champion": v2.version,
+        "previous": v1.version,
+    }
     # Re-submitting the champion itself is a no-op.
     d3b = reg.promote_if_better(con, v2.version, dset, settings)
     assert not d3b.promoted and "already the champion" in d3b.reason
     client = reg.configure_mlflow(settings)
-    tags = {v: client.get_model_version(reg.MODEL_NAME, v).tags for v in (v1.version, v2.version, v3.version)}
+    tags = {
+        v: client.get_model_version(reg.MODEL_NAME, v).tags
+        for v in (v1.version, v2.version, v3.version)
+    }
     assert tags[v1.version]["promotion_decision"] == "promoted"
     assert tags[v2.version]["promotion_decision"] == "promoted"
     assert tags[v3.version]["promotion_decision"] == "rejected"
@@ -121,21 +150,41 @@ def test_registry_lifecycle(env, monkeypatch):
 
     # 4. The champion serves from the registry alone (pyfunc round trip).
     model = mlflow.pyfunc.load_model("models:/industry-product-ranker@champion")
-    out = model.predict(pd.DataFrame({
-        "industry": ["chicken", "chicken", None],
-        "name": ["", "", "바삭치킨 역삼점"],
-        "menu": ["", "치즈볼", "후라이드치킨|양념치킨|치즈볼"],
-        "k": [5, 5, 8],
-    }))
-    assert list(out.columns) == ["request_index", "restaurant_id", "industry", "label_confidence",
-                                 "rank", "product_id", "name", "score"]
+    out = model.predict(
+        pd.DataFrame(
+            {
+                "industry": ["chicken", "chicken", None],
+                "name": ["", "", "바삭치킨 역삼점"],
+                "menu": ["", "치즈볼", "후라이드치킨|양념치킨|치즈볼"],
+                "k": [5, 5, 8],
+            }
+        )
+    )
+    assert list(out.columns) == [
+        "request_index",
+        "restaurant_id",
+        "industry",
+        "label_confidence",
+        "rank",
+        "product_id",
+        "name",
+        "score",
+    ]
     assert out.groupby("request_index").size().to_dict() == {0: 5, 1: 5, 2: 8}
-    assert (out.groupby("request_index")["rank"].apply(list).tolist()
-            == [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5], list(range(1, 9))])
-    assert out.loc[out.request_index == 2, "industry"].iloc[0] == "chicken"  # labeled from name + menu
+    assert out.groupby("request_index")["rank"].apply(list).tolist() == [
+        [1, 2, 3, 4, 5],
+        [1, 2, 3, 4, 5],
+        list(range(1, 9)),
+    ]
+    assert (
+        out.loc[out.request_index == 2, "industry"].iloc[0] == "chicken"
+    )  # labeled from name + menu
     assert (out["name"] != "").all()
     # The menu matters: a chicken place selling 치즈볼 gets mozzarella (P006) higher than one without.
-    rank_of = {i: dict(zip(g["product_id"], g["rank"], strict=True)) for i, g in out.groupby("request_index")}
+    rank_of = {
+        i: dict(zip(g["product_id"], g["rank"], strict=True))
+        for i, g in out.groupby("request_index")
+    }
     assert rank_of[1].get("P006", 99) < rank_of[0].get("P006", 99)
 
     r = rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)
@@ -166,11 +215,17 @@ def test_registry_lifecycle(env, monkeypatch):
     assert rb == {"champion": v1.version, "demoted": v2.version}
     assert reg.aliases(settings) == {"challenger": v3.version, "champion": v1.version}
     demoted = client.get_model_version(reg.MODEL_NAME, v2.version).tags
-    assert demoted["rolled_back"] == "true" and demoted["rollback_reason"] == "bad recommendations reported"
+    assert (
+        demoted["rolled_back"] == "true"
+        and demoted["rollback_reason"] == "bad recommendations reported"
+    )
     with pytest.raises(LookupError):
         reg.rollback(settings)
     # After the rollback, recommendations come from the restored champion.
-    assert rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)["model_version"] == v1.version
+    assert (
+        rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)["model_version"]
+        == v1.version
+    )
 
 
 def test_floor_and_baseline_block_a_first_model(env, tmp_path, monkeypatch):

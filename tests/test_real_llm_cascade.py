@@ -55,14 +55,37 @@ def test_cascade_with_a_weak_real_model_scores_at_least_the_lexicon(tmp_path):
     n = low_margin_rows(gold)
     assert n >= 3
     with start_llm_server("llama-server", slots=1) as srv:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RECSYS_HOME": str(tmp_path / "home"),
-               "OPENAI_API_KEY": "sk-local-not-a-secret", "OPENAI_BASE_URL": srv.base_url,
-               "RECSYS_LLM_MODEL": srv.model, "RECSYS_LLM_MAX_CONCURRENCY": "1",
-               "RECSYS_LLM_TIMEOUT": "120", "RECSYS_LLM_MAX_ATTEMPTS": "2"}
-        res = subprocess.run([sys.executable, "-m", "recsys_assets.cli", "label", "eval", str(gold),
-                              "--labeler", "cascade", "--no-progress", "--no-mlflow"],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-                             check=False)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "RECSYS_HOME": str(tmp_path / "home"),
+            "OPENAI_API_KEY": "sk-local-not-a-secret",
+            "OPENAI_BASE_URL": srv.base_url,
+            "RECSYS_LLM_MODEL": srv.model,
+            "RECSYS_LLM_MAX_CONCURRENCY": "1",
+            "RECSYS_LLM_TIMEOUT": "120",
+            "RECSYS_LLM_MAX_ATTEMPTS": "2",
+        }
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "recsys_assets.cli",
+                "label",
+                "eval",
+                str(gold),
+                "--labeler",
+                "cascade",
+                "--no-progress",
+                "--no-mlflow",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"LLM: {n} rows sent" in res.stdout  # every row went to the model
     assert re.search(rf"cascade routing \([^)]+\) {re.escape(srv.model)}:", res.stdout)  # its rule

@@ -38,44 +38,75 @@ N_UNSURE = 1
 # What `auto` settles on with each server (tests/test_real_llm_servers.py has the full matrix).
 NEGOTIATED = {
     "llama-cpp-python": "tool (auto; refused: json_schema: HTTP 500 response_format.type: Input "
-                        "should be 'text' or 'json_object')",
+    "should be 'text' or 'json_object')",
     "llama-server": "json_schema (auto)",
 }
 # llama-cpp-python refuses json_schema outright (no tokens spent). llama-server's counterpart, a
 # forced tool call answered without tool_calls, costs a full cold call on a CPU: the capability
 # matrix (test_real_llm_servers.py) shows it, tests/test_structured_output.py the CLI's handling.
-REFUSED_JSON_SCHEMA = ("RECSYS_LLM_STRUCTURED=json_schema (response_format json_schema): HTTP 500 "
-                       "response_format.type: Input should be 'text' or 'json_object'")
+REFUSED_JSON_SCHEMA = (
+    "RECSYS_LLM_STRUCTURED=json_schema (response_format json_schema): HTTP 500 "
+    "response_format.type: Input should be 'text' or 'json_object'"
+)
 CALL_DEADLINE_S = 1800  # a whole run on a busy 2-core machine; typically a minute or two
 
 
 def write_input(path: Path) -> pd.DataFrame:
-    df = pd.DataFrame({"restaurant_id": [f"R{i}" for i in range(len(MENUS))],
-                       "name": [f"가게{i}" for i in range(len(MENUS))], "menu": MENUS})
+    df = pd.DataFrame(
+        {
+            "restaurant_id": [f"R{i}" for i in range(len(MENUS))],
+            "name": [f"가게{i}" for i in range(len(MENUS))],
+            "menu": MENUS,
+        }
+    )
     df.to_csv(path, index=False)
     return df
 
 
 def env_for(server: LlmServer, home: Path, **extra: str) -> dict[str, str]:
     return {
-        **os.environ, "PYTHONPATH": str(REPO), "RECSYS_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"), "OPENAI_API_KEY": "sk-local-unused",
-        "OPENAI_BASE_URL": server.base_url, "RECSYS_LLM_MODEL": server.model,
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RECSYS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "OPENAI_API_KEY": "sk-local-unused",
+        "OPENAI_BASE_URL": server.base_url,
+        "RECSYS_LLM_MODEL": server.model,
         # concurrency <= slots (docs/labeling.md: llama-cpp-python has one); a CPU call can take
         # minutes on a busy machine
         "RECSYS_LLM_MAX_CONCURRENCY": str(1 if server.kind == "llama-cpp-python" else server.slots),
-        "RECSYS_LLM_TIMEOUT": "900", **extra,
+        "RECSYS_LLM_TIMEOUT": "900",
+        **extra,
     }
 
 
 def label_args(src: Path, out: Path, labeler: str) -> list[str]:
-    return [sys.executable, "-m", "recsys_assets.cli", "label", str(src), "-o", str(out),
-            "--labeler", labeler, "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "recsys_assets.cli",
+        "label",
+        str(src),
+        "-o",
+        str(out),
+        "--labeler",
+        labeler,
+        "--no-progress",
+    ]
 
 
-def recsys_label(env: dict[str, str], src: Path, out: Path, labeler: str) -> subprocess.CompletedProcess:
-    return subprocess.run(label_args(src, out, labeler), cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=CALL_DEADLINE_S, check=False)
+def recsys_label(
+    env: dict[str, str], src: Path, out: Path, labeler: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        label_args(src, out, labeler),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CALL_DEADLINE_S,
+        check=False,
+    )
 
 
 def last_line(text: str) -> str:
@@ -114,8 +145,14 @@ def test_llm_sigterm_resume_then_a_rerun_pays_nothing(real_llm_server: LlmServer
     env = env_for(server, home)
     start = server.log_offset()
 
-    proc = subprocess.Popen(label_args(src, out, "llm"), cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        label_args(src, out, "llm"),
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + CALL_DEADLINE_S
     while not [r for r in ledger_rows(home) if r[0] in ("ok", "invalid")]:
         assert proc.poll() is None, proc.communicate()
@@ -167,9 +204,15 @@ def test_cascade_sends_only_the_rows_the_lexicon_is_unsure_of(real_llm_server: L
     got = pd.read_csv(out)
     llm = got["source"] == "cascade_llm"
     assert llm.sum() == N_UNSURE and (got.loc[~llm, "source"] == "cascade_offline").all()
-    offline = [p.industry for p in OfflineLabeler().predict_many(
-        [(n, m, None) for n, m in zip(df["name"], df["menu"], strict=True)])]
-    assert got.loc[~llm, "industry"].tolist() == [o for o, u in zip(offline, llm, strict=True) if not u]
+    offline = [
+        p.industry
+        for p in OfflineLabeler().predict_many(
+            [(n, m, None) for n, m in zip(df["name"], df["menu"], strict=True)]
+        )
+    ]
+    assert got.loc[~llm, "industry"].tolist() == [
+        o for o, u in zip(offline, llm, strict=True) if not u
+    ]
     assert_llm_rows_answered(got[llm])
     rows = ledger_rows(home)
     assert len(rows) == N_UNSURE and server.chat_calls(start)[0] == sum(a for _, a in rows)
@@ -177,7 +220,8 @@ def test_cascade_sends_only_the_rows_the_lexicon_is_unsure_of(real_llm_server: L
 
 @pytest.mark.parametrize("real_llm_server", ["llama-cpp-python"], indirect=True)
 def test_cascade_delivers_its_offline_rows_when_the_server_refuses_the_method(
-        real_llm_server: LlmServer, tmp_path):
+    real_llm_server: LlmServer, tmp_path
+):
     server, home = real_llm_server, tmp_path / "home"
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     write_input(src)
@@ -187,7 +231,8 @@ def test_cascade_delivers_its_offline_rows_when_the_server_refuses_the_method(
     assert res.returncode == 3, res.stderr
     assert last_line(res.stderr).startswith(
         f"error: {N_UNSURE} of {len(MENUS)} row(s) got no answer from the model (the LLM part "
-        f"stopped: the server refused {REFUSED_JSON_SCHEMA}. Set RECSYS_LLM_STRUCTURED=auto"), res.stderr
+        f"stopped: the server refused {REFUSED_JSON_SCHEMA}. Set RECSYS_LLM_STRUCTURED=auto"
+    ), res.stderr
     got = pd.read_csv(out)
     llm = got["source"] == "cascade_llm"
     assert (got.loc[~llm, "label_status"] == "ok").sum() == len(MENUS) - N_UNSURE
@@ -197,7 +242,8 @@ def test_cascade_delivers_its_offline_rows_when_the_server_refuses_the_method(
 
 
 def test_a_model_the_server_does_not_serve_is_refused_before_any_call(
-        real_llm_server: LlmServer, tmp_path):
+    real_llm_server: LlmServer, tmp_path
+):
     """llama-cpp-python would answer as `gpt-4o-mini` (it echoes any name); /v1/models says no."""
     server, home = real_llm_server, tmp_path / "home"
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
@@ -208,5 +254,6 @@ def test_a_model_the_server_does_not_serve_is_refused_before_any_call(
     assert last_line(res.stderr).startswith(
         f"error: the server at {server.base_url} does not serve model 'gpt-4o-mini' "
         f"(RECSYS_LLM_MODEL); its /models lists: {server.model}. Set RECSYS_LLM_MODEL to one of "
-        "them."), res.stderr
+        "them."
+    ), res.stderr
     assert server.chat_calls(start) == (0, 0) and not out.exists()

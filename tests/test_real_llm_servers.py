@@ -25,11 +25,19 @@ OK, REFUSED, NO_TOOL_CALL = "ok", "refused", "no_tool_call"
 
 # server kind -> request shape -> outcome
 MATRIX: dict[str, dict[str, str]] = {
-    "llama-cpp-python": {"json_schema": REFUSED, "function_calling": OK, "json_mode": OK,
-                         "json_object_schema": OK},
+    "llama-cpp-python": {
+        "json_schema": REFUSED,
+        "function_calling": OK,
+        "json_mode": OK,
+        "json_object_schema": OK,
+    },
     # llama-server answers a forced tool call with the call written as JSON in the content.
-    "llama-server": {"json_schema": OK, "function_calling": NO_TOOL_CALL, "json_mode": OK,
-                     "json_object_schema": OK},
+    "llama-server": {
+        "json_schema": OK,
+        "function_calling": NO_TOOL_CALL,
+        "json_mode": OK,
+        "json_object_schema": OK,
+    },
 }
 # The `model` a server puts in its answer when asked for a model it does not serve: llama-cpp-python
 # echoes any name (a wrong RECSYS_LLM_MODEL goes unnoticed); llama-server names what it serves.
@@ -48,8 +56,13 @@ class Answer(BaseModel):
 
 
 MESSAGES = [
-    ("system", ("You label restaurants. Answer with JSON only: {\"industry\": one of chicken, "
-                "pizza, cafe_dessert, korean; \"confidence\": an integer 0-100}.")),
+    (
+        "system",
+        (
+            'You label restaurants. Answer with JSON only: {"industry": one of chicken, '
+            'pizza, cafe_dessert, korean; "confidence": an integer 0-100}.'
+        ),
+    ),
     ("human", "Restaurant: 교촌치킨 강남점. Menu: 후라이드치킨, 양념치킨, 치킨무."),
 ]
 
@@ -57,9 +70,16 @@ MESSAGES = [
 def _chat(server: LlmServer, model: str | None = None):
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(model=model or server.model, base_url=server.base_url, api_key="unused",
-                      temperature=0, max_tokens=64, max_retries=0, timeout=CALL_TIMEOUT_S,
-                      use_responses_api=False)
+    return ChatOpenAI(
+        model=model or server.model,
+        base_url=server.base_url,
+        api_key="unused",
+        temperature=0,
+        max_tokens=64,
+        max_retries=0,
+        timeout=CALL_TIMEOUT_S,
+        use_responses_api=False,
+    )
 
 
 def _outcome(server: LlmServer, shape: str) -> tuple[str, Any]:
@@ -68,9 +88,12 @@ def _outcome(server: LlmServer, shape: str) -> tuple[str, Any]:
 
     llm = _chat(server)
     try:
-        if shape == "json_object_schema":  # llama.cpp's extension: json_object constrained by a schema
-            raw = llm.bind(response_format={"type": "json_object",
-                                            "schema": Answer.model_json_schema()}).invoke(MESSAGES)
+        if (
+            shape == "json_object_schema"
+        ):  # llama.cpp's extension: json_object constrained by a schema
+            raw = llm.bind(
+                response_format={"type": "json_object", "schema": Answer.model_json_schema()}
+            ).invoke(MESSAGES)
             return OK, Answer.model_validate_json(raw.content)
         out = llm.with_structured_output(Answer, method=shape, include_raw=True).invoke(MESSAGES)
     except openai.APIStatusError as exc:
@@ -81,8 +104,9 @@ def _outcome(server: LlmServer, shape: str) -> tuple[str, Any]:
     return OK, out["parsed"]
 
 
-@pytest.mark.parametrize("shape", ["json_schema", "function_calling", "json_mode",
-                                   "json_object_schema"])
+@pytest.mark.parametrize(
+    "shape", ["json_schema", "function_calling", "json_mode", "json_object_schema"]
+)
 def test_structured_output_shape(real_llm_server: LlmServer, shape: str, record_property) -> None:
     outcome, detail = _outcome(real_llm_server, shape)
     record_property(f"{real_llm_server.kind}:{shape}", outcome)
@@ -120,16 +144,25 @@ def test_what_happens_after_the_client_gives_up(real_llm_server: LlmServer) -> N
     # in ~1.6 s (measured): the story must outlast that, or it ends before any cancel is seen.
     max_tokens = 64 if KEEPS_GENERATING_AFTER_DISCONNECT[server.kind] else 1024
     offset = len(server.log_path.read_text(errors="replace"))
-    body = {"model": server.model, "max_tokens": max_tokens, "temperature": 0,
-            "messages": [{"role": "user", "content": "Write a long story about a bakery."}]}
+    body = {
+        "model": server.model,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Write a long story about a bakery."}],
+    }
     with pytest.raises(httpx.TimeoutException):  # 64 tokens take seconds on a CPU
         httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=0.5)
     # A one-token request: on a one-at-a-time server it waits for the abandoned one to finish.
-    httpx.post(f"{server.base_url}/chat/completions", timeout=CALL_TIMEOUT_S,
-               json={**body, "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]})
+    httpx.post(
+        f"{server.base_url}/chat/completions",
+        timeout=CALL_TIMEOUT_S,
+        json={**body, "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]},
+    )
     if KEEPS_GENERATING_AFTER_DISCONNECT[server.kind]:
         # llama.cpp's perf line for the abandoned request: max_tokens - 1 decode runs.
-        runs = [int(n) for n in re.findall(r"eval time =.*?/\s*(\d+) runs", _log_since(server, offset))]
+        runs = [
+            int(n) for n in re.findall(r"eval time =.*?/\s*(\d+) runs", _log_since(server, offset))
+        ]
         assert max_tokens - 1 in runs, f"decode runs seen: {runs}"
     else:
         deadline = time.monotonic() + 30

@@ -33,9 +33,11 @@ def trained_home(tmp_path_factory):
     os.environ.update(env)
     try:
         defs = build_defs(load_settings())
-        assert defs.resolve_job_def("rebuild_job").execute_in_process(
-            instance=dg.DagsterInstance.ephemeral()
-        ).success
+        assert (
+            defs.resolve_job_def("rebuild_job")
+            .execute_in_process(instance=dg.DagsterInstance.ephemeral())
+            .success
+        )
     finally:
         for k, v in saved.items():
             if v is None:
@@ -47,12 +49,23 @@ def trained_home(tmp_path_factory):
 
 def run(env: dict, *args: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    return subprocess.run([RECSYS, *args], env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [RECSYS, *args], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_recommend_json_from_champion(trained_home):
-    out = run(trained_home, "recommend", "--name", "치키치키뱅뱅", "--menu", "한방오리백숙|삼계탕|닭곰탕",
-              "-k", "7", "--json")
+    out = run(
+        trained_home,
+        "recommend",
+        "--name",
+        "치키치키뱅뱅",
+        "--menu",
+        "한방오리백숙|삼계탕|닭곰탕",
+        "-k",
+        "7",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["industry"] == "korean"  # the menu decides, not the chicken-sounding name
@@ -67,7 +80,10 @@ def test_recommend_with_explicit_industry_and_text_output(trained_home):
     out = run(trained_home, "recommend", "--name", "새 가게", "--industry", "chinese", "-k", "3")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("industry: chinese")
-    assert len([line for line in out.stdout.splitlines() if line.strip()[:2].rstrip(".").isdigit()]) == 3
+    assert (
+        len([line for line in out.stdout.splitlines() if line.strip()[:2].rstrip(".").isdigit()])
+        == 3
+    )
 
 
 def test_recommend_rejects_unknown_industry(trained_home):
@@ -76,8 +92,14 @@ def test_recommend_rejects_unknown_industry(trained_home):
 
 
 def test_recommend_without_champion_is_a_clear_error(tmp_path):
-    out = run({"RECSYS_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
-              "recommend", "--name", "x", "--menu", "짜장면")
+    out = run(
+        {"RECSYS_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"},
+        "recommend",
+        "--name",
+        "x",
+        "--menu",
+        "짜장면",
+    )
     assert out.returncode == 1 and "champion" in out.stderr
 
 

@@ -35,8 +35,13 @@ def test_labeling_asset_runs_on_a_substituted_llm_resource(tmp_path):
             resources={
                 "recsys": RecsysConfig(home=str(home), data_dir=str(data), labeler="llm"),
                 "warehouse": WarehouseResource(database=str(home / "warehouse.duckdb")),
-                "llm": LLMResource(model="gpt-4o-mini", base_url=server.base_url, api_key=key,
-                                   max_concurrency=2, items_per_call=5),
+                "llm": LLMResource(
+                    model="gpt-4o-mini",
+                    base_url=server.base_url,
+                    api_key=key,
+                    max_concurrency=2,
+                    items_per_call=5,
+                ),
                 "ledger": LedgerResource(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
             },
         )
@@ -50,13 +55,17 @@ def test_labeling_asset_runs_on_a_substituted_llm_resource(tmp_path):
     assert not (home / "labeling_ledger.sqlite").exists()
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        sources = {r[0] for r in con.execute("SELECT DISTINCT source FROM restaurant_industry").fetchall()}
+        sources = {
+            r[0] for r in con.execute("SELECT DISTINCT source FROM restaurant_industry").fetchall()
+        }
     finally:
         con.close()
     assert sources == {"llm"}
 
 
-def test_default_resources_come_from_settings_and_hold_secrets_as_env_vars(recsys_home, monkeypatch):
+def test_default_resources_come_from_settings_and_hold_secrets_as_env_vars(
+    recsys_home, monkeypatch
+):
     key, hook = "sk-test-" + "k" * 32, "https://hooks.example/T0/hook-token"
     monkeypatch.setenv("OPENAI_API_KEY", key)
     monkeypatch.setenv("RECSYS_ALERT_WEBHOOK", hook)
@@ -69,7 +78,9 @@ def test_default_resources_come_from_settings_and_hold_secrets_as_env_vars(recsy
     assert isinstance(res["ledger"], LedgerResource) and res["ledger"].lease_seconds == 90
     assert isinstance(res["mlflow"], MLflowResource) and res["mlflow"].ndcg_floor == 0.25
     assert res["mlflow"].tracking_uri == settings.mlflow_tracking_uri
-    assert isinstance(res["alerts"], AlertsResource) and res["alerts"].store_dir == str(settings.home)
+    assert isinstance(res["alerts"], AlertsResource) and res["alerts"].store_dir == str(
+        settings.home
+    )
     # The config the UI shows names the variables; the values are resolved only inside the run.
     assert res["llm"].api_key == "OPENAI_API_KEY" and isinstance(res["llm"].api_key, dg.EnvVar)
     assert res["alerts"].webhook_url == "RECSYS_ALERT_WEBHOOK"

@@ -21,7 +21,13 @@ from recsys_assets.sample_data import (
 from recsys_assets.taxonomy import INDUSTRY_CODES
 
 RESTAURANT_COLUMNS = [
-    "restaurant_id", "name", "menu", "description", "region", "size", "signup_date",
+    "restaurant_id",
+    "name",
+    "menu",
+    "description",
+    "region",
+    "size",
+    "signup_date",
 ]
 PRODUCT_COLUMNS = ["product_id", "name", "category", "unit_price"]
 ORDER_COLUMNS = ["order_id", "restaurant_id", "product_id", "quantity", "ordered_at"]
@@ -48,8 +54,10 @@ def lines(small) -> pd.DataFrame:
     _, d = small
     return (
         d["orders"]
-        .merge(d["products"][["product_id", "name"]].rename(columns={"name": "product"}),
-               on="product_id")
+        .merge(
+            d["products"][["product_id", "name"]].rename(columns={"name": "product"}),
+            on="product_id",
+        )
         .merge(d["restaurants"][["restaurant_id", "menu", "signup_date"]], on="restaurant_id")
         .merge(d["truth"][["restaurant_id", "industry"]], on="restaurant_id")
     )
@@ -96,12 +104,40 @@ def test_catalog_is_large_and_realistic(small):
     assert p["product_id"].is_unique and p["name"].is_unique
     assert p["product_id"].str.fullmatch(r"P\d{4}").all()
     assert p["unit_price"].between(1_000, 200_000).all()
-    for category in ("육류", "수산", "채소·과일", "가공식품", "소스·양념", "면·떡", "유제품", "음료·주류",
-                     "베이커리재료", "커피·차", "포장·위생용품"):
+    for category in (
+        "육류",
+        "수산",
+        "채소·과일",
+        "가공식품",
+        "소스·양념",
+        "면·떡",
+        "유제품",
+        "음료·주류",
+        "베이커리재료",
+        "커피·차",
+        "포장·위생용품",
+    ):
         assert (p["category"] == category).sum() >= 5, category
     names = " ".join(p["name"])
-    for word in ("생닭", "튀김가루", "치킨무", "식용유", "18L", "춘장", "중화면", "단무지", "원두", "우유",
-                 "피자치즈", "도우", "버거번", "쌀국수면", "소주", "포장용기", "위생장갑"):
+    for word in (
+        "생닭",
+        "튀김가루",
+        "치킨무",
+        "식용유",
+        "18L",
+        "춘장",
+        "중화면",
+        "단무지",
+        "원두",
+        "우유",
+        "피자치즈",
+        "도우",
+        "버거번",
+        "쌀국수면",
+        "소주",
+        "포장용기",
+        "위생장갑",
+    ):
         assert word in names, word
 
 
@@ -194,8 +230,16 @@ def test_hard_cases_are_present(small):
     r, t = d["restaurants"], d["truth"]
     n = len(r)
     flags = t["hard_cases"].str.split(",").explode()
-    for flag in ("misleading_name", "mixed_menu", "empty_menu", "english_name", "price_in_items",
-                 "emoji", "stray_whitespace", "spelling_variant"):
+    for flag in (
+        "misleading_name",
+        "mixed_menu",
+        "empty_menu",
+        "english_name",
+        "price_in_items",
+        "emoji",
+        "stray_whitespace",
+        "spelling_variant",
+    ):
         share = (flags == flag).sum() / n
         assert 0.01 <= share <= 0.12, (flag, share)
     assert (r["menu"] == "").sum() >= 0.01 * n
@@ -204,7 +248,13 @@ def test_hard_cases_are_present(small):
     assert r["menu"].str.contains(r"[\U0001F300-\U0001FAFF☕✨]").any()
     assert (r["menu"].str.contains(r"(?:^|\|) | (?:\||$)|  ")).any()
     joined = "|".join(r["menu"])
-    assert sum(v in joined for v in ("돈가스", "자장면", "프라이드치킨", "카페라테", "크로아상", "아귀찜")) >= 3
+    assert (
+        sum(
+            v in joined
+            for v in ("돈가스", "자장면", "프라이드치킨", "카페라테", "크로아상", "아귀찜")
+        )
+        >= 3
+    )
     # a name pointing at one industry over a menu of another: truth follows the menu
     misled = r[t["hard_cases"].str.contains("misleading_name")]
     assert (misled["menu"] != "").all()
@@ -227,6 +277,7 @@ def test_csv_matches_parquet_and_is_readable_by_duckdb(tmp_path: Path):
                 a[col] = a[col].astype(str)
             assert a[col].tolist() == b[col].tolist(), (key, col)
     con = duckdb.connect()
+
     def column_types(path: Path) -> dict[str, str]:
         rows = con.execute("DESCRIBE SELECT * FROM read_csv_auto(?)", [str(path)]).fetchall()
         return {row[0]: row[1] for row in rows}
@@ -257,11 +308,19 @@ def test_oracle_scores_rank_true_demand(small, lines):
     first = lines[lines["restaurant_id"].isin(cohort) & (lines["ordered_at"] < window_end)]
     truth_sets = first.groupby("restaurant_id")["product_id"].apply(set)
     history = lines[lines["ordered_at"] < end - pd.Timedelta(days=90)]
-    popular = (history.groupby(["industry", "product_id"])["quantity"].sum().reset_index()
-               .sort_values("quantity", ascending=False).groupby("industry")["product_id"]
-               .apply(lambda s: set(s.head(10))))
-    oracle_top = (scores.sort_values("score", ascending=False)
-                  .groupby("restaurant_id")["product_id"].apply(lambda s: set(s.head(10))))
+    popular = (
+        history.groupby(["industry", "product_id"])["quantity"]
+        .sum()
+        .reset_index()
+        .sort_values("quantity", ascending=False)
+        .groupby("industry")["product_id"]
+        .apply(lambda s: set(s.head(10)))
+    )
+    oracle_top = (
+        scores.sort_values("score", ascending=False)
+        .groupby("restaurant_id")["product_id"]
+        .apply(lambda s: set(s.head(10)))
+    )
     industry = t.set_index("restaurant_id")["industry"]
 
     def recall(top) -> float:

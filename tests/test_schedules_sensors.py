@@ -35,7 +35,12 @@ def test_labeling_job_selects_the_labeling_path_only():
     defs = build_defs()
     job = defs.resolve_job_def("labeling_job")
     keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert {"restaurants", "restaurant_industry", "industry_top_products", "recommendations"} <= keys
+    assert {
+        "restaurants",
+        "restaurant_industry",
+        "industry_top_products",
+        "recommendations",
+    } <= keys
     assert "products" not in keys  # the catalog is not re-ingested for new restaurants
 
 
@@ -55,13 +60,17 @@ def test_sensor_watches_then_runs_on_change(recsys_home, tmp_path):
     result, cursor = tick(None)
     assert not result.run_requests and "no restaurants file" in result.skip_message
 
-    (data / "restaurants.csv").write_text("restaurant_id,name,menu,signup_date\nR1,a,b,2026-01-01\n")
+    (data / "restaurants.csv").write_text(
+        "restaurant_id,name,menu,signup_date\nR1,a,b,2026-01-01\n"
+    )
     result, cursor = tick(None)
     assert not result.run_requests and cursor  # first sight: start watching
     result, same = tick(cursor)
     assert not result.run_requests and same == cursor
 
-    (data / "restaurants.csv").write_text("restaurant_id,name,menu,signup_date\nR1,a,b,2026-01-01\nR2,c,d,2026-02-01\n")
+    (data / "restaurants.csv").write_text(
+        "restaurant_id,name,menu,signup_date\nR1,a,b,2026-01-01\nR2,c,d,2026-02-01\n"
+    )
     result, new_cursor = tick(cursor)
     [request] = result.run_requests
     assert new_cursor != cursor and request.run_key == f"restaurants-{new_cursor}"

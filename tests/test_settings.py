@@ -11,7 +11,9 @@ import recsys_assets
 from recsys_assets.config import ConfigError, load_settings
 
 PACKAGE = Path(recsys_assets.__file__).parent
-ENV_ACCESS = re.compile(r"\bos\.(environ|getenv|putenv|unsetenv)\b|\bfrom os import\b.*\b(environ|getenv)\b")
+ENV_ACCESS = re.compile(
+    r"\bos\.(environ|getenv|putenv|unsetenv)\b|\bfrom os import\b.*\b(environ|getenv)\b"
+)
 
 
 def test_only_config_touches_the_environment():
@@ -25,24 +27,43 @@ def test_only_config_touches_the_environment():
 
 def test_every_setting_is_a_typed_field(monkeypatch):
     for name, value in {
-        "RECSYS_LLM_MAX_CONCURRENCY": "3", "RECSYS_LLM_RPM": "100", "RECSYS_LLM_TIMEOUT": "7.5",
-        "RECSYS_CASCADE_MARGIN": "0.5", "RECSYS_LEDGER_URL": "sqlite:////tmp/x.sqlite",
-        "RECSYS_LEDGER_LEASE_SECONDS": "42", "RECSYS_RANK_CUTOFF": "2025-01-15",
-        "RECSYS_PROMOTION_MARGIN": "0.01", "RECSYS_NDCG_FLOOR": "0.2",
-        "RECSYS_REBUILD_CRON": "0 1 * * *", "RECSYS_REBUILD_TIMEZONE": "UTC",
+        "RECSYS_LLM_MAX_CONCURRENCY": "3",
+        "RECSYS_LLM_RPM": "100",
+        "RECSYS_LLM_TIMEOUT": "7.5",
+        "RECSYS_CASCADE_MARGIN": "0.5",
+        "RECSYS_LEDGER_URL": "sqlite:////tmp/x.sqlite",
+        "RECSYS_LEDGER_LEASE_SECONDS": "42",
+        "RECSYS_RANK_CUTOFF": "2025-01-15",
+        "RECSYS_PROMOTION_MARGIN": "0.01",
+        "RECSYS_NDCG_FLOOR": "0.2",
+        "RECSYS_REBUILD_CRON": "0 1 * * *",
+        "RECSYS_REBUILD_TIMEZONE": "UTC",
     }.items():
         monkeypatch.setenv(name, value)
     s = load_settings()
-    assert (s.llm.max_concurrency, s.llm.rpm, s.llm.timeout_s, s.llm.cascade_margin) == (3, 100, 7.5, 0.5)
+    assert (s.llm.max_concurrency, s.llm.rpm, s.llm.timeout_s, s.llm.cascade_margin) == (
+        3,
+        100,
+        7.5,
+        0.5,
+    )
     assert (s.ledger.url, s.ledger.lease_seconds) == ("sqlite:////tmp/x.sqlite", 42.0)
-    assert (s.ranking.cutoff, s.ranking.promotion_margin, s.ranking.ndcg_floor) == ("2025-01-15", 0.01, 0.2)
+    assert (s.ranking.cutoff, s.ranking.promotion_margin, s.ranking.ndcg_floor) == (
+        "2025-01-15",
+        0.01,
+        0.2,
+    )
     assert (s.ranking.rebuild_cron, s.ranking.rebuild_timezone) == ("0 1 * * *", "UTC")
 
 
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("RECSYS_LLM_MAX_CONCURRENCY", "many", "RECSYS_LLM_MAX_CONCURRENCY must be an integer, got 'many'"),
+        (
+            "RECSYS_LLM_MAX_CONCURRENCY",
+            "many",
+            "RECSYS_LLM_MAX_CONCURRENCY must be an integer, got 'many'",
+        ),
         ("RECSYS_LLM_BACKOFF_BASE", "x", "RECSYS_LLM_BACKOFF_BASE must be a number, got 'x'"),
         ("RECSYS_CASCADE_MARGIN", "-1", "RECSYS_CASCADE_MARGIN must be >= 0, got -1.0"),
         ("RECSYS_LEDGER_LEASE_SECONDS", "0", "RECSYS_LEDGER_LEASE_SECONDS must be > 0, got 0.0"),
@@ -66,8 +87,16 @@ def test_secrets_never_show_in_repr(monkeypatch):
         assert key not in text and "secret-token" not in text
 
 
-@pytest.mark.parametrize(("value", "expected"), [("llm", "llm"), ("openai", "llm"), ("OpenAI", "llm"),
-                                                 ("cascade", "cascade"), ("offline", "offline")])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("llm", "llm"),
+        ("openai", "llm"),
+        ("OpenAI", "llm"),
+        ("cascade", "cascade"),
+        ("offline", "offline"),
+    ],
+)
 def test_labeler_has_one_name_and_openai_is_a_deprecated_alias(monkeypatch, value, expected):
     monkeypatch.setenv("RECSYS_LABELER", value)
     assert load_settings().labeler == expected
@@ -76,5 +105,7 @@ def test_labeler_has_one_name_and_openai_is_a_deprecated_alias(monkeypatch, valu
 
 def test_unknown_labeler_is_refused(monkeypatch):
     monkeypatch.setenv("RECSYS_LABELER", "gpt")
-    with pytest.raises(ConfigError, match="RECSYS_LABELER must be one of auto, offline, llm, cascade"):
+    with pytest.raises(
+        ConfigError, match="RECSYS_LABELER must be one of auto, offline, llm, cascade"
+    ):
         load_settings()

@@ -34,12 +34,17 @@ REPO = Path(__file__).resolve().parents[1]
 # One line each: menus the fake's keyword rule labels, and the offline labeler is sure of or not.
 SURE = ["짜장면, 짬뽕, 탕수육", "삼겹살, 목살", "연어초밥, 우동", "콤비네이션 피자"]
 UNSURE = ["오늘의 메뉴", "세트 A, 세트 B"]
-REFUSED_JSON_SCHEMA = ("response_format.type: Input should be 'text' or 'json_object'")
+REFUSED_JSON_SCHEMA = "response_format.type: Input should be 'text' or 'json_object'"
 
 
 def make_df(menus: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"restaurant_id": [f"R{i:03d}" for i in range(len(menus))],
-                         "name": [f"가게{i}" for i in range(len(menus))], "menu": menus})
+    return pd.DataFrame(
+        {
+            "restaurant_id": [f"R{i:03d}" for i in range(len(menus))],
+            "name": [f"가게{i}" for i in range(len(menus))],
+            "menu": menus,
+        }
+    )
 
 
 @pytest.fixture
@@ -53,12 +58,23 @@ def run(recsys_home, server):
     key = fake_key()
 
     def label(df, *, structured="auto", concurrency=4, items_per_call=1, labeler="llm", **opts):
-        cfg = EngineConfig(max_concurrency=concurrency, items_per_call=items_per_call,
-                           backoff_base_s=0.001, backoff_max_s=0.01)
-        options = LLMOptions(base_url=server.base_url, api_key=key, timeout_s=5,
-                             structured=structured, items_per_call=items_per_call, **opts)
-        return label_frame(df, labeler=labeler, settings=load_settings(), llm_options=options,
-                           engine_config=cfg)
+        cfg = EngineConfig(
+            max_concurrency=concurrency,
+            items_per_call=items_per_call,
+            backoff_base_s=0.001,
+            backoff_max_s=0.01,
+        )
+        options = LLMOptions(
+            base_url=server.base_url,
+            api_key=key,
+            timeout_s=5,
+            structured=structured,
+            items_per_call=items_per_call,
+            **opts,
+        )
+        return label_frame(
+            df, labeler=labeler, settings=load_settings(), llm_options=options, engine_config=cfg
+        )
 
     return label
 
@@ -86,7 +102,10 @@ def test_auto_moves_to_tool_calls_when_json_schema_is_refused_like_llama_cpp_pyt
     methods = [request_method(b) for b in server.bodies]
     assert methods == ["json_schema"] + ["tool"] * 8  # one refused probe, never sent again
     assert out["industry"].tolist() == expected_labels(df) and not out["flagged"].any()
-    assert rep.structured_output == f"tool (auto; refused: json_schema: HTTP 500 {REFUSED_JSON_SCHEMA})"
+    assert (
+        rep.structured_output
+        == f"tool (auto; refused: json_schema: HTTP 500 {REFUSED_JSON_SCHEMA})"
+    )
     assert rep.llm_calls == server.requests == 9
     tool_body = server.bodies[1]
     assert tool_body["tool_choice"]["function"]["name"] == tool_body["tools"][0]["function"]["name"]
@@ -97,7 +116,9 @@ def test_auto_moves_to_json_object_when_tool_calls_do_not_come_back(run, server)
     server.configure(refuse={"json_schema": 500}, tool_calls=False)
     df = make_df(SURE + UNSURE)
     out, rep = run(df, items_per_call=2)
-    assert [request_method(b) for b in server.bodies] == ["json_schema", "tool"] + ["json_object"] * 3
+    assert [request_method(b) for b in server.bodies] == ["json_schema", "tool"] + [
+        "json_object"
+    ] * 3
     assert out["industry"].tolist() == expected_labels(df) and not out["flagged"].any()
     assert rep.structured_output.startswith("json_object (auto; refused: json_schema: HTTP 500 ")
     assert rep.structured_output.endswith("; tool: answered without tool_calls)")
@@ -111,17 +132,30 @@ def test_auto_moves_to_json_object_when_tool_calls_do_not_come_back(run, server)
 @pytest.mark.parametrize(
     ("structured", "fake", "said"),
     [
-        ("json_schema", {"refuse": {"json_schema": 500}},
-         f"RECSYS_LLM_STRUCTURED=json_schema (response_format json_schema): HTTP 500 {REFUSED_JSON_SCHEMA}"),
-        ("tool", {"tool_calls": False},
-         "RECSYS_LLM_STRUCTURED=tool (a forced tool call (tools + tool_choice)): answered without tool_calls"),
-        ("json_object", {"refuse": {"json_object": 400}},
-         ("RECSYS_LLM_STRUCTURED=json_object (response_format json_object): HTTP 400 Invalid "
-          "parameter: 'json_object' is not supported with this model.")),
+        (
+            "json_schema",
+            {"refuse": {"json_schema": 500}},
+            f"RECSYS_LLM_STRUCTURED=json_schema (response_format json_schema): HTTP 500 {REFUSED_JSON_SCHEMA}",
+        ),
+        (
+            "tool",
+            {"tool_calls": False},
+            "RECSYS_LLM_STRUCTURED=tool (a forced tool call (tools + tool_choice)): answered without tool_calls",
+        ),
+        (
+            "json_object",
+            {"refuse": {"json_object": 400}},
+            (
+                "RECSYS_LLM_STRUCTURED=json_object (response_format json_object): HTTP 400 Invalid "
+                "parameter: 'json_object' is not supported with this model."
+            ),
+        ),
     ],
     ids=["json_schema-500", "tool-no-tool-calls", "json_object-400"],
 )
-def test_a_set_method_the_server_refuses_stops_the_run_after_one_call(run, server, structured, fake, said):
+def test_a_set_method_the_server_refuses_stops_the_run_after_one_call(
+    run, server, structured, fake, said
+):
     server.configure(**fake)
     with pytest.raises(LabelingAborted) as info:
         run(make_df(SURE * 3), structured=structured, concurrency=4)
@@ -138,9 +172,11 @@ def test_auto_with_every_method_refused_stops_after_one_call_per_method(run, ser
         run(make_df(SURE), concurrency=4)
     assert [request_method(b) for b in server.bodies] == ["json_schema", "tool", "json_object"]
     msg = str(info.value)
-    assert msg.startswith("the server refused every structured-output method "
-                          "(RECSYS_LLM_STRUCTURED=auto): json_schema (response_format json_schema): "
-                          f"HTTP 500 {REFUSED_JSON_SCHEMA}; tool (")
+    assert msg.startswith(
+        "the server refused every structured-output method "
+        "(RECSYS_LLM_STRUCTURED=auto): json_schema (response_format json_schema): "
+        f"HTTP 500 {REFUSED_JSON_SCHEMA}; tool ("
+    )
     assert "json_object (response_format json_object): HTTP 400" in msg
     assert info.value.report.llm_calls == 3
 
@@ -174,8 +210,9 @@ def test_a_full_context_on_the_first_call_does_not_move_auto_to_another_method(r
 
 # -- d: the label is kept when only the confidence is off; a re-ask is never the same request -----------
 def test_out_of_range_confidence_is_normalised_and_the_label_kept(run, server):
-    server.configure(script=["percent_confidence", "negative_confidence", "word_confidence",
-                             "word_confidence"])
+    server.configure(
+        script=["percent_confidence", "negative_confidence", "word_confidence", "word_confidence"]
+    )
     df = make_df(SURE[:3])
     out, _ = run(df, concurrency=1)
     assert server.requests == 4  # only the unusable "very sure" is re-asked
@@ -184,9 +221,20 @@ def test_out_of_range_confidence_is_normalised_and_the_label_kept(run, server):
     assert out["label_status"].tolist() == ["ok", "ok", "invalid"]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(15, 0.15), (85, 0.85), ("85%", 0.85), (100, 1.0),
-                                                 (250, 1.0), (-1, 0.0), (math.nan, 0.0), (0.7, 0.7),
-                                                 ("0.4", 0.4)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (15, 0.15),
+        (85, 0.85),
+        ("85%", 0.85),
+        (100, 1.0),
+        (250, 1.0),
+        (-1, 0.0),
+        (math.nan, 0.0),
+        (0.7, 0.7),
+        ("0.4", 0.4),
+    ],
+)
 def test_confidence_normalisation(value, expected):
     answer = LabelAnswer.model_validate({"industry": "korean", "confidence": value, "reason": "x"})
     assert answer.confidence == pytest.approx(expected)
@@ -225,9 +273,16 @@ def test_max_tokens_and_timeout_scale_with_items_per_call():
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("RECSYS_LLM_STRUCTURED", "grammar",
-         "RECSYS_LLM_STRUCTURED must be one of auto, json_schema, tool, json_object, got 'grammar'"),
-        ("RECSYS_LLM_MAX_TOKENS", "8", "RECSYS_LLM_MAX_TOKENS must be >= 16 (an answer needs room), got 8"),
+        (
+            "RECSYS_LLM_STRUCTURED",
+            "grammar",
+            "RECSYS_LLM_STRUCTURED must be one of auto, json_schema, tool, json_object, got 'grammar'",
+        ),
+        (
+            "RECSYS_LLM_MAX_TOKENS",
+            "8",
+            "RECSYS_LLM_MAX_TOKENS must be >= 16 (an answer needs room), got 8",
+        ),
         ("RECSYS_LLM_TIMEOUT", "0", "RECSYS_LLM_TIMEOUT must be a finite number > 0, got 0.0"),
     ],
 )
@@ -239,9 +294,13 @@ def test_malformed_server_settings_name_the_variable(monkeypatch, name, value, m
 
 
 def test_server_settings_reach_the_options(monkeypatch):
-    for name, value in {"RECSYS_LLM_STRUCTURED": "Tool", "RECSYS_LLM_MAX_TOKENS": "300",
-                        "RECSYS_LLM_TIMEOUT": "60", "RECSYS_LLM_TIMEOUT_PER_ITEM": "20",
-                        "RECSYS_LLM_ITEMS_PER_CALL": "3"}.items():
+    for name, value in {
+        "RECSYS_LLM_STRUCTURED": "Tool",
+        "RECSYS_LLM_MAX_TOKENS": "300",
+        "RECSYS_LLM_TIMEOUT": "60",
+        "RECSYS_LLM_TIMEOUT_PER_ITEM": "20",
+        "RECSYS_LLM_ITEMS_PER_CALL": "3",
+    }.items():
         monkeypatch.setenv(name, value)
     opts = LLMOptions.from_settings(load_settings().llm)
     assert (opts.structured, opts.max_tokens, opts.effective_timeout_s()) == ("tool", 300, 100.0)
@@ -253,8 +312,10 @@ def test_a_model_the_server_does_not_list_stops_before_any_call(run, server):
     with pytest.raises(LabelingAborted) as info:
         run(make_df(SURE), model="gpt-4o-mini")
     assert server.requests == 0 and info.value.reason == "model_not_served"
-    assert ("does not serve model 'gpt-4o-mini' (RECSYS_LLM_MODEL); its /models lists: "
-            "qwen2.5-coder-0.5b-instruct. Set RECSYS_LLM_MODEL to one of them.") in str(info.value)
+    assert (
+        "does not serve model 'gpt-4o-mini' (RECSYS_LLM_MODEL); its /models lists: "
+        "qwen2.5-coder-0.5b-instruct. Set RECSYS_LLM_MODEL to one of them."
+    ) in str(info.value)
 
 
 def test_a_listed_model_is_checked_once_per_run_and_not_when_nothing_is_sent(run, server):
@@ -274,15 +335,40 @@ def test_model_matching():
 # -- b, e: the CLI - the real cause last; the cascade delivers its offline rows when the LLM stops ---------
 @pytest.fixture
 def cli_env(recsys_home, server):
-    return {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": fake_key(),
-            "OPENAI_BASE_URL": server.base_url, "RECSYS_LLM_BACKOFF_BASE": "0.005",
-            "RECSYS_LLM_BACKOFF_MAX": "0.01", "RECSYS_LLM_TIMEOUT": "5"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OPENAI_API_KEY": fake_key(),
+        "OPENAI_BASE_URL": server.base_url,
+        "RECSYS_LLM_BACKOFF_BASE": "0.005",
+        "RECSYS_LLM_BACKOFF_MAX": "0.01",
+        "RECSYS_LLM_TIMEOUT": "5",
+    }
 
 
-def recsys_label(env: dict[str, str], src: Path, out: Path, labeler: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recsys_assets.cli", "label", str(src), "-o", str(out),
-                           "--labeler", labeler, "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+def recsys_label(
+    env: dict[str, str], src: Path, out: Path, labeler: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recsys_assets.cli",
+            "label",
+            str(src),
+            "-o",
+            str(out),
+            "--labeler",
+            labeler,
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def last_line(text: str) -> str:
@@ -297,22 +383,30 @@ def test_cli_llm_refused_method_exits_1_with_the_refusal_last(cli_env, server, t
     assert res.returncode == 1, res.stderr
     assert last_line(res.stderr).startswith(
         "error: the server refused RECSYS_LLM_STRUCTURED=json_schema (response_format json_schema): "
-        f"HTTP 500 {REFUSED_JSON_SCHEMA}. Set RECSYS_LLM_STRUCTURED=auto"), res.stderr
+        f"HTTP 500 {REFUSED_JSON_SCHEMA}. Set RECSYS_LLM_STRUCTURED=auto"
+    ), res.stderr
     assert server.requests == 1 and not out.exists()
 
 
 @pytest.mark.parametrize(
     ("env_extra", "fake", "cause"),
     [
-        ({"RECSYS_LLM_STRUCTURED": "json_schema"}, {"refuse": {"json_schema": 500}},
-         "the LLM part stopped: the server refused RECSYS_LLM_STRUCTURED=json_schema"),
-        ({"RECSYS_LLM_MODEL": "gpt-4o-mini"}, {"models": ["qwen"]},
-         "the LLM part stopped: the server at http://127.0.0.1:"),
+        (
+            {"RECSYS_LLM_STRUCTURED": "json_schema"},
+            {"refuse": {"json_schema": 500}},
+            "the LLM part stopped: the server refused RECSYS_LLM_STRUCTURED=json_schema",
+        ),
+        (
+            {"RECSYS_LLM_MODEL": "gpt-4o-mini"},
+            {"models": ["qwen"]},
+            "the LLM part stopped: the server at http://127.0.0.1:",
+        ),
     ],
     ids=["refused-method", "model-not-served"],
 )
-def test_cli_cascade_delivers_its_offline_rows_when_the_llm_part_stops(cli_env, server, tmp_path,
-                                                                      env_extra, fake, cause):
+def test_cli_cascade_delivers_its_offline_rows_when_the_llm_part_stops(
+    cli_env, server, tmp_path, env_extra, fake, cause
+):
     server.configure(**fake)
     df = make_df(SURE + UNSURE + SURE)
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
@@ -322,14 +416,17 @@ def test_cli_cascade_delivers_its_offline_rows_when_the_llm_part_stops(cli_env, 
     got = pd.read_csv(out, dtype={"flagged": str}, keep_default_na=False)
     llm_rows = got["source"] == "cascade_llm"
     assert got["restaurant_id"].tolist() == df["restaurant_id"].tolist()
-    assert llm_rows.sum() == len(UNSURE) and (got.loc[~llm_rows, "source"] == "cascade_offline").all()
+    assert (
+        llm_rows.sum() == len(UNSURE) and (got.loc[~llm_rows, "source"] == "cascade_offline").all()
+    )
     assert (got.loc[~llm_rows, "label_status"] == "ok").all()
     assert got.loc[~llm_rows, "industry"].tolist() == expected_labels(df[~llm_rows.to_numpy()])
     assert (got.loc[llm_rows, "label_status"] == "unanswered").all()
     assert (got.loc[llm_rows, "flagged"] == "True").all()
     line = last_line(res.stderr)
-    assert line.startswith(f"error: {len(UNSURE)} of {len(df)} row(s) got no answer from the model "
-                           f"({cause}"), res.stderr
+    assert line.startswith(
+        f"error: {len(UNSURE)} of {len(df)} row(s) got no answer from the model ({cause}"
+    ), res.stderr
     assert server.requests == len(fake.get("refuse", {}))  # the refused probe, or nothing
 
     server.configure(refuse={}, models=None)  # fixed: the rerun asks only for the LLM rows

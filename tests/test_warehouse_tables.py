@@ -97,10 +97,17 @@ def test_top_products_rank_and_idempotency(con):
     assert [(r[0], r[1], r[2]) for r in first] == [
         ("cafe_dessert", 1, "P2"),
         ("chicken", 1, "P1"),
-        ("chicken", 2, "P2"),  # P2 and P3: same buyers, P2 more popular globally → higher smoothed score
+        (
+            "chicken",
+            2,
+            "P2",
+        ),  # P2 and P3: same buyers, P2 more popular globally → higher smoothed score
     ]
     tables.build_industry_top_products(con, k=2)
-    assert con.execute("SELECT * FROM industry_top_products ORDER BY industry, rank").fetchall() == first
+    assert (
+        con.execute("SELECT * FROM industry_top_products ORDER BY industry, rank").fetchall()
+        == first
+    )
 
 
 def test_failed_rebuild_keeps_previous_table(con):

@@ -67,12 +67,18 @@ def sweep(
         p = plan(predictions, m)
         conf_ok = sum(predictions[i].industry == truth[i] for i in p.offline_rows)
         rest_ok = sum(predictions[i].industry == truth[i] for i in p.llm_rows)
-        rows.append({
-            "margin": m,
-            "offline_share": p.saved_share,
-            "offline_accuracy": conf_ok / len(p.offline_rows) if p.offline_rows else float("nan"),
-            "offline_accuracy_on_rest": rest_ok / len(p.llm_rows) if p.llm_rows else float("nan"),
-        })
+        rows.append(
+            {
+                "margin": m,
+                "offline_share": p.saved_share,
+                "offline_accuracy": conf_ok / len(p.offline_rows)
+                if p.offline_rows
+                else float("nan"),
+                "offline_accuracy_on_rest": rest_ok / len(p.llm_rows)
+                if p.llm_rows
+                else float("nan"),
+            }
+        )
     return rows
 
 
@@ -89,8 +95,10 @@ class Rule:
     def describe(self) -> str:
         if self.trust_below <= 0:
             return f"{self.entry}: the offline label is kept wherever the model disagrees"
-        return (f"{self.entry}: the model's label replaces the offline one where the offline margin "
-                f"< {self.trust_below:g} and the model's confidence >= {self.min_confidence:g}")
+        return (
+            f"{self.entry}: the model's label replaces the offline one where the offline margin "
+            f"< {self.trust_below:g} and the model's confidence >= {self.min_confidence:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,13 @@ class RoutingTable:
         return self.default
 
 
-def use_llm(offline_industry: str, offline_margin: float, llm_industry: str | None,
-            llm_confidence: float | None, rule: Rule) -> bool:
+def use_llm(
+    offline_industry: str,
+    offline_margin: float,
+    llm_industry: str | None,
+    llm_confidence: float | None,
+    rule: Rule,
+) -> bool:
     """True when the row takes the LLM's label; False keeps the offline label.
 
     No valid answer (``llm_industry`` None) keeps the lexicon; an agreeing answer is the same label.
@@ -129,13 +142,17 @@ def use_llm(offline_industry: str, offline_margin: float, llm_industry: str | No
 def _edges(path: Path, doc: LocatedDict, key: str) -> tuple[float, ...]:
     value = doc.get(key)
     line = doc.line_of(key)
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
         raise DataFileError(f"{path}:{line}: {key} must be a list of numbers")
     edges = tuple(float(v) for v in value)
     if edges[0] != 0.0 or any(b <= a for a, b in pairwise(edges)) or edges[-1] > 1:
-        raise DataFileError(f"{path}:{line}: {key} must start at 0 and increase, within 0..1; "
-                            f"got {list(edges)}")
+        raise DataFileError(
+            f"{path}:{line}: {key} must start at 0 and increase, within 0..1; got {list(edges)}"
+        )
     return edges
 
 
@@ -148,8 +165,12 @@ def _rule(path: Path, name: str, value: Any, line: int) -> Rule:
     nums = {}
     for key in ("trust_below", "min_confidence"):
         v = value.get(key)
-        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) \
-                or not 0 <= v <= 1.0001:
+        if (
+            not isinstance(v, int | float)
+            or isinstance(v, bool)
+            or not math.isfinite(v)
+            or not 0 <= v <= 1.0001
+        ):
             raise DataFileError(f"{path}:{line}: {name}: {key} must be a number in 0..1, got {v!r}")
         nums[key] = float(v)
     fitted = value.get("fitted") or {}
@@ -168,8 +189,10 @@ def load_routing(path: Path | str | None = None) -> RoutingTable:
         raise DataFileError(f"{path}:1: expected a mapping with bands, default and models")
     bands = doc.get("bands")
     if not isinstance(bands, LocatedDict):
-        raise DataFileError(f"{path}:{doc.line_of('bands')}: bands: expected offline_margin and "
-                            "llm_confidence lists")
+        raise DataFileError(
+            f"{path}:{doc.line_of('bands')}: bands: expected offline_margin and "
+            "llm_confidence lists"
+        )
     min_gain = doc.get("min_gain", 1)
     if not isinstance(min_gain, int) or isinstance(min_gain, bool) or min_gain < 1:
         raise DataFileError(f"{path}:{doc.line_of('min_gain')}: min_gain must be an integer >= 1")
@@ -231,7 +254,7 @@ def fit(cases: Sequence[Case], table: RoutingTable, entry: str = "default") -> F
         for min_conf in reversed(table.confidence_bands):  # ties: the higher confidence bar
             bands_ok = all(
                 gain([c for c in cases if lo <= c.margin < hi], hi, min_conf)[0] >= 0
-                for lo, hi in pairwise(edges[:k + 1])
+                for lo, hi in pairwise(edges[: k + 1])
             )
             won, overrides = gain(cases, trust_below, min_conf)
             if not bands_ok or won < table.min_gain:

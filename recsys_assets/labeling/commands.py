@@ -81,8 +81,10 @@ class _StopOnSignal:
         if self.event.is_set():
             raise KeyboardInterrupt
         self.event.set()
-        _err(f"\n{signal.Signals(signum).name}: stopping after the calls in flight "
-             "(press Ctrl+C again to quit at once; finished rows are already saved)")
+        _err(
+            f"\n{signal.Signals(signum).name}: stopping after the calls in flight "
+            "(press Ctrl+C again to quit at once; finished rows are already saved)"
+        )
 
     def __enter__(self) -> _StopOnSignal:
         if threading.current_thread() is threading.main_thread():
@@ -103,8 +105,10 @@ def _check_output(path: Path) -> None:
         _err(f"error: {path}: output must end in .csv or .parquet")
         raise typer.Exit(2)
     if path.is_dir():
-        _err(f"error: cannot write {path}: it is a directory; give a file name ending in .csv "
-             "or .parquet")
+        _err(
+            f"error: cannot write {path}: it is a directory; give a file name ending in .csv "
+            "or .parquet"
+        )
         raise typer.Exit(2)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:  # missing folders are created later
@@ -122,13 +126,42 @@ def _check_output(path: Path) -> None:
 
 
 def label_cmd(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV or Parquet with restaurant_id, name, menu[, description].")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV or Parquet, by suffix (required unless --dry-run).")] = None,
-    labeler: Annotated[str | None, typer.Option(help="offline | llm | cascade | auto (default: RECSYS_LABELER; openai = llm, deprecated).")] = None,
-    max_concurrency: Annotated[int | None, typer.Option(min=1, help="Parallel LLM calls (RECSYS_LLM_MAX_CONCURRENCY, default 8).")] = None,
-    items_per_call: Annotated[int | None, typer.Option(min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1).")] = None,
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="CSV or Parquet with restaurant_id, name, menu[, description]."
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="CSV or Parquet, by suffix (required unless --dry-run)."
+        ),
+    ] = None,
+    labeler: Annotated[
+        str | None,
+        typer.Option(
+            help="offline | llm | cascade | auto (default: RECSYS_LABELER; openai = llm, deprecated)."
+        ),
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Parallel LLM calls (RECSYS_LLM_MAX_CONCURRENCY, default 8)."),
+    ] = None,
+    items_per_call: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1)."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what the run would send and cost, then stop: no call, no output, no ledger write.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what the run would send and cost, then stop: no call, no output, no ledger write.",
+        ),
+    ] = False,
 ) -> None:
     """Label restaurants with an industry; LLM answers are checkpointed, a rerun resumes.
 
@@ -144,6 +177,8 @@ def label_cmd(
 
     Score a labeler against a gold file instead: recsys label eval --help.
     """
+    # Longer than 80 lines on purpose: every failure maps to its own exit code and last-line
+    # message here, in one place, so the exit-code table above is checkable against the code.
     from recsys_assets.config import ConfigError
 
     if dry_run:
@@ -168,11 +203,18 @@ def label_cmd(
     secrets = (settings.llm.api_key_value,)
     positions, stopped = None, None
     try:
-        cfg = EngineConfig.from_settings(settings.llm, max_concurrency=max_concurrency,
-                                         items_per_call=items_per_call)
+        cfg = EngineConfig.from_settings(
+            settings.llm, max_concurrency=max_concurrency, items_per_call=items_per_call
+        )
         with _StopOnSignal() as stopper:
-            labels, report = label_frame(df, labeler=labeler, settings=settings, progress=progress,
-                                         stop_event=stopper.event, engine_config=cfg)
+            labels, report = label_frame(
+                df,
+                labeler=labeler,
+                settings=settings,
+                progress=progress,
+                stop_event=stopper.event,
+                engine_config=cfg,
+            )
     except LabelingAborted as exc:
         if exc.reason != "circuit_open" and (exc.report is None or exc.report.labeler != "cascade"):
             # The provider refuses: every further call would fail. The cause goes last.
@@ -188,15 +230,19 @@ def label_cmd(
         _err(f"error: {scrub(exc, secrets)}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        _err(f"interrupted at once: every finished call is saved in the ledger, the calls in flight "
-             f"are lost. {output} was NOT written. Rerun the same command to resume.")
+        _err(
+            f"interrupted at once: every finished call is saved in the ledger, the calls in flight "
+            f"are lost. {output} was NOT written. Rerun the same command to resume."
+        )
         sys.stderr.flush()
         # Worker threads may be blocked in HTTP calls; committed ledger rows are safe, so leave now.
         os._exit(INTERRUPTED_EXIT)
 
     if report.remaining and stopped is None:
-        _err(f"interrupted: {report.resume_message()}. {output} was NOT written "
-             "(it would be incomplete).")
+        _err(
+            f"interrupted: {report.resume_message()}. {output} was NOT written "
+            "(it would be incomplete)."
+        )
         raise typer.Exit(INTERRUPTED_EXIT)
 
     out = _output_frame(df, labels, positions, report.labeler)
@@ -207,19 +253,25 @@ def label_cmd(
     try:
         _write_atomic(out, output)
     except OSError as exc:  # e.g. the disk filled up while labeling
-        _err(f"error: cannot write {output}: {exc.strerror or exc}. Every answer is in the ledger: "
-             "rerun the same command once fixed, nothing is paid again.")
+        _err(
+            f"error: cannot write {output}: {exc.strerror or exc}. Every answer is in the ledger: "
+            "rerun the same command once fixed, nothing is paid again."
+        )
         raise typer.Exit(1) from None
     _err(_summary(report, output))
     if mask.any():
-        _err(f"plus {int(mask.sum())} row(s) set by label overrides (source override, confidence "
-             f"1.0), not sent to any labeler: {len(out)} rows in {output}")
+        _err(
+            f"plus {int(mask.sum())} row(s) set by label overrides (source override, confidence "
+            f"1.0), not sent to any labeler: {len(out)} rows in {output}"
+        )
     unanswered = int((out["label_status"] == "unanswered").sum())
     if unanswered:
-        _err(f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
-             f"({_no_answer_causes(report, stopped, secrets)}); they are written as industry "
-             "'other', flagged, label_status 'unanswered', and are not in the ledger as answered: "
-             f"rerun the same command to retry only those {unanswered} row(s).")
+        _err(
+            f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
+            f"({_no_answer_causes(report, stopped, secrets)}); they are written as industry "
+            "'other', flagged, label_status 'unanswered', and are not in the ledger as answered: "
+            f"rerun the same command to retry only those {unanswered} row(s)."
+        )
         raise typer.Exit(UNANSWERED_EXIT)
 
 
@@ -256,8 +308,9 @@ def _labeler_arg(labeler: str | None) -> str | None:
     return labeler
 
 
-def _dry_run(input_path: Path, labeler: str | None, max_concurrency: int | None,
-             items_per_call: int | None) -> None:
+def _dry_run(
+    input_path: Path, labeler: str | None, max_concurrency: int | None, items_per_call: int | None
+) -> None:
     """Print the plan of `recsys label` (rows, ledger hits, calls, tokens, cost, time); exit 0."""
     from recsys_assets.config import ConfigError
     from recsys_assets.labeling.engine import EngineConfig
@@ -267,10 +320,13 @@ def _dry_run(input_path: Path, labeler: str | None, max_concurrency: int | None,
     settings = _settings()
     df, mask, _ = _split_overridden(_read_input(input_path), settings)
     if mask.any():
-        typer.echo(f"{int(mask.sum()):,} row(s) have a label override: not labeled, not counted below")
+        typer.echo(
+            f"{int(mask.sum()):,} row(s) have a label override: not labeled, not counted below"
+        )
     try:
-        cfg = EngineConfig.from_settings(settings.llm, max_concurrency=max_concurrency,
-                                         items_per_call=items_per_call)
+        cfg = EngineConfig.from_settings(
+            settings.llm, max_concurrency=max_concurrency, items_per_call=items_per_call
+        )
         plan = plan_labeling(df, labeler=labeler, settings=settings, engine_config=cfg)
     except (ConfigError, ValueError, LedgerError) as exc:
         _err(f"error: {exc}")
@@ -280,47 +336,94 @@ def _dry_run(input_path: Path, labeler: str | None, max_concurrency: int | None,
 
 
 def _plan_lines(plan, settings) -> list[str]:
+    """The dry run's report, one printed line per figure (long because it is a flat list of
+    lines, each with its own condition; docs/labeling.md shows the real output)."""
     from recsys_assets.labeling.llm import price_per_1m
 
-    lines = [f"dry run: labeler {plan.labeler}"
-             + (f", model {plan.model}, fingerprint {plan.fingerprint}" if plan.fingerprint else "")]
+    lines = [
+        f"dry run: labeler {plan.labeler}"
+        + (f", model {plan.model}, fingerprint {plan.fingerprint}" if plan.fingerprint else "")
+    ]
+
     def row(name: str, value: str, note: str) -> str:
         return f"{name:<24}{value:>12}  {note}".rstrip()
 
     lines.append(row("input rows", f"{plan.total:,}", ""))
     if plan.labeler in ("offline", "cascade"):
-        why = (f"(margin >= {settings.llm.cascade_margin})" if plan.labeler == "cascade"
-               else "(free, no ledger)")
+        why = (
+            f"(margin >= {settings.llm.cascade_margin})"
+            if plan.labeler == "cascade"
+            else "(free, no ledger)"
+        )
         lines.append(row("answered offline", f"{plan.offline_answered:,}", why))
     e = plan.estimate
     if plan.labeler != "offline":
-        lines.append(row("rows for the LLM", f"{plan.llm_rows:,}", f"({plan.llm_inputs:,} distinct inputs)"))
-        lines.append(row("already in the ledger", f"{plan.answered_rows:,}",
-                         f"rows ({plan.answered_inputs:,} inputs) answered under this fingerprint: free"))
+        lines.append(
+            row("rows for the LLM", f"{plan.llm_rows:,}", f"({plan.llm_inputs:,} distinct inputs)")
+        )
+        lines.append(
+            row(
+                "already in the ledger",
+                f"{plan.answered_rows:,}",
+                f"rows ({plan.answered_inputs:,} inputs) answered under this fingerprint: free",
+            )
+        )
         calls = e.calls if e else 0
-        lines.append(row("to the LLM", f"{plan.to_send:,}",
-                         f"inputs in {calls:,} calls ({plan.items_per_call} per call)"))
+        lines.append(
+            row(
+                "to the LLM",
+                f"{plan.to_send:,}",
+                f"inputs in {calls:,} calls ({plan.items_per_call} per call)",
+            )
+        )
     if e is not None:
-        lines.append(row("estimated tokens", f"{e.tokens_in + e.tokens_out:,}",
-                         f"({e.tokens_in:,} in + {e.tokens_out:,} out; no retries or re-asks)"))
+        lines.append(
+            row(
+                "estimated tokens",
+                f"{e.tokens_in + e.tokens_out:,}",
+                f"({e.tokens_in:,} in + {e.tokens_out:,} out; no retries or re-asks)",
+            )
+        )
         price = price_per_1m(plan.model, (settings.llm.price_in, settings.llm.price_out))
         if e.cost_usd is None or price is None:
-            lines.append(row("estimated cost", "unknown", f"(no price for {plan.model}: set "
-                             "RECSYS_LLM_PRICE_IN / RECSYS_LLM_PRICE_OUT, USD per 1M tokens)"))
+            lines.append(
+                row(
+                    "estimated cost",
+                    "unknown",
+                    f"(no price for {plan.model}: set "
+                    "RECSYS_LLM_PRICE_IN / RECSYS_LLM_PRICE_OUT, USD per 1M tokens)",
+                )
+            )
         else:
-            lines.append(row("estimated cost", f"${e.cost_usd:.4f}",
-                             f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens)"))
-        lines.append(row("estimated wall time", _duration(e.wall_s),
-                         f"({e.calls:,} calls, {plan.max_concurrency} in flight, "
-                         f"{e.latency_s:.2f} s per call: {e.latency_source}; bound: {e.bound})"))
+            lines.append(
+                row(
+                    "estimated cost",
+                    f"${e.cost_usd:.4f}",
+                    f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens)",
+                )
+            )
+        lines.append(
+            row(
+                "estimated wall time",
+                _duration(e.wall_s),
+                f"({e.calls:,} calls, {plan.max_concurrency} in flight, "
+                f"{e.latency_s:.2f} s per call: {e.latency_source}; bound: {e.bound})",
+            )
+        )
     if plan.labeler in ("llm", "cascade") and not settings.has_openai_key:
-        lines.append("note: OPENAI_API_KEY is not set: the real run would stop before any call (exit 2)")
+        lines.append(
+            "note: OPENAI_API_KEY is not set: the real run would stop before any call (exit 2)"
+        )
     if e is None:
-        lines.append("dry run: nothing to send to the LLM, nothing to pay; no call made, nothing written")
+        lines.append(
+            "dry run: nothing to send to the LLM, nothing to pay; no call made, nothing written"
+        )
     else:
         cost = f"~${e.cost_usd:.4f}" if e.cost_usd is not None else "cost unknown"
-        lines.append(f"dry run: {plan.to_send:,} inputs would go to the LLM in {e.calls:,} calls, "
-                     f"{cost}, ~{_duration(e.wall_s)}; no call made, nothing written")
+        lines.append(
+            f"dry run: {plan.to_send:,} inputs would go to the LLM in {e.calls:,} calls, "
+            f"{cost}, ~{_duration(e.wall_s)}; no call made, nothing written"
+        )
     return lines
 
 
@@ -343,7 +446,10 @@ def _output_frame(df, labels, positions: list[int] | None, labeler: str):
     missing = lab["label_status"].isna().to_numpy()
     if missing.any():
         lab.loc[missing, ["industry", "source", "label_status"]] = [
-            taxonomy.OTHER, "llm" if labeler == "llm" else "cascade_llm", "unanswered"]
+            taxonomy.OTHER,
+            "llm" if labeler == "llm" else "cascade_llm",
+            "unanswered",
+        ]
         lab.loc[missing, "confidence"] = 0.0
     out = df.copy()
     for col in ("industry", "confidence", "source"):
@@ -358,8 +464,11 @@ def _no_answer_causes(report, stopped, secrets: tuple[str | None, ...]) -> str:
     from recsys_assets.labeling.llm import scrub
 
     failures = report.failures_by_reason
-    causes = [f"retries exhausted on {k.removeprefix('exhausted:')} for {v}"
-              for k, v in sorted(failures.items()) if k.startswith("exhausted:")]
+    causes = [
+        f"retries exhausted on {k.removeprefix('exhausted:')} for {v}"
+        for k, v in sorted(failures.items())
+        if k.startswith("exhausted:")
+    ]
     if failures.get("peer_failed"):
         causes.append(f"a concurrent worker's calls failed for {failures['peer_failed']}")
     if stopped is not None and stopped.reason == "circuit_open":
@@ -383,22 +492,55 @@ def _summary(report, output: Path) -> str:
             f"invalid {report.invalid}, failed {report.failed}"
         )
         if report.latency_p50_ms is not None:
-            parts.append(f"latency p50 {report.latency_p50_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms")
+            parts.append(
+                f"latency p50 {report.latency_p50_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms"
+            )
         if report.structured_output:
             parts.append(f"structured output: {report.structured_output}")
         if report.cascade_rule:
-            parts.append(f"cascade routing {report.cascade_rule}; the lexicon's label kept on "
-                         f"{report.cascade_kept_offline} of the rows sent to the model")
+            parts.append(
+                f"cascade routing {report.cascade_rule}; the lexicon's label kept on "
+                f"{report.cascade_kept_offline} of the rows sent to the model"
+            )
     return "\n".join(parts)
 
 
 # -- recsys label eval -------------------------------------------------------------------------
 def eval_cmd(
-    gold: Annotated[Path | None, typer.Argument(metavar="GOLD.csv", help="CSV with name, menu, industry[, description, split]; default: the packaged real-world set (170 restaurants).", show_default=False)] = None,
-    labeler: Annotated[str | None, typer.Option(help="offline | llm | cascade (default: RECSYS_LABELER; auto = llm with a key, else offline).")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate", help="Refit this model's cascade routing rule on the gold rows (llm or cascade), report its cross-validated accuracy and write the routing file.")] = False,
-    routing_out: Annotated[Path | None, typer.Option(help="Where --calibrate writes the routing file (default: RECSYS_CASCADE_ROUTING, else $RECSYS_HOME/cascade_routing.yaml).")] = None,
-    log_mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log an evaluation run to MLflow (experiment labeling-eval).")] = True,
+    gold: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="GOLD.csv",
+            help="CSV with name, menu, industry[, description, split]; default: the packaged real-world set (170 restaurants).",
+            show_default=False,
+        ),
+    ] = None,
+    labeler: Annotated[
+        str | None,
+        typer.Option(
+            help="offline | llm | cascade (default: RECSYS_LABELER; auto = llm with a key, else offline)."
+        ),
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Refit this model's cascade routing rule on the gold rows (llm or cascade), report its cross-validated accuracy and write the routing file.",
+        ),
+    ] = False,
+    routing_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where --calibrate writes the routing file (default: RECSYS_CASCADE_ROUTING, else $RECSYS_HOME/cascade_routing.yaml)."
+        ),
+    ] = None,
+    log_mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow/--no-mlflow",
+            help="Log an evaluation run to MLflow (experiment labeling-eval).",
+        ),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
 ) -> None:
     """Score a labeler against a gold file: accuracy with a 95% CI, per-industry precision/recall,
@@ -426,8 +568,10 @@ def eval_cmd(
         kind = normalize_labeler(labeler, "--labeler") if labeler else settings.resolved_labeler()
         kind = settings.resolved_labeler() if kind == "auto" else kind
         if calibrate and kind == "offline":
-            raise ConfigError("--calibrate fits where the cascade trusts a model: use --labeler "
-                              "cascade or llm (with OPENAI_API_KEY / OPENAI_BASE_URL)")
+            raise ConfigError(
+                "--calibrate fits where the cascade trusts a model: use --labeler "
+                "cascade or llm (with OPENAI_API_KEY / OPENAI_BASE_URL)"
+            )
         gold_set = ev_mod.load_gold(gold)
         table = cascade.load_routing(settings.llm.cascade_routing)
     except (ConfigError, DataFileError, ev_mod.EvalError) as exc:
@@ -436,8 +580,9 @@ def eval_cmd(
     secrets = (settings.llm.api_key_value,)
     try:
         with _StopOnSignal() as stopper:
-            ev = ev_mod.evaluate(gold_set, kind, settings, progress=progress,
-                                 stop_event=stopper.event)
+            ev = ev_mod.evaluate(
+                gold_set, kind, settings, progress=progress, stop_event=stopper.event
+            )
     except LabelingAborted as exc:
         _err(f"error: {scrub(exc, secrets)}")
         raise typer.Exit(1) from None
@@ -458,10 +603,15 @@ def eval_cmd(
         typer.echo(f"\nmlflow: run {run_id} in experiment {ev_mod.EXPERIMENT} ({uri})")
     unanswered = ev.status.count("unanswered")
     if unanswered:
-        scored = ("scored with the lexicon's label" if ev.labeler == "cascade"
-                  else "scored as wrong (label other)")
-        _err(f"error: {unanswered} of {ev.n} gold row(s) got no answer from the model and were "
-             f"{scored}; rerun the same command to retry only those")
+        scored = (
+            "scored with the lexicon's label"
+            if ev.labeler == "cascade"
+            else "scored as wrong (label other)"
+        )
+        _err(
+            f"error: {unanswered} of {ev.n} gold row(s) got no answer from the model and were "
+            f"{scored}; rerun the same command to retry only those"
+        )
         raise typer.Exit(UNANSWERED_EXIT)
 
 
@@ -472,33 +622,41 @@ def _calibrate(ev, table, settings, routing_out: Path | None):
     cal = ev_mod.calibrate(ev, table)
     typer.echo("\n".join(ev_mod.calibration_lines(cal, ev.n)))
     configured = settings.llm.cascade_routing
-    out = routing_out or (Path(configured) if configured else settings.home / "cascade_routing.yaml")
+    out = routing_out or (
+        Path(configured) if configured else settings.home / "cascade_routing.yaml"
+    )
     try:
         ev_mod.write_routing(cal, ev, table, out)
     except (OSError, ValueError) as exc:
         _err(f"error: cannot write the routing file {out}: {exc}")
         raise typer.Exit(1) from None
-    note = "" if configured and Path(configured) == out else \
-        f"; the cascade uses it with RECSYS_CASCADE_ROUTING={out}"
+    note = (
+        ""
+        if configured and Path(configured) == out
+        else f"; the cascade uses it with RECSYS_CASCADE_ROUTING={out}"
+    )
     typer.echo(f"  wrote the rule for {cal.fit.rule.entry} to {out}{note}")
     return cal
 
 
 # -- ledger sub-commands -----------------------------------------------------------------------
 def _open_ledger(must_exist: bool = True, settings=None):
-    from recsys_assets.labeling.ledger import LedgerError, ledger_url, open_ledger
     from sqlalchemy.engine import make_url
+
+    from recsys_assets.labeling.ledger import LedgerError, ledger_url, open_ledger
 
     settings = settings or _settings()
     url = ledger_url(settings)
     try:
         parsed = make_url(url)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any unparsable URL: the ledger's own check names it later
         parsed = None
     if must_exist and parsed is not None and parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "")
         if parsed.database and not path.exists():
-            _err(f"no ledger at {path} (nothing has been labeled with the LLM under this RECSYS_HOME)")
+            _err(
+                f"no ledger at {path} (nothing has been labeled with the LLM under this RECSYS_HOME)"
+            )
             raise typer.Exit(0)
     try:
         return open_ledger(settings)
@@ -509,7 +667,13 @@ def _open_ledger(must_exist: bool = True, settings=None):
 
 def ledger_stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    items_per_call: Annotated[int | None, typer.Option(min=1, help="For the current fingerprint: restaurants per call, as `recsys label --items-per-call` (default RECSYS_LLM_ITEMS_PER_CALL).")] = None,
+    items_per_call: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="For the current fingerprint: restaurants per call, as `recsys label --items-per-call` (default RECSYS_LLM_ITEMS_PER_CALL).",
+        ),
+    ] = None,
 ) -> None:
     """Rows by fingerprint and status, tokens and cost; the fingerprint the current settings and
     prompt produce, and how many answered inputs an edit would pay for again."""
@@ -537,20 +701,30 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     p = cur["params"]
     by_status = ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
     lines = [
-        (f"ledger {stats['path']}: {stats['rows']} rows {by_status}; tokens "
-         f"{stats['tokens_in']:,} in / {stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"),
-        (f"current fingerprint {cur['fingerprint']} ({_describe(p)}; from the settings and prompt "
-         f"of this checkout): {cur['answered']} inputs answered under it"),
-        (f"re-pay: {cur['repay_inputs']} inputs answered only under other fingerprints would be "
-         "paid for again when labeled under the current one"),
-        (f"  {'fingerprint':<18}{'status':<9}{'rows':>8}{'tokens_in':>12}{'tokens_out':>12}"
-         f"{'cost_usd':>11}  model x per call, temperature, prompt (label)"),
+        (
+            f"ledger {stats['path']}: {stats['rows']} rows {by_status}; tokens "
+            f"{stats['tokens_in']:,} in / {stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"
+        ),
+        (
+            f"current fingerprint {cur['fingerprint']} ({_describe(p)}; from the settings and prompt "
+            f"of this checkout): {cur['answered']} inputs answered under it"
+        ),
+        (
+            f"re-pay: {cur['repay_inputs']} inputs answered only under other fingerprints would be "
+            "paid for again when labeled under the current one"
+        ),
+        (
+            f"  {'fingerprint':<18}{'status':<9}{'rows':>8}{'tokens_in':>12}{'tokens_out':>12}"
+            f"{'cost_usd':>11}  model x per call, temperature, prompt (label)"
+        ),
     ]
     for g in stats["groups"]:
         mark = "*" if g["current"] else " "
-        lines.append(f"{mark} {g['fingerprint']:<18}{g['status']:<9}{g['rows']:>8}"
-                     f"{g['tokens_in']:>12,}{g['tokens_out']:>12,}{g['cost_usd']:>11.4f}  "
-                     f"{_describe(g['params'])} ({g['prompt_version'] or '?'})")
+        lines.append(
+            f"{mark} {g['fingerprint']:<18}{g['status']:<9}{g['rows']:>8}"
+            f"{g['tokens_in']:>12,}{g['tokens_out']:>12,}{g['cost_usd']:>11.4f}  "
+            f"{_describe(g['params'])} ({g['prompt_version'] or '?'})"
+        )
     lines.append("(* = the current fingerprint)")
     return lines
 
@@ -559,8 +733,10 @@ def _describe(params: dict[str, Any]) -> str:
     """model x items per call, temperature, the rendered prompt's digest (older fingerprints
     predate the digest and show `prompt ?`)."""
     prompt = str(params.get("system_prompt_sha256", "?"))[:8]
-    return (f"{params.get('model', '?')} x{params.get('items_per_call', 1)}, "
-            f"t={params.get('temperature', '?')}, prompt {prompt}")
+    return (
+        f"{params.get('model', '?')} x{params.get('items_per_call', 1)}, "
+        f"t={params.get('temperature', '?')}, prompt {prompt}"
+    )
 
 
 def ledger_export(
@@ -586,14 +762,22 @@ def _parse_duration(text: str) -> timedelta:
     if not m:
         raise typer.BadParameter("use a number and a unit d/h/m, e.g. 30d, 12h, 90m")
     value, unit = float(m.group(1)), m.group(2)
-    return {"d": timedelta(days=value), "h": timedelta(hours=value), "m": timedelta(minutes=value)}[unit]
+    return {"d": timedelta(days=value), "h": timedelta(hours=value), "m": timedelta(minutes=value)}[
+        unit
+    ]
 
 
 def ledger_prune(
-    fingerprint: Annotated[str | None, typer.Option(help="Delete rows of this fingerprint.")] = None,
-    older_than: Annotated[str | None, typer.Option(help="Rows last updated before now minus this (30d, 12h).")] = None,
+    fingerprint: Annotated[
+        str | None, typer.Option(help="Delete rows of this fingerprint.")
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Rows last updated before now minus this (30d, 12h).")
+    ] = None,
     status: Annotated[str | None, typer.Option(help="ok | invalid | failed")] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Really delete (default is a dry run).")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Really delete (default is a dry run).")
+    ] = False,
 ) -> None:
     """Delete ledger rows matching ALL given filters. Dry run unless --yes."""
     if fingerprint is None and older_than is None and status is None:
@@ -602,7 +786,9 @@ def ledger_prune(
     age = _parse_duration(older_than) if older_than else None
     with _open_ledger() as ledger:
         try:
-            n = ledger.prune(fingerprint=fingerprint, older_than=age, status=status, dry_run=not yes)
+            n = ledger.prune(
+                fingerprint=fingerprint, older_than=age, status=status, dry_run=not yes
+            )
         except ValueError as exc:
             _err(f"error: {exc}")
             raise typer.Exit(2) from None
@@ -651,17 +837,23 @@ def register(app: typer.Typer) -> None:
     to the main `recsys` app."""
     from recsys_assets.labeling.override_commands import override_cmd, review_cmd
 
-    label_app = typer.Typer(cls=_LabelGroup, no_args_is_help=True, add_completion=False,
-                            pretty_exceptions_enable=False)
+    label_app = typer.Typer(
+        cls=_LabelGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    )
     label_app.command(_LabelGroup.DEFAULT, hidden=True, cls=_DefaultCommand)(label_cmd)
     label_app.command("eval")(eval_cmd)
     label_app.command("override")(override_cmd)
     label_app.command("review")(review_cmd)
-    app.add_typer(label_app, name="label", help="Label restaurants with an industry "
-                  "(`recsys label INPUT -o OUT`), score a labeler (`recsys label eval`), correct "
-                  "one (`recsys label override`), list what to check (`recsys label review`).")
-    ledger_app = typer.Typer(help="Inspect and maintain the LLM labeling ledger.",
-                             no_args_is_help=True)
+    app.add_typer(
+        label_app,
+        name="label",
+        help="Label restaurants with an industry "
+        "(`recsys label INPUT -o OUT`), score a labeler (`recsys label eval`), correct "
+        "one (`recsys label override`), list what to check (`recsys label review`).",
+    )
+    ledger_app = typer.Typer(
+        help="Inspect and maintain the LLM labeling ledger.", no_args_is_help=True
+    )
     ledger_app.command("stats")(ledger_stats)
     ledger_app.command("export")(ledger_export)
     ledger_app.command("prune")(ledger_prune)

@@ -12,6 +12,7 @@ claim ends), so no key is paid for by two workers.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -53,16 +54,16 @@ class EngineConfig:
     @classmethod
     def from_settings(cls, llm: LLMSettings, **overrides: object) -> EngineConfig:
         """The engine's limits from settings.llm; non-None overrides (CLI flags) win."""
-        values: dict[str, object] = dict(
-            max_concurrency=llm.max_concurrency,
-            rpm=llm.rpm,
-            tpm=llm.tpm,
-            items_per_call=llm.items_per_call,
-            max_attempts=llm.max_attempts,
-            backoff_base_s=llm.backoff_base_s,
-            backoff_max_s=llm.backoff_max_s,
-            breaker_threshold=llm.breaker_threshold,
-        )
+        values: dict[str, object] = {
+            "max_concurrency": llm.max_concurrency,
+            "rpm": llm.rpm,
+            "tpm": llm.tpm,
+            "items_per_call": llm.items_per_call,
+            "max_attempts": llm.max_attempts,
+            "backoff_base_s": llm.backoff_base_s,
+            "backoff_max_s": llm.backoff_max_s,
+            "breaker_threshold": llm.breaker_threshold,
+        }
         values.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls(**values)  # type: ignore[arg-type]
         if cfg.max_concurrency < 1 or cfg.items_per_call < 1 or cfg.max_attempts < 1:
@@ -119,8 +120,14 @@ class LabelingAborted(RuntimeError):
     the ledger. The one class for this: the engine records it, the service raises it with
     `frame` (the rows finished before the stop), `report` and `positions` (their row numbers)."""
 
-    def __init__(self, reason: str, message: str, frame: Any = None, report: Any = None,
-                 positions: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        frame: Any = None,
+        report: Any = None,
+        positions: list[int] | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -316,10 +323,9 @@ class Engine:
             finished = self._call(unit, stop)
         finally:
             if not finished:  # stopped, aborted or a bug before recording: hand the keys back
-                try:
+                # the lease ends on its own; never hide the first error behind a failed release
+                with contextlib.suppress(Exception):
                     self.ledger.release(self.fp, [r.key for r in unit])
-                except Exception:  # the lease ends on its own; do not hide the first error
-                    pass
         return finished
 
     def _call(self, unit: list[PendingRow], stop: threading.Event) -> int:
@@ -355,9 +361,10 @@ class Engine:
                 if stop.wait(self._backoff(attempt, exc.retry_after)):
                     return 0
                 continue
-            except Exception as exc:  # a bug or an unexpected client error: keep the run going
-                err = RetryableError("unexpected", scrub(f"{type(exc).__name__}: {exc}",
-                                                         self.labeler.secrets))
+            except Exception as exc:  # noqa: BLE001 - a bug or an unexpected client error: keep the run going
+                err = RetryableError(
+                    "unexpected", scrub(f"{type(exc).__name__}: {exc}", self.labeler.secrets)
+                )
                 self._count_failure(err.reason, http=1)
                 if self._breaker_tripped(err) or attempt >= self.cfg.max_attempts:
                     return self._record_failed(unit, err, attempt) if not self._halt.is_set() else 0
@@ -370,30 +377,51 @@ class Engine:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full-jitter exponential backoff; a server's Retry-After is a floor, never shortened."""
         cap = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** (attempt - 1)))
-        jitter = random.uniform(0, cap)
+        jitter = random.uniform(0, cap)  # noqa: S311 - backoff jitter, not a secret
         if retry_after is not None:
-            return min(max(retry_after, 0.0) + jitter * 0.1, max(self.cfg.backoff_max_s, retry_after))
+            return min(
+                max(retry_after, 0.0) + jitter * 0.1, max(self.cfg.backoff_max_s, retry_after)
+            )
         return jitter
 
-    def _record_result(self, unit: list[PendingRow], by_id: dict[str, PendingRow], res, attempt: int) -> int:
+    def _record_result(
+        self, unit: list[PendingRow], by_id: dict[str, PendingRow], res, attempt: int
+    ) -> int:
         n = len(unit)
         cost = estimate_cost(self._model, res.tokens_in, res.tokens_out, self._prices)
         share_in, share_out = res.tokens_in // n, res.tokens_out // n
         records = []
         for item_id, row in by_id.items():
-            common = dict(
-                input_key=row.key, attempts=attempt + (1 if res.reasked else 0),
-                tokens_in=share_in, tokens_out=share_out, cost_usd=cost / n,
-                latency_ms=res.latency_ms, raw_response=res.raw,
-            )
+            common = {
+                "input_key": row.key,
+                "attempts": attempt + (1 if res.reasked else 0),
+                "tokens_in": share_in,
+                "tokens_out": share_out,
+                "cost_usd": cost / n,
+                "latency_ms": res.latency_ms,
+                "raw_response": res.raw,
+            }
             if item_id in res.answers:
                 a = res.answers[item_id]
-                records.append(LedgerRecord(status="ok", industry=a.industry,
-                                            confidence=a.confidence, reason=a.reason, **common))
+                records.append(
+                    LedgerRecord(
+                        status="ok",
+                        industry=a.industry,
+                        confidence=a.confidence,
+                        reason=a.reason,
+                        **common,
+                    )
+                )
             else:
-                records.append(LedgerRecord(status="invalid", industry=taxonomy.OTHER,
-                                            confidence=0.0,
-                                            error=res.invalid.get(item_id, "missing"), **common))
+                records.append(
+                    LedgerRecord(
+                        status="invalid",
+                        industry=taxonomy.OTHER,
+                        confidence=0.0,
+                        error=res.invalid.get(item_id, "missing"),
+                        **common,
+                    )
+                )
         self.ledger.record(self.fp, records, model=self._model, prompt_version=self._prompt_version)
         with self._lock:
             self._consecutive_failures = 0
@@ -413,8 +441,12 @@ class Engine:
 
     def _record_failed(self, unit: list[PendingRow], exc: LLMError, attempt: int) -> int:
         msg = scrub(str(exc), self.labeler.secrets)[:500]
-        records = [LedgerRecord(input_key=r.key, status="failed", error=f"{exc.reason}: {msg}",
-                                attempts=attempt) for r in unit]
+        records = [
+            LedgerRecord(
+                input_key=r.key, status="failed", error=f"{exc.reason}: {msg}", attempts=attempt
+            )
+            for r in unit
+        ]
         self.ledger.record(self.fp, records, model=self._model, prompt_version=self._prompt_version)
         with self._lock:
             self.stats.failed += len(unit)

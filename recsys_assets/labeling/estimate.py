@@ -70,8 +70,13 @@ def default_latency_s(tokens_out_per_call: float) -> float:
 
 
 def wall_time(
-    calls: int, concurrency: int, latency_s: float, *, rpm: int | None = None,
-    tpm: int | None = None, tokens: int = 0,
+    calls: int,
+    concurrency: int,
+    latency_s: float,
+    *,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    tokens: int = 0,
 ) -> tuple[float, str]:
     """Seconds for `calls` calls of `latency_s` each with `concurrency` in flight, under the
     engine's requests- and tokens-per-minute limits; and which of the three is the bound.

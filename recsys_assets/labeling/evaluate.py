@@ -69,8 +69,10 @@ def load_gold(path: Path | str | None = None) -> Gold:
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in GOLD_COLUMNS if c not in header]
     if missing:
-        raise EvalError(f"{path}:1: missing column(s) {', '.join(missing)}; a gold file needs "
-                        f"{', '.join(GOLD_COLUMNS)} (description, split optional); got {header}")
+        raise EvalError(
+            f"{path}:1: missing column(s) {', '.join(missing)}; a gold file needs "
+            f"{', '.join(GOLD_COLUMNS)} (description, split optional); got {header}"
+        )
     rows, bad = [], []
     for raw_row in reader:
         row = {(k or "").strip(): (v or "").strip() for k, v in raw_row.items()}
@@ -80,8 +82,10 @@ def load_gold(path: Path | str | None = None) -> Gold:
             bad.append(f"line {reader.line_num}: {row['industry']!r}")
         rows.append(row)
     if bad:
-        raise EvalError(f"{path}: {len(bad)} row(s) with an industry outside the taxonomy "
-                        f"({'; '.join(bad[:5])}); valid codes: {', '.join(taxonomy.INDUSTRY_CODES)}")
+        raise EvalError(
+            f"{path}: {len(bad)} row(s) with an industry outside the taxonomy "
+            f"({'; '.join(bad[:5])}); valid codes: {', '.join(taxonomy.INDUSTRY_CODES)}"
+        )
     if not rows:
         raise EvalError(f"{path}: the gold file has a header but no rows")
 
@@ -89,11 +93,18 @@ def load_gold(path: Path | str | None = None) -> Gold:
         return [r.get(name) or None for r in rows]
 
     ids = [r.get("restaurant_id") or f"gold-{i + 1}" for i, r in enumerate(rows)]
-    frame = pd.DataFrame({"restaurant_id": ids, "name": col("name"), "menu": col("menu"),
-                          "description": col("description")})
+    frame = pd.DataFrame(
+        {
+            "restaurant_id": ids,
+            "name": col("name"),
+            "menu": col("menu"),
+            "description": col("description"),
+        }
+    )
     split = [r.get("split") or "" for r in rows] if "split" in header else None
-    return Gold(path, frame, [r["industry"] for r in rows], split,
-                hashlib.sha256(raw).hexdigest()[:16])
+    return Gold(
+        path, frame, [r["industry"] for r in rows], split, hashlib.sha256(raw).hexdigest()[:16]
+    )
 
 
 @dataclass(frozen=True)
@@ -155,9 +166,15 @@ class Evaluation:
         out = []
         for i, a in sorted(self.answers.items()):
             if a.status == "ok" and a.industry is not None:
-                out.append(cascade.Case(self.offline[i].margin, self.offline_ok(i),
-                                        a.industry == self.gold.truth[i],
-                                        a.industry == self.offline[i].industry, a.confidence))
+                out.append(
+                    cascade.Case(
+                        self.offline[i].margin,
+                        self.offline_ok(i),
+                        a.industry == self.gold.truth[i],
+                        a.industry == self.offline[i].industry,
+                        a.confidence,
+                    )
+                )
         return out
 
 
@@ -173,8 +190,14 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 # -- running --------------------------------------------------------------------------------------
-def evaluate(gold: Gold, labeler: str, settings: Settings, *, progress: bool = False,
-             stop_event: threading.Event | None = None) -> Evaluation:
+def evaluate(
+    gold: Gold,
+    labeler: str,
+    settings: Settings,
+    *,
+    progress: bool = False,
+    stop_event: threading.Event | None = None,
+) -> Evaluation:
     """Label the gold rows with ``labeler`` through the ledger and collect what scoring needs.
 
     Raises service.LabelingAborted when the provider refuses (nothing to score), EvalInterrupted
@@ -186,8 +209,14 @@ def evaluate(gold: Gold, labeler: str, settings: Settings, *, progress: bool = F
     cfg = EngineConfig.from_settings(settings.llm)
     positions = None
     try:
-        labels, report = label_frame(gold.frame, labeler=labeler, settings=settings,
-                                     progress=progress, stop_event=stop_event, engine_config=cfg)
+        labels, report = label_frame(
+            gold.frame,
+            labeler=labeler,
+            settings=settings,
+            progress=progress,
+            stop_event=stop_event,
+            engine_config=cfg,
+        )
     except LabelingAborted as exc:
         if exc.reason != "circuit_open":
             raise
@@ -195,21 +224,38 @@ def evaluate(gold: Gold, labeler: str, settings: Settings, *, progress: bool = F
     if report.remaining and positions is None:
         raise EvalInterrupted(report.resume_message())
     n = len(gold.frame)
-    lab = labels.set_axis(positions if positions is not None else range(len(labels))).reindex(range(n))
+    lab = labels.set_axis(positions if positions is not None else range(len(labels))).reindex(
+        range(n)
+    )
     offline = OfflineLabeler().predict_many(
-        zip(gold.frame["name"], gold.frame["menu"], gold.frame["description"], strict=True))
+        zip(gold.frame["name"], gold.frame["menu"], gold.frame["description"], strict=True)
+    )
     kind = report.labeler
-    asked = (list(range(n)) if kind == "llm" else
-             cascade.plan(offline, settings.llm.cascade_margin).llm_rows if kind == "cascade" else [])
-    model, fp, structured = _llm_identity(settings, report) if kind != "offline" else (None, None, None)
+    asked = (
+        list(range(n))
+        if kind == "llm"
+        else cascade.plan(offline, settings.llm.cascade_margin).llm_rows
+        if kind == "cascade"
+        else []
+    )
+    model, fp, structured = (
+        _llm_identity(settings, report) if kind != "offline" else (None, None, None)
+    )
     ev = Evaluation(
-        gold=gold, labeler=kind,
+        gold=gold,
+        labeler=kind,
         predicted=lab["industry"].fillna(taxonomy.OTHER).astype(str).tolist(),
         flagged=lab["flagged"].astype("boolean").fillna(True).astype(bool).tolist(),
         source=lab["source"].fillna("llm" if kind == "llm" else "cascade_llm").astype(str).tolist(),
         status=lab["label_status"].fillna("unanswered").astype(str).tolist(),
-        offline=offline, asked=asked, answers={}, report=report, model=model, fingerprint=fp,
-        structured=structured, items_per_call=cfg.items_per_call,
+        offline=offline,
+        asked=asked,
+        answers={},
+        report=report,
+        model=model,
+        fingerprint=fp,
+        structured=structured,
+        items_per_call=cfg.items_per_call,
     )
     if kind != "offline":
         ev.answers = _ledger_answers(settings, fp, gold, asked)
@@ -225,13 +271,17 @@ def _llm_identity(settings: Settings, report: Any) -> tuple[str, str, str | None
 
     opts = LLMOptions.from_settings(settings.llm)
     fp = report.fingerprint or fingerprint(opts.fingerprint_params())
-    structured = (getattr(report, "structured_method", None) or getattr(opts, "structured", None)
-                  or getattr(settings.llm, "structured", None))
+    structured = (
+        getattr(report, "structured_method", None)
+        or getattr(opts, "structured", None)
+        or getattr(settings.llm, "structured", None)
+    )
     return report.model or opts.model, fp, str(structured) if structured else None
 
 
-def _ledger_answers(settings: Settings, fp: str | None, gold: Gold,
-                    rows: Sequence[int]) -> dict[int, Answer]:
+def _ledger_answers(
+    settings: Settings, fp: str | None, gold: Gold, rows: Sequence[int]
+) -> dict[int, Answer]:
     """The stored answers (any status) of the asked rows under this fingerprint."""
     from recsys_assets.labeling.ledger import input_key, open_ledger
 
@@ -241,15 +291,21 @@ def _ledger_answers(settings: Settings, fp: str | None, gold: Gold,
     keys = {i: input_key(f["name"].iat[i], f["menu"].iat[i], f["description"].iat[i]) for i in rows}
     wanted = set(keys.values())
     with open_ledger(settings) as ledger:
-        stored = {r["input_key"]: r for r in ledger.iter_rows(fingerprint=fp)
-                  if r["input_key"] in wanted}
+        stored = {
+            r["input_key"]: r for r in ledger.iter_rows(fingerprint=fp) if r["input_key"] in wanted
+        }
     out = {}
     for i, k in keys.items():
         r = stored.get(k)
         if r is not None:
-            out[i] = Answer(str(r["status"]), r["industry"], float(r["confidence"] or 0.0),
-                            int(r["tokens_in"] or 0), int(r["tokens_out"] or 0),
-                            float(r["cost_usd"] or 0.0))
+            out[i] = Answer(
+                str(r["status"]),
+                r["industry"],
+                float(r["confidence"] or 0.0),
+                int(r["tokens_in"] or 0),
+                int(r["tokens_out"] or 0),
+                float(r["cost_usd"] or 0.0),
+            )
     return out
 
 
@@ -263,10 +319,21 @@ def per_industry(ev: Evaluation) -> pd.DataFrame:
         predicted = ev.predicted.count(code)
         precision = tp / predicted if predicted else math.nan
         recall = tp / support if support else math.nan
-        f1 = (2 * precision * recall / (precision + recall)
-              if predicted and support and precision + recall else (0.0 if support else math.nan))
-        rows.append({"industry": code, "precision": precision, "recall": recall, "f1": f1,
-                     "support": support, "predicted": predicted})
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if predicted and support and precision + recall
+            else (0.0 if support else math.nan)
+        )
+        rows.append(
+            {
+                "industry": code,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "support": support,
+                "predicted": predicted,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -274,7 +341,9 @@ def confusion(ev: Evaluation) -> pd.DataFrame:
     """Counts, gold industry (rows) x predicted industry (columns), every taxonomy code."""
     codes = list(taxonomy.INDUSTRY_CODES)
     counts = Counter(zip(ev.gold.truth, ev.predicted, strict=True))
-    return pd.DataFrame([[counts[(g, p)] for p in codes] for g in codes], index=codes, columns=codes)
+    return pd.DataFrame(
+        [[counts[(g, p)] for p in codes] for g in codes], index=codes, columns=codes
+    )
 
 
 def costs(ev: Evaluation) -> dict[str, float]:
@@ -283,8 +352,10 @@ def costs(ev: Evaluation) -> dict[str, float]:
     r, per_k = ev.report, 1000 / ev.n
     paid = [a for a in ev.answers.values() if a.status in ("ok", "invalid")]
     return {
-        "llm_calls": float(r.llm_calls), "tokens_in": float(r.tokens_in),
-        "tokens_out": float(r.tokens_out), "cost_usd": float(r.estimated_cost_usd),
+        "llm_calls": float(r.llm_calls),
+        "tokens_in": float(r.tokens_in),
+        "tokens_out": float(r.tokens_out),
+        "cost_usd": float(r.estimated_cost_usd),
         "rows_to_llm": float(len(ev.asked)),
         "calls_per_1k": len(ev.asked) / max(ev.items_per_call, 1) * per_k,
         "tokens_per_1k": sum(a.tokens_in + a.tokens_out for a in paid) * per_k,
@@ -295,14 +366,20 @@ def costs(ev: Evaluation) -> dict[str, float]:
 def metrics(ev: Evaluation) -> dict[str, float]:
     lo, hi = wilson(ev.correct, ev.n)
     table = per_industry(ev)
-    out = {"accuracy": ev.accuracy, "accuracy_ci95_low": lo, "accuracy_ci95_high": hi,
-           "correct": float(ev.correct), "rows": float(ev.n),
-           "macro_f1": float(table.loc[table["support"] > 0, "f1"].fillna(0.0).mean()),
-           "flagged_share": sum(ev.flagged) / ev.n,
-           "unanswered": float(ev.status.count("unanswered")),
-           "invalid": float(ev.status.count("invalid")),
-           "offline_accuracy_same_rows": sum(map(ev.offline_ok, range(ev.n))) / ev.n,
-           "kept_offline": float(getattr(ev.report, "cascade_kept_offline", 0)), **costs(ev)}
+    out = {
+        "accuracy": ev.accuracy,
+        "accuracy_ci95_low": lo,
+        "accuracy_ci95_high": hi,
+        "correct": float(ev.correct),
+        "rows": float(ev.n),
+        "macro_f1": float(table.loc[table["support"] > 0, "f1"].fillna(0.0).mean()),
+        "flagged_share": sum(ev.flagged) / ev.n,
+        "unanswered": float(ev.status.count("unanswered")),
+        "invalid": float(ev.status.count("invalid")),
+        "offline_accuracy_same_rows": sum(map(ev.offline_ok, range(ev.n))) / ev.n,
+        "kept_offline": float(getattr(ev.report, "cascade_kept_offline", 0)),
+        **costs(ev),
+    }
     for split, (ok, n) in ev.split_accuracy().items():
         out[f"accuracy_{split or 'unsplit'}"] = ok / n
     return out
@@ -320,8 +397,10 @@ def margin_bands(ev: Evaluation, table: cascade.RoutingTable) -> pd.DataFrame:
     rows: dict[str, dict[str, int]] = {}
     for i in range(ev.n):
         band = _band_label(table.margin_bands, ev.offline[i].margin)
-        r = rows.setdefault(band, dict.fromkeys(
-            ("rows", "asked", "answered", "offline_ok", "llm_ok", "result_ok"), 0))
+        r = rows.setdefault(
+            band,
+            dict.fromkeys(("rows", "asked", "answered", "offline_ok", "llm_ok", "result_ok"), 0),
+        )
         a = ev.answers.get(i)
         r["rows"] += 1
         r["asked"] += i in ev.asked
@@ -349,11 +428,26 @@ def band_cells(ev: Evaluation, table: cascade.RoutingTable) -> pd.DataFrame:
         r["result_ok"] += ev.predicted[i] == ev.gold.truth[i]
     out = []
     for (m, c, agree), r in sorted(cells.items()):
-        out.append({"offline_margin": _band_label(table.margin_bands, table.margin_bands[m]),
-                    "llm_confidence": _band_label(table.confidence_bands, table.confidence_bands[c]),
-                    "agree": "yes" if agree else "no", **r})
-    return pd.DataFrame(out, columns=["offline_margin", "llm_confidence", "agree", "rows",
-                                      "offline_ok", "llm_ok", "result_ok"])
+        out.append(
+            {
+                "offline_margin": _band_label(table.margin_bands, table.margin_bands[m]),
+                "llm_confidence": _band_label(table.confidence_bands, table.confidence_bands[c]),
+                "agree": "yes" if agree else "no",
+                **r,
+            }
+        )
+    return pd.DataFrame(
+        out,
+        columns=[
+            "offline_margin",
+            "llm_confidence",
+            "agree",
+            "rows",
+            "offline_ok",
+            "llm_ok",
+            "result_ok",
+        ],
+    )
 
 
 # -- calibration ----------------------------------------------------------------------------------
@@ -374,25 +468,33 @@ class Calibration:
         return self.heldout_correct / self.rows
 
 
-def _correct_with(rule: cascade.Rule, ev: Evaluation, rows: Sequence[int],
-                  cases: dict[int, cascade.Case]) -> int:
+def _correct_with(
+    rule: cascade.Rule, ev: Evaluation, rows: Sequence[int], cases: dict[int, cascade.Case]
+) -> int:
     total = 0
     for i in rows:
         c = cases.get(i)
-        if c is not None and not c.agree and c.margin < rule.trust_below \
-                and c.confidence >= rule.min_confidence:
+        if (
+            c is not None
+            and not c.agree
+            and c.margin < rule.trust_below
+            and c.confidence >= rule.min_confidence
+        ):
             total += c.llm_ok
         else:
             total += ev.offline_ok(i)
     return total
 
 
-def calibrate(ev: Evaluation, table: cascade.RoutingTable, *, folds: int = 5, repeats: int = 5,
-              seed: int = 0) -> Calibration:
+def calibrate(
+    ev: Evaluation, table: cascade.RoutingTable, *, folds: int = 5, repeats: int = 5, seed: int = 0
+) -> Calibration:
     """Fit the model's rule on every answered gold row, and estimate its accuracy on unseen rows by
     repeated k-fold cross-validation (fit on k-1 folds, score the held-out fold)."""
     entry = ev.model or "default"
-    answered = sorted(i for i, a in ev.answers.items() if a.status == "ok" and a.industry is not None)
+    answered = sorted(
+        i for i, a in ev.answers.items() if a.status == "ok" and a.industry is not None
+    )
     by_row = dict(zip(answered, ev.cases(), strict=True))
     fitted = cascade.fit(list(by_row.values()), table, entry)
     heldout, chosen = 0, Counter[str]()
@@ -406,9 +508,17 @@ def calibrate(ev: Evaluation, table: cascade.RoutingTable, *, folds: int = 5, re
             rule = cascade.fit(train, table, entry).rule
             chosen[f"{rule.trust_below:g}/{rule.min_confidence:g}"] += 1
             heldout += _correct_with(rule, ev, test, by_row)
-    return Calibration(fitted, ev.n, len(by_row), sum(map(ev.offline_ok, range(ev.n))),
-                       _correct_with(fitted.rule, ev, range(ev.n), by_row), heldout / repeats,
-                       folds, repeats, chosen)
+    return Calibration(
+        fitted,
+        ev.n,
+        len(by_row),
+        sum(map(ev.offline_ok, range(ev.n))),
+        _correct_with(fitted.rule, ev, range(ev.n), by_row),
+        heldout / repeats,
+        folds,
+        repeats,
+        chosen,
+    )
 
 
 def write_routing(cal: Calibration, ev: Evaluation, table: cascade.RoutingTable, out: Path) -> Path:
@@ -430,20 +540,28 @@ def write_routing(cal: Calibration, ev: Evaluation, table: cascade.RoutingTable,
     doc.setdefault("models", {})
     doc["models"] = dict(doc["models"] or {})
     doc["models"][rule.entry] = {
-        "trust_below": rule.trust_below, "min_confidence": rule.min_confidence,
+        "trust_below": rule.trust_below,
+        "min_confidence": rule.min_confidence,
         "fitted": {
-            "gold": ev.gold.path.name, "gold_sha256": ev.gold.sha256, "rows": cal.rows,
-            "answered": cal.cases, "labeler": ev.labeler, "prompt_fingerprint": ev.fingerprint,
-            "offline_correct": cal.offline_correct, "fitted_correct": cal.fitted_correct,
+            "gold": ev.gold.path.name,
+            "gold_sha256": ev.gold.sha256,
+            "rows": cal.rows,
+            "answered": cal.cases,
+            "labeler": ev.labeler,
+            "prompt_fingerprint": ev.fingerprint,
+            "offline_correct": cal.offline_correct,
+            "fitted_correct": cal.fitted_correct,
             "cv_heldout_accuracy": round(cal.heldout_accuracy, 4),
-            "cv": f"{cal.folds}-fold x {cal.repeats}", "date": datetime.now(UTC).date().isoformat(),
+            "cv": f"{cal.folds}-fold x {cal.repeats}",
+            "date": datetime.now(UTC).date().isoformat(),
         },
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=None,
-                              width=100)
+        body = yaml.safe_dump(
+            doc, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+        )
         tmp.write_text("\n".join(header).rstrip() + "\n\n" + body, encoding="utf-8")
         cascade.load_routing(tmp)  # a file the cascade cannot read is never put in place
         os.replace(tmp, out)
@@ -455,10 +573,14 @@ def write_routing(cal: Calibration, ev: Evaluation, table: cascade.RoutingTable,
 # -- MLflow -----------------------------------------------------------------------------------------
 def _params(ev: Evaluation, settings: Settings) -> dict[str, str]:
     params: dict[str, Any] = {
-        "labeler": ev.labeler, "model": ev.model or "offline-lexicon",
-        "prompt_fingerprint": ev.fingerprint or "none", "structured_method": ev.structured or "n/a",
+        "labeler": ev.labeler,
+        "model": ev.model or "offline-lexicon",
+        "prompt_fingerprint": ev.fingerprint or "none",
+        "structured_method": ev.structured or "n/a",
         "items_per_call": ev.items_per_call if ev.labeler != "offline" else "n/a",
-        "gold_file": ev.gold.path.name, "gold_sha256": ev.gold.sha256, "rows": ev.n,
+        "gold_file": ev.gold.path.name,
+        "gold_sha256": ev.gold.sha256,
+        "rows": ev.n,
         "offline_lexicon": OfflineLabeler.version,
     }
     if ev.labeler == "cascade":
@@ -482,15 +604,24 @@ def confusion_plot(ev: Evaluation, out: Path) -> Path:
         for p, pred_code in enumerate(codes):
             v = int(counts[g, p])
             if v:
-                ax.text(p, g, str(v), ha="center", va="center", fontsize=8,
-                        color="red" if gold_code != pred_code else "black")
+                ax.text(
+                    p,
+                    g,
+                    str(v),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="red" if gold_code != pred_code else "black",
+                )
     ax.set_xticks(range(len(codes)), codes, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(codes)), codes, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
     lo, hi = wilson(ev.correct, ev.n)
-    ax.set_title(f"{ev.labeler} {ev.model or ''}: accuracy {ev.accuracy:.3f} "
-                 f"(95% CI {lo:.3f}-{hi:.3f}), {ev.n} rows")
+    ax.set_title(
+        f"{ev.labeler} {ev.model or ''}: accuracy {ev.accuracy:.3f} "
+        f"(95% CI {lo:.3f}-{hi:.3f}), {ev.n} rows"
+    )
     fig.tight_layout()
     path = out / "confusion_matrix.png"
     fig.savefig(path, dpi=90)
@@ -498,8 +629,9 @@ def confusion_plot(ev: Evaluation, out: Path) -> Path:
     return path
 
 
-def log_mlflow(ev: Evaluation, settings: Settings, table: cascade.RoutingTable,
-               cal: Calibration | None = None) -> tuple[str, str]:
+def log_mlflow(
+    ev: Evaluation, settings: Settings, table: cascade.RoutingTable, cal: Calibration | None = None
+) -> tuple[str, str]:
     """Log the evaluation as a run of the `labeling-eval` experiment; (run id, tracking URI)."""
     import tempfile
 
@@ -518,22 +650,33 @@ def log_mlflow(ev: Evaluation, settings: Settings, table: cascade.RoutingTable,
         exp_id = client.create_experiment(EXPERIMENT, artifact_location=root.resolve().as_uri())
     values = {k: float(v) for k, v in metrics(ev).items() if math.isfinite(float(v))}
     if cal is not None:
-        values.update({"calibrated_trust_below": cal.fit.rule.trust_below,
-                       "calibrated_min_confidence": cal.fit.rule.min_confidence,
-                       "calibrated_fitted_accuracy": cal.fitted_correct / cal.rows,
-                       "calibrated_heldout_accuracy": cal.heldout_accuracy})
-    with tempfile.TemporaryDirectory(prefix="label-eval-") as tmp, mlflow.start_run(
-            experiment_id=exp_id, run_name=f"{ev.labeler} {ev.model or 'offline-lexicon'}",
-            tags={"gold_sha256": ev.gold.sha256}) as run:
+        values.update(
+            {
+                "calibrated_trust_below": cal.fit.rule.trust_below,
+                "calibrated_min_confidence": cal.fit.rule.min_confidence,
+                "calibrated_fitted_accuracy": cal.fitted_correct / cal.rows,
+                "calibrated_heldout_accuracy": cal.heldout_accuracy,
+            }
+        )
+    with (
+        tempfile.TemporaryDirectory(prefix="label-eval-") as tmp,
+        mlflow.start_run(
+            experiment_id=exp_id,
+            run_name=f"{ev.labeler} {ev.model or 'offline-lexicon'}",
+            tags={"gold_sha256": ev.gold.sha256},
+        ) as run,
+    ):
         out = Path(tmp)
         mlflow.log_params(_params(ev, settings))
         mlflow.log_metrics(values)
         mlflow.log_artifact(str(confusion_plot(ev, out)), artifact_path="evaluation")
-        frames = {"per_industry.csv": per_industry(ev),
-                  "confusion.csv": confusion(ev).rename_axis("gold").reset_index(),
-                  "margin_bands.csv": margin_bands(ev, table),
-                  "band_cells.csv": band_cells(ev, table),
-                  "predictions.csv": predictions(ev)}
+        frames = {
+            "per_industry.csv": per_industry(ev),
+            "confusion.csv": confusion(ev).rename_axis("gold").reset_index(),
+            "margin_bands.csv": margin_bands(ev, table),
+            "band_cells.csv": band_cells(ev, table),
+            "predictions.csv": predictions(ev),
+        }
         for name, frame in frames.items():
             write_csv(frame, out / name)
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")
@@ -543,16 +686,24 @@ def log_mlflow(ev: Evaluation, settings: Settings, table: cascade.RoutingTable,
 def predictions(ev: Evaluation) -> pd.DataFrame:
     """One row per gold row: the text, the truth, the result, and each labeler's answer."""
     f = ev.gold.frame
-    return pd.DataFrame({
-        "name": f["name"], "menu": f["menu"], "gold": ev.gold.truth, "predicted": ev.predicted,
-        "correct": [p == t for p, t in zip(ev.predicted, ev.gold.truth, strict=True)],
-        "source": ev.source, "label_status": ev.status, "flagged": ev.flagged,
-        "offline": [p.industry for p in ev.offline],
-        "offline_margin": [p.margin for p in ev.offline],
-        "llm": [ev.answers[i].industry if i in ev.answers else None for i in range(ev.n)],
-        "llm_confidence": [ev.answers[i].confidence if i in ev.answers else None
-                           for i in range(ev.n)],
-    })
+    return pd.DataFrame(
+        {
+            "name": f["name"],
+            "menu": f["menu"],
+            "gold": ev.gold.truth,
+            "predicted": ev.predicted,
+            "correct": [p == t for p, t in zip(ev.predicted, ev.gold.truth, strict=True)],
+            "source": ev.source,
+            "label_status": ev.status,
+            "flagged": ev.flagged,
+            "offline": [p.industry for p in ev.offline],
+            "offline_margin": [p.margin for p in ev.offline],
+            "llm": [ev.answers[i].industry if i in ev.answers else None for i in range(ev.n)],
+            "llm_confidence": [
+                ev.answers[i].confidence if i in ev.answers else None for i in range(ev.n)
+            ],
+        }
+    )
 
 
 # -- the printed report -----------------------------------------------------------------------------
@@ -560,64 +711,100 @@ def _table(frame: pd.DataFrame, floats: str = "{:.3f}") -> list[str]:
     """A DataFrame as aligned text lines (NaN printed as '-')."""
     cells = [[str(c) for c in frame.columns]]
     for row in frame.itertuples(index=False):
-        cells.append(["-" if isinstance(v, float) and math.isnan(v)
-                      else floats.format(v) if isinstance(v, float) else str(v) for v in row])
+        cells.append(
+            [
+                "-"
+                if isinstance(v, float) and math.isnan(v)
+                else floats.format(v)
+                if isinstance(v, float)
+                else str(v)
+                for v in row
+            ]
+        )
     widths = [max(len(r[k]) for r in cells) for k in range(len(cells[0]))]
-    return ["  " + "  ".join(c.ljust(w) if k == 0 else c.rjust(w)
-                             for k, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-            for r in cells]
+    return [
+        "  "
+        + "  ".join(
+            c.ljust(w) if k == 0 else c.rjust(w)
+            for k, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in cells
+    ]
 
 
 def report_lines(ev: Evaluation, table: cascade.RoutingTable) -> list[str]:
     """What `recsys label eval` prints: headline, per industry, confusions, bands, costs."""
     lo, hi = wilson(ev.correct, ev.n)
-    who = "offline lexicon" if ev.labeler == "offline" else (
-        f"model {ev.model}, prompt fingerprint {ev.fingerprint}"
-        + (f", structured {ev.structured}" if ev.structured else ""))
-    lines = [f"gold {ev.gold.path} ({ev.n} rows), labeler {ev.labeler}: {who}",
-             f"accuracy {ev.accuracy:.4f} ({ev.correct}/{ev.n}), 95% CI {lo:.4f}-{hi:.4f} (Wilson)"]
+    who = (
+        "offline lexicon"
+        if ev.labeler == "offline"
+        else (
+            f"model {ev.model}, prompt fingerprint {ev.fingerprint}"
+            + (f", structured {ev.structured}" if ev.structured else "")
+        )
+    )
+    lines = [
+        f"gold {ev.gold.path} ({ev.n} rows), labeler {ev.labeler}: {who}",
+        f"accuracy {ev.accuracy:.4f} ({ev.correct}/{ev.n}), 95% CI {lo:.4f}-{hi:.4f} (Wilson)",
+    ]
     splits = ev.split_accuracy()
     if splits:
-        lines.append("by split: " + ", ".join(f"{s or '(none)'} {ok / n:.4f} ({ok}/{n})"
-                                              for s, (ok, n) in splits.items()))
+        lines.append(
+            "by split: "
+            + ", ".join(f"{s or '(none)'} {ok / n:.4f} ({ok}/{n})" for s, (ok, n) in splits.items())
+        )
     off = sum(map(ev.offline_ok, range(ev.n)))
     if ev.labeler != "offline":
         lines.append(f"offline lexicon on the same rows: {off / ev.n:.4f} ({off}/{ev.n})")
     srcs = Counter(ev.source)
-    lines.append(f"flagged {sum(ev.flagged) / ev.n:.1%} ({sum(ev.flagged)}); sources "
-                 + ", ".join(f"{k} {v}" for k, v in sorted(srcs.items()))
-                 + (f"; invalid {ev.status.count('invalid')}" if "invalid" in ev.status else "")
-                 + (f"; unanswered {ev.status.count('unanswered')}" if "unanswered" in ev.status
-                    else ""))
+    lines.append(
+        f"flagged {sum(ev.flagged) / ev.n:.1%} ({sum(ev.flagged)}); sources "
+        + ", ".join(f"{k} {v}" for k, v in sorted(srcs.items()))
+        + (f"; invalid {ev.status.count('invalid')}" if "invalid" in ev.status else "")
+        + (f"; unanswered {ev.status.count('unanswered')}" if "unanswered" in ev.status else "")
+    )
     if ev.rule is not None:
-        lines.append(f"cascade routing ({table.path.name}) {ev.rule.describe()}; the lexicon's "
-                     f"label kept on {ev.report.cascade_kept_offline} of the rows sent (model not "
-                     "trusted there, or no valid answer)")
+        lines.append(
+            f"cascade routing ({table.path.name}) {ev.rule.describe()}; the lexicon's "
+            f"label kept on {ev.report.cascade_kept_offline} of the rows sent (model not "
+            "trusted there, or no valid answer)"
+        )
     c = costs(ev)
     if ev.labeler != "offline":
-        lines.append(f"LLM: {int(c['rows_to_llm'])} rows sent; this run {int(c['llm_calls'])} calls, "
-                     f"{int(c['tokens_in']):,}+{int(c['tokens_out']):,} tokens, "
-                     f"${c['cost_usd']:.4f}; per 1k rows {c['calls_per_1k']:.0f} calls, "
-                     f"{c['tokens_per_1k']:,.0f} tokens, ${c['cost_per_1k_usd']:.4f} "
-                     "(as recorded in the ledger)")
+        lines.append(
+            f"LLM: {int(c['rows_to_llm'])} rows sent; this run {int(c['llm_calls'])} calls, "
+            f"{int(c['tokens_in']):,}+{int(c['tokens_out']):,} tokens, "
+            f"${c['cost_usd']:.4f}; per 1k rows {c['calls_per_1k']:.0f} calls, "
+            f"{c['tokens_per_1k']:,.0f} tokens, ${c['cost_per_1k_usd']:.4f} "
+            "(as recorded in the ledger)"
+        )
     lines += ["", "per industry:", *_table(per_industry(ev))]
     counts = confusion(ev).to_numpy()
     codes = taxonomy.INDUSTRY_CODES
     errors: list[tuple[str, str, int]] = [
-        (g, p, int(counts[a, b])) for a, g in enumerate(codes) for b, p in enumerate(codes)
-        if a != b and counts[a, b]]
+        (g, p, int(counts[a, b]))
+        for a, g in enumerate(codes)
+        for b, p in enumerate(codes)
+        if a != b and counts[a, b]
+    ]
     errors.sort(key=lambda e: (-e[2], e[0], e[1]))
     lines += ["", f"confusions (gold -> predicted): {sum(e[2] for e in errors)} rows"]
-    lines += _table(pd.DataFrame(errors, columns=["gold", "predicted", "rows"])) if errors \
+    lines += (
+        _table(pd.DataFrame(errors, columns=["gold", "predicted", "rows"]))
+        if errors
         else ["  none"]
+    )
     bands = margin_bands(ev, table)
     if ev.labeler == "offline":
         bands = bands[["offline_margin", "rows", "offline_ok"]]
     lines += ["", "by offline margin band (ok = right):", *_table(bands)]
     cells = band_cells(ev, table)
     if len(cells):
-        lines += ["", "rows the model answered, by offline margin x model confidence x agreement:",
-                  *_table(cells)]
+        lines += [
+            "",
+            "rows the model answered, by offline margin x model confidence x agreement:",
+            *_table(cells),
+        ]
     return lines
 
 
@@ -627,17 +814,28 @@ def calibration_lines(cal: Calibration, offline_rows: int) -> list[str]:
     return [
         "",
         f"calibration on {cal.cases} answered rows of {cal.rows}: {rule.describe()}",
-        (f"  fitted rows: cascade {cal.fitted_correct}/{cal.rows} vs offline "
-         f"{cal.offline_correct}/{offline_rows} (gain {cal.fit.gain}, {cal.fit.overrides} "
-         "overrides)"),
-        (f"  held-out ({cal.folds}-fold cross-validation x {cal.repeats}): cascade "
-         f"{cal.heldout_accuracy:.4f} vs offline {cal.offline_correct / cal.rows:.4f} "
-         f"(rules chosen per fold, trust_below/min_confidence: {top})"),
+        (
+            f"  fitted rows: cascade {cal.fitted_correct}/{cal.rows} vs offline "
+            f"{cal.offline_correct}/{offline_rows} (gain {cal.fit.gain}, {cal.fit.overrides} "
+            "overrides)"
+        ),
+        (
+            f"  held-out ({cal.folds}-fold cross-validation x {cal.repeats}): cascade "
+            f"{cal.heldout_accuracy:.4f} vs offline {cal.offline_correct / cal.rows:.4f} "
+            f"(rules chosen per fold, trust_below/min_confidence: {top})"
+        ),
     ]
 
 
-def replay(gold: Gold, answers: dict[int, Answer], *, labeler: str, model: str,
-           rule: cascade.Rule | None = None, ask_margin: float = cascade.DEFAULT_MARGIN) -> Evaluation:
+def replay(
+    gold: Gold,
+    answers: dict[int, Answer],
+    *,
+    labeler: str,
+    model: str,
+    rule: cascade.Rule | None = None,
+    ask_margin: float = cascade.DEFAULT_MARGIN,
+) -> Evaluation:
     """An Evaluation rebuilt from stored answers, with no server and no ledger: what ``labeler``
     (llm or cascade, with ``rule``) answers given them. The benchmark scores recorded real-model
     answers with it; every row the labeler would send must have an answer."""
@@ -645,12 +843,15 @@ def replay(gold: Gold, answers: dict[int, Answer], *, labeler: str, model: str,
 
     n = len(gold.truth)
     offline = OfflineLabeler().predict_many(
-        zip(gold.frame["name"], gold.frame["menu"], gold.frame["description"], strict=True))
+        zip(gold.frame["name"], gold.frame["menu"], gold.frame["description"], strict=True)
+    )
     asked = list(range(n)) if labeler == "llm" else cascade.plan(offline, ask_margin).llm_rows
     missing = [i for i in asked if i not in answers]
     if missing:
-        raise EvalError(f"no stored answer for {len(missing)} row(s) the {labeler} labeler sends "
-                        f"(first: line {missing[0] + 2} of {gold.path.name})")
+        raise EvalError(
+            f"no stored answer for {len(missing)} row(s) the {labeler} labeler sends "
+            f"(first: line {missing[0] + 2} of {gold.path.name})"
+        )
     report = LabelingReport(labeler=labeler, total=n)
     predicted, source = [p.industry for p in offline], ["offline"] * n
     for i in asked:
@@ -659,8 +860,9 @@ def replay(gold: Gold, answers: dict[int, Answer], *, labeler: str, model: str,
         if labeler == "llm":
             predicted[i], source[i] = (str(a.industry) if ok else taxonomy.OTHER), "llm"
             continue
-        if rule is not None and cascade.use_llm(offline[i].industry, offline[i].margin,
-                                                a.industry if ok else None, a.confidence, rule):
+        if rule is not None and cascade.use_llm(
+            offline[i].industry, offline[i].margin, a.industry if ok else None, a.confidence, rule
+        ):
             predicted[i], source[i] = str(a.industry), "cascade_llm"
         else:  # the lexicon's label, also where the model gave no valid answer
             source[i] = "cascade_offline"
@@ -668,6 +870,17 @@ def replay(gold: Gold, answers: dict[int, Answer], *, labeler: str, model: str,
     named = {"ok": "ok", "invalid": "invalid", "failed": "unanswered"}
     sent = set(asked)
     status = [named.get(answers[i].status, "unanswered") if i in sent else "ok" for i in range(n)]
-    return Evaluation(gold, labeler, predicted, [s != "ok" for s in status], source, status,
-                      offline, asked, {i: answers[i] for i in asked}, report, model=model,
-                      rule=rule)
+    return Evaluation(
+        gold,
+        labeler,
+        predicted,
+        [s != "ok" for s in status],
+        source,
+        status,
+        offline,
+        asked,
+        {i: answers[i] for i in asked},
+        report,
+        model=model,
+        rule=rule,
+    )

@@ -33,9 +33,11 @@ the claimant is a dead process on this same host.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -203,7 +205,7 @@ def normalize_text(value: object) -> str:
     """NFKC + collapsed whitespace, so cosmetic edits (full-width chars, double spaces) reuse answers."""
     if value is None:
         return ""
-    if isinstance(value, float) and value != value:  # NaN from pandas
+    if isinstance(value, float) and math.isnan(value):  # NaN from pandas
         return ""
     text = unicodedata.normalize("NFKC", str(value))
     return " ".join(text.split())
@@ -255,8 +257,11 @@ def open_existing_ledger(settings: Any) -> Ledger | None:
     except ArgumentError:  # not a URL: open_ledger raises the LedgerError that says so
         return open_ledger(settings)
     database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
-            and not Path(database).exists():
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not Path(database).exists()
+    ):
         return None
     return open_ledger(settings)
 
@@ -276,7 +281,7 @@ def safe_url(url: object) -> str:
 
     try:
         return _mask(make_url(str(url)).render_as_string(hide_password=True))
-    except Exception:  # unparsable: mask anything shaped like user:password@ or password=
+    except Exception:  # noqa: BLE001 - unparsable: mask anything shaped like user:password@ or password=
         return _mask(str(url))
 
 
@@ -341,8 +346,9 @@ def _create_sqlite_ledger(path: Path) -> None:
             con.execute("BEGIN")
             for statement in _ddl(postgres=False):
                 con.execute(statement)
-            con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
+            con.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
             con.execute("COMMIT")
         finally:
             con.close()  # the last connection checkpoints and removes the -wal file
@@ -365,8 +371,10 @@ def _check_sqlite_ledger(path: Path) -> None:
     import sqlite3
     from urllib.parse import quote
 
-    restore = ("Restore it from a backup, or move it away to start an empty ledger "
-               "(every restaurant would then be paid for again).")
+    restore = (
+        "Restore it from a backup, or move it away to start an empty ledger "
+        "(every restaurant would then be paid for again)."
+    )
     if path.is_dir():
         raise LedgerError(f"the labeling ledger path {path} is a directory, not a ledger file")
     try:
@@ -375,8 +383,9 @@ def _check_sqlite_ledger(path: Path) -> None:
     except OSError as exc:
         raise LedgerError(f"cannot read the labeling ledger {path}: {exc.strerror}") from None
     if not header:
-        raise LedgerError(f"the labeling ledger {path} is empty (0 bytes), not a ledger "
-                          f"(truncated?). {restore}")
+        raise LedgerError(
+            f"the labeling ledger {path} is empty (0 bytes), not a ledger (truncated?). {restore}"
+        )
     if header != SQLITE_HEADER:
         raise LedgerError(f"{path} is not a labeling ledger (not an SQLite database). {restore}")
     try:
@@ -390,8 +399,10 @@ def _check_sqlite_ledger(path: Path) -> None:
         raise LedgerError(f"{path} is not a readable labeling ledger ({exc}). {restore}") from None
     if "labels" not in tables:
         found = ", ".join(sorted(tables)) or "none"
-        raise LedgerError(f"{path} is an SQLite database but not a labeling ledger (no `labels` "
-                          f"table; its tables: {found}). {restore}")
+        raise LedgerError(
+            f"{path} is an SQLite database but not a labeling ledger (no `labels` "
+            f"table; its tables: {found}). {restore}"
+        )
 
 
 @dataclass(frozen=True)
@@ -457,12 +468,13 @@ class Ledger:
         raw_url = sqlite_url(path) if path is not None else str(url)
         try:
             parsed = make_url(raw_url)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever SQLAlchemy raises, the user gets one line
             raise LedgerError(f"not a database URL: {safe_url(raw_url)}") from None
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
         self._secrets = [parsed.password] + [
-            str(v) for k, v in parsed.query.items()
+            str(v)
+            for k, v in parsed.query.items()
             if k.lower() in ("password", "passwd", "sslpassword")
         ]
         self.url = safe_url(parsed.render_as_string(hide_password=False))
@@ -486,10 +498,13 @@ class Ledger:
                 _ensure_sqlite_ledger(self.path)
             kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
         else:
-            kwargs["connect_args"] = {"connect_timeout": max(1, busy_timeout_ms // 1000),
-                                      "application_name": "recsys-ledger"}
+            kwargs["connect_args"] = {
+                "connect_timeout": max(1, busy_timeout_ms // 1000),
+                "application_name": "recsys-ledger",
+            }
         self._engine = create_engine(parsed, **kwargs)
         if self.is_sqlite:
+
             @event.listens_for(self._engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
@@ -501,7 +516,7 @@ class Ledger:
         try:
             self._conn = self._engine.connect()
             self._create_schema()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any driver's error becomes a LedgerError with the cause
             self._engine.dispose()
             raise LedgerError(
                 f"cannot open the labeling ledger at {self.url}: "
@@ -528,10 +543,8 @@ class Ledger:
             try:
                 yield self._conn
             except BaseException:
-                try:
+                with contextlib.suppress(Exception):  # a dead connection: keep the first error
                     self._conn.exec_driver_sql("ROLLBACK")
-                except Exception:  # a dead connection: keep the first error
-                    pass
                 raise
             self._conn.exec_driver_sql("COMMIT")
 
@@ -541,7 +554,7 @@ class Ledger:
         with self._lock:
             if self._closed:
                 raise LedgerError(f"the ledger {self.url} is closed")
-            return self._conn.execute(_text(sql, expanding), params or {}).fetchall()
+            return list(self._conn.execute(_text(sql, expanding), params or {}).fetchall())
 
     def _create_schema(self) -> None:
         with self._tx() as conn:
@@ -564,15 +577,17 @@ class Ledger:
         """Hand back this instance's unfinished claims (nobody waits for their lease), close."""
         if self._closed:
             return
-        try:
-            with self._tx() as conn:
-                conn.execute(
-                    _text("UPDATE claims SET state = 'released', lease_until = :now, "
-                          "updated_at = :now WHERE owner = :owner AND state = 'claimed'"),
-                    {"now": utcnow(), "owner": self.owner},
-                )
-        except Exception:  # a broken connection: the leases will expire on their own
-            pass
+        with (
+            contextlib.suppress(Exception),
+            self._tx() as conn,
+        ):  # broken: the leases expire by themselves
+            conn.execute(
+                _text(
+                    "UPDATE claims SET state = 'released', lease_until = :now, "
+                    "updated_at = :now WHERE owner = :owner AND state = 'claimed'"
+                ),
+                {"now": utcnow(), "owner": self.owner},
+            )
         with self._lock:
             self._closed = True
             _LIVE_OWNERS.discard(self.owner)
@@ -591,10 +606,15 @@ class Ledger:
     def register_fingerprint(self, fp: str, params: dict[str, Any]) -> None:
         with self._tx() as conn:
             conn.execute(
-                _text("INSERT INTO fingerprints (fingerprint, params, created_at) "
-                      "VALUES (:fp, :params, :now) ON CONFLICT (fingerprint) DO NOTHING"),
-                {"fp": fp, "params": json.dumps(params, sort_keys=True, ensure_ascii=False),
-                 "now": utcnow()},
+                _text(
+                    "INSERT INTO fingerprints (fingerprint, params, created_at) "
+                    "VALUES (:fp, :params, :now) ON CONFLICT (fingerprint) DO NOTHING"
+                ),
+                {
+                    "fp": fp,
+                    "params": json.dumps(params, sort_keys=True, ensure_ascii=False),
+                    "now": utcnow(),
+                },
             )
 
     def record(
@@ -611,19 +631,36 @@ class Ledger:
         records = sorted(records, key=lambda r: r.input_key)  # one lock order for every worker
         rows = [
             {
-                "input_key": r.input_key, "fingerprint": fp, "status": r.status,
-                "industry": r.industry, "confidence": r.confidence, "reason": r.reason,
-                "raw_response": r.raw_response, "error": r.error, "attempts": r.attempts,
-                "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "cost_usd": r.cost_usd,
-                "latency_ms": r.latency_ms, "model": model, "prompt_version": prompt_version,
-                "created_at": now, "updated_at": now,
+                "input_key": r.input_key,
+                "fingerprint": fp,
+                "status": r.status,
+                "industry": r.industry,
+                "confidence": r.confidence,
+                "reason": r.reason,
+                "raw_response": r.raw_response,
+                "error": r.error,
+                "attempts": r.attempts,
+                "tokens_in": r.tokens_in,
+                "tokens_out": r.tokens_out,
+                "cost_usd": r.cost_usd,
+                "latency_ms": r.latency_ms,
+                "model": model,
+                "prompt_version": prompt_version,
+                "created_at": now,
+                "updated_at": now,
             }
             for r in records
         ]
-        done = [{"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
-                for r in records if r.status in FINAL_STATUSES]
-        released = [{"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
-                    for r in records if r.status not in FINAL_STATUSES]
+        done = [
+            {"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
+            for r in records
+            if r.status in FINAL_STATUSES
+        ]
+        released = [
+            {"k": r.input_key, "fp": fp, "owner": self.owner, "now": now}
+            for r in records
+            if r.status not in FINAL_STATUSES
+        ]
         with self._tx() as conn:
             conn.execute(_text(_UPSERT), rows if len(rows) > 1 else rows[0])
             if done:
@@ -666,11 +703,19 @@ class Ledger:
             return
         with self._tx() as conn:
             conn.execute(
-                _text("UPDATE claims SET lease_until = :lease_until, updated_at = :now "
-                      "WHERE fingerprint = :fp AND owner = :owner AND state = 'claimed' "
-                      "AND input_key IN :keys", ("keys",)),
-                {"fp": fp, "owner": self.owner, "now": utcnow(),
-                 "lease_until": _iso_in(self.lease_seconds), "keys": keys},
+                _text(
+                    "UPDATE claims SET lease_until = :lease_until, updated_at = :now "
+                    "WHERE fingerprint = :fp AND owner = :owner AND state = 'claimed' "
+                    "AND input_key IN :keys",
+                    ("keys",),
+                ),
+                {
+                    "fp": fp,
+                    "owner": self.owner,
+                    "now": utcnow(),
+                    "lease_until": _iso_in(self.lease_seconds),
+                    "keys": keys,
+                },
             )
 
     def release(self, fp: str, keys: Iterable[str]) -> None:
@@ -680,8 +725,10 @@ class Ledger:
             return
         now = utcnow()
         with self._tx() as conn:
-            conn.execute(_text(_CLAIM_RELEASE), [{"k": k, "fp": fp, "owner": self.owner, "now": now}
-                                                 for k in keys])
+            conn.execute(
+                _text(_CLAIM_RELEASE),
+                [{"k": k, "fp": fp, "owner": self.owner, "now": now} for k in keys],
+            )
 
     def claims(self, fp: str, keys: Iterable[str]) -> dict[str, Claim]:
         keys = sorted(set(keys))
@@ -695,8 +742,11 @@ class Ledger:
     @staticmethod
     def _holders(conn: Any, fp: str, keys: list[str]) -> list[Claim]:
         rows = conn.execute(
-            _text("SELECT input_key, state, owner, lease_until FROM claims "
-                  "WHERE fingerprint = :fp AND input_key IN :keys", ("keys",)),
+            _text(
+                "SELECT input_key, state, owner, lease_until FROM claims "
+                "WHERE fingerprint = :fp AND input_key IN :keys",
+                ("keys",),
+            ),
             {"fp": fp, "keys": keys},
         ).fetchall()
         return [Claim(*r) for r in rows]
@@ -709,7 +759,8 @@ class Ledger:
             rows = self._read(
                 "SELECT input_key, status, industry, confidence, updated_at FROM labels "
                 "WHERE fingerprint = :fp AND input_key IN :keys",
-                {"fp": fp, "keys": keys[start : start + 500]}, expanding=("keys",),
+                {"fp": fp, "keys": keys[start : start + 500]},
+                expanding=("keys",),
             )
             for row in rows:
                 found[row[0]] = StoredLabel(*row)
@@ -741,10 +792,16 @@ class Ledger:
         )
         groups = [
             {
-                "fingerprint": r[0], "status": r[1], "rows": int(r[2]),
-                "tokens_in": int(r[3] or 0), "tokens_out": int(r[4] or 0),
-                "cost_usd": round(float(r[5] or 0.0), 6), "attempts": int(r[6] or 0),
-                "first": r[7], "last": r[8], "prompt_version": r[9],
+                "fingerprint": r[0],
+                "status": r[1],
+                "rows": int(r[2]),
+                "tokens_in": int(r[3] or 0),
+                "tokens_out": int(r[4] or 0),
+                "cost_usd": round(float(r[5] or 0.0), 6),
+                "attempts": int(r[6] or 0),
+                "first": r[7],
+                "last": r[8],
+                "prompt_version": r[9],
                 "params": json.loads(r[10]) if r[10] else {},
                 "current": current is not None and r[0] == current,
             }
@@ -754,7 +811,7 @@ class Ledger:
             "SELECT count(*) FROM claims WHERE state = 'claimed' AND lease_until >= :now",
             {"now": utcnow()},
         )[0][0]
-        by_status = {s: 0 for s in STATUSES}
+        by_status = dict.fromkeys(STATUSES, 0)
         for g in groups:
             by_status[g["status"]] = by_status.get(g["status"], 0) + g["rows"]
         return {
@@ -767,10 +824,13 @@ class Ledger:
             "tokens_out": sum(g["tokens_out"] for g in groups),
             "cost_usd": round(sum(g["cost_usd"] for g in groups), 6),
             "groups": groups,
-            "current": None if current is None else {
+            "current": None
+            if current is None
+            else {
                 "fingerprint": current,
-                "answered": sum(g["rows"] for g in groups
-                                if g["current"] and g["status"] in FINAL_STATUSES),
+                "answered": sum(
+                    g["rows"] for g in groups if g["current"] and g["status"] in FINAL_STATUSES
+                ),
                 "repay_inputs": self.repay_count(current),
             },
         }
@@ -780,13 +840,15 @@ class Ledger:
         what labeling them again under `fp` (after an edit of the prompt or the settings) pays for
         a second time."""
         final = "('ok', 'invalid')"
-        return int(self._read(
-            "SELECT count(DISTINCT l.input_key) FROM labels l "
-            f"WHERE l.fingerprint <> :fp AND l.status IN {final} AND NOT EXISTS ("
-            "SELECT 1 FROM labels c WHERE c.input_key = l.input_key AND c.fingerprint = :fp "
-            f"AND c.status IN {final})",
-            {"fp": fp},
-        )[0][0])
+        return int(
+            self._read(
+                "SELECT count(DISTINCT l.input_key) FROM labels l "
+                f"WHERE l.fingerprint <> :fp AND l.status IN {final} AND NOT EXISTS ("
+                "SELECT 1 FROM labels c WHERE c.input_key = l.input_key AND c.fingerprint = :fp "
+                f"AND c.status IN {final})",
+                {"fp": fp},
+            )[0][0]
+        )
 
     def recent_latencies_ms(self, fingerprints: Sequence[str], limit: int = 5000) -> list[float]:
         """Per-call latencies of the newest answered rows of these fingerprints (a dry run's
@@ -796,7 +858,8 @@ class Ledger:
         rows = self._read(
             "SELECT latency_ms FROM labels WHERE fingerprint IN :fps AND status = 'ok' "
             "AND latency_ms IS NOT NULL ORDER BY updated_at DESC LIMIT :limit",
-            {"fps": list(fingerprints), "limit": int(limit)}, expanding=("fps",),
+            {"fps": list(fingerprints), "limit": int(limit)},
+            expanding=("fps",),
         )
         return [float(r[0]) for r in rows]
 
@@ -853,7 +916,11 @@ class Ledger:
         """
         if fingerprint is None and older_than is None and status is None:
             raise ValueError("prune needs at least one of fingerprint, older_than, status")
-        cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="milliseconds") if older_than else None
+        cutoff = (
+            (datetime.now(UTC) - older_than).isoformat(timespec="milliseconds")
+            if older_than
+            else None
+        )
         where, params = _where(fingerprint=fingerprint, status=status, updated_before=cutoff)
         if dry_run:
             return int(self._read(f"SELECT count(*) FROM labels {where}", params)[0][0])

@@ -29,7 +29,7 @@ from recsys_assets import taxonomy
 from recsys_assets.datafiles import DATA_DIR, DataFileError, LocatedDict, load_yaml
 from recsys_assets.taxonomy import OTHER, Taxonomy
 
-__all__ = ["OfflineLabeler", "OfflinePrediction", "split_menu", "LEXICON_VERSION"]
+__all__ = ["LEXICON_VERSION", "OfflineLabeler", "OfflinePrediction", "split_menu"]
 
 LEXICON_VERSION = "offline-lexicon-v1"
 
@@ -62,10 +62,14 @@ def _load_variants(path: Path) -> dict[str, str]:
     for variant, canonical in doc.items():
         line = doc.line_of(variant)
         if not isinstance(variant, str) or not isinstance(canonical, str) or not canonical.strip():
-            raise DataFileError(f"{path}:{line}: {variant!r}: {canonical!r} is not 'variant: canonical'")
+            raise DataFileError(
+                f"{path}:{line}: {variant!r}: {canonical!r} is not 'variant: canonical'"
+            )
         if canonical in doc:
-            raise DataFileError(f"{path}:{line}: canonical form {canonical!r} is itself a variant "
-                                f"(line {doc.line_of(canonical)}); point {variant!r} at its final form")
+            raise DataFileError(
+                f"{path}:{line}: canonical form {canonical!r} is itself a variant "
+                f"(line {doc.line_of(canonical)}); point {variant!r} at its final form"
+            )
     return dict(doc)
 
 
@@ -96,8 +100,10 @@ def _parse_lexicon(tax: Taxonomy) -> dict[str, dict[str, dict[str, float]]]:
             for raw in line.terms:
                 term = _canon(_normalize(raw.replace("_", " ")))
                 if not term:
-                    raise DataFileError(f"{tax.source}:{line.line}: industry {industry.code!r}: "
-                                        f"lexicon term {raw!r} has no letters or digits")
+                    raise DataFileError(
+                        f"{tax.source}:{line.line}: industry {industry.code!r}: "
+                        f"lexicon term {raw!r} has no letters or digits"
+                    )
                 out[line.scope].setdefault(term, {})[industry.code] = line.weight
     return out
 
@@ -146,7 +152,9 @@ class _Lexicon:
         full = dict(menu)
         for scope in ("name", "brand"):
             for term, ws in parsed[scope].items():
-                merged = dict(dict(zip(self.codes, full[term].weights)) if term in full else {})
+                merged = dict(
+                    dict(zip(self.codes, full[term].weights, strict=False)) if term in full else {}
+                )
                 merged = {k: v for k, v in merged.items() if v}
                 merged.update(ws)
                 full[term] = _Entry(self.vector(merged))
@@ -213,7 +221,7 @@ _PRICE_RE = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 _PRIMARY_SPLIT_RE = re.compile(r"[|\n\r\t;]+")
-_SECONDARY_SPLIT_RE = re.compile(r"[,/·•+、，]+")
+_SECONDARY_SPLIT_RE = re.compile(r"[,/·•+、，]+")  # noqa: RUF001 - the fullwidth comma is meant
 _SPACE_RE = re.compile(r"\s+")
 
 
@@ -223,7 +231,7 @@ def _is_missing(value: object) -> bool:
     if isinstance(value, str):
         return False
     try:
-        return bool(value != value)  # NaN
+        return bool(value != value)  # noqa: PLR0124 - NaN of any numeric type
     except (TypeError, ValueError):  # pandas.NA and friends refuse to be truthy
         return True
 
@@ -259,8 +267,8 @@ def split_menu(menu: str | None) -> list[str]:
     if not text:
         return []
     items: list[str] = []
-    for piece in _PRIMARY_SPLIT_RE.split(text):
-        piece = _PRICE_RE.sub(" ", piece)
+    for raw_piece in _PRIMARY_SPLIT_RE.split(text):
+        piece = _PRICE_RE.sub(" ", raw_piece)
         for sub in _SECONDARY_SPLIT_RE.split(piece):
             item = _clean(sub)
             if item and _has_content(item):
@@ -317,7 +325,7 @@ def _score_item(lex: _Lexicon, item: str) -> _ItemScore:
     if not real:
         vec = [0.0] * lex.n
         for m in matches:
-            vec = [max(a, b) for a, b in zip(vec, m[3].weights)]
+            vec = [max(a, b) for a, b in zip(vec, m[3].weights, strict=False)]
         return _item_score(vec, terms, True)
     head = max(real, key=lambda m: (m[1], m[1] - m[0]))
     vec = list(head[3].weights)
@@ -345,7 +353,9 @@ def _strip_branch(name: str) -> str:
     tokens = name.split(" ")
     if len(tokens) > 1:
         tokens = [tokens[0]] + [
-            t for t in tokens[1:] if not (len(t) >= 2 and t.endswith("점") and not t.endswith("반점"))
+            t
+            for t in tokens[1:]
+            if not (len(t) >= 2 and t.endswith("점") and not t.endswith("반점"))
         ]
     return " ".join(tokens)
 
@@ -355,14 +365,14 @@ def _score_name(lex: _Lexicon, name: str) -> tuple[list[float], list[str]]:
     evidence: list[str] = []
     name = _strip_branch(name)
     for _, _, term, entry in lex.scan(name, full=True):
-        vec = [max(a, b) for a, b in zip(vec, entry.weights)]
+        vec = [max(a, b) for a, b in zip(vec, entry.weights, strict=False)]
         evidence.append("name:" + term)
     # Chinese-restaurant endings (신흥각, 동해루): only the last syllable of the first word, weak.
     first = name.split(" ")[0] if name else ""
     if len(first) >= 2 and not first[-1].isascii():
-        entry = lex.name_suffix.get(first[-1])
-        if entry is not None and not any(vec):
-            vec = [max(a, b) for a, b in zip(vec, entry.weights)]
+        suffix = lex.name_suffix.get(first[-1])
+        if suffix is not None and not any(vec):
+            vec = [max(a, b) for a, b in zip(vec, suffix.weights, strict=False)]
             evidence.append("name-ending:" + first[-1])
     return [NAME_WEIGHT * v for v in vec], evidence
 
@@ -373,7 +383,7 @@ def _score_description(lex: _Lexicon, desc: str) -> tuple[list[float], list[str]
     for _, _, term, entry in lex.scan(desc, full=True):
         if entry.generic:
             continue
-        vec = [a + DESC_WEIGHT * b for a, b in zip(vec, entry.weights)]
+        vec = [a + DESC_WEIGHT * b for a, b in zip(vec, entry.weights, strict=False)]
         evidence.append("desc:" + term)
     return [min(v, DESC_CAP) for v in vec], evidence
 
@@ -398,7 +408,7 @@ class OfflineLabeler:
         name_text = _canon(_normalize(_to_text(name, MAX_FIELD_CHARS["name"])))
         if name_text:
             vec, ev = _score_name(lex, name_text)
-            scores = [a + b for a, b in zip(scores, vec)]
+            scores = [a + b for a, b in zip(scores, vec, strict=False)]
             evidence += ev
 
         item_tops: set[int] = set()
@@ -420,7 +430,7 @@ class OfflineLabeler:
         desc_text = _canon(_normalize(_to_text(description, MAX_FIELD_CHARS["description"])))
         if desc_text:
             vec, ev = _score_description(lex, desc_text)
-            scores = [a + b for a, b in zip(scores, vec)]
+            scores = [a + b for a, b in zip(scores, vec, strict=False)]
             evidence += ev
 
         # A hodgepodge of dishes from three or more cuisines plus drinking snacks is a pub's anju
@@ -434,8 +444,8 @@ class OfflineLabeler:
         self, rows: Iterable[tuple[str | None, str | None, str | None]]
     ) -> list[OfflinePrediction]:
         out = []
-        for row in rows:
-            row = tuple(row)
+        for given in rows:
+            row: tuple[str | None, ...] = tuple(given)
             name = row[0] if len(row) > 0 else None
             menu = row[1] if len(row) > 1 else None
             desc = row[2] if len(row) > 2 else None

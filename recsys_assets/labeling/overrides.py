@@ -47,8 +47,20 @@ FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 GOLD_SPLIT = "override"  # the `split` of exported corrections in a gold file
 GOLD_COLUMNS = ("name", "menu", "description", "industry", "split", "restaurant_id", "note")
 LOW_CONFIDENCE = 0.5  # review: labels below this confidence
-REVIEW_COLUMNS = ("rank", "restaurant_id", "name", "menu", "description", "industry", "confidence",
-                  "source", "flagged", "offline_industry", "offline_confidence", "reason")
+REVIEW_COLUMNS = (
+    "rank",
+    "restaurant_id",
+    "name",
+    "menu",
+    "description",
+    "industry",
+    "confidence",
+    "source",
+    "flagged",
+    "offline_industry",
+    "offline_confidence",
+    "reason",
+)
 LABEL_OUTPUT = ("industry", "confidence", "source", "flagged", "label_status")  # `recsys label`
 _ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 
@@ -68,8 +80,10 @@ def industry_code(value: str) -> str:
         return code
     close = difflib.get_close_matches(code, taxonomy.INDUSTRY_CODES, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    raise OverrideError(f"unknown industry {value!r}{hint}: not in the taxonomy; valid codes: "
-                        f"{', '.join(taxonomy.INDUSTRY_CODES)}")
+    raise OverrideError(
+        f"unknown industry {value!r}{hint}: not in the taxonomy; valid codes: "
+        f"{', '.join(taxonomy.INDUSTRY_CODES)}"
+    )
 
 
 def restaurant_key(value: str) -> str:
@@ -77,8 +91,10 @@ def restaurant_key(value: str) -> str:
     if not rid:
         raise OverrideError("empty restaurant id")
     if len(rid) > MAX_ID_CHARS or _ID_FORBIDDEN.search(rid):
-        raise OverrideError(f"bad restaurant id {rid[:60]!r}: control characters or longer than "
-                            f"{MAX_ID_CHARS} characters")
+        raise OverrideError(
+            f"bad restaurant id {rid[:60]!r}: control characters or longer than "
+            f"{MAX_ID_CHARS} characters"
+        )
     return rid
 
 
@@ -94,12 +110,16 @@ class OverrideStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=30)) as con:
-            con.execute("CREATE TABLE IF NOT EXISTS overrides (restaurant_id TEXT PRIMARY KEY, "
-                        "industry TEXT NOT NULL, note TEXT NOT NULL, author TEXT, "
-                        "corrected_at TEXT NOT NULL)")
-            con.execute("CREATE TABLE IF NOT EXISTS override_log (id INTEGER PRIMARY KEY "
-                        "AUTOINCREMENT, action TEXT NOT NULL, restaurant_id TEXT NOT NULL, "
-                        "industry TEXT, note TEXT, author TEXT, at TEXT NOT NULL)")
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS overrides (restaurant_id TEXT PRIMARY KEY, "
+                "industry TEXT NOT NULL, note TEXT NOT NULL, author TEXT, "
+                "corrected_at TEXT NOT NULL)"
+            )
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS override_log (id INTEGER PRIMARY KEY "
+                "AUTOINCREMENT, action TEXT NOT NULL, restaurant_id TEXT NOT NULL, "
+                "industry TEXT, note TEXT, author TEXT, at TEXT NOT NULL)"
+            )
             with con:  # one transaction: the override and its log line, or neither
                 yield con
 
@@ -107,18 +127,25 @@ class OverrideStore:
         if not self.path.exists():
             return None
         with self._connect() as con:
-            row = con.execute(f"SELECT {', '.join(self.COLUMNS)} FROM overrides "
-                              "WHERE restaurant_id = ?", [restaurant_id]).fetchone()
+            row = con.execute(
+                f"SELECT {', '.join(self.COLUMNS)} FROM overrides WHERE restaurant_id = ?",
+                [restaurant_id],
+            ).fetchone()
         return dict(zip(self.COLUMNS, row, strict=True)) if row else None
 
     def set(self, restaurant_id: str, industry: str, note: str, author: str | None) -> str:
         """Record (or replace) the override; returns its time (ISO, UTC)."""
         at = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as con:
-            con.execute("INSERT OR REPLACE INTO overrides VALUES (?, ?, ?, ?, ?)",
-                        [restaurant_id, industry, note, author, at])
-            con.execute("INSERT INTO override_log (action, restaurant_id, industry, note, author, "
-                        "at) VALUES ('set', ?, ?, ?, ?, ?)", [restaurant_id, industry, note, author, at])
+            con.execute(
+                "INSERT OR REPLACE INTO overrides VALUES (?, ?, ?, ?, ?)",
+                [restaurant_id, industry, note, author, at],
+            )
+            con.execute(
+                "INSERT INTO override_log (action, restaurant_id, industry, note, author, "
+                "at) VALUES ('set', ?, ?, ?, ?, ?)",
+                [restaurant_id, industry, note, author, at],
+            )
         return at
 
     def remove(self, restaurant_id: str, author: str | None) -> dict[str, str] | None:
@@ -129,9 +156,11 @@ class OverrideStore:
         at = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as con:
             con.execute("DELETE FROM overrides WHERE restaurant_id = ?", [restaurant_id])
-            con.execute("INSERT INTO override_log (action, restaurant_id, industry, note, author, "
-                        "at) VALUES ('remove', ?, ?, ?, ?, ?)",
-                        [restaurant_id, previous["industry"], previous["note"], author, at])
+            con.execute(
+                "INSERT INTO override_log (action, restaurant_id, industry, note, author, "
+                "at) VALUES ('remove', ?, ?, ?, ?, ?)",
+                [restaurant_id, previous["industry"], previous["note"], author, at],
+            )
         return previous
 
     def frame(self) -> pd.DataFrame:
@@ -139,8 +168,9 @@ class OverrideStore:
         if not self.path.exists():
             return pd.DataFrame(columns=list(self.COLUMNS), dtype=object)
         with self._connect() as con:
-            rows = con.execute(f"SELECT {', '.join(self.COLUMNS)} FROM overrides "
-                               "ORDER BY restaurant_id").fetchall()
+            rows = con.execute(
+                f"SELECT {', '.join(self.COLUMNS)} FROM overrides ORDER BY restaurant_id"
+            ).fetchall()
         return pd.DataFrame(rows, columns=list(self.COLUMNS), dtype=object)
 
 
@@ -160,13 +190,16 @@ def find_file(data_dir: Path | None) -> Path | None:
     found = [Path(data_dir) / f"{FILE_STEM}{s}" for s in FILE_SUFFIXES]
     found = [p for p in found if p.is_file()]
     if len(found) > 1:
-        raise OverrideError(f"several overrides files in {data_dir} "
-                            f"({', '.join(p.name for p in found)}): keep exactly one")
+        raise OverrideError(
+            f"several overrides files in {data_dir} "
+            f"({', '.join(p.name for p in found)}): keep exactly one"
+        )
     return found[0] if found else None
 
 
-def check(con: duckdb.DuckDBPyConnection, settings: Settings,
-          restaurants: str | None = "restaurants") -> sql.Checked:
+def check(
+    con: duckdb.DuckDBPyConnection, settings: Settings, restaurants: str | None = "restaurants"
+) -> sql.Checked:
     """Every override (file + command table) checked against the taxonomy and `restaurants`
     (None: not checked); the valid ones and the quarantined rows with their reason."""
     store = OverrideStore(settings.home)
@@ -187,8 +220,10 @@ def reading(settings: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, boo
                 attached = True
             except duckdb.IOException as exc:
                 if "lock" in str(exc).lower():
-                    raise WarehouseBusy(f"the warehouse {path} is being written by another process "
-                                        "(a run in progress): try again when it is done") from None
+                    raise WarehouseBusy(
+                        f"the warehouse {path} is being written by another process "
+                        "(a run in progress): try again when it is done"
+                    ) from None
                 raise OverrideError(f"cannot read the warehouse {path}: {exc}") from None
         yield con, attached
     finally:
@@ -196,8 +231,10 @@ def reading(settings: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, boo
 
 
 def has_table(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> bool:
-    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
-                      "AND table_name = ?", [catalog, table]).fetchone()
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?",
+        [catalog, table],
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -205,15 +242,17 @@ def label_rows(valid: pd.DataFrame) -> pd.DataFrame:
     """The overrides as label rows (the labelers' output columns)."""
     stamps = pd.to_datetime(valid["corrected_at"], utc=True)
     stamps = stamps.fillna(pd.Timestamp.now(tz="UTC"))
-    return pd.DataFrame({
-        "restaurant_id": valid["restaurant_id"].astype(object).to_numpy(),
-        "industry": pd.Series(valid["industry"].to_numpy(), dtype="string"),
-        "confidence": pd.Series([CONFIDENCE] * len(valid), dtype="float64"),
-        "source": pd.Series([SOURCE] * len(valid), dtype="string"),
-        "labeled_at": pd.Series(stamps.to_numpy()).astype("datetime64[us, UTC]"),
-        "flagged": pd.Series([False] * len(valid), dtype="bool"),
-        "label_status": pd.Series(["ok"] * len(valid), dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "restaurant_id": valid["restaurant_id"].astype(object).to_numpy(),
+            "industry": pd.Series(valid["industry"].to_numpy(), dtype="string"),
+            "confidence": pd.Series([CONFIDENCE] * len(valid), dtype="float64"),
+            "source": pd.Series([SOURCE] * len(valid), dtype="string"),
+            "labeled_at": pd.Series(stamps.to_numpy()).astype("datetime64[us, UTC]"),
+            "flagged": pd.Series([False] * len(valid), dtype="bool"),
+            "label_status": pd.Series(["ok"] * len(valid), dtype="string"),
+        }
+    )
 
 
 def apply(labels: pd.DataFrame, valid: pd.DataFrame) -> pd.DataFrame:
@@ -231,8 +270,9 @@ def overridden_mask(ids: pd.Series, valid: pd.DataFrame) -> pd.Series:
     return ids.astype(str).str.strip().isin(set(valid["restaurant_id"]))
 
 
-def merge_output(df: pd.DataFrame, labeled: pd.DataFrame, mask: pd.Series,
-                 valid: pd.DataFrame) -> pd.DataFrame:
+def merge_output(
+    df: pd.DataFrame, labeled: pd.DataFrame, mask: pd.Series, valid: pd.DataFrame
+) -> pd.DataFrame:
     """`recsys label` output in input order: `labeled` holds the rows not overridden (in order,
     input columns + labels), the overridden rows get their override."""
     if not mask.any():
@@ -252,8 +292,9 @@ def merge_output(df: pd.DataFrame, labeled: pd.DataFrame, mask: pd.Series,
     return out
 
 
-def review_queue(candidates: pd.DataFrame, *, low_confidence: float = LOW_CONFIDENCE,
-                 limit: int | None = None) -> pd.DataFrame:
+def review_queue(
+    candidates: pd.DataFrame, *, low_confidence: float = LOW_CONFIDENCE, limit: int | None = None
+) -> pd.DataFrame:
     """The labels most worth a human look, most urgent first (REVIEW_COLUMNS).
 
     Ranking rule: (1) flagged answers (the model's answer was invalid, or never came), then
@@ -272,14 +313,22 @@ def review_queue(candidates: pd.DataFrame, *, low_confidence: float = LOW_CONFID
     rows = [i for i in range(len(df)) if llm[i]]
     if rows:
         preds = OfflineLabeler().predict_many(
-            [(_text(df.at[i, "name"]), _text(df.at[i, "menu"]), _text(df.at[i, "description"]))
-             for i in rows])
+            [
+                (_text(df.at[i, "name"]), _text(df.at[i, "menu"]), _text(df.at[i, "description"]))
+                for i in rows
+            ]
+        )
         for i, p in zip(rows, preds, strict=True):
             off_ind[i], off_conf[i], evidence[i] = p.industry, p.confidence, bool(p.evidence)
     df["offline_industry"], df["offline_confidence"] = off_ind, off_conf.astype(float)
     tiers, reasons = [], []
-    rows_in = zip(df["industry"].tolist(), df["source"].tolist(), df["confidence"].tolist(),
-                  df["flagged"].tolist(), strict=True)
+    rows_in = zip(
+        df["industry"].tolist(),
+        df["source"].tolist(),
+        df["confidence"].tolist(),
+        df["flagged"].tolist(),
+        strict=True,
+    )
     for i, (industry, source, confidence, flagged) in enumerate(rows_in):
         why, tier = [], 3
         if bool(flagged):

@@ -33,8 +33,15 @@ from recsys_assets.config import ConfigError, Settings, load_settings, normalize
 from recsys_assets.labeling.engine import LabelingAborted  # the one class; re-exported
 
 SOURCES = ("offline", "llm", "cascade_offline", "cascade_llm")
-OUTPUT_COLUMNS = ("restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged",
-                  "label_status")
+OUTPUT_COLUMNS = (
+    "restaurant_id",
+    "industry",
+    "confidence",
+    "source",
+    "labeled_at",
+    "flagged",
+    "label_status",
+)
 LABEL_STATUSES = ("ok", "invalid", "unanswered")
 REQUIRED_COLUMNS = ("restaurant_id", "name", "menu")
 
@@ -88,8 +95,10 @@ class LabelingReport:
 
 
 def _clean(series: pd.Series) -> list[str | None]:
-    return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
-            for v in series.astype(object).tolist()]
+    return [
+        None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
+        for v in series.astype(object).tolist()
+    ]
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -135,7 +144,12 @@ def label_frame(
     tag = "offline" if kind == "offline" else "cascade_offline"
     for i in offline_rows:
         p = preds[i]
-        industry[i], confidence[i], source[i], labeled_at[i] = p.industry, float(p.confidence), tag, now
+        industry[i], confidence[i], source[i], labeled_at[i] = (
+            p.industry,
+            float(p.confidence),
+            tag,
+            now,
+        )
     report.offline_answered = len(offline_rows)
     report.labeled_this_run = report.offline_answered
     routing = None
@@ -148,20 +162,35 @@ def label_frame(
         llm_source = "llm" if kind == "llm" else "cascade_llm"
         try:
             _label_with_llm(
-                llm_rows, names, menus, descs, settings, report, industry, confidence, labeled_at,
-                flagged, status, progress=progress, stop_event=stop_event,
-                llm_options=llm_options, engine_config=engine_config,
+                llm_rows,
+                names,
+                menus,
+                descs,
+                settings,
+                report,
+                industry,
+                confidence,
+                labeled_at,
+                flagged,
+                status,
+                progress=progress,
+                stop_event=stop_event,
+                llm_options=llm_options,
+                engine_config=engine_config,
             )
         except _Aborted as ab:
             if kind == "cascade":
-                _apply_routing(llm_rows, preds, routing, industry, confidence, source, status, report)
+                _apply_routing(
+                    llm_rows, preds, routing, industry, confidence, source, status, report
+                )
             for i in llm_rows:
                 if industry[i] is not None and source[i] is None:
                     source[i] = llm_source
             frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
             positions = [i for i, v in enumerate(industry) if v is not None]
-            raise LabelingAborted(ab.reason, f"{ab.message} ({report.resume_message()})",
-                                       frame, report, positions) from None
+            raise LabelingAborted(
+                ab.reason, f"{ab.message} ({report.resume_message()})", frame, report, positions
+            ) from None
         if kind == "cascade":
             _apply_routing(llm_rows, preds, routing, industry, confidence, source, status, report)
         for i in llm_rows:
@@ -209,8 +238,9 @@ def plan_labeling(
     kind = _resolve_kind(df, labeler, settings)
     names, menus, descs = _texts(df)
     _, offline_rows, llm_rows = _route(kind, names, menus, descs, settings, cascade_margin)
-    plan = LabelingPlan(labeler=kind, total=len(df), offline_answered=len(offline_rows),
-                        llm_rows=len(llm_rows))
+    plan = LabelingPlan(
+        labeler=kind, total=len(df), offline_answered=len(offline_rows), llm_rows=len(llm_rows)
+    )
     if not llm_rows:
         return plan
     cfg, opts = _llm_setup(settings, llm_options, engine_config, need_key=False)
@@ -223,11 +253,18 @@ def plan_labeling(
     if ledger is not None:
         with ledger:
             answered = _answered(ledger.lookup(fp, first_row))
-            alike = [f for f, p in ledger.fingerprint_params().items()
-                     if all(p.get(k) == params[k] for k in ("model", "base_url", "items_per_call"))]
+            alike = [
+                f
+                for f, p in ledger.fingerprint_params().items()
+                if all(p.get(k) == params[k] for k in ("model", "base_url", "items_per_call"))
+            ]
             latencies = ledger.recent_latencies_ms(alike)
     pending = _pending(first_row, answered, names, menus, descs)
-    plan.llm_inputs, plan.answered_inputs, plan.to_send = len(first_row), len(answered), len(pending)
+    plan.llm_inputs, plan.answered_inputs, plan.to_send = (
+        len(first_row),
+        len(answered),
+        len(pending),
+    )
     plan.answered_rows = sum(1 for k in keys if k in answered)
     plan.items_per_call, plan.max_concurrency = cfg.items_per_call, cfg.max_concurrency
     plan.model, plan.fingerprint = opts.model, fp
@@ -236,8 +273,9 @@ def plan_labeling(
     return plan
 
 
-def current_fingerprint(settings: Settings, *, items_per_call: int | None = None
-                        ) -> tuple[str, dict[str, Any]]:
+def current_fingerprint(
+    settings: Settings, *, items_per_call: int | None = None
+) -> tuple[str, dict[str, Any]]:
     """The fingerprint (and its parameters) `recsys label` uses with these settings; no key needed."""
     from recsys_assets.labeling.engine import EngineConfig
     from recsys_assets.labeling.ledger import fingerprint
@@ -254,7 +292,9 @@ def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms:
     from recsys_assets.labeling.engine import call_items
     from recsys_assets.labeling.llm import estimate_cost, price_per_1m
 
-    units = [pending[i : i + cfg.items_per_call] for i in range(0, len(pending), cfg.items_per_call)]
+    units = [
+        pending[i : i + cfg.items_per_call] for i in range(0, len(pending), cfg.items_per_call)
+    ]
     calls = [call_items(u) for u in units]
     max_tokens = opts.max_tokens  # None: the estimate sizes the answer from the schema
     tokens_in = est.input_tokens(opts.rendered_system_prompt(), calls)
@@ -266,8 +306,14 @@ def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms:
         latency, source = observed / 1000, f"median of {len(latencies_ms):,} calls in the ledger"
     else:
         latency, source = est.default_latency_s(tokens_out / len(calls)), "assumed"
-    wall, bound = est.wall_time(len(calls), cfg.max_concurrency, latency, rpm=cfg.rpm,
-                                tpm=cfg.tpm, tokens=tokens_in + tokens_out)
+    wall, bound = est.wall_time(
+        len(calls),
+        cfg.max_concurrency,
+        latency,
+        rpm=cfg.rpm,
+        tpm=cfg.tpm,
+        tokens=tokens_in + tokens_out,
+    )
     priced = price_per_1m(opts.model, opts.prices) is not None
     cost = estimate_cost(opts.model, tokens_in, tokens_out, opts.prices) if priced else None
     return est.Estimate(len(calls), tokens_in, tokens_out, cost, latency, source, wall, bound)
@@ -285,14 +331,19 @@ def _resolve_kind(df: pd.DataFrame, labeler: str | None, settings: Settings) -> 
 
 
 def _texts(df: pd.DataFrame) -> tuple[list[str | None], list[str | None], list[str | None]]:
-    descs: list[str | None] = (_clean(df["description"]) if "description" in df.columns
-                               else [None] * len(df))
+    descs: list[str | None] = (
+        _clean(df["description"]) if "description" in df.columns else [None] * len(df)
+    )
     return _clean(df["name"]), _clean(df["menu"]), descs
 
 
 def _route(
-    kind: str, names: list[str | None], menus: list[str | None], descs: list[str | None],
-    settings: Settings, cascade_margin: float | None,
+    kind: str,
+    names: list[str | None],
+    menus: list[str | None],
+    descs: list[str | None],
+    settings: Settings,
+    cascade_margin: float | None,
 ) -> tuple[list[Any], list[int], list[int]]:
     """(offline predictions, rows the offline labeler answers, rows for the LLM).
 
@@ -352,8 +403,9 @@ def _finish(ids, industry, confidence, source, labeled_at, flagged, status, repo
             "industry": pd.Series([industry[i] for i in keep], dtype="string"),
             "confidence": pd.Series([confidence[i] for i in keep], dtype="float64"),
             "source": pd.Series([source[i] for i in keep], dtype="string"),
-            "labeled_at": pd.Series(pd.to_datetime([labeled_at[i] for i in keep], utc=True))
-            .astype("datetime64[us, UTC]"),
+            "labeled_at": pd.Series(pd.to_datetime([labeled_at[i] for i in keep], utc=True)).astype(
+                "datetime64[us, UTC]"
+            ),
             "flagged": pd.Series([flagged[i] for i in keep], dtype="bool"),
             "label_status": pd.Series([status[i] for i in keep], dtype="string"),
         },
@@ -373,8 +425,10 @@ def _llm_setup(settings: Settings, llm_options: Any, engine_config: Any, *, need
     cfg = engine_config or EngineConfig.from_settings(settings.llm)
     if llm_options is None:
         if need_key and not settings.has_openai_key:
-            raise ConfigError("the llm/cascade labeler needs OPENAI_API_KEY (and optionally "
-                              "OPENAI_BASE_URL for an OpenAI-compatible server)")
+            raise ConfigError(
+                "the llm/cascade labeler needs OPENAI_API_KEY (and optionally "
+                "OPENAI_BASE_URL for an OpenAI-compatible server)"
+            )
         llm_options = LLMOptions.from_settings(settings.llm, items_per_call=cfg.items_per_call)
     if llm_options.items_per_call != cfg.items_per_call:
         from dataclasses import replace
@@ -404,14 +458,30 @@ def _answered(found: dict[str, Any]) -> set[str]:
 def _pending(first_row: dict[str, int], answered: set[str], names, menus, descs) -> list[Any]:
     from recsys_assets.labeling.engine import PendingRow
 
-    return [PendingRow(k, names[i] or "", menus[i] or "", descs[i])
-            for k, i in first_row.items() if k not in answered]
+    return [
+        PendingRow(k, names[i] or "", menus[i] or "", descs[i])
+        for k, i in first_row.items()
+        if k not in answered
+    ]
 
 
 def _label_with_llm(
-    rows, names, menus, descs, settings, report, industry, confidence, labeled_at, flagged, status,
+    rows,
+    names,
+    menus,
+    descs,
+    settings,
+    report,
+    industry,
+    confidence,
+    labeled_at,
+    flagged,
+    status,
     *,
-    progress, stop_event, llm_options, engine_config,
+    progress,
+    stop_event,
+    llm_options,
+    engine_config,
 ) -> None:
     from recsys_assets.labeling.engine import Engine
     from recsys_assets.labeling.ledger import fingerprint, open_ledger
@@ -432,8 +502,13 @@ def _label_with_llm(
         if progress and pending:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(pending), desc=f"labeling ({llm_options.model})", unit="row",
-                       dynamic_ncols=True, file=__import__("sys").stderr)
+            bar = tqdm(
+                total=len(pending),
+                desc=f"labeling ({llm_options.model})",
+                unit="row",
+                dynamic_ncols=True,
+                file=__import__("sys").stderr,
+            )
         priced = price_per_1m(llm_options.model, llm_options.prices) is not None
 
         def on_progress(delta: int, stats) -> None:
@@ -486,4 +561,3 @@ def _label_with_llm(
     report.structured_output = stats.structured_output
     if stats.aborted is not None:
         raise _Aborted(stats.aborted.reason, str(stats.aborted))
-

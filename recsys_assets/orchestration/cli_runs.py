@@ -40,7 +40,9 @@ PID_TAG = "recsys/pid"
 HOST_TAG = "recsys/host"
 
 
-def open_instance(settings: Settings, warn: Callable[[str], None] | None = None) -> dg.DagsterInstance:
+def open_instance(
+    settings: Settings, warn: Callable[[str], None] | None = None
+) -> dg.DagsterInstance:
     """The instance in settings.dagster_home, on the project's dagster.yaml.
 
     Creating the SQLite storage is not safe to race (two first starts collide on its schema
@@ -150,7 +152,9 @@ def _loggers(path: Path, verbose: bool) -> tuple[dict[str, dg.LoggerDefinition],
 
     @dg.logger
     def file_logger(_context) -> logging.Logger:
-        logger = logging.Logger("recsys.run.file", logging.DEBUG)  # per run: not in logging's registry
+        logger = logging.Logger(
+            "recsys.run.file", logging.DEBUG
+        )  # per run: not in logging's registry
         logger.addHandler(file_handler)
         return logger
 
@@ -198,7 +202,9 @@ def materialize(
         unknown = [k.to_user_string() for k in asset_keys if k not in known]
         if unknown:
             names = ", ".join(sorted(k.to_user_string() for k in known))
-            raise SelectionError(f"no asset named {', '.join(unknown)} in {job_name} (assets: {names})")
+            raise SelectionError(
+                f"no asset named {', '.join(unknown)} in {job_name} (assets: {names})"
+            )
     run_id = make_new_run_id()
     path = log_path(settings, run_id)
     loggers, file_handler = _loggers(path, verbose)

@@ -56,7 +56,7 @@ def first_line(error: SerializableErrorInfo) -> str:
     text = (error.message or "").strip()
     qualified = _qualified_name(error)
     if qualified and error.cls_name and qualified.endswith(error.cls_name):
-        text = text[len(qualified) + 1:].strip()
+        text = text[len(qualified) + 1 :].strip()
     line = text.splitlines()[0] if text else (error.cls_name or "error")
     return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
 
@@ -74,7 +74,11 @@ def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[StepError]:
     records = instance.get_records_for_run(
         run_id=run_id, of_type=dg.DagsterEventType.STEP_FAILURE
     ).records
-    return [step_error(r.event_log_entry.dagster_event) for r in records if r.event_log_entry.dagster_event]
+    return [
+        step_error(r.event_log_entry.dagster_event)
+        for r in records
+        if r.event_log_entry.dagster_event
+    ]
 
 
 def run_errors(instance: dg.DagsterInstance, run_id: str) -> list[StepError]:
@@ -100,7 +104,9 @@ def _run_failure(instance: dg.DagsterInstance, run_id: str) -> StepError:
     if error is not None:
         cause = root_cause(error)
         return StepError(running_step(instance, run_id), cause.cls_name, first_line(cause))
-    message = _crash_explanation(instance, run_id) or (event.message if event else None) or "run failed"
+    message = (
+        _crash_explanation(instance, run_id) or (event.message if event else None) or "run failed"
+    )
     return StepError(running_step(instance, run_id), None, message.strip().splitlines()[0])
 
 
@@ -160,7 +166,11 @@ def failed_run_alert(
     try:
         errors = run_errors(instance, run.run_id)
     except Exception as exc:  # noqa: BLE001 - an alert is never lost to a bug in reading its cause
-        errors = [StepError(None, None, f"run failed (its cause could not be read: {type(exc).__name__}: {exc})")]
+        errors = [
+            StepError(
+                None, None, f"run failed (its cause could not be read: {type(exc).__name__}: {exc})"
+            )
+        ]
     first = errors[0]
     message = first.message
     if len(errors) > 1:

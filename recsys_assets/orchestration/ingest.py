@@ -23,12 +23,17 @@ _KEYS = {
 }
 
 
-def _load(name: str, con: DuckDBPyConnection, source: Path, settings: Settings) -> ingest.IngestResult:
+def _load(
+    name: str, con: DuckDBPyConnection, source: Path, settings: Settings
+) -> ingest.IngestResult:
     """Each file's ingester with the limits that apply to it (only orders have a quantity)."""
     if name == "orders":
         return ingest.ingest_orders(
-            con, source, max_quantity=settings.max_quantity,
-            max_shrink=settings.max_shrink, allow_shrink=settings.allow_shrink,
+            con,
+            source,
+            max_quantity=settings.max_quantity,
+            max_shrink=settings.max_shrink,
+            allow_shrink=settings.allow_shrink,
         )
     fn = ingest.ingest_restaurants if name == "restaurants" else ingest.ingest_products
     return fn(con, source, max_shrink=settings.max_shrink, allow_shrink=settings.allow_shrink)
@@ -46,8 +51,12 @@ def _ingest(
             # Fail the step before anything is replaced: downstream assets do not run either.
             raise dg.Failure(
                 description=str(exc),
-                metadata={"previous_rows": exc.previous_rows, "rows_to_load": exc.new_rows,
-                          "source_file": str(source), "override": "RECSYS_ALLOW_SHRINK=1"},
+                metadata={
+                    "previous_rows": exc.previous_rows,
+                    "rows_to_load": exc.new_rows,
+                    "source_file": str(source),
+                    "override": "RECSYS_ALLOW_SHRINK=1",
+                },
                 allow_retries=False,
             ) from exc
         sample = preview(con, name, _KEYS[name], n=5)

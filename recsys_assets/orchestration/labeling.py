@@ -4,7 +4,6 @@ The warehouse connection is closed while the labeler runs, so a long (and paid) 
 holds the DuckDB write lock; the checkpoint ledger, not Dagster, makes reruns free.
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -80,8 +79,11 @@ def _overrides(con, settings) -> pd.DataFrame:
     "assembles the current ones without labeling them again.",
 )
 def restaurant_industry_shard(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
-    llm: LLMResource, ledger: LedgerResource,
+    context: dg.AssetExecutionContext,
+    recsys: RecsysConfig,
+    warehouse: WarehouseResource,
+    llm: LLMResource,
+    ledger: LedgerResource,
 ) -> dg.MaterializeResult:
     shard = int(context.partition_key)
     with retry_only_on(LabelingAborted):
@@ -89,7 +91,9 @@ def restaurant_industry_shard(
         with warehouse.get_connection() as con:
             inputs = labels_sql.restaurants_to_label(con, shard)
             # overridden restaurants are not worth a paid call: restaurant_industry uses the override
-            inputs = inputs[~overrides.overridden_mask(inputs["restaurant_id"], _overrides(con, settings))]
+            inputs = inputs[
+                ~overrides.overridden_mask(inputs["restaurant_id"], _overrides(con, settings))
+            ]
         labels, report = _label(context, inputs.reset_index(drop=True), settings)
         with warehouse.get_connection() as con:
             rows = labels_sql.write_shard(con, shard, inputs, labels)
@@ -114,8 +118,11 @@ def restaurant_industry_shard(
     "ledger; shard labels that are still current are reused, the rest is labeled here.",
 )
 def restaurant_industry(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
-    llm: LLMResource, ledger: LedgerResource,
+    context: dg.AssetExecutionContext,
+    recsys: RecsysConfig,
+    warehouse: WarehouseResource,
+    llm: LLMResource,
+    ledger: LedgerResource,
 ) -> dg.MaterializeResult:
     settings = run_settings(recsys, llm=llm, ledger=ledger)
     with retry_only_on(LabelingAborted):
@@ -145,7 +152,11 @@ def restaurant_industry(
             "overridden": len(fixed),
             "label_distribution": distribution({str(k): int(v) for k, v in counts.items()}),
             "preview": sample,
-            **(report.as_metadata() if report is not None else {"labeler": settings.resolved_labeler()}),
+            **(
+                report.as_metadata()
+                if report is not None
+                else {"labeler": settings.resolved_labeler()}
+            ),
         }
     )
 
@@ -159,11 +170,14 @@ def labels_within_taxonomy(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             [list(taxonomy.INDUSTRY_CODES)],
         ).fetchall()
     return dg.AssetCheckResult(
-        passed=not bad, metadata={"unknown_labels": dg.MetadataValue.json({str(k): v for k, v in bad})}
+        passed=not bad,
+        metadata={"unknown_labels": dg.MetadataValue.json({str(k): v for k, v in bad})},
     )
 
 
-@dg.asset_check(asset=restaurant_industry, description="Every ingested restaurant has exactly one label.")
+@dg.asset_check(
+    asset=restaurant_industry, description="Every ingested restaurant has exactly one label."
+)
 def every_restaurant_labeled(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
         missing, duplicated = con.execute(

@@ -15,8 +15,12 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 10) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False, floatfmt=".4g"))
 
 
-def preview(con: duckdb.DuckDBPyConnection, table: str, order_by: str, n: int = 10) -> dg.MetadataValue:
-    return markdown_table(con.execute(f"SELECT * FROM {table} ORDER BY {order_by} LIMIT {int(n)}").df())
+def preview(
+    con: duckdb.DuckDBPyConnection, table: str, order_by: str, n: int = 10
+) -> dg.MetadataValue:
+    return markdown_table(
+        con.execute(f"SELECT * FROM {table} ORDER BY {order_by} LIMIT {int(n)}").df()
+    )
 
 
 def distribution(counts: dict[str, int]) -> dg.MetadataValue:

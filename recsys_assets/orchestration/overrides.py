@@ -38,27 +38,37 @@ def label_overrides(
         sample = preview(con, sql.TABLE, "restaurant_id", n=5)
     by_reason = checked.rejects["reason"].value_counts().to_dict()
     if by_reason:
-        context.log.warning(f"label_overrides: {len(checked.rejects)} row(s) quarantined "
-                            f"({by_reason}); see rejected_rows WHERE table_name = 'label_overrides'")
+        context.log.warning(
+            f"label_overrides: {len(checked.rejects)} row(s) quarantined "
+            f"({by_reason}); see rejected_rows WHERE table_name = 'label_overrides'"
+        )
     origins = checked.valid["origin"].value_counts().to_dict()
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(checked.valid),
-        "from_command": int(origins.get("command", 0)),
-        "from_file": int(origins.get("file", 0)),
-        "rows_rejected": len(checked.rejects),
-        "rejected_by_reason": distribution({str(k): int(v) for k, v in by_reason.items()})
-        if by_reason else dg.MetadataValue.md("none"),
-        "preview": sample,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(checked.valid),
+            "from_command": int(origins.get("command", 0)),
+            "from_file": int(origins.get("file", 0)),
+            "rows_rejected": len(checked.rejects),
+            "rejected_by_reason": distribution({str(k): int(v) for k, v in by_reason.items()})
+            if by_reason
+            else dg.MetadataValue.md("none"),
+            "preview": sample,
+        }
+    )
 
 
 @dg.asset_check(asset=label_overrides, description="No override row was quarantined.")
 def no_override_rejected(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
-        rows = con.execute("SELECT reason, count(*) FROM rejected_rows WHERE table_name = ? "
-                           "GROUP BY reason", [sql.TABLE]).fetchall()
-    return dg.AssetCheckResult(passed=not rows, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"rejected": dg.MetadataValue.json(dict(rows))})
+        rows = con.execute(
+            "SELECT reason, count(*) FROM rejected_rows WHERE table_name = ? GROUP BY reason",
+            [sql.TABLE],
+        ).fetchall()
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rejected": dg.MetadataValue.json(dict(rows))},
+    )
 
 
 @dg.asset(
@@ -85,16 +95,20 @@ def label_review_queue(
         queue = overrides.review_queue(candidates)
         sql.write_review_queue(con, queue)
         sample = preview(con, sql.REVIEW_TABLE, "rank", n=10)
-    tiers = {"flagged": queue["reason"].str.startswith("flagged").sum(),
-             "offline_disagrees": queue["reason"].str.contains("offline says").sum(),
-             "low_confidence": queue["reason"].str.contains("low confidence").sum()}
+    tiers = {
+        "flagged": queue["reason"].str.startswith("flagged").sum(),
+        "offline_disagrees": queue["reason"].str.contains("offline says").sum(),
+        "low_confidence": queue["reason"].str.contains("low confidence").sum(),
+    }
     context.log.info(f"review queue: {len(queue)} of {len(candidates)} labels")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(queue),
-        "candidates": len(candidates),
-        **{f"reason.{k}": int(v) for k, v in tiers.items()},
-        "preview": sample,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(queue),
+            "candidates": len(candidates),
+            **{f"reason.{k}": int(v) for k, v in tiers.items()},
+            "preview": sample,
+        }
+    )
 
 
 assets = [label_overrides, label_review_queue]

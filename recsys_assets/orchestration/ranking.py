@@ -67,13 +67,17 @@ def _this_runs_version(context: dg.AssetExecutionContext, client) -> str:
 
     run = context.dagster_run
     for run_id in dict.fromkeys(r for r in (run.run_id, run.parent_run_id, run.root_run_id) if r):
-        found = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.dagster_run_id = '{run_id}'")
+        found = client.search_model_versions(
+            f"name = '{MODEL_NAME}' and tags.dagster_run_id = '{run_id}'"
+        )
         if found:
             return str(max(int(v.version) for v in found))
     version = version_by_alias(client, CHALLENGER)
     if version is None:
-        raise dg.Failure("no challenger version is registered: materialize ranker_model first",
-                         allow_retries=False)
+        raise dg.Failure(
+            "no challenger version is registered: materialize ranker_model first",
+            allow_retries=False,
+        )
     return version
 
 
@@ -133,7 +137,9 @@ def ranking_dataset(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.Ma
 )
 @fail_fast_unless(*_mlflow_errors())
 def ranker_model(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
+    context: dg.AssetExecutionContext,
+    recsys: RecsysConfig,
+    warehouse: WarehouseResource,
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     from recsys_assets.ranking.dataset import load_dataset_summary
@@ -146,14 +152,17 @@ def ranker_model(
         dataset = load_dataset_summary(con)
         trained = train_ranker(con, dataset)
         evaluation = evaluate(con, trained, dataset, ground_truth_dir=ground_truth_dir(settings))
-        logged = log_to_mlflow(con, trained, evaluation, dataset, settings=settings,
-                               dagster_run_id=context.run_id)
+        logged = log_to_mlflow(
+            con, trained, evaluation, dataset, settings=settings, dagster_run_id=context.run_id
+        )
     context.log.info(f"registered version {logged.version} as challenger (run {logged.run_id})")
     return dg.MaterializeResult(
         metadata={
             "model_version": logged.version,
             "mlflow_run_id": logged.run_id,
-            "mlflow_run_url": dg.MetadataValue.url(_mlflow_run_url(logged.experiment_id, logged.run_id)),
+            "mlflow_run_url": dg.MetadataValue.url(
+                _mlflow_run_url(logged.experiment_id, logged.run_id)
+            ),
             "model_uri": logged.model_uri,
             "best_iteration": int(trained.best_iteration),
             "train_seconds": float(trained.train_seconds),
@@ -175,7 +184,9 @@ def ranker_model(
 )
 @fail_fast_unless(*_mlflow_errors())
 def ranker_evaluation(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
+    context: dg.AssetExecutionContext,
+    recsys: RecsysConfig,
+    warehouse: WarehouseResource,
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     from types import SimpleNamespace
@@ -212,7 +223,9 @@ def ranker_evaluation(
             "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
             "industry_popularity_ndcg_at_10": float(industry_pop),
             "margin_vs_industry_popularity": float(evaluation.margin_vs_industry_popularity),
-            "oracle_ndcg_at_10": float(evaluation.baselines.get("oracle", {}).get("ndcg_at_10", float("nan"))),
+            "oracle_ndcg_at_10": float(
+                evaluation.baselines.get("oracle", {}).get("ndcg_at_10", float("nan"))
+            ),
             "test_queries_evaluated": int(evaluation.queries_evaluated),
             "test_queries_without_positives": int(evaluation.queries_without_positives),
             "candidate_recall": float(evaluation.candidate_recall),
@@ -230,16 +243,24 @@ def ranker_evaluation(
     pool="warehouse",
     freshness_policy=SERVED_FRESHNESS,
     retry_policy=MLFLOW_RETRY_POLICY,
-    check_specs=[dg.AssetCheckSpec("promotion_gate", asset="champion_model",
-                                   description="Warns when the gate keeps the old champion.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "promotion_gate",
+            asset="champion_model",
+            description="Warns when the gate keeps the old champion.",
+        )
+    ],
     description="The promotion gate: the challenger becomes `champion` only if, on the current "
     "holdout, it beats the re-scored champion by the margin, beats industry popularity and meets "
     "the floor; the old champion keeps `previous` for rollback.",
 )
 @fail_fast_unless(*_mlflow_errors())
 def champion_model(
-    context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource,
-    mlflow: MLflowResource, alerts: AlertsResource,
+    context: dg.AssetExecutionContext,
+    recsys: RecsysConfig,
+    warehouse: WarehouseResource,
+    mlflow: MLflowResource,
+    alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     from recsys_assets.ranking.dataset import load_dataset_summary
     from recsys_assets.ranking.registry import (
@@ -270,7 +291,9 @@ def champion_model(
                 "per-industry table) or tune the model; a rerun alone will not change the decision.",
             ),
         )
-        context.log.warning(f"promotion gate rejected v{decision.challenger_version}: {decision.reason}")
+        context.log.warning(
+            f"promotion gate rejected v{decision.challenger_version}: {decision.reason}"
+        )
     metrics = {k: v for k, v in decision.metrics.items() if isinstance(v, (int, float))}
     return dg.MaterializeResult(
         metadata={
@@ -285,7 +308,8 @@ def champion_model(
         check_results=[
             dg.AssetCheckResult(
                 check_name="promotion_gate",
-                passed=decision.promoted or decision.champion_version_before == decision.challenger_version,
+                passed=decision.promoted
+                or decision.champion_version_before == decision.challenger_version,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={"reason": decision.reason},
             )

@@ -40,7 +40,9 @@ class RecsysConfig(dg.ConfigurableResource):
     )
     sample_scale: str | None = Field(default=None, description="small | medium | large")
     seed: int | None = Field(default=None, description="Sample-data seed.")
-    labeler: str | None = Field(default=None, description="auto | offline | llm | cascade (openai: deprecated alias of llm)")
+    labeler: str | None = Field(
+        default=None, description="auto | offline | llm | cascade (openai: deprecated alias of llm)"
+    )
     allow_shrink: bool | None = Field(
         default=None,
         description="RECSYS_ALLOW_SHRINK: load an input even if it is empty or has far fewer rows "
@@ -81,12 +83,18 @@ class LLMResource(dg.ConfigurableResource):
     """The LLM labeler's provider and limits (RECSYS_LLM_*, OPENAI_*)."""
 
     model: str = Field(description="RECSYS_LLM_MODEL")
-    base_url: str | None = Field(default=None, description="OPENAI_BASE_URL (OpenAI-compatible server)")
+    base_url: str | None = Field(
+        default=None, description="OPENAI_BASE_URL (OpenAI-compatible server)"
+    )
     api_key: str | None = Field(default=None, description="OPENAI_API_KEY, given as dg.EnvVar")
     timeout_s: float = Field(default=30.0, description="RECSYS_LLM_TIMEOUT (a one-restaurant call)")
     timeout_per_item_s: float = Field(default=10.0, description="RECSYS_LLM_TIMEOUT_PER_ITEM")
-    structured: str = Field(default="auto", description="RECSYS_LLM_STRUCTURED: auto | json_schema | tool | json_object")
-    max_tokens: int | None = Field(default=None, description="RECSYS_LLM_MAX_TOKENS (None: sized to the answer)")
+    structured: str = Field(
+        default="auto", description="RECSYS_LLM_STRUCTURED: auto | json_schema | tool | json_object"
+    )
+    max_tokens: int | None = Field(
+        default=None, description="RECSYS_LLM_MAX_TOKENS (None: sized to the answer)"
+    )
     max_concurrency: int = Field(default=8, description="RECSYS_LLM_MAX_CONCURRENCY")
     rpm: int | None = Field(default=None, description="RECSYS_LLM_RPM")
     tpm: int | None = Field(default=None, description="RECSYS_LLM_TPM")
@@ -97,9 +105,14 @@ class LLMResource(dg.ConfigurableResource):
     breaker_threshold: int = Field(default=20, description="RECSYS_LLM_BREAKER")
     cascade_margin: float = Field(default=0.35, description="RECSYS_CASCADE_MARGIN")
     cascade_routing: str | None = Field(
-        default=None, description="RECSYS_CASCADE_ROUTING (None: the packaged routing file)")
-    price_in: float | None = Field(default=None, description="RECSYS_LLM_PRICE_IN (USD / 1M tokens)")
-    price_out: float | None = Field(default=None, description="RECSYS_LLM_PRICE_OUT (USD / 1M tokens)")
+        default=None, description="RECSYS_CASCADE_ROUTING (None: the packaged routing file)"
+    )
+    price_in: float | None = Field(
+        default=None, description="RECSYS_LLM_PRICE_IN (USD / 1M tokens)"
+    )
+    price_out: float | None = Field(
+        default=None, description="RECSYS_LLM_PRICE_OUT (USD / 1M tokens)"
+    )
 
     @classmethod
     def from_settings(cls, llm: LLMSettings, *, key_set: bool) -> LLMResource:
@@ -115,7 +128,8 @@ class LedgerResource(dg.ConfigurableResource):
     """The labeling ledger every paid call is checkpointed in."""
 
     url: str | None = Field(
-        default=None, description="RECSYS_LEDGER_URL as dg.EnvVar (None: the SQLite file in RECSYS_HOME)"
+        default=None,
+        description="RECSYS_LEDGER_URL as dg.EnvVar (None: the SQLite file in RECSYS_HOME)",
     )
     lease_seconds: float = Field(default=600.0, description="RECSYS_LEDGER_LEASE_SECONDS")
 
@@ -136,7 +150,9 @@ class AlertsResource(dg.ConfigurableResource):
     """The alert store (alerts.sqlite) and the optional webhook failed runs are posted to."""
 
     store_dir: str = Field(description="Folder of alerts.sqlite (RECSYS_HOME)")
-    webhook_url: str | None = Field(default=None, description="RECSYS_ALERT_WEBHOOK, given as dg.EnvVar")
+    webhook_url: str | None = Field(
+        default=None, description="RECSYS_ALERT_WEBHOOK, given as dg.EnvVar"
+    )
 
     def alert_settings(self) -> AlertSettings:
         return AlertSettings(webhook_url=Secret(self.webhook_url) if self.webhook_url else None)
@@ -162,11 +178,16 @@ def run_settings(
     if ledger is not None:
         settings = replace(settings, ledger=ledger.ledger_settings())
     if mlflow is not None:
-        settings = replace(settings, ranking=replace(
-            settings.ranking, mlflow_tracking_uri=mlflow.tracking_uri,
-            mlflow_artifact_root=mlflow.artifact_root,
-            promotion_margin=mlflow.promotion_margin, ndcg_floor=mlflow.ndcg_floor,
-        ))
+        settings = replace(
+            settings,
+            ranking=replace(
+                settings.ranking,
+                mlflow_tracking_uri=mlflow.tracking_uri,
+                mlflow_artifact_root=mlflow.artifact_root,
+                promotion_margin=mlflow.promotion_margin,
+                ndcg_floor=mlflow.ndcg_floor,
+            ),
+        )
     if alerts is not None:
         settings = replace(settings, alerts=alerts.alert_settings())
     return settings

@@ -24,7 +24,10 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 
 def backoff_policy(max_retries: int, delay: float) -> dg.RetryPolicy:
     return dg.RetryPolicy(
-        max_retries=max_retries, delay=delay, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        max_retries=max_retries,
+        delay=delay,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
     )
 
 

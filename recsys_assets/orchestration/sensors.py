@@ -47,11 +47,15 @@ def new_restaurants_sensor(
         # The first tick only starts watching: what is already there is the initial load, which
         # the scheduled or a manual rebuild covers.
         context.update_cursor(fingerprint)
-        return dg.SkipReason(f"watching {settings.data_dir} (restaurants fingerprint {fingerprint})")
+        return dg.SkipReason(
+            f"watching {settings.data_dir} (restaurants fingerprint {fingerprint})"
+        )
     if fingerprint == context.cursor:
         return dg.SkipReason("restaurants file unchanged")
     context.update_cursor(fingerprint)
-    return dg.RunRequest(run_key=f"restaurants-{fingerprint}", tags={"recsys/trigger": "data_change"})
+    return dg.RunRequest(
+        run_key=f"restaurants-{fingerprint}", tags={"recsys/trigger": "data_change"}
+    )
 
 
 @dg.run_failure_sensor(

@@ -1,6 +1,5 @@
 """Industry-to-product assets, built in DuckDB SQL from orders and labels."""
 
-
 import dagster as dg
 
 from recsys_assets.orchestration.metadata import markdown_table, preview
@@ -62,7 +61,11 @@ def industry_top_products(warehouse: WarehouseResource) -> dg.MaterializeResult:
         ).df()
         sample = preview(con, "industry_top_products", "industry, rank", n=5)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows, "top_3_per_industry": markdown_table(top3, 20), "preview": sample}
+        metadata={
+            "dagster/row_count": rows,
+            "top_3_per_industry": markdown_table(top3, 20),
+            "preview": sample,
+        }
     )
 
 
@@ -98,8 +101,10 @@ def every_industry_has_top_products(warehouse: WarehouseResource) -> dg.AssetChe
         ).df()
     return dg.AssetCheckResult(
         passed=not missing,
-        metadata={"industries_without_products": dg.MetadataValue.json(missing),
-                  "products_per_industry": markdown_table(per_industry, 20)},
+        metadata={
+            "industries_without_products": dg.MetadataValue.json(missing),
+            "products_per_industry": markdown_table(per_industry, 20),
+        },
     )
 
 

@@ -42,7 +42,13 @@ SIZE_ORD = {"small": 0, "medium": 1, "large": 2}
 
 # Tables this module writes (prefix rk_ so they never collide with the pipeline's own tables).
 # Snapshot tables in build order: each one's SQL may read the earlier ones' rows of its snapshot.
-SNAPSHOT_TABLES = ("rk_snap_prod", "rk_snap_ind_prod", "rk_snap_ind_cat", "rk_snap_token", "rk_snap_token_prod")
+SNAPSHOT_TABLES = (
+    "rk_snap_prod",
+    "rk_snap_ind_prod",
+    "rk_snap_ind_cat",
+    "rk_snap_token",
+    "rk_snap_token_prod",
+)
 VOCAB_TABLES = ("rk_vocab_category", "rk_vocab_region", "rk_vocab_industry")
 # Copies of the industry x product statistics that older versions kept; rk_snap_ind_prod replaced them.
 _RETIRED_TABLES = ("rk_industry_product_stats", "rk_industry_top_products")
@@ -52,7 +58,9 @@ _RETIRED_TABLES = ("rk_industry_product_stats", "rk_industry_top_products")
 class RankingConfig:
     """Knobs of the dataset; defaults are what the pipeline uses."""
 
-    cutoff: date | None = None  # None: the `cutoff` argument (RECSYS_RANK_CUTOFF), else data end - holdout_days
+    cutoff: date | None = (
+        None  # None: the `cutoff` argument (RECSYS_RANK_CUTOFF), else data end - holdout_days
+    )
     holdout_days: int = HOLDOUT_DAYS
     horizon_days: int = HORIZON_DAYS
     n_industry_candidates: int = 100
@@ -102,9 +110,15 @@ class RankingDataset:
         cfg = dict(d["config"])
         cfg["cutoff"] = date.fromisoformat(cfg["cutoff"]) if cfg.get("cutoff") else None
         return cls(
-            **{**d, "config": RankingConfig(**cfg),
-               **{k: date.fromisoformat(d[k]) for k in ("cutoff", "data_start", "data_end", "serving_snapshot")},
-               "snapshots": [date.fromisoformat(s) for s in d["snapshots"]]}
+            **{
+                **d,
+                "config": RankingConfig(**cfg),
+                **{
+                    k: date.fromisoformat(d[k])
+                    for k in ("cutoff", "data_start", "data_end", "serving_snapshot")
+                },
+                "snapshots": [date.fromisoformat(s) for s in d["snapshots"]],
+            }
         )
 
 
@@ -120,11 +134,15 @@ def save_dataset_summary(con: duckdb.DuckDBPyConnection, dataset: RankingDataset
 def load_dataset_summary(con: duckdb.DuckDBPyConnection) -> RankingDataset:
     rows = con.execute(f"SELECT summary FROM {SUMMARY_TABLE}").fetchall()
     if not rows:
-        raise LookupError("no ranking dataset has been built yet: materialize ranking_dataset first")
+        raise LookupError(
+            "no ranking dataset has been built yet: materialize ranking_dataset first"
+        )
     summary = json.loads(rows[0][0])
     if not {"relevance_thresholds", "industries"} <= summary.keys():  # older rk_* tables
-        raise LookupError("the ranking dataset was built by an older version of recsys-assets: "
-                          "materialize ranking_dataset again")
+        raise LookupError(
+            "the ranking dataset was built by an older version of recsys-assets: "
+            "materialize ranking_dataset again"
+        )
     return RankingDataset.from_summary(summary)
 
 
@@ -158,8 +176,11 @@ def menu_tokens(menu: str | None) -> list[str]:
     return list(seen)
 
 
-def resolve_cutoff(con: duckdb.DuckDBPyConnection, cutoff: date | str | None = None,
-                   holdout_days: int = HOLDOUT_DAYS) -> date:
+def resolve_cutoff(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date | str | None = None,
+    holdout_days: int = HOLDOUT_DAYS,
+) -> date:
     """Explicit cutoff (settings.ranking.cutoff: RECSYS_RANK_CUTOFF), else the start of the
     data's last `holdout_days`."""
     if isinstance(cutoff, str):
@@ -198,8 +219,9 @@ def monthly_snapshots(first: date, cutoff: date) -> list[date]:
 # --------------------------------------------------------------------------------------------
 
 
-def _build_base_tables(con: duckdb.DuckDBPyConnection, cfg: RankingConfig,
-                       industries: Sequence[str]) -> None:
+def _build_base_tables(
+    con: duckdb.DuckDBPyConnection, cfg: RankingConfig, industries: Sequence[str]
+) -> None:
     """Tables every snapshot reads: first purchases, first windows, menu tokens, vocabularies."""
     sql.run(con, "first_purchase")
     sql.run(con, "first_window", {"horizon_days": cfg.horizon_days})
@@ -237,7 +259,9 @@ def _snapshot_params(s: date, cfg: RankingConfig) -> dict:
     }
 
 
-def _build_snapshot(con: duckdb.DuckDBPyConnection, s: date, cfg: RankingConfig, create: bool) -> None:
+def _build_snapshot(
+    con: duckdb.DuckDBPyConnection, s: date, cfg: RankingConfig, create: bool
+) -> None:
     """All statistics as of snapshot `s`: only orders before `s` and restaurants signed up before it.
 
     One SQL file per table, run in SNAPSHOT_TABLES order (each may read the earlier ones' rows of
@@ -267,8 +291,9 @@ def candidate_params(cfg: RankingConfig) -> dict:
     }
 
 
-def industry_coder(industries: Sequence[str],
-                   unknown: str = taxonomy.OTHER) -> Callable[[str | None], int]:
+def industry_coder(
+    industries: Sequence[str], unknown: str = taxonomy.OTHER
+) -> Callable[[str | None], int]:
     """name -> industry_code for a model trained with `industries` (the list stored with it).
 
     By name, never by today's taxonomy position, so inserting an industry cannot shift the codes a
@@ -284,13 +309,26 @@ def industry_coder(industries: Sequence[str],
     return code
 
 
-def _build_queries(con: duckdb.DuckDBPyConnection, cutoff: date, data_end: date,
-                   snapshots: list[date], cfg: RankingConfig) -> None:
+def _build_queries(
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date,
+    data_end: date,
+    snapshots: list[date],
+    cfg: RankingConfig,
+) -> None:
     """rk_queries (sql/queries.sql), then the latest training sign-ups become the validation set."""
-    sql.run(con, "queries", {
-        "cutoff": cutoff, "data_end": data_end, "horizon_days": cfg.horizon_days,
-        "train_snapshots": [s for s in snapshots if s < cutoff], "other": taxonomy.OTHER,
-    }, {"latest_labels": sql.load("latest_labels")})
+    sql.run(
+        con,
+        "queries",
+        {
+            "cutoff": cutoff,
+            "data_end": data_end,
+            "horizon_days": cfg.horizon_days,
+            "train_snapshots": [s for s in snapshots if s < cutoff],
+            "other": taxonomy.OTHER,
+        },
+        {"latest_labels": sql.load("latest_labels")},
+    )
     _assign_validation(con, cfg)
 
 
@@ -328,7 +366,9 @@ def _build_truth(con: duckdb.DuckDBPyConnection, thresholds: list[float]) -> Non
 
 
 def _build_candidates(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> None:
-    sql.run(con, "candidates", candidate_params(cfg), {"candidate_features": candidate_feature_sql()})
+    sql.run(
+        con, "candidates", candidate_params(cfg), {"candidate_features": candidate_feature_sql()}
+    )
 
 
 def _dataset_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], dict[str, float]]:
@@ -340,10 +380,14 @@ def _dataset_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], dic
         "SELECT split, count(DISTINCT restaurant_id) FROM rk_truth GROUP BY split"
     ).fetchall():
         counts[f"{split}_queries_with_positives"] = n
-    for split, n in con.execute("SELECT split, count(*) FROM rk_candidates GROUP BY split").fetchall():
+    for split, n in con.execute(
+        "SELECT split, count(*) FROM rk_candidates GROUP BY split"
+    ).fetchall():
         counts[f"{split}_candidate_rows"] = n
-    recall = {split: covered / total if total else float("nan")
-              for split, covered, total in sql.run(con, "candidate_recall").fetchall()}
+    recall = {
+        split: covered / total if total else float("nan")
+        for split, covered, total in sql.run(con, "candidate_recall").fetchall()
+    }
     return counts, recall
 
 
@@ -365,7 +409,9 @@ def build_ranking_dataset(
     cfg = config or RankingConfig()
     industries = list(taxonomy.INDUSTRY_CODES if industries is None else industries)
     if taxonomy.OTHER not in industries or len(set(industries)) != len(industries):
-        raise ValueError(f"industries must be distinct and include {taxonomy.OTHER!r}: {industries}")
+        raise ValueError(
+            f"industries must be distinct and include {taxonomy.OTHER!r}: {industries}"
+        )
     start, end = data_span(con)
     cut = resolve_cutoff(con, cutoff if cutoff is not None else cfg.cutoff, cfg.holdout_days)
     if not (start < cut < end):
@@ -380,13 +426,28 @@ def build_ranking_dataset(
     _build_truth(con, thresholds)
     _build_candidates(con, cfg)
     counts, recall = _dataset_counts(con)
-    categories = [r[0] for r in con.execute("SELECT category FROM rk_vocab_category ORDER BY code").fetchall()]
-    regions = [r[0] for r in con.execute("SELECT region FROM rk_vocab_region ORDER BY code").fetchall()]
-    industries = [r[0] for r in con.execute("SELECT industry FROM rk_vocab_industry ORDER BY code").fetchall()]
+    categories = [
+        r[0] for r in con.execute("SELECT category FROM rk_vocab_category ORDER BY code").fetchall()
+    ]
+    regions = [
+        r[0] for r in con.execute("SELECT region FROM rk_vocab_region ORDER BY code").fetchall()
+    ]
+    industries = [
+        r[0] for r in con.execute("SELECT industry FROM rk_vocab_industry ORDER BY code").fetchall()
+    ]
     return RankingDataset(
-        cutoff=cut, data_start=start, data_end=end, serving_snapshot=serving, snapshots=snapshots,
-        relevance_thresholds=thresholds, config=cfg, counts={"snapshots": len(snapshots), **counts},
-        candidate_recall=recall, categories=categories, regions=regions, industries=industries,
+        cutoff=cut,
+        data_start=start,
+        data_end=end,
+        serving_snapshot=serving,
+        snapshots=snapshots,
+        relevance_thresholds=thresholds,
+        config=cfg,
+        counts={"snapshots": len(snapshots), **counts},
+        candidate_recall=recall,
+        categories=categories,
+        regions=regions,
+        industries=industries,
         snapshot_hash=input_snapshot_hash(con),
     )
 
@@ -408,13 +469,15 @@ def input_snapshot_hash(con: duckdb.DuckDBPyConnection) -> str:
 def load_split(con: duckdb.DuckDBPyConnection, split: str) -> pd.DataFrame:
     """Candidate rows of one split, sorted by query (LightGBM needs each query contiguous)."""
     return con.execute(
-        "SELECT * FROM rk_candidates WHERE split = $s ORDER BY restaurant_id, product_id", {"s": split}
+        "SELECT * FROM rk_candidates WHERE split = $s ORDER BY restaurant_id, product_id",
+        {"s": split},
     ).df()
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, split: str) -> pd.DataFrame:
     return con.execute(
-        "SELECT restaurant_id, product_id, quantity, relevance FROM rk_truth WHERE split = $s", {"s": split}
+        "SELECT restaurant_id, product_id, quantity, relevance FROM rk_truth WHERE split = $s",
+        {"s": split},
     ).df()
 
 

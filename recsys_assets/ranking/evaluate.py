@@ -65,8 +65,12 @@ class Evaluation:
         return self.metrics["ndcg_at_10"] - self.baselines["industry_popularity"]["ndcg_at_10"]
 
 
-def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test",
-                   industries: list[str] | None = None) -> pd.DataFrame:
+def model_rankings(
+    con: duckdb.DuckDBPyConnection,
+    booster,
+    split: str = "test",
+    industries: list[str] | None = None,
+) -> pd.DataFrame:
     """Score every candidate of `split` with `booster`: DataFrame(restaurant_id, product_id, score).
 
     `industries`: the industry list the booster was trained with, when it may differ from the
@@ -76,15 +80,21 @@ def model_rankings(con: duckdb.DuckDBPyConnection, booster, split: str = "test",
     frame = load_split(con, split)
     if industries is not None:
         frame["industry_code"] = frame["industry"].map(industry_coder(industries))
-    return pd.DataFrame({
-        "restaurant_id": frame["restaurant_id"],
-        "product_id": frame["product_id"],
-        "score": score_frame(booster, frame),
-    })
+    return pd.DataFrame(
+        {
+            "restaurant_id": frame["restaurant_id"],
+            "product_id": frame["product_id"],
+            "score": score_frame(booster, frame),
+        }
+    )
 
 
-def score_with_booster(con: duckdb.DuckDBPyConnection, booster, split: str = "test",
-                       industries: list[str] | None = None) -> MetricSummary:
+def score_with_booster(
+    con: duckdb.DuckDBPyConnection,
+    booster,
+    split: str = "test",
+    industries: list[str] | None = None,
+) -> MetricSummary:
     """Metrics of any booster on the current holdout (the promotion gate re-scores the champion so)."""
     queries = load_queries(con, split)["restaurant_id"].astype(str).tolist()
     truth = truth_from_frame(load_truth(con, split))
@@ -92,20 +102,27 @@ def score_with_booster(con: duckdb.DuckDBPyConnection, booster, split: str = "te
     return summarize(rankings_from_frame(ranked), truth, queries)
 
 
-def _popularity_rankings(con: duckdb.DuckDBPyConnection, dataset: RankingDataset, split: str) -> dict:
+def _popularity_rankings(
+    con: duckdb.DuckDBPyConnection, dataset: RankingDataset, split: str
+) -> dict:
     """Both popularity baselines, read from the cutoff snapshot.
 
     The industry list is `industry_top_products` as of the cutoff: rk_snap_ind_prod holds the same
     statistics (the same SQL) and `ind_rank` is the same order, so it is not rebuilt here.
     """
     params = {"s": dataset.cutoff, "k": BASELINE_DEPTH}
-    glob = [r[0] for r in con.execute(
-        "SELECT product_id FROM rk_snap_prod WHERE snapshot = $s AND global_rank <= $k ORDER BY global_rank",
-        params).fetchall()]
+    glob = [
+        r[0]
+        for r in con.execute(
+            "SELECT product_id FROM rk_snap_prod WHERE snapshot = $s AND global_rank <= $k ORDER BY global_rank",
+            params,
+        ).fetchall()
+    ]
     top: dict[str, list[str]] = {}
     for ind, pid in con.execute(
         "SELECT industry, product_id FROM rk_snap_ind_prod WHERE snapshot = $s AND ind_rank <= $k "
-        "ORDER BY industry, ind_rank", params,
+        "ORDER BY industry, ind_rank",
+        params,
     ).fetchall():
         top.setdefault(ind, []).append(pid)
     qs = load_queries(con, split)
@@ -118,7 +135,9 @@ def _popularity_rankings(con: duckdb.DuckDBPyConnection, dataset: RankingDataset
     return {"industry_popularity": ind_rank, "global_popularity": glob_rank}
 
 
-def _oracle_rankings(ground_truth_dir: str | Path, restaurant_ids: list[str]) -> dict[str, list[str]]:
+def _oracle_rankings(
+    ground_truth_dir: str | Path, restaurant_ids: list[str]
+) -> dict[str, list[str]]:
     from recsys_assets.sample_data import oracle_scores
 
     scores = oracle_scores(ground_truth_dir, restaurant_ids)
@@ -150,8 +169,12 @@ def evaluate(
     per_ind: pd.DataFrame | None = None
     for name, s in summaries.items():
         pq = s.per_query.assign(industry=s.per_query["query_id"].map(industry_of))
-        agg = pq.groupby("industry").agg(**{f"{name}_ndcg_at_10": ("ndcg_at_10", "mean"),
-                                            f"{name}_recall_at_10": ("recall_at_10", "mean")})
+        agg = pq.groupby("industry").agg(
+            **{
+                f"{name}_ndcg_at_10": ("ndcg_at_10", "mean"),
+                f"{name}_recall_at_10": ("recall_at_10", "mean"),
+            }
+        )
         if per_ind is None:
             per_ind = pq.groupby("industry").size().rename("queries").to_frame().join(agg)
         else:
@@ -186,7 +209,11 @@ def format_report(ev: Evaluation) -> str:
     head = f"{'method':<22}" + "".join(f"{m:>16}" for m in METRIC_NAMES)
     lines = [head]
     for name, m in rows:
-        lines.append(f"{name:<22}" + "".join(f"{m.get(k, float('nan')):>16.4f}" for k in METRIC_NAMES))
-    lines.append(f"queries={ev.queries} evaluated={ev.queries_evaluated} "
-                 f"without_positives={ev.queries_without_positives} candidate_recall={ev.candidate_recall:.3f}")
+        lines.append(
+            f"{name:<22}" + "".join(f"{m.get(k, float('nan')):>16.4f}" for k in METRIC_NAMES)
+        )
+    lines.append(
+        f"queries={ev.queries} evaluated={ev.queries_evaluated} "
+        f"without_positives={ev.queries_without_positives} candidate_recall={ev.candidate_recall:.3f}"
+    )
     return "\n".join(lines)

@@ -27,125 +27,146 @@ class Feature:
 
 REGISTRY: tuple[Feature, ...] = (
     Feature(
-        "ind_penetration", "ip.ind_penetration",
-        "share of the industry's restaurants (signed up before S) that bought the product "
-        "before S",
+        "ind_penetration",
+        "ip.ind_penetration",
+        "share of the industry's restaurants (signed up before S) that bought the product before S",
         "what restaurants of this kind buy",
     ),
     Feature(
-        "ind_smoothed_penetration", "ip.ind_smoothed_penetration",
+        "ind_smoothed_penetration",
+        "ip.ind_smoothed_penetration",
         "penetration shrunk toward global penetration with 5 pseudo-restaurants "
         "(`warehouse.tables`)",
         "the industry-popularity baseline score; robust for small industries",
     ),
     Feature(
-        "ind_lift", "ip.ind_lift",
+        "ind_lift",
+        "ip.ind_lift",
         "industry penetration / global penetration",
         "products specific to the industry",
     ),
     Feature(
-        "ind_recency_score", "ip.ind_recency_score",
+        "ind_recency_score",
+        "ip.ind_recency_score",
         "quantity per industry restaurant, each order weighted by `0.5^(age/90 days)`",
         "recent demand counts more",
     ),
     Feature(
-        "ind_qty_per_restaurant", "ip.ind_qty_per_restaurant",
+        "ind_qty_per_restaurant",
+        "ip.ind_qty_per_restaurant",
         "total quantity / industry restaurants",
         "volume, not just reach",
     ),
     Feature(
-        "ind_rank", "ip.ind_rank",
+        "ind_rank",
+        "ip.ind_rank",
         "rank of the product within the industry by smoothed penetration",
         "the baseline's own ordering",
     ),
     Feature(
-        "ind_new_penetration", "ip.ind_new_penetration",
+        "ind_new_penetration",
+        "ip.ind_new_penetration",
         "share of the industry's restaurants whose first 30 days ended before S that bought "
         "the product in their first 30 days, smoothed toward the global value (5 "
         "pseudo-restaurants)",
         "cold-start behaviour differs from established restaurants",
     ),
     Feature(
-        "ind_new_qty", "ip.ind_new_qty",
+        "ind_new_qty",
+        "ip.ind_new_qty",
         "mean first-30-day quantity of the product per such restaurant",
         "expected volume in the window being predicted (drives the graded relevance)",
     ),
     Feature(
-        "ind_cat_affinity", "ic.ind_cat_affinity",
+        "ind_cat_affinity",
+        "ic.ind_cat_affinity",
         "(industry's share of penetration mass in the product's category) / (global share)",
         "generalises to products the industry rarely bought",
     ),
     Feature(
-        "global_penetration", "gp.global_penetration",
+        "global_penetration",
+        "gp.global_penetration",
         "share of all restaurants signed up before S that bought the product before S",
         "popularity fallback",
     ),
     Feature(
-        "global_rank", "gp.global_rank",
+        "global_rank",
+        "gp.global_rank",
         "rank by global penetration",
         "",
     ),
     Feature(
-        "global_trend", "gp.global_trend",
+        "global_trend",
+        "gp.global_trend",
         "`(qty last 30 days + 1) / (qty last 90 days / 3 + 1)` before S",
         "rising / falling products, seasonality",
     ),
     Feature(
-        "global_new_penetration", "gp.global_new_penetration",
+        "global_new_penetration",
+        "gp.global_new_penetration",
         "share of restaurants (window ended before S) buying it in their first 30 days",
         "cold-start popularity",
     ),
     Feature(
-        "category_code", "gp.category_code",
+        "category_code",
+        "gp.category_code",
         "product category, coded by `rk_vocab_category`",
         "category effects",
         categorical=True,
     ),
     Feature(
-        "log_unit_price", "gp.log_unit_price",
+        "log_unit_price",
+        "gp.log_unit_price",
         "`ln(1 + unit_price)`",
         "cheap staples vs. expensive equipment",
     ),
     Feature(
-        "token_lift_max", "coalesce(tokf.token_lift_max, 1.0)",
+        "token_lift_max",
+        "coalesce(tokf.token_lift_max, 1.0)",
         "max over the restaurant's known menu tokens t of `lift(t,p) = P(p | t) / P(p)`; 1 "
         "when it has no known token (no evidence, never NULL, so training and serving agree "
         "on unseen menus)",
         '"치즈볼 on the menu → mozzarella"',
     ),
     Feature(
-        "token_log_lift_mean", "coalesce(tokf.token_log_lift_mean, 0.0)",
+        "token_log_lift_mean",
+        "coalesce(tokf.token_log_lift_mean, 0.0)",
         "mean of `ln lift(t,p)` over known tokens; 0 without tokens",
         "consensus of all menu items",
     ),
     Feature(
-        "n_known_tokens", "coalesce(tokf.n_known_tokens, 0)",
+        "n_known_tokens",
+        "coalesce(tokf.n_known_tokens, 0)",
         "menu tokens that have an association table entry at S",
         "how much menu evidence there is",
     ),
     Feature(
-        "token_pen_max", "tokf.token_pen_max",
+        "token_pen_max",
+        "tokf.token_pen_max",
         "max over tokens of smoothed `P(p | t)`",
         "absolute, not relative, probability",
     ),
     Feature(
-        "token_qty_max", "tokf.token_qty_max",
+        "token_qty_max",
+        "tokf.token_qty_max",
         "max over tokens of the mean first-30-day quantity of p among restaurants with t",
         "expected volume given the menu",
     ),
     Feature(
-        "token_qty_mean", "tokf.token_qty_mean",
+        "token_qty_mean",
+        "tokf.token_qty_mean",
         "mean over tokens of the mean first-30-day quantity of p among restaurants with t",
         "expected volume given the menu",
     ),
     Feature(
-        "label_confidence", "q.label_confidence",
-        "the labeler's confidence in the industry label (1.0 when the caller gives the "
-        "industry)",
+        "label_confidence",
+        "q.label_confidence",
+        "the labeler's confidence in the industry label (1.0 when the caller gives the industry)",
         "trust industry features less when unsure",
     ),
     Feature(
-        "industry_code", "q.industry_code",
+        "industry_code",
+        "q.industry_code",
         "position of the industry in the list the model was trained with "
         "(`rk_vocab_industry`, stored in the model; serving maps names to codes with it, an "
         "unknown industry gets `other`'s code)",
@@ -153,13 +174,15 @@ REGISTRY: tuple[Feature, ...] = (
         categorical=True,
     ),
     Feature(
-        "region_code", "q.region_code",
+        "region_code",
+        "q.region_code",
         "region coded by `rk_vocab_region`; NULL when absent or unseen",
         "regional taste",
         categorical=True,
     ),
     Feature(
-        "size_ord", "q.size_ord",
+        "size_ord",
+        "q.size_ord",
         "small 0, medium 1, large 2; NULL when absent",
         "size changes the volume mix",
     ),
@@ -182,6 +205,7 @@ _END = "<!-- END feature table -->"
 
 def feature_table_md() -> str:
     """The markdown table of features.md (name, definition, why, SQL)."""
+
     def cell(text: str) -> str:
         return text.replace("|", "\\|")  # a bare | would split the cell, even inside `code`
 

@@ -52,7 +52,9 @@ def recall_at_k(ranked: Sequence[str], truth: Mapping[str, float], k: int) -> fl
     return len(positives.intersection(ranked[:k])) / len(positives)
 
 
-def average_precision_at_k(ranked: Sequence[str], truth: Mapping[str, float], k: int) -> float | None:
+def average_precision_at_k(
+    ranked: Sequence[str], truth: Mapping[str, float], k: int
+) -> float | None:
     positives = {p for p, r in truth.items() if r > 0}
     if not positives:
         return None
@@ -99,8 +101,11 @@ class MetricSummary:
 
 
 def rankings_from_frame(
-    frame: pd.DataFrame, query_col: str = "restaurant_id", item_col: str = "product_id",
-    score_col: str | None = "score", rank_col: str | None = None,
+    frame: pd.DataFrame,
+    query_col: str = "restaurant_id",
+    item_col: str = "product_id",
+    score_col: str | None = "score",
+    rank_col: str | None = None,
 ) -> dict[str, list[str]]:
     """query -> ranked item list, from a long frame sorted by score desc (ties: item id) or rank."""
     if frame.empty:
@@ -118,7 +123,9 @@ def rankings_from_frame(
 
 
 def truth_from_frame(
-    frame: pd.DataFrame, query_col: str = "restaurant_id", item_col: str = "product_id",
+    frame: pd.DataFrame,
+    query_col: str = "restaurant_id",
+    item_col: str = "product_id",
     relevance_col: str = "relevance",
 ) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}

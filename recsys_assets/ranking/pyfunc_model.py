@@ -51,13 +51,32 @@ TABLE_FILES = {
     "rk_snap_token_prod": "snap_token_prod.parquet",
     "products": "products.parquet",
 }
-INPUT_COLUMNS = ("restaurant_id", "industry", "name", "menu", "description", "region", "size",
-                 "label_confidence", "k")
-OUTPUT_COLUMNS = ("request_index", "restaurant_id", "industry", "label_confidence", "rank",
-                  "product_id", "name", "score")
+INPUT_COLUMNS = (
+    "restaurant_id",
+    "industry",
+    "name",
+    "menu",
+    "description",
+    "region",
+    "size",
+    "label_confidence",
+    "k",
+)
+OUTPUT_COLUMNS = (
+    "request_index",
+    "restaurant_id",
+    "industry",
+    "label_confidence",
+    "rank",
+    "product_id",
+    "name",
+    "score",
+)
 
 
-def export_serving_artifacts(con, trained, dataset: RankingDataset, out_dir: str | Path) -> dict[str, str]:
+def export_serving_artifacts(
+    con, trained, dataset: RankingDataset, out_dir: str | Path
+) -> dict[str, str]:
     """Write the booster and the serving-snapshot tables; returns {artifact name: path} for MLflow."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,8 +87,9 @@ def export_serving_artifacts(con, trained, dataset: RankingDataset, out_dir: str
     s = dataset.serving_snapshot
     for table, fname in TABLE_FILES.items():
         if table == "products":
-            frame = con.execute("SELECT product_id, name, category, unit_price FROM products "
-                                "ORDER BY product_id").df()
+            frame = con.execute(
+                "SELECT product_id, name, category, unit_price FROM products ORDER BY product_id"
+            ).df()
         else:
             frame = con.execute(f"SELECT * FROM {table} WHERE snapshot = $s", {"s": s}).df()
         frame.to_parquet(out / fname, index=False)
@@ -132,8 +152,9 @@ class RankerServer:
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET threads TO 1")
         for table in TABLE_FILES:
-            self._con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet($p)",
-                              {"p": artifacts[table]})
+            self._con.execute(
+                f"CREATE TABLE {table} AS SELECT * FROM read_parquet($p)", {"p": artifacts[table]}
+            )
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)
         self._sql = f"SELECT * FROM ({candidate_feature_sql()}) ORDER BY restaurant_id, product_id"
@@ -163,8 +184,9 @@ class RankerServer:
             conf = get("label_confidence")
             conf = None if conf is None or pd.isna(conf) else float(conf)
             if industry not in taxonomy.INDUSTRY_CODES:
-                industry, labeled_conf = self._label(_clean_str(get("name")), _clean_str(get("menu")),
-                                                     _clean_str(get("description")))
+                industry, labeled_conf = self._label(
+                    _clean_str(get("name")), _clean_str(get("menu")), _clean_str(get("description"))
+                )
                 conf = labeled_conf if conf is None else conf
             elif conf is None:
                 conf = 1.0  # the caller asserted the industry
@@ -174,11 +196,30 @@ class RankerServer:
             k = DEFAULT_K if k is None or pd.isna(k) else int(k)
             ks.append(max(1, min(k, MAX_K)))
             qid = f"q{i:08d}"
-            rows.append((qid, self.snapshot, industry, self.industry_code(industry), conf,
-                         self.region_code.get(region), SIZE_ORD.get((size or "").lower())))
+            rows.append(
+                (
+                    qid,
+                    self.snapshot,
+                    industry,
+                    self.industry_code(industry),
+                    conf,
+                    self.region_code.get(region),
+                    SIZE_ORD.get((size or "").lower()),
+                )
+            )
             toks.extend((qid, t) for t in menu_tokens(_clean_str(get("menu"))))
-        q = pd.DataFrame(rows, columns=["restaurant_id", "snapshot", "industry", "industry_code",
-                                        "label_confidence", "region_code", "size_ord"])
+        q = pd.DataFrame(
+            rows,
+            columns=[
+                "restaurant_id",
+                "snapshot",
+                "industry",
+                "industry_code",
+                "label_confidence",
+                "region_code",
+                "size_ord",
+            ],
+        )
         q["region_code"] = q["region_code"].astype("Int64")
         q["size_ord"] = q["size_ord"].astype("Int64")
         t = pd.DataFrame(toks, columns=["restaurant_id", "token"]).astype(object)
@@ -203,24 +244,33 @@ class RankerServer:
             return pd.DataFrame(columns=list(OUTPUT_COLUMNS))
         x = feats[self.features].astype("float64").to_numpy()
         feats["score"] = self.booster.predict(x)
-        feats = feats.sort_values(["restaurant_id", "score", "product_id"], ascending=[True, False, True],
-                                  kind="mergesort")
+        feats = feats.sort_values(
+            ["restaurant_id", "score", "product_id"],
+            ascending=[True, False, True],
+            kind="mergesort",
+        )
         feats["rank"] = feats.groupby("restaurant_id", sort=False).cumcount() + 1
         qi = {qid: i for i, qid in enumerate(q["restaurant_id"])}
         feats["request_index"] = feats["restaurant_id"].map(qi)
         feats = feats[feats["rank"] <= feats["request_index"].map(lambda i: ks[i])]
-        ids = requests["restaurant_id"].tolist() if "restaurant_id" in requests.columns else [None] * len(q)
+        ids = (
+            requests["restaurant_id"].tolist()
+            if "restaurant_id" in requests.columns
+            else [None] * len(q)
+        )
         idx = feats["request_index"].to_numpy()
-        out = pd.DataFrame({
-            "request_index": idx.astype("int64"),
-            "restaurant_id": [_clean_str(ids[i]) or "" for i in idx],
-            "industry": q["industry"].to_numpy()[idx],
-            "label_confidence": q["label_confidence"].to_numpy(dtype="float64")[idx],
-            "rank": feats["rank"].to_numpy(dtype="int64"),
-            "product_id": feats["product_id"].astype(str).to_numpy(),
-            "name": [self.product_names.get(p, "") for p in feats["product_id"]],
-            "score": feats["score"].to_numpy(dtype="float64"),
-        })
+        out = pd.DataFrame(
+            {
+                "request_index": idx.astype("int64"),
+                "restaurant_id": [_clean_str(ids[i]) or "" for i in idx],
+                "industry": q["industry"].to_numpy()[idx],
+                "label_confidence": q["label_confidence"].to_numpy(dtype="float64")[idx],
+                "rank": feats["rank"].to_numpy(dtype="int64"),
+                "product_id": feats["product_id"].astype(str).to_numpy(),
+                "name": [self.product_names.get(p, "") for p in feats["product_id"]],
+                "score": feats["score"].to_numpy(dtype="float64"),
+            }
+        )
         return out.sort_values(["request_index", "rank"], kind="mergesort").reset_index(drop=True)
 
 
@@ -236,8 +286,12 @@ def make_pyfunc():
             self.artifacts = dict(context.artifacts)
             self.server = RankerServer(self.artifacts)
 
-        def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        def predict(
+            self, context, model_input: pd.DataFrame, params: dict | None = None
+        ) -> pd.DataFrame:
+            frame = (
+                model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            )
             return self.server.recommend(frame)
 
     return IndustryRankerPyfunc()
@@ -257,34 +311,40 @@ def model_signature():
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    inputs = Schema([
-        ColSpec("string", "restaurant_id", required=False),
-        ColSpec("string", "industry", required=False),
-        ColSpec("string", "name", required=False),
-        ColSpec("string", "menu", required=False),
-        ColSpec("string", "description", required=False),
-        ColSpec("string", "region", required=False),
-        ColSpec("string", "size", required=False),
-        ColSpec("double", "label_confidence", required=False),
-        ColSpec("long", "k", required=False),
-    ])
-    outputs = Schema([
-        ColSpec("long", "request_index"),
-        ColSpec("string", "restaurant_id"),
-        ColSpec("string", "industry"),
-        ColSpec("double", "label_confidence"),
-        ColSpec("long", "rank"),
-        ColSpec("string", "product_id"),
-        ColSpec("string", "name"),
-        ColSpec("double", "score"),
-    ])
+    inputs = Schema(
+        [
+            ColSpec("string", "restaurant_id", required=False),
+            ColSpec("string", "industry", required=False),
+            ColSpec("string", "name", required=False),
+            ColSpec("string", "menu", required=False),
+            ColSpec("string", "description", required=False),
+            ColSpec("string", "region", required=False),
+            ColSpec("string", "size", required=False),
+            ColSpec("double", "label_confidence", required=False),
+            ColSpec("long", "k", required=False),
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec("long", "request_index"),
+            ColSpec("string", "restaurant_id"),
+            ColSpec("string", "industry"),
+            ColSpec("double", "label_confidence"),
+            ColSpec("long", "rank"),
+            ColSpec("string", "product_id"),
+            ColSpec("string", "name"),
+            ColSpec("double", "score"),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def input_example() -> pd.DataFrame:
-    return pd.DataFrame({
-        "name": ["", "바삭치킨 역삼점"],
-        "menu": ["", "후라이드치킨|양념치킨|치즈볼"],
-        "industry": ["chicken", ""],
-        "k": [5, 10],
-    })
+    return pd.DataFrame(
+        {
+            "name": ["", "바삭치킨 역삼점"],
+            "menu": ["", "후라이드치킨|양념치킨|치즈볼"],
+            "industry": ["chicken", ""],
+            "k": [5, 10],
+        }
+    )

@@ -25,7 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from recsys_assets.config import Settings
 
-__all__ = ["CHAMPION_URI", "NoChampionError", "load_champion", "recommend", "recommend_for_restaurants"]
+__all__ = [
+    "CHAMPION_URI",
+    "NoChampionError",
+    "load_champion",
+    "recommend",
+    "recommend_for_restaurants",
+]
 BATCH_SIZE = 2000
 _CACHE: dict[tuple[str, str, str], object] = {}
 
@@ -41,7 +47,7 @@ def _fast_champion(settings: Settings) -> tuple[str, str] | None:
     uri = settings.mlflow_tracking_uri
     if not uri.startswith("sqlite:///"):
         return None
-    path = Path(uri[len("sqlite:///"):])
+    path = Path(uri[len("sqlite:///") :])
     if not path.exists():
         return None
     try:
@@ -50,7 +56,9 @@ def _fast_champion(settings: Settings) -> tuple[str, str] | None:
             rows = con.execute(
                 "SELECT v.version, v.run_id FROM registered_model_aliases a "
                 "JOIN model_versions v ON v.name = a.name AND v.version = a.version "
-                "WHERE a.name = ? AND a.alias = ?", (MODEL_NAME, CHAMPION)).fetchall()
+                "WHERE a.name = ? AND a.alias = ?",
+                (MODEL_NAME, CHAMPION),
+            ).fetchall()
         finally:
             con.close()
     except sqlite3.Error:
@@ -121,8 +129,14 @@ def load_champion(settings: Settings | None = None):
     return _CACHE[key], version
 
 
-def recommend(name: str, menu: str, k: int = 10, industry: str | None = None,
-              settings: Settings | None = None, description: str | None = None) -> dict:
+def recommend(
+    name: str,
+    menu: str,
+    k: int = 10,
+    industry: str | None = None,
+    settings: Settings | None = None,
+    description: str | None = None,
+) -> dict:
     """Top-k products for one (new) restaurant from the champion.
 
     Returns {"industry", "label_confidence", "model_version", "products": [{"product_id", "name", "score"}]}.
@@ -131,8 +145,17 @@ def recommend(name: str, menu: str, k: int = 10, industry: str | None = None,
     import pandas as pd
 
     server, version = load_champion(settings)
-    req = pd.DataFrame([{"name": name or "", "menu": menu or "", "industry": industry or "",
-                         "description": description or "", "k": int(k)}])
+    req = pd.DataFrame(
+        [
+            {
+                "name": name or "",
+                "menu": menu or "",
+                "industry": industry or "",
+                "description": description or "",
+                "k": int(k),
+            }
+        ]
+    )
     out = server.recommend(req)
     ind = str(out["industry"].iloc[0]) if len(out) else (industry or "")
     conf = float(out["label_confidence"].iloc[0]) if len(out) else 0.0
@@ -171,12 +194,13 @@ def recommend_for_restaurants(
         server, model_version = load_champion(settings)
     server.set_threads((settings or load_settings()).duckdb_threads)
     ids = None if restaurant_ids is None else list(restaurant_ids)
-    reqs = sql.run(con, "restaurant_requests", {"ids": ids},
-                   {"latest_labels": sql.load("latest_labels")}).df()
+    reqs = sql.run(
+        con, "restaurant_requests", {"ids": ids}, {"latest_labels": sql.load("latest_labels")}
+    ).df()
     reqs["k"] = int(k)
     parts = []
     for start in range(0, len(reqs), BATCH_SIZE):
-        batch = reqs.iloc[start:start + BATCH_SIZE].reset_index(drop=True)
+        batch = reqs.iloc[start : start + BATCH_SIZE].reset_index(drop=True)
         parts.append(server.recommend(batch))
     cols = ["restaurant_id", "rank", "product_id", "score", "model_version"]
     if not parts:

@@ -65,7 +65,7 @@ def configure_mlflow(settings: Settings | None = None):
     set_process_env("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false", overwrite=False)
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -152,24 +152,37 @@ def log_to_mlflow(
     params = {f"lgb_{k}": v for k, v in trained.params.items()}
     cfg = dataset.summary()["config"]
     params.update({f"data_{k}": v for k, v in cfg.items() if k != "cutoff"})
-    params.update({
-        "cutoff": str(dataset.cutoff), "serving_snapshot": str(dataset.serving_snapshot),
-        "relevance_thresholds": ",".join(f"{t:g}" for t in dataset.relevance_thresholds),
-        "best_iteration": trained.best_iteration, "n_features": len(trained.features),
-    })
+    params.update(
+        {
+            "cutoff": str(dataset.cutoff),
+            "serving_snapshot": str(dataset.serving_snapshot),
+            "relevance_thresholds": ",".join(f"{t:g}" for t in dataset.relevance_thresholds),
+            "best_iteration": trained.best_iteration,
+            "n_features": len(trained.features),
+        }
+    )
     tags = {"data_snapshot_hash": dataset.snapshot_hash, "cutoff": str(dataset.cutoff)}
     if dagster_run_id:
         tags["dagster_run_id"] = dagster_run_id
-    metrics = {k: float(v) for k, v in evaluation.flat_metrics().items()
-               if v is not None and not math.isnan(float(v))}
+    metrics = {
+        k: float(v)
+        for k, v in evaluation.flat_metrics().items()
+        if v is not None and not math.isnan(float(v))
+    }
     metrics["train_seconds"] = trained.train_seconds
-    metrics.update({f"count_{k}": float(v) for k, v in {**dataset.counts, **trained.counts}.items()})
+    metrics.update(
+        {f"count_{k}": float(v) for k, v in {**dataset.counts, **trained.counts}.items()}
+    )
     pkg_dir = str(Path(__file__).resolve().parents[1])
 
-    with tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp, \
-            mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
+    with (
+        tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp,
+        mlflow.start_run(experiment_id=exp_id, tags=tags) as run,
+    ):
         tmpd = Path(tmp)
-        mlflow.log_params({k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()})
+        mlflow.log_params(
+            {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
+        )
         mlflow.log_metrics(metrics)
         for f in evaluation_plots(trained, evaluation, tmpd):
             mlflow.log_artifact(str(f), artifact_path="evaluation")
@@ -199,8 +212,12 @@ def log_to_mlflow(
             version = str(mv.version)
             client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
             client.set_model_version_tag(MODEL_NAME, version, "run_id", run.info.run_id)
-            client.set_model_version_tag(MODEL_NAME, version, "ndcg_at_10_at_training",
-                                         f"{evaluation.metrics['ndcg_at_10']:.6f}")
+            client.set_model_version_tag(
+                MODEL_NAME,
+                version,
+                "ndcg_at_10_at_training",
+                f"{evaluation.metrics['ndcg_at_10']:.6f}",
+            )
         return LoggedModel(run.info.run_id, info.model_uri, version, exp_id)
 
 
@@ -229,8 +246,11 @@ def load_registered_ranker(version: str, settings: Settings | None = None) -> tu
 
     configure_mlflow(settings)
     with tempfile.TemporaryDirectory(prefix="rk-booster-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{MODEL_NAME}/{version}", dst_path=tmp))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{MODEL_NAME}/{version}", dst_path=tmp
+            )
+        )
         found = sorted(local.rglob("booster.txt"))
         if not found:
             raise FileNotFoundError(f"version {version} of {MODEL_NAME} has no booster.txt")
@@ -266,15 +286,26 @@ def promote_if_better(
     ch_ndcg = ch.metrics["ndcg_at_10"]
     if industry_popularity_ndcg is None:
         industry_popularity_ndcg = evaluate(con, ch_booster, dataset).baselines[
-            "industry_popularity"]["ndcg_at_10"]
-    metrics = {"challenger_ndcg_at_10": ch_ndcg, "industry_popularity_ndcg_at_10": industry_popularity_ndcg,
-               "margin": margin, "ndcg_floor": floor, "queries_evaluated": float(ch.queries_evaluated)}
+            "industry_popularity"
+        ]["ndcg_at_10"]
+    metrics = {
+        "challenger_ndcg_at_10": ch_ndcg,
+        "industry_popularity_ndcg_at_10": industry_popularity_ndcg,
+        "margin": margin,
+        "ndcg_floor": floor,
+        "queries_evaluated": float(ch.queries_evaluated),
+    }
 
     reasons = []
     if champion_before == challenger_version:
         # A no-op: nothing to decide, and the version keeps the decision that made it champion.
-        return GateDecision(False, f"version {challenger_version} is already the champion",
-                            challenger_version, champion_before, metrics)
+        return GateDecision(
+            False,
+            f"version {challenger_version} is already the champion",
+            challenger_version,
+            champion_before,
+            metrics,
+        )
     if champion_before is not None:
         try:
             # Industry codes by the champion's own list: an industry added since it was trained
@@ -282,35 +313,53 @@ def promote_if_better(
             champ_booster, champ_meta = load_registered_ranker(champion_before, settings)
             champ = score_with_booster(con, champ_booster, industries=champ_meta.get("industries"))
         except KeyError as exc:
-            return _decide(client, challenger_version, champion_before, False,
-                           f"champion v{champion_before} cannot be re-scored on the current features "
-                           f"({exc}); promote by hand after checking", metrics)
+            return _decide(
+                client,
+                challenger_version,
+                champion_before,
+                False,
+                f"champion v{champion_before} cannot be re-scored on the current features "
+                f"({exc}); promote by hand after checking",
+                metrics,
+            )
         metrics["champion_ndcg_at_10"] = champ.metrics["ndcg_at_10"]
         if not ch_ndcg > champ.metrics["ndcg_at_10"] + margin:
-            reasons.append(f"ndcg_at_10 {ch_ndcg:.4f} does not beat champion v{champion_before} "
-                           f"re-scored {champ.metrics['ndcg_at_10']:.4f} + margin {margin:g}")
+            reasons.append(
+                f"ndcg_at_10 {ch_ndcg:.4f} does not beat champion v{champion_before} "
+                f"re-scored {champ.metrics['ndcg_at_10']:.4f} + margin {margin:g}"
+            )
     if math.isnan(ch_ndcg) or not ch_ndcg > industry_popularity_ndcg:
-        reasons.append(f"ndcg_at_10 {ch_ndcg:.4f} does not beat industry popularity "
-                       f"{industry_popularity_ndcg:.4f}")
+        reasons.append(
+            f"ndcg_at_10 {ch_ndcg:.4f} does not beat industry popularity "
+            f"{industry_popularity_ndcg:.4f}"
+        )
     if math.isnan(ch_ndcg) or ch_ndcg < floor:
         reasons.append(f"ndcg_at_10 {ch_ndcg:.4f} is below the floor {floor:g}")
     if reasons:
-        return _decide(client, challenger_version, champion_before, False, "; ".join(reasons), metrics)
+        return _decide(
+            client, challenger_version, champion_before, False, "; ".join(reasons), metrics
+        )
 
     if champion_before is not None:
         client.set_registered_model_alias(MODEL_NAME, PREVIOUS, champion_before)
         client.set_model_version_tag(MODEL_NAME, champion_before, "demoted_by", challenger_version)
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, challenger_version)
-    vs = (f"beats champion v{champion_before} ({metrics['champion_ndcg_at_10']:.4f})"
-          if champion_before is not None else "first champion")
-    reason = (f"ndcg_at_10 {ch_ndcg:.4f} {vs}, industry popularity ({industry_popularity_ndcg:.4f}) "
-              f"and floor {floor:g}")
+    vs = (
+        f"beats champion v{champion_before} ({metrics['champion_ndcg_at_10']:.4f})"
+        if champion_before is not None
+        else "first champion"
+    )
+    reason = (
+        f"ndcg_at_10 {ch_ndcg:.4f} {vs}, industry popularity ({industry_popularity_ndcg:.4f}) "
+        f"and floor {floor:g}"
+    )
     return _decide(client, challenger_version, champion_before, True, reason, metrics)
 
 
 def _decide(client, version, champion_before, promoted, reason, metrics) -> GateDecision:
-    client.set_model_version_tag(MODEL_NAME, version, "promotion_decision",
-                                 "promoted" if promoted else "rejected")
+    client.set_model_version_tag(
+        MODEL_NAME, version, "promotion_decision", "promoted" if promoted else "rejected"
+    )
     client.set_model_version_tag(MODEL_NAME, version, "promotion_reason", reason[:5000])
     for k, v in metrics.items():
         if isinstance(v, float) and not math.isnan(v):

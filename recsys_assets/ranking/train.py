@@ -99,8 +99,9 @@ _FETCH_ROWS = 1_000_000
 MAX_QUERIES = {"train": 12_000, "valid": 4_000}
 
 
-def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: list[str],
-                          max_queries: int | None = None) -> _SplitMatrix:
+def _load_training_matrix(
+    con: duckdb.DuckDBPyConnection, split: str, features: list[str], max_queries: int | None = None
+) -> _SplitMatrix:
     """Candidate rows of `split` for LightGBM, streamed from DuckDB into one preallocated matrix.
 
     Same rows, order and values as `load_split` minus the queries without a positive, cast to
@@ -135,11 +136,13 @@ def _load_training_matrix(con: duckdb.DuckDBPyConnection, split: str, features: 
         m = batch.num_rows
         for j, c in enumerate(features):
             # Float columns: a NULL becomes NaN, as the pandas float64 cast did.
-            x[at:at + m, j] = batch.column(c).to_numpy(zero_copy_only=False)
-        relevance[at:at + m] = batch.column("relevance").to_numpy(zero_copy_only=False)
+            x[at : at + m, j] = batch.column(c).to_numpy(zero_copy_only=False)
+        relevance[at : at + m] = batch.column("relevance").to_numpy(zero_copy_only=False)
         at += m
     if at != n:
-        raise RuntimeError(f"rk_candidates changed while loading split {split!r}: {at} rows, expected {n}")
+        raise RuntimeError(
+            f"rk_candidates changed while loading split {split!r}: {at} rows, expected {n}"
+        )
     return _SplitMatrix(pd.DataFrame(x, columns=features, copy=False), relevance, group)
 
 
@@ -171,8 +174,14 @@ def train_ranker(
         # The Dataset gets the training params up front (what lgb.train would give it) so that
         # constructing it here bins exactly as training would.
         ds = lgb.Dataset(
-            m.x, label=m.relevance, group=m.group, feature_name=features, categorical_feature=cats,
-            reference=reference, params=dict(p), free_raw_data=True,
+            m.x,
+            label=m.relevance,
+            group=m.group,
+            feature_name=features,
+            categorical_feature=cats,
+            reference=reference,
+            params=dict(p),
+            free_raw_data=True,
         ).construct()
         return ds, m.rows, len(m.group)
 
@@ -186,8 +195,14 @@ def train_ranker(
         valid_sets = [dvalid]
         callbacks.append(lgb.early_stopping(stop, first_metric_only=True, verbose=False))
     t0 = time.perf_counter()
-    booster = lgb.train(p, dtrain, num_boost_round=rounds, valid_sets=valid_sets,
-                        valid_names=["valid"], callbacks=callbacks)
+    booster = lgb.train(
+        p,
+        dtrain,
+        num_boost_round=rounds,
+        valid_sets=valid_sets,
+        valid_names=["valid"],
+        callbacks=callbacks,
+    )
     elapsed = time.perf_counter() - t0
     best = booster.best_iteration or booster.current_iteration()
     counts = {
@@ -196,5 +211,11 @@ def train_ranker(
         "valid_queries": valid_queries,
         "valid_rows": valid_rows,
     }
-    return TrainedRanker(booster, features, {**p, "num_boost_round": rounds,
-                                             "early_stopping_rounds": stop}, best, elapsed, counts)
+    return TrainedRanker(
+        booster,
+        features,
+        {**p, "num_boost_round": rounds, "early_stopping_rounds": stop},
+        best,
+        elapsed,
+        counts,
+    )

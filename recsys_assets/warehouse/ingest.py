@@ -199,9 +199,13 @@ def _clean(mapping: dict[str, str | None], col: str) -> str:
 def _bad_id(*exprs: str) -> str:
     """True when an id holds control/format characters (NUL, zero-width space, ...) or is absurdly
     long: such ids look identical to clean ones yet never match them."""
-    return "(" + " OR ".join(
-        f"regexp_matches({e}, '{_ID_FORBIDDEN}') OR length({e}) > {MAX_ID_CHARS}" for e in exprs
-    ) + ")"
+    return (
+        "("
+        + " OR ".join(
+            f"regexp_matches({e}, '{_ID_FORBIDDEN}') OR length({e}) > {MAX_ID_CHARS}" for e in exprs
+        )
+        + ")"
+    )
 
 
 def _stored_ts(expr: str) -> str:
@@ -250,7 +254,7 @@ def _checked_sql(
         typed AS (
             SELECT *,
                 row_number() OVER (PARTITION BY restaurant_id ORDER BY __row_number) AS __dup_rank,
-                CAST({_stored_ts('signup_date')} AS DATE) AS __signup
+                CAST({_stored_ts("signup_date")} AS DATE) AS __signup
             FROM t
         )
         SELECT __row_number, __rid,
@@ -258,10 +262,10 @@ def _checked_sql(
             lower(size) AS size, __signup AS signup_date,
             CASE
                 WHEN restaurant_id IS NULL THEN 'missing_id'
-                WHEN {_bad_id('restaurant_id')} THEN 'bad_id'
+                WHEN {_bad_id("restaurant_id")} THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN name IS NULL THEN 'missing_name'
-                WHEN __signup IS NULL OR NOT {_plausible('__signup')} THEN 'bad_date'
+                WHEN __signup IS NULL OR NOT {_plausible("__signup")} THEN 'bad_date'
                 WHEN size IS NOT NULL AND lower(size) NOT IN {_RESTAURANT_SIZES} THEN 'bad_size'
                 WHEN length(name) > {n} OR length(coalesce(menu, '')) > {n}
                      OR length(coalesce(description, '')) > {n} THEN 'oversized_text'
@@ -281,7 +285,7 @@ def _checked_sql(
             product_id, name, category, __price AS unit_price,
             CASE
                 WHEN product_id IS NULL THEN 'missing_id'
-                WHEN {_bad_id('product_id')} THEN 'bad_id'
+                WHEN {_bad_id("product_id")} THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN name IS NULL THEN 'missing_name'
                 WHEN category IS NULL THEN 'missing_category'
@@ -299,7 +303,7 @@ def _checked_sql(
                 row_number() OVER (PARTITION BY order_id, product_id ORDER BY __row_number)
                     AS __dup_rank,
                 TRY_CAST(quantity AS DOUBLE) AS __qty,
-                {_stored_ts('ordered_at')} AS __ts
+                {_stored_ts("ordered_at")} AS __ts
             FROM t
         )
         SELECT __row_number, __rid,
@@ -308,12 +312,12 @@ def _checked_sql(
             CASE
                 WHEN typed.order_id IS NULL OR typed.restaurant_id IS NULL
                      OR typed.product_id IS NULL THEN 'missing_id'
-                WHEN {_bad_id('typed.order_id', 'typed.restaurant_id', 'typed.product_id')}
+                WHEN {_bad_id("typed.order_id", "typed.restaurant_id", "typed.product_id")}
                      THEN 'bad_id'
                 WHEN __dup_rank > 1 THEN 'duplicate_id'
                 WHEN __qty IS NULL OR NOT isfinite(__qty) OR __qty > {max_qty!r} THEN 'bad_number'
                 WHEN __qty <= 0 THEN 'non_positive_quantity'
-                WHEN __ts IS NULL OR NOT {_plausible('__ts')} THEN 'bad_timestamp'
+                WHEN __ts IS NULL OR NOT {_plausible("__ts")} THEN 'bad_timestamp'
                 WHEN kr.restaurant_id IS NULL THEN 'unknown_restaurant'
                 WHEN kp.product_id IS NULL THEN 'unknown_product'
             END AS __reason
@@ -328,7 +332,13 @@ def _checked_sql(
 
 _TARGET_COLS = {
     "restaurants": (
-        "restaurant_id", "name", "menu", "description", "region", "size", "signup_date",
+        "restaurant_id",
+        "name",
+        "menu",
+        "description",
+        "region",
+        "size",
+        "signup_date",
     ),
     "products": ("product_id", "name", "category", "unit_price"),
     "orders": ("order_id", "restaurant_id", "product_id", "quantity", "ordered_at"),
@@ -385,7 +395,10 @@ def _reason_counts(
 
 
 def _refuse_shrink(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, counts: dict[str | None, int],
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    counts: dict[str | None, int],
     limits: Limits,
 ) -> None:
     """Refuse, before anything is replaced, an input that would empty or sharply shrink `table`.
@@ -400,11 +413,16 @@ def _refuse_shrink(
     if _table_exists(con, table):
         old = scalar(con, f"SELECT count(*) FROM {table}")
     if new == 0:
-        problem = (f"no row to load would replace the {old:,} rows of {table}" if old
-                   else f"no row to load into {table}")
+        problem = (
+            f"no row to load would replace the {old:,} rows of {table}"
+            if old
+            else f"no row to load into {table}"
+        )
     elif new < old * (1 - limits.max_shrink):
-        problem = (f"{new:,} rows to load would replace the {old:,} rows of {table} "
-                   f"({1 - new / old:.0%} fewer; RECSYS_MAX_SHRINK allows {limits.max_shrink:.0%})")
+        problem = (
+            f"{new:,} rows to load would replace the {old:,} rows of {table} "
+            f"({1 - new / old:.0%} fewer; RECSYS_MAX_SHRINK allows {limits.max_shrink:.0%})"
+        )
     else:
         return
     read = sum(counts.values())
@@ -414,13 +432,13 @@ def _refuse_shrink(
         f"{f' ({reasons})' if reasons else ''}. The {table} table is left as it was. To load this "
         "input anyway: RECSYS_ALLOW_SHRINK=1 (or run config resources.recsys.config.allow_shrink: "
         "true).",
-        table=table, previous_rows=int(old), new_rows=int(new),
+        table=table,
+        previous_rows=int(old),
+        new_rows=int(new),
     )
 
 
-def _ingest(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, limits: Limits
-) -> IngestResult:
+def _ingest(con: duckdb.DuckDBPyConnection, path: Path, table: str, limits: Limits) -> IngestResult:
     path = Path(path)
     if limits.max_text_chars is not None and limits.max_text_chars < 1:
         raise ValueError("max_text_chars must be >= 1")
@@ -476,28 +494,52 @@ def _ingest(
 
 
 def ingest_restaurants(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 2000,
-    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    max_text_chars: int = 2000,
+    max_shrink: float = DEFAULT_MAX_SHRINK,
+    allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `restaurants` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "restaurants", Limits(
-        max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink))
+    return _ingest(
+        con,
+        path,
+        "restaurants",
+        Limits(max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink),
+    )
 
 
 def ingest_products(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_text_chars: int = 500,
-    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    max_text_chars: int = 500,
+    max_shrink: float = DEFAULT_MAX_SHRINK,
+    allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `products` from `path`; bad rows go to `rejected_rows`."""
-    return _ingest(con, path, "products", Limits(
-        max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink))
+    return _ingest(
+        con,
+        path,
+        "products",
+        Limits(max_text_chars=max_text_chars, max_shrink=max_shrink, allow_shrink=allow_shrink),
+    )
 
 
 def ingest_orders(
-    con: duckdb.DuckDBPyConnection, path: Path, *, max_quantity: float = DEFAULT_MAX_QUANTITY,
-    max_shrink: float = DEFAULT_MAX_SHRINK, allow_shrink: bool = False,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    max_quantity: float = DEFAULT_MAX_QUANTITY,
+    max_shrink: float = DEFAULT_MAX_SHRINK,
+    allow_shrink: bool = False,
 ) -> IngestResult:
     """Replace `orders` from `path`; lines whose restaurant/product is not loaded are rejected,
     and so are quantities above `max_quantity` (`bad_number`: sums must stay finite)."""
-    return _ingest(con, path, "orders", Limits(
-        max_quantity=max_quantity, max_shrink=max_shrink, allow_shrink=allow_shrink))
+    return _ingest(
+        con,
+        path,
+        "orders",
+        Limits(max_quantity=max_quantity, max_shrink=max_shrink, allow_shrink=allow_shrink),
+    )

@@ -17,9 +17,7 @@ SHARDS_TABLE = "restaurant_industry_shards"
 LABEL_COLUMNS = ["restaurant_id", "industry", "confidence", "source", "labeled_at", "flagged"]
 
 SHARD_SQL = f"CAST(md5_number(restaurant_id) % {N_SHARDS} AS INTEGER)"
-INPUT_HASH_SQL = (
-    "md5(coalesce(name, '') || chr(31) || coalesce(menu, '') || chr(31) || coalesce(description, ''))"
-)
+INPUT_HASH_SQL = "md5(coalesce(name, '') || chr(31) || coalesce(menu, '') || chr(31) || coalesce(description, ''))"
 
 _SHARDS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {SHARDS_TABLE} (
@@ -49,7 +47,9 @@ def _utc_naive(labels: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_shard(con: duckdb.DuckDBPyConnection, shard: int, inputs: pd.DataFrame, labels: pd.DataFrame) -> int:
+def write_shard(
+    con: duckdb.DuckDBPyConnection, shard: int, inputs: pd.DataFrame, labels: pd.DataFrame
+) -> int:
     """Replace one shard's labels (idempotent; all or nothing)."""
     frame = _utc_naive(labels).merge(inputs[["restaurant_id", "input_hash"]], on="restaurant_id")
     con.execute(_SHARDS_DDL)

@@ -44,8 +44,15 @@ REVIEW_TABLE = "label_review_queue"
 REQUIRED = ("restaurant_id", "industry", "note")
 OPTIONAL = ("author", "corrected_at")
 COLUMNS = ("restaurant_id", "industry", "note", "author", "corrected_at", "origin")
-REASONS = ("missing_id", "bad_id", "unknown_industry", "bad_timestamp", "duplicate_id",
-           "unknown_restaurant", reader.BAD_FIELD_COUNT)
+REASONS = (
+    "missing_id",
+    "bad_id",
+    "unknown_industry",
+    "bad_timestamp",
+    "duplicate_id",
+    "unknown_restaurant",
+    reader.BAD_FIELD_COUNT,
+)
 
 _RAW = "__overrides_raw"
 _IN = "__overrides_in"
@@ -89,16 +96,23 @@ def _file_select(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, int]:
         return f"NULLIF(trim(CAST(r.{_qi(actual)} AS VARCHAR), '{_TRIM_CHARS}'), '')"
 
     row_number, gaps = reader.row_number_sql(raw, "r")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_RAW}_rows AS SELECT {row_number} AS row_number, "
-                f"to_json(r) AS raw_row, {', '.join(f'{col(c)} AS {c}' for c in REQUIRED + OPTIONAL)} "
-                f"FROM {raw.table} r {gaps}")
-    return (f"SELECT 'file' AS origin, ? AS source_file, row_number, raw_row, restaurant_id, "
-            f"industry, note, author, corrected_at FROM {_RAW}_rows"), raw.n_rejected
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_RAW}_rows AS SELECT {row_number} AS row_number, "
+        f"to_json(r) AS raw_row, {', '.join(f'{col(c)} AS {c}' for c in REQUIRED + OPTIONAL)} "
+        f"FROM {raw.table} r {gaps}"
+    )
+    return (
+        f"SELECT 'file' AS origin, ? AS source_file, row_number, raw_row, restaurant_id, "
+        f"industry, note, author, corrected_at FROM {_RAW}_rows"
+    ), raw.n_rejected
 
 
 def check(
-    con: duckdb.DuckDBPyConnection, file: Path | None, command_rows: pd.DataFrame,
-    command_source: str, restaurants: str | None,
+    con: duckdb.DuckDBPyConnection,
+    file: Path | None,
+    command_rows: pd.DataFrame,
+    command_source: str,
+    restaurants: str | None,
 ) -> Checked:
     """Classify the file's rows and the command's rows (restaurant_id, industry, note, author,
     corrected_at as text) in one query; `restaurants` names a table or view with restaurant_id,
@@ -106,10 +120,12 @@ def check(
     keep_order = scalar(con, "SELECT current_setting('preserve_insertion_order')")
     con.execute("SET preserve_insertion_order = true")
     params: list[object] = [command_source]
-    parts = ["SELECT 'command' AS origin, ? AS source_file, CAST(NULL AS BIGINT) AS row_number, "
-             "to_json(c) AS raw_row, "
-             + ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in REQUIRED + OPTIONAL)
-             + " FROM __overrides_cmd c"]
+    parts = [
+        "SELECT 'command' AS origin, ? AS source_file, CAST(NULL AS BIGINT) AS row_number, "
+        "to_json(c) AS raw_row, "
+        + ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in REQUIRED + OPTIONAL)
+        + " FROM __overrides_cmd c"
+    ]
     n_file = 0
     con.register("__overrides_cmd", command_rows.astype(object).where(command_rows.notna(), None))
     try:
@@ -120,7 +136,9 @@ def check(
             n_file = int(scalar(con, f"SELECT count(*) FROM {_RAW}_rows"))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_IN} AS {' UNION ALL '.join(parts)}", params)
         with _utc_session(con):
-            classified = con.execute(_classify_sql(restaurants), [list(taxonomy.INDUSTRY_CODES)]).df()
+            classified = con.execute(
+                _classify_sql(restaurants), [list(taxonomy.INDUSTRY_CODES)]
+            ).df()
         rejects = _rejects(con, classified, file)
     finally:
         con.unregister("__overrides_cmd")
@@ -138,8 +156,11 @@ def check(
 def _classify_sql(restaurants: str | None) -> str:
     """The first failing reason of every row; the last valid row of a restaurant per origin wins."""
     bad_id = f"regexp_matches(restaurant_id, '{_ID_FORBIDDEN}') OR length(restaurant_id) > {MAX_ID_CHARS}"
-    unknown = (f"NOT EXISTS (SELECT 1 FROM {restaurants} k WHERE k.restaurant_id = s.restaurant_id)"
-               if restaurants else "false")
+    unknown = (
+        f"NOT EXISTS (SELECT 1 FROM {restaurants} k WHERE k.restaurant_id = s.restaurant_id)"
+        if restaurants
+        else "false"
+    )
     return f"""
     WITH t AS (
         SELECT *, lower(industry) AS code,
@@ -168,14 +189,16 @@ def _classify_sql(restaurants: str | None) -> str:
     """
 
 
-def _rejects(con: duckdb.DuckDBPyConnection, classified: pd.DataFrame, file: Path | None
-             ) -> pd.DataFrame:
+def _rejects(
+    con: duckdb.DuckDBPyConnection, classified: pd.DataFrame, file: Path | None
+) -> pd.DataFrame:
     """The rows to quarantine (source_file, row_number, reason, raw_row), the reader's included."""
     bad = classified[classified["reason"].notna()]
     out = bad[["source_file", "row_number", "reason", "raw_row"]]
     if file is not None:
-        extra = con.execute(f"SELECT ? AS source_file, row_number, reason, raw_row "
-                            f"FROM {_RAW}_rejects", [str(file)]).df()
+        extra = con.execute(
+            f"SELECT ? AS source_file, row_number, reason, raw_row FROM {_RAW}_rejects", [str(file)]
+        ).df()
         if len(extra):
             out = pd.concat([out, extra], ignore_index=True)
     return out.reset_index(drop=True)
@@ -191,11 +214,14 @@ def write(con: duckdb.DuckDBPyConnection, checked: Checked) -> None:
             con.execute(
                 f"CREATE OR REPLACE TABLE {TABLE} AS SELECT restaurant_id, industry, note, author, "
                 "CAST(corrected_at AS TIMESTAMP) AS corrected_at, origin FROM __ovr_valid "
-                "ORDER BY restaurant_id")
+                "ORDER BY restaurant_id"
+            )
             con.execute("DELETE FROM rejected_rows WHERE table_name = ?", [TABLE])
             con.execute(
                 "INSERT INTO rejected_rows SELECT ?, source_file, CAST(row_number AS BIGINT), reason, "
-                "raw_row, current_localtimestamp() FROM __ovr_rejects", [TABLE])
+                "raw_row, current_localtimestamp() FROM __ovr_rejects",
+                [TABLE],
+            )
     finally:
         con.unregister("__ovr_valid")
         con.unregister("__ovr_rejects")
@@ -219,7 +245,9 @@ def write_review_queue(con: duckdb.DuckDBPyConnection, queue: pd.DataFrame) -> N
     con.register("__review", queue)
     try:
         with transaction(con):
-            con.execute(f"CREATE OR REPLACE TABLE {REVIEW_TABLE} AS SELECT * FROM __review ORDER BY rank")
+            con.execute(
+                f"CREATE OR REPLACE TABLE {REVIEW_TABLE} AS SELECT * FROM __review ORDER BY rank"
+            )
     finally:
         con.unregister("__review")
 
@@ -228,4 +256,6 @@ def texts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFrame:
     """name, menu, description of these restaurants (for the gold export)."""
     return con.execute(
         "SELECT restaurant_id, name, menu, description FROM restaurants "
-        "WHERE list_contains(?, restaurant_id) ORDER BY restaurant_id", [ids]).df()
+        "WHERE list_contains(?, restaurant_id) ORDER BY restaurant_id",
+        [ids],
+    ).df()

@@ -189,19 +189,27 @@ def _snippet(line: str | None) -> str:
 def _fatal_reader_error(path: Path, kind: str, line: int, csv_line: str, message: str) -> str:
     """One line naming the real cause of a problem that invalidates the rest of the file."""
     if kind == "INVALID ENCODING":
-        return (f"{path}: wrong encoding, the file is not valid UTF-8{_encoding_hint(path)}: "
-                f"first bad record at line {line}")
+        return (
+            f"{path}: wrong encoding, the file is not valid UTF-8{_encoding_hint(path)}: "
+            f"first bad record at line {line}"
+        )
     if kind == "LINE SIZE OVER MAXIMUM":
         m = re.search(r"Actual Size:\s*(\d+)", message)
         size = f" ({int(m.group(1)):,} bytes)" if m else ""
-        return (f"{path}: line {line} is longer than the {MAX_LINE_BYTES >> 20} MB limit{size}: "
-                f"most likely an unclosed quote before it swallows the rest of the file")
+        return (
+            f"{path}: line {line} is longer than the {MAX_LINE_BYTES >> 20} MB limit{size}: "
+            f"most likely an unclosed quote before it swallows the rest of the file"
+        )
     if kind == "UNQUOTED VALUE":
-        return (f"{path}: malformed CSV: unclosed or stray quote in the record at line {line} "
-                f"({message.strip()}): {_snippet(csv_line)}; quote whole values and double any "
-                f"quote inside them")
-    return (f"{path}: malformed CSV at line {line}: {kind.lower()}: {message.strip()}: "
-            f"{_snippet(csv_line)}")
+        return (
+            f"{path}: malformed CSV: unclosed or stray quote in the record at line {line} "
+            f"({message.strip()}): {_snippet(csv_line)}; quote whole values and double any "
+            f"quote inside them"
+        )
+    return (
+        f"{path}: malformed CSV at line {line}: {kind.lower()}: {message.strip()}: "
+        f"{_snippet(csv_line)}"
+    )
 
 
 def _duckdb_error(path: Path, exc: duckdb.Error) -> IngestError:
@@ -216,8 +224,9 @@ def _duckdb_error(path: Path, exc: duckdb.Error) -> IngestError:
     causes = [ln for ln in msg.splitlines() if ln.strip() and not ln.startswith(skip)]
     cause = (causes[0] if causes else msg.splitlines()[0])[:300]
     if "unicode" in msg.lower():
-        return IngestError(f"{path}: wrong encoding, the file is not valid UTF-8"
-                              f"{_encoding_hint(path)}{where}")
+        return IngestError(
+            f"{path}: wrong encoding, the file is not valid UTF-8{_encoding_hint(path)}{where}"
+        )
     return IngestError(f"{path}: malformed CSV{where}: {cause}")
 
 
@@ -233,13 +242,16 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, raw_table: str) -> RawI
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: empty file (no header)")
     raw = RawInput(table=raw_table, rejects=f"{raw_table}_rejects", n_rejected=0)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {raw.rejects} "
-                "(row_number BIGINT, reason VARCHAR, raw_row VARCHAR)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {raw.rejects} "
+        "(row_number BIGINT, reason VARCHAR, raw_row VARCHAR)"
+    )
     if _is_parquet(path):
         try:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {raw_table} AS SELECT * FROM read_parquet(?)",
-                [str(path)])
+                [str(path)],
+            )
         except duckdb.Error as exc:
             raise _duckdb_error(path, exc) from exc
         return raw
@@ -339,8 +351,10 @@ def row_number_sql(raw: RawInput, alias: str = "r") -> tuple[str, str]:
     """(expression, join clause): the record number (1 = first row after the header) of `alias`."""
     if not raw.n_rejected:
         return f"{alias}.rowid + 1", ""
-    return (f"{alias}.rowid + 1 + coalesce(__gaps.skipped, 0)",
-            f"ASOF LEFT JOIN {raw.gaps} __gaps ON {alias}.rowid >= __gaps.gap")
+    return (
+        f"{alias}.rowid + 1 + coalesce(__gaps.skipped, 0)",
+        f"ASOF LEFT JOIN {raw.gaps} __gaps ON {alias}.rowid >= __gaps.gap",
+    )
 
 
 def drop_raw(con: duckdb.DuckDBPyConnection, raw_table: str) -> None:
@@ -353,8 +367,11 @@ def _norm_col(name: str) -> str:
 
 
 def map_columns(
-    con: duckdb.DuckDBPyConnection, path: Path, raw: RawInput,
-    required: tuple[str, ...], optional: tuple[str, ...] = (),
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    raw: RawInput,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
 ) -> dict[str, str | None]:
     """Map each wanted (normalized) column to the raw table's column; None if optional + absent."""
     actual = [row[0] for row in con.execute(f"DESCRIBE {raw.table}").fetchall()]
@@ -365,8 +382,7 @@ def map_columns(
     missing = [c for c in required if c not in by_norm]
     if missing:
         raise IngestError(
-            f"{path}: missing required column(s) {', '.join(missing)} "
-            f"(found: {', '.join(written)})"
+            f"{path}: missing required column(s) {', '.join(missing)} (found: {', '.join(written)})"
         )
     mapping: dict[str, str | None] = {}
     for col in required + optional:
@@ -393,9 +409,11 @@ def read_frame(path: Path, required: tuple[str, ...], optional: tuple[str, ...] 
         mapping = map_columns(con, path, raw, required, optional)
         if raw.n_rejected:
             first = con.execute(
-                f"SELECT row_number, raw_row FROM {raw.rejects} ORDER BY 1 LIMIT 3").fetchall()
+                f"SELECT row_number, raw_row FROM {raw.rejects} ORDER BY 1 LIMIT 3"
+            ).fetchall()
             examples = "; ".join(
-                f"line {n + 1}: {_snippet(json.loads(r)['csv_line'])}" for n, r in first)
+                f"line {n + 1}: {_snippet(json.loads(r)['csv_line'])}" for n, r in first
+            )
             raise IngestError(
                 f"{path}: {raw.n_rejected} record(s) do not have the header's {len(raw.header)} "
                 f"fields (first at line {first[0][0] + 1}); fix or remove them, nothing was read. "

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recsys_assets.instance import ensure_dagster_yaml
+from recsys_assets.instance import ensure_dagster_yaml, ensure_storage
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -60,16 +60,30 @@ class DagsterStack:
         fh = log.open("wb")
         self.procs.append(
             subprocess.Popen(
-                args, cwd=REPO, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                args,
+                cwd=REPO,
+                env=self.env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         )
 
     def start(self, timeout: float = 120) -> None:
         assert ensure_dagster_yaml(self.dagster_home) == []  # the project's instance settings
+        ensure_storage(self.dagster_home)  # as `make ui` does: the two servers must not race on it
         self._spawn(
             "webserver",
-            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-m", "recsys_assets"],
+            [
+                str(BIN / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                "recsys_assets",
+            ],
         )
         self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-m", "recsys_assets"])
         wait_until(self._ready, timeout, f"dagster-webserver on {self.url}\n{self.tail()}")
@@ -111,7 +125,11 @@ class DagsterStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             try:
-                wait_until(lambda: not processes_with_env("DAGSTER_HOME", home), grace, "leftover processes")
+                wait_until(
+                    lambda: not processes_with_env("DAGSTER_HOME", home),
+                    grace,
+                    "leftover processes",
+                )
                 return
             except TimeoutError:
                 continue

@@ -29,8 +29,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 LAST_ASSET = "recommendations"
 EXPECTED_ASSETS = (
-    "restaurants", "orders", "restaurant_industry", "industry_product_stats", "industry_top_products",
-    "ranking_dataset", "ranker_model", "ranker_evaluation", "champion_model", LAST_ASSET,
+    "restaurants",
+    "orders",
+    "restaurant_industry",
+    "industry_product_stats",
+    "industry_top_products",
+    "ranking_dataset",
+    "ranker_model",
+    "ranker_evaluation",
+    "champion_model",
+    LAST_ASSET,
 )
 METRICS_ASSET, METRICS_KEY = "ranker_evaluation", "metrics_vs_baselines"
 METRICS_TEXT = ("industry_popularity", "global_popularity", "ndcg_at_10", "recall_at_20")
@@ -63,7 +71,8 @@ def stack(tmp_path_factory, hook):
     generate_sample(data, n_restaurants=400, seed=11, fmt="csv")
     home = root / "home"
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL", "MLFLOW_TRACKING_URI", "RECSYS_LABELER"}
     }
     env.update(
@@ -81,7 +90,9 @@ def stack(tmp_path_factory, hook):
         yield s
     finally:
         s.stop()
-        assert processes_with_env("DAGSTER_HOME", str(s.dagster_home)) == [], "a process was left behind"
+        assert processes_with_env("DAGSTER_HOME", str(s.dagster_home)) == [], (
+            "a process was left behind"
+        )
 
 
 def graphql(stack, query: str, variables: dict | None = None) -> dict:
@@ -122,8 +133,13 @@ def test_rebuild_job_over_graphql(stack):
     try:
         counts = {
             t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-            for t in ("restaurants", "orders", "restaurant_industry", "industry_top_products",
-                      "recommendations")
+            for t in (
+                "restaurants",
+                "orders",
+                "restaurant_industry",
+                "industry_top_products",
+                "recommendations",
+            )
         }
     finally:
         con.close()
@@ -135,18 +151,28 @@ def test_rebuild_job_over_graphql(stack):
     client_ = MlflowClient(tracking_uri=f"sqlite:///{stack.recsys_home / 'mlflow.db'}")
     champion = client_.get_model_version_by_alias("industry-product-ranker", "champion")
     assert champion.tags["promotion_decision"] == "promoted"
-    versions = {str(v.version): v for v in client_.search_model_versions("name = 'industry-product-ranker'")}
+    versions = {
+        str(v.version): v for v in client_.search_model_versions("name = 'industry-product-ranker'")
+    }
     # One model per run, each judged by the gate; the aliases agree with the decisions.
-    assert sorted(v.tags["dagster_run_id"] for v in versions.values()) == sorted([run_id, second_id])
+    assert sorted(v.tags["dagster_run_id"] for v in versions.values()) == sorted(
+        [run_id, second_id]
+    )
     decisions = {k: v.tags["promotion_decision"] for k, v in versions.items()}
     first, second = sorted(versions, key=int)
     assert decisions[first] == "promoted"  # the first champion
     if decisions[second] == "promoted":  # only by beating the re-scored first one by the margin
-        assert str(champion.version) == second and "beats champion" in versions[second].tags["promotion_reason"]
+        assert (
+            str(champion.version) == second
+            and "beats champion" in versions[second].tags["promotion_reason"]
+        )
         previous = client_.get_model_version_by_alias("industry-product-ranker", "previous")
         assert str(previous.version) == first
     else:
-        assert str(champion.version) == first and "does not beat" in versions[second].tags["promotion_reason"]
+        assert (
+            str(champion.version) == first
+            and "does not beat" in versions[second].tags["promotion_reason"]
+        )
 
 
 def test_schedule_and_sensors_are_running(stack):
@@ -175,8 +201,10 @@ def test_schedule_and_sensors_are_running(stack):
     assert sensors["new_restaurants_sensor"] == "RUNNING"
 
 
-@pytest.mark.skipif(not shutil.which("chromium") or not shutil.which("chromedriver"),
-                    reason="Debian chromium/chromium-driver not installed (.ci/run installs them)")
+@pytest.mark.skipif(
+    not shutil.which("chromium") or not shutil.which("chromedriver"),
+    reason="Debian chromium/chromium-driver not installed (.ci/run installs them)",
+)
 def test_ui_in_headless_chromium(stack, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -189,10 +217,18 @@ def test_ui_in_headless_chromium(stack, tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-dev-shm-usage", "--window-size=1800,1100",
-                f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1800,1100",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     try:
@@ -200,9 +236,19 @@ def test_ui_in_headless_chromium(stack, tmp_path):
         # The whole graph, upstream of the last asset, as a user opens it from the asset page.
         # Zoomed to fit, long names are elided in the nodes, so the graph is checked by its groups
         # and short names, and the catalog (a table) for every full asset name.
-        driver.get(f"{stack.url}/assets/{LAST_ASSET}?view=lineage&lineageScope=upstream&lineageDepth=10")
+        driver.get(
+            f"{stack.url}/assets/{LAST_ASSET}?view=lineage&lineageScope=upstream&lineageDepth=10"
+        )
         dismiss_community_dialog(driver)
-        for name in ("ingest", "labeling", "warehouse", "ranking", "orders", "ranker_model", LAST_ASSET):
+        for name in (
+            "ingest",
+            "labeling",
+            "warehouse",
+            "ranking",
+            "orders",
+            "ranker_model",
+            LAST_ASSET,
+        ):
             wait.until(lambda d, n=name: n in d.page_source)
         driver.save_screenshot(str(tmp_path / "asset_graph.png"))
 
@@ -244,7 +290,9 @@ def test_failure_is_recorded_and_posted(stack, hook):
     assert row["step_key"] == "restaurants"
     assert "nonexistent" in row["message"]
     assert row["posted"] == 1
-    assert any(run_id in p["text"] and "Re-execute from failure" in p["text"] for p in hook.payloads)
+    assert any(
+        run_id in p["text"] and "Re-execute from failure" in p["text"] for p in hook.payloads
+    )
 
 
 def alerts_for(stack, run_id: str) -> list[sqlite3.Row]:
@@ -265,9 +313,14 @@ def test_cli_run_failure_is_alerted_once_with_the_daemon_running(stack, hook, tm
     out = subprocess.run(
         [sys.executable, "-m", "recsys_assets.cli", "materialize", "--select", "restaurants"],
         env={**stack.env, "RECSYS_DATA_DIR": str(bad), "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith("error: restaurants:")
+    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(
+        "error: restaurants:"
+    )
     with DagsterInstance.from_config(str(stack.dagster_home)) as instance:
         [cli_run] = [r for r in instance.get_runs() if r.tags.get("recsys/launched_by") == "cli"]
     # The sensor handles failures in order: once a later failure is alerted, it has been past the
@@ -275,7 +328,12 @@ def test_cli_run_failure_is_alerted_once_with_the_daemon_running(stack, hook, tm
     bad_config = {"resources": {"recsys": {"config": {"data_dir": "/nonexistent/recsys-data"}}}}
     later = client(stack).submit_job_execution("labeling_job", run_config=bad_config)
     assert wait_for_run(stack, later) == "FAILURE"
-    wait_until(lambda: alerts_for(stack, later), 180, f"an alert for run {later}\n{stack.tail()}", interval=1.0)
+    wait_until(
+        lambda: alerts_for(stack, later),
+        180,
+        f"an alert for run {later}\n{stack.tail()}",
+        interval=1.0,
+    )
     [row] = alerts_for(stack, cli_run.run_id)
     assert row["step_key"] == "restaurants" and "menu" in row["message"] and row["posted"] == 1
     assert sum(p["run_id"] == cli_run.run_id for p in hook.payloads) == 1
@@ -286,10 +344,19 @@ def test_killed_run_worker_is_failed_alerted_and_its_slot_freed(stack, hook):
     the sensor alerts it with the step and the signal, run monitoring gives back its pool slot."""
     run_id = client(stack).submit_job_execution("rebuild_job")
     with DagsterInstance.from_config(str(stack.dagster_home)) as instance:
+
         def started(step: str = "ranker_model"):
-            records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
-            return next((r.event_log_entry.dagster_event for r in records
-                         if r.event_log_entry.dagster_event.step_key == step), None)
+            records = instance.get_records_for_run(
+                run_id, of_type=DagsterEventType.STEP_START
+            ).records
+            return next(
+                (
+                    r.event_log_entry.dagster_event
+                    for r in records
+                    if r.event_log_entry.dagster_event.step_key == step
+                ),
+                None,
+            )
 
         def slot_freed() -> bool:
             claimed = instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots
@@ -299,7 +366,11 @@ def test_killed_run_worker_is_failed_alerted_and_its_slot_freed(stack, hook):
         os.kill(event.pid, signal.SIGKILL)
         assert not slot_freed()  # a killed worker gives nothing back by itself
         assert wait_for_run(stack, run_id, timeout=300) == "FAILURE"
-        [row] = wait_until(lambda: alerts_for(stack, run_id), 180, f"an alert for {run_id}", interval=1.0)
+        [row] = wait_until(
+            lambda: alerts_for(stack, run_id), 180, f"an alert for {run_id}", interval=1.0
+        )
         assert row["step_key"] == "ranker_model" and "signal 9" in row["message"]
         assert any(p["run_id"] == run_id for p in hook.payloads)
-        wait_until(slot_freed, 240, "run monitoring to free the killed run's warehouse slot", interval=1.0)
+        wait_until(
+            slot_freed, 240, "run monitoring to free the killed run's warehouse slot", interval=1.0
+        )

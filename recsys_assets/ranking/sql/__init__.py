@@ -45,8 +45,13 @@ def params_for(text: str, params: dict) -> dict:
     return {k: params[k] for k in names}
 
 
-def run(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None,
-        fragments: dict[str, str] | None = None, prefix: str = "") -> duckdb.DuckDBPyConnection:
+def run(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: dict | None = None,
+    fragments: dict[str, str] | None = None,
+    prefix: str = "",
+) -> duckdb.DuckDBPyConnection:
     """Execute `<prefix>` + `<name>.sql` with the parameters it uses."""
     text = load(name, fragments)
     text = f"{prefix}\n{text}" if prefix else text
