@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets.ranking import baselines as bl
-
 from recsys_assets.ranking.dataset import (
     RankingDataset,
     industry_coder,
@@ -70,8 +69,9 @@ class Evaluation:
         for name, m in self.baselines.items():
             out.update({f"{name}_{k}": v for k, v in m.items()})
         for name, ci in self.ratio_ci.items():
-            out.update({f"ndcg_ratio_vs_{name}{'' if k == 'ratio' else '_' + k}": v
-                        for k, v in ci.items()})
+            out.update(
+                {f"ndcg_ratio_vs_{name}{'' if k == 'ratio' else '_' + k}": v for k, v in ci.items()}
+            )
         out["candidate_recall"] = self.candidate_recall
         out["test_queries_evaluated"] = float(self.queries_evaluated)
         out["test_queries_without_positives"] = float(self.queries_without_positives)
@@ -130,7 +130,11 @@ def paired_bootstrap_ratio(
         ratios.append(np.where(den > 0, model[idx].sum(axis=1) / np.maximum(den, 1e-12), np.nan))
     r = np.concatenate(ratios)
     lo, hi = np.nanpercentile(r, [2.5, 97.5])
-    return {"ratio": float(model.mean() / baseline.mean()), "ci_low": float(lo), "ci_high": float(hi)}
+    return {
+        "ratio": float(model.mean() / baseline.mean()),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+    }
 
 
 def model_rankings(
@@ -189,13 +193,17 @@ def evaluate(
     dataset: RankingDataset,
     ground_truth_dir: str | Path | None = None,
     split: str = "test",
+    industries: list[str] | None = None,
 ) -> Evaluation:
-    """Model (a TrainedRanker or a booster) vs baselines vs oracle on `split`, plus per industry."""
+    """Model (a TrainedRanker or a booster) vs baselines vs oracle on `split`, plus per industry.
+
+    `industries`: the list the booster was trained with (see `model_rankings`).
+    """
     booster = getattr(ranker, "booster", ranker)
     qs = load_queries(con, split)
     queries = qs["restaurant_id"].astype(str).tolist()
     truth = truth_from_frame(load_truth(con, split))
-    scored = model_rankings(con, booster, split)
+    scored = model_rankings(con, booster, split, industries)
     methods: dict[str, dict[str, list[str]]] = {"model": rankings_from_frame(scored)}
     for name, frame in bl.holdout_rankings(con, dataset, split, BASELINE_DEPTH).items():
         methods[name] = rankings_from_frame(frame, score_col=None, rank_col="rank")
@@ -272,3 +280,96 @@ def format_report(ev: Evaluation) -> str:
         f"without_positives={ev.queries_without_positives} candidate_recall={ev.candidate_recall:.3f}"
     )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluate once: a model's numbers on one holdout are stored in the warehouse with the model
+# (version + MLflow run id, so a recreated registry cannot hit a stale row) and the holdout's key
+# (data snapshot hash, cutoff, dataset recipe, code digest). Later steps and later rebuilds read them.
+# --------------------------------------------------------------------------------------------
+
+EVALUATIONS_TABLE = "rk_model_evaluations"
+SCORES_TABLE = "rk_model_scores"
+
+
+def _ensure_eval_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {EVALUATIONS_TABLE} (model_key VARCHAR, holdout_key VARCHAR, "
+        "dagster_run_id VARCHAR, evaluated_at TIMESTAMP, evaluation VARCHAR)"
+    )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (model_key VARCHAR, holdout_key VARCHAR, "
+        "ndcg_at_10 DOUBLE, metrics VARCHAR, scored_at TIMESTAMP)"
+    )
+
+
+def save_evaluation(
+    con: duckdb.DuckDBPyConnection,
+    model_key: str,
+    holdout_key: str,
+    ev: Evaluation,
+    dagster_run_id: str | None = None,
+) -> None:
+    """Store a challenger's evaluation (and its score, which the gate reads when it is champion)."""
+    import json
+
+    _ensure_eval_tables(con)
+    con.execute(
+        f"INSERT INTO {EVALUATIONS_TABLE} VALUES (?, ?, ?, now(), ?)",
+        [model_key, holdout_key, dagster_run_id, json.dumps(ev.to_json(), allow_nan=True)],
+    )
+    save_score(con, model_key, holdout_key, ev.metrics)
+
+
+def load_evaluation(
+    con: duckdb.DuckDBPyConnection, model_key: str, holdout_key: str
+) -> Evaluation | None:
+    import json
+
+    _ensure_eval_tables(con)
+    row = con.execute(
+        f"SELECT evaluation FROM {EVALUATIONS_TABLE} WHERE model_key = ? AND holdout_key = ? "
+        "ORDER BY evaluated_at DESC LIMIT 1",
+        [model_key, holdout_key],
+    ).fetchone()
+    return None if row is None else Evaluation.from_json(json.loads(row[0]))
+
+
+def evaluated_model_of_run(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> str | None:
+    """The model key a Dagster run (or the run it re-executes) evaluated, newest first."""
+    _ensure_eval_tables(con)
+    for run_id in run_ids:
+        row = con.execute(
+            f"SELECT model_key FROM {EVALUATIONS_TABLE} WHERE dagster_run_id = ? "
+            "ORDER BY evaluated_at DESC LIMIT 1",
+            [run_id],
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+    return None
+
+
+def save_score(
+    con: duckdb.DuckDBPyConnection, model_key: str, holdout_key: str, metrics: dict[str, float]
+) -> None:
+    import json
+
+    _ensure_eval_tables(con)
+    con.execute(
+        f"INSERT INTO {SCORES_TABLE} VALUES (?, ?, ?, ?, now())",
+        [model_key, holdout_key, metrics["ndcg_at_10"], json.dumps(metrics, allow_nan=True)],
+    )
+
+
+def cached_score(
+    con: duckdb.DuckDBPyConnection, model_key: str, holdout_key: str
+) -> dict[str, float] | None:
+    import json
+
+    _ensure_eval_tables(con)
+    row = con.execute(
+        f"SELECT metrics FROM {SCORES_TABLE} WHERE model_key = ? AND holdout_key = ? "
+        "ORDER BY scored_at DESC LIMIT 1",
+        [model_key, holdout_key],
+    ).fetchone()
+    return None if row is None else json.loads(row[0])

@@ -99,10 +99,10 @@ def load_champion(settings: Settings | None = None):
             return _CACHE[key], version
         cached = _cache_dir(settings, version, run_id)
         if (cached / "meta.json").exists():
-            from recsys_assets.ranking.pyfunc_model import RankerServer
+            from recsys_assets.ranking.pyfunc_model import server_for
 
             try:
-                _CACHE[key] = RankerServer(cached)
+                _CACHE[key] = server_for(cached)
                 return _CACHE[key], version
             except Exception:  # noqa: BLE001 - a damaged cache falls back to the registry
                 shutil.rmtree(cached, ignore_errors=True)

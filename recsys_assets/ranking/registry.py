@@ -50,6 +50,12 @@ class GateDecision:
     challenger_version: str
     champion_version_before: str | None
     metrics: dict[str, float] = field(default_factory=dict)
+    candidate_version: str | None = None  # what the gate tried to make champion
+    candidate_kind: str = "ranker"  # ranker | baseline
+    champion_version: str | None = None  # the champion after the decision
+    strongest_baseline: str = ""
+    champion_kind: str = "none"  # ranker | baseline | none
+    champion_ndcg_at_10: float | None = None  # the champion's NDCG@10 on this holdout
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +141,7 @@ def log_to_mlflow(
     settings: Settings | None = None,
     dagster_run_id: str | None = None,
     register: bool = True,
+    digest: str | None = None,
 ) -> LoggedModel:
     """Log one training run and (by default) register it as the `challenger` version."""
     import mlflow
@@ -161,7 +168,12 @@ def log_to_mlflow(
             "n_features": len(trained.features),
         }
     )
-    tags = {"data_snapshot_hash": dataset.snapshot_hash, "cutoff": str(dataset.cutoff)}
+    tags = {
+        "data_snapshot_hash": dataset.snapshot_hash,
+        "cutoff": str(dataset.cutoff),
+        "kind": "ranker",
+        "model_digest": digest or model_digest("ranker", dataset, trained.params),
+    }
     if dagster_run_id:
         tags["dagster_run_id"] = dagster_run_id
     metrics = {
@@ -205,6 +217,13 @@ def log_to_mlflow(
             signature=model_signature(),
             input_example=input_example(),
             pip_requirements=_pip_requirements(),
+            # What the booster's inputs mean: serving maps industries by name with this list.
+            metadata={
+                "kind": "ranker",
+                "industries": list(dataset.industries),
+                "features": list(trained.features),
+                "candidate_recipe": cfg,
+            },
         )
         version = None
         if register:
@@ -259,6 +278,152 @@ def load_registered_ranker(version: str, settings: Settings | None = None) -> tu
         return lgb.Booster(model_file=str(found[0])), meta
 
 
+# --------------------------------------------------------------------------------------------
+# Identity: a model is its code, its recipe and its data. The same digest twice is the same model,
+# so a rebuild on unchanged data and code reuses the registered version instead of adding a copy.
+# --------------------------------------------------------------------------------------------
+
+
+def code_digest() -> str:
+    """Hash of the ranking package's code and SQL, and of the taxonomy the labels come from."""
+    import hashlib
+
+    pkg = Path(__file__).resolve().parent
+    files = sorted(
+        [*pkg.rglob("*.py"), *pkg.rglob("*.sql"), pkg.parent / "taxonomy.py"],
+        key=lambda f: str(f.relative_to(pkg.parent)),
+    )
+    h = hashlib.sha256()
+    for f in files:
+        if "__pycache__" in f.parts:
+            continue
+        h.update(str(f.relative_to(pkg.parent)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _digest(*parts) -> str:
+    import hashlib
+
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def holdout_key(dataset) -> str:
+    """The holdout a score belongs to: data snapshot, cutoff, dataset recipe and code (features)."""
+    summary = dataset.summary()
+    recipe = {k: summary[k] for k in ("cutoff", "config", "relevance_thresholds", "industries")}
+    return _digest("holdout", dataset.snapshot_hash, recipe, code_digest())
+
+
+def model_digest(kind: str, dataset, params: dict | None = None) -> str:
+    """What identifies a model before it is trained: kind, data, dataset summary, code, params."""
+    return _digest(kind, dataset.snapshot_hash, dataset.summary(), code_digest(), params or {})
+
+
+def find_version_by_digest(client, digest: str) -> str | None:
+    found = client.search_model_versions(
+        f"name = '{MODEL_NAME}' and tags.model_digest = '{digest}'"
+    )
+    return str(max(int(v.version) for v in found)) if found else None
+
+
+def model_key(client, version: str) -> str:
+    """version:run_id, the key of cached scores (a recreated registry reuses version numbers)."""
+    return f"{version}:{client.get_model_version(MODEL_NAME, str(version)).run_id or 'norun'}"
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines as registered models: the gate can make one champion.
+# --------------------------------------------------------------------------------------------
+
+
+def register_baseline(
+    con: duckdb.DuckDBPyConnection, name: str, dataset, settings: Settings | None = None
+) -> tuple[str, bool]:
+    """(version, reused): `name` as a pyfunc version of MODEL_NAME with the ranker's interface.
+
+    Tables as of the serving snapshot; an identical registered baseline (same digest) is reused.
+    """
+    import mlflow
+
+    from recsys_assets.ranking.baselines import BASELINES, export_baseline
+    from recsys_assets.ranking.pyfunc_model import MODEL_CODE, input_example, model_signature
+
+    settings = settings or load_settings()
+    client = configure_mlflow(settings)
+    digest = model_digest(f"baseline:{name}", dataset)
+    existing = find_version_by_digest(client, digest)
+    if existing is not None:
+        return existing, True
+    tags = {
+        "kind": "baseline",
+        "baseline": name,
+        "model_digest": digest,
+        "data_snapshot_hash": dataset.snapshot_hash,
+        "cutoff": str(dataset.cutoff),
+    }
+    pkg_dir = str(Path(__file__).resolve().parents[1])
+    with (
+        tempfile.TemporaryDirectory(prefix="rk-baseline-") as tmp,
+        mlflow.start_run(
+            experiment_id=_experiment_id(client, settings), run_name=f"baseline-{name}", tags=tags
+        ) as run,
+    ):
+        artifacts = export_baseline(con, name, dataset, Path(tmp) / "serving")
+        code = Path(tmp) / "baseline_model.py"
+        code.write_text(MODEL_CODE, encoding="utf-8")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            artifacts=artifacts,
+            code_paths=[pkg_dir],
+            signature=model_signature(),
+            input_example=input_example(),
+            pip_requirements=_pip_requirements(),
+            metadata={"kind": "baseline", "baseline": name},
+        )
+        mv = mlflow.register_model(info.model_uri, MODEL_NAME, tags=tags)
+        version = str(mv.version)
+        client.set_model_version_tag(MODEL_NAME, version, "run_id", run.info.run_id)
+        client.update_model_version(
+            MODEL_NAME,
+            version,
+            description=f"Baseline {name}: {BASELINES[name].description} (no model; a ranked list "
+            f"from tables as of {dataset.serving_snapshot}).",
+        )
+    return version, False
+
+
+# --------------------------------------------------------------------------------------------
+# The gate.
+# --------------------------------------------------------------------------------------------
+
+
+def _champion_score(con, client, version: str, dataset, ev, settings) -> tuple[float, str]:
+    """(NDCG@10 of the current champion on this holdout, how it was obtained).
+
+    A baseline champion is its method, already scored in `ev`. A ranker champion is re-scored only
+    when no score is cached for (its version + run, this holdout).
+    """
+    from recsys_assets.ranking.evaluate import cached_score, save_score, score_with_booster
+
+    tags = client.get_model_version(MODEL_NAME, version).tags
+    if tags.get("kind") == "baseline" and tags.get("baseline") in ev.baselines:
+        return ev.baselines[tags["baseline"]][
+            "ndcg_at_10"
+        ], "baseline method, scored with the challenger"
+    key, hkey = model_key(client, version), holdout_key(dataset)
+    cached = cached_score(con, key, hkey)
+    if cached is not None:
+        return cached["ndcg_at_10"], "cached score"
+    booster, meta = load_registered_ranker(version, settings)
+    # Industry codes by the champion's own list: an industry added since it was trained must not
+    # shift the codes it is re-scored with.
+    metrics = score_with_booster(con, booster, industries=meta.get("industries")).metrics
+    save_score(con, key, hkey, metrics)
+    return metrics["ndcg_at_10"], "re-scored"
+
+
 def promote_if_better(
     con: duckdb.DuckDBPyConnection,
     challenger_version: str,
@@ -266,105 +431,247 @@ def promote_if_better(
     settings: Settings | None = None,
     margin: float | None = None,
     floor: float | None = None,
-    industry_popularity_ndcg: float | None = None,
+    evaluation=None,
 ) -> GateDecision:
-    """Re-score challenger and champion on the current holdout (rk_* tables of `dataset`) and decide.
+    """Serve whichever is best on the current holdout: the ranker, the strongest baseline or the
+    current champion.
 
-    `industry_popularity_ndcg` may be passed from the Evaluation to avoid recomputing it.
+    The ranker is the candidate only when the paired bootstrap CI of its NDCG@10 ratio to the
+    strongest baseline lies above 1; otherwise that baseline is (registered as a pyfunc and) the
+    candidate. The candidate becomes champion when it beats the current champion by `margin` and
+    meets the floor. `evaluation` is the challenger's Evaluation on this holdout (ranker_evaluation's
+    numbers); without it the challenger is scored here, once.
     """
-    from recsys_assets.ranking.evaluate import evaluate, score_with_booster
-
     settings = settings or load_settings()
     client = configure_mlflow(settings)
     margin = settings.ranking.promotion_margin if margin is None else margin
     floor = settings.ranking.ndcg_floor if floor is None else floor
     challenger_version = str(challenger_version)
     champion_before = version_by_alias(client, CHAMPION)
+    if evaluation is None:
+        from recsys_assets.ranking.evaluate import evaluate
 
-    ch_booster, ch_meta = load_registered_ranker(challenger_version, settings)
-    ch = score_with_booster(con, ch_booster, industries=ch_meta.get("industries"))
-    ch_ndcg = ch.metrics["ndcg_at_10"]
-    if industry_popularity_ndcg is None:
-        industry_popularity_ndcg = evaluate(con, ch_booster, dataset).baselines[
-            "industry_popularity"
-        ]["ndcg_at_10"]
+        booster, meta = load_registered_ranker(challenger_version, settings)
+        evaluation = evaluate(con, booster, dataset, industries=meta.get("industries"))
+    ev = evaluation
+    best = ev.strongest_baseline
+    ci = ev.ratio_ci.get(best, {})
+    ch_ndcg = ev.metrics["ndcg_at_10"]
     metrics = {
         "challenger_ndcg_at_10": ch_ndcg,
-        "industry_popularity_ndcg_at_10": industry_popularity_ndcg,
+        "industry_popularity_ndcg_at_10": ev.baselines["industry_popularity"]["ndcg_at_10"],
+        "strongest_baseline_ndcg_at_10": ev.baselines[best]["ndcg_at_10"],
+        "ratio_vs_strongest_baseline": ci.get("ratio", float("nan")),
+        "ratio_ci_low": ci.get("ci_low", float("nan")),
+        "ratio_ci_high": ci.get("ci_high", float("nan")),
         "margin": margin,
         "ndcg_floor": floor,
-        "queries_evaluated": float(ch.queries_evaluated),
+        "queries_evaluated": float(ev.queries_evaluated),
     }
-
-    reasons = []
+    ranker_wins = ci.get("ci_low", float("nan")) > 1.0
+    vs_best = (
+        f"ranker ndcg_at_10 {ch_ndcg:.4f} vs strongest baseline {best} "
+        f"{metrics['strongest_baseline_ndcg_at_10']:.4f}: ratio {metrics['ratio_vs_strongest_baseline']:.3f} "
+        f"(95% CI {metrics['ratio_ci_low']:.3f}-{metrics['ratio_ci_high']:.3f})"
+    )
+    base = {
+        "challenger_version": challenger_version,
+        "champion_before": champion_before,
+        "metrics": metrics,
+        "strongest_baseline": best,
+    }
     if champion_before == challenger_version:
-        # A no-op: nothing to decide, and the version keeps the decision that made it champion.
+        # A no-op: the version keeps the decision that made it champion.
         return GateDecision(
             False,
-            f"version {challenger_version} is already the champion",
+            f"version {challenger_version} is already the champion (same code and data: no new "
+            f"model was registered); {vs_best}",
             challenger_version,
             champion_before,
             metrics,
+            candidate_version=challenger_version,
+            candidate_kind="ranker",
+            champion_version=champion_before,
+            strongest_baseline=best,
+            champion_kind=_kind(client, champion_before),
+            champion_ndcg_at_10=ch_ndcg,
         )
-    if champion_before is not None:
+    if ranker_wins:
+        cand, kind, cand_ndcg = challenger_version, "ranker", ch_ndcg
+        why = f"{vs_best}: the ranker significantly beats the strongest baseline"
+    else:
+        cand, _ = register_baseline(con, best, dataset, settings)
+        kind, cand_ndcg = "baseline", metrics["strongest_baseline_ndcg_at_10"]
+        why = f"{vs_best}: the ranker does not significantly beat it, so the candidate is baseline {best} (v{cand})"
+    return _gate(client, con, dataset, ev, settings, cand, kind, cand_ndcg, why, **base)
+
+
+def _gate(
+    client,
+    con,
+    dataset,
+    ev,
+    settings,
+    cand,
+    kind,
+    cand_ndcg,
+    why,
+    *,
+    challenger_version,
+    champion_before,
+    metrics,
+    strongest_baseline,
+) -> GateDecision:
+    """The candidate against the current champion (by the margin) and the floor; sets the aliases."""
+    margin, floor = metrics["margin"], metrics["ndcg_floor"]
+    reasons = []
+    if champion_before == cand:
+        reasons.append(f"v{cand} is already the champion")
+    elif champion_before is not None:
         try:
-            # Industry codes by the champion's own list: an industry added since it was trained
-            # must not shift the codes it is re-scored with.
-            champ_booster, champ_meta = load_registered_ranker(champion_before, settings)
-            champ = score_with_booster(con, champ_booster, industries=champ_meta.get("industries"))
-        except KeyError as exc:
+            champ, how = _champion_score(con, client, champion_before, dataset, ev, settings)
+        except (KeyError, FileNotFoundError) as exc:
+            reason = (
+                f"{why}; champion v{champion_before} cannot be re-scored on the current features "
+                f"({exc}); promote by hand after checking"
+            )
             return _decide(
                 client,
                 challenger_version,
                 champion_before,
                 False,
-                f"champion v{champion_before} cannot be re-scored on the current features "
-                f"({exc}); promote by hand after checking",
+                reason,
                 metrics,
+                cand,
+                kind,
+                strongest_baseline,
+                None,
             )
-        metrics["champion_ndcg_at_10"] = champ.metrics["ndcg_at_10"]
-        if not ch_ndcg > champ.metrics["ndcg_at_10"] + margin:
+        metrics["champion_ndcg_at_10"] = champ
+        metrics["champion_score_cached"] = float(how != "re-scored")
+        if not cand_ndcg > champ + margin:
             reasons.append(
-                f"ndcg_at_10 {ch_ndcg:.4f} does not beat champion v{champion_before} "
-                f"re-scored {champ.metrics['ndcg_at_10']:.4f} + margin {margin:g}"
+                f"candidate ndcg_at_10 {cand_ndcg:.4f} does not beat champion v{champion_before} "
+                f"({how}) {champ:.4f} + margin {margin:g}"
             )
-    if math.isnan(ch_ndcg) or not ch_ndcg > industry_popularity_ndcg:
-        reasons.append(
-            f"ndcg_at_10 {ch_ndcg:.4f} does not beat industry popularity "
-            f"{industry_popularity_ndcg:.4f}"
-        )
-    if math.isnan(ch_ndcg) or ch_ndcg < floor:
-        reasons.append(f"ndcg_at_10 {ch_ndcg:.4f} is below the floor {floor:g}")
+    if math.isnan(cand_ndcg) or cand_ndcg < floor:
+        reasons.append(f"candidate ndcg_at_10 {cand_ndcg:.4f} is below the floor {floor:g}")
     if reasons:
+        serving = cand_ndcg if champion_before == cand else metrics.get("champion_ndcg_at_10")
         return _decide(
-            client, challenger_version, champion_before, False, "; ".join(reasons), metrics
+            client,
+            challenger_version,
+            champion_before,
+            False,
+            f"{why}; " + "; ".join(reasons),
+            metrics,
+            cand,
+            kind,
+            strongest_baseline,
+            serving,
         )
-
     if champion_before is not None:
         client.set_registered_model_alias(MODEL_NAME, PREVIOUS, champion_before)
-        client.set_model_version_tag(MODEL_NAME, champion_before, "demoted_by", challenger_version)
-    client.set_registered_model_alias(MODEL_NAME, CHAMPION, challenger_version)
+        client.set_model_version_tag(MODEL_NAME, champion_before, "demoted_by", cand)
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, cand)
     vs = (
         f"beats champion v{champion_before} ({metrics['champion_ndcg_at_10']:.4f})"
         if champion_before is not None
         else "first champion"
     )
-    reason = (
-        f"ndcg_at_10 {ch_ndcg:.4f} {vs}, industry popularity ({industry_popularity_ndcg:.4f}) "
-        f"and floor {floor:g}"
+    reason = f"{why}; {kind} v{cand} ndcg_at_10 {cand_ndcg:.4f} {vs} and meets the floor {floor:g}"
+    return _decide(
+        client,
+        challenger_version,
+        champion_before,
+        True,
+        reason,
+        metrics,
+        cand,
+        kind,
+        strongest_baseline,
+        cand_ndcg,
     )
-    return _decide(client, challenger_version, champion_before, True, reason, metrics)
 
 
-def _decide(client, version, champion_before, promoted, reason, metrics) -> GateDecision:
-    client.set_model_version_tag(
-        MODEL_NAME, version, "promotion_decision", "promoted" if promoted else "rejected"
+def _decide(
+    client,
+    version,
+    champion_before,
+    promoted,
+    reason,
+    metrics,
+    candidate,
+    kind,
+    best,
+    champion_ndcg,
+) -> GateDecision:
+    """Tags and description on the challenger (and on the candidate baseline): the decision says why."""
+    ranker_promoted = promoted and candidate == version
+    tagged = [version]
+    if candidate != version and (promoted or candidate != champion_before):
+        tagged.append(candidate)  # a baseline that already serves keeps its own decision
+    for v in tagged:
+        mine = promoted and v == candidate
+        client.set_model_version_tag(
+            MODEL_NAME, v, "promotion_decision", "promoted" if mine else "rejected"
+        )
+        client.set_model_version_tag(MODEL_NAME, v, "promotion_reason", reason[:5000])
+        for k, val in metrics.items():
+            if isinstance(val, float) and not math.isnan(val):
+                client.set_model_version_tag(MODEL_NAME, v, f"gate_{k}", f"{val:.6f}")
+    verdict = "promoted to champion" if ranker_promoted else "not promoted"
+    client.update_model_version(
+        MODEL_NAME, version, description=f"Gate decision: {verdict}. {reason}"[:5000]
     )
-    client.set_model_version_tag(MODEL_NAME, version, "promotion_reason", reason[:5000])
-    for k, v in metrics.items():
-        if isinstance(v, float) and not math.isnan(v):
-            client.set_model_version_tag(MODEL_NAME, version, f"gate_{k}", f"{v:.6f}")
-    return GateDecision(promoted, reason, version, champion_before, metrics)
+    champion = version_by_alias(client, CHAMPION)
+    return GateDecision(
+        promoted,
+        reason,
+        version,
+        champion_before,
+        metrics,
+        candidate_version=candidate,
+        candidate_kind=kind,
+        champion_version=champion,
+        strongest_baseline=best,
+        champion_kind=_kind(client, champion),
+        champion_ndcg_at_10=champion_ndcg,
+    )
+
+
+def _kind(client, version: str | None) -> str:
+    if version is None:
+        return "none"
+    return client.get_model_version(MODEL_NAME, version).tags.get("kind", "ranker")
+
+
+DECISIONS_TABLE = "rk_gate_decisions"
+
+
+def save_decision(con: duckdb.DuckDBPyConnection, decision: GateDecision) -> None:
+    """The decision in the warehouse, so `recsys summary` shows it without importing MLflow."""
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE} (decided_at TIMESTAMP, promoted BOOLEAN, "
+        "challenger_version VARCHAR, champion_version VARCHAR, champion_kind VARCHAR, "
+        "champion_ndcg_at_10 DOUBLE, strongest_baseline VARCHAR, baseline_ndcg_at_10 DOUBLE, "
+        "industry_popularity_ndcg_at_10 DOUBLE, reason VARCHAR)"
+    )
+    m = decision.metrics
+    con.execute(
+        f"INSERT INTO {DECISIONS_TABLE} VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            decision.promoted,
+            decision.challenger_version,
+            decision.champion_version,
+            decision.champion_kind,
+            decision.champion_ndcg_at_10,
+            decision.strongest_baseline,
+            m.get("strongest_baseline_ndcg_at_10"),
+            m.get("industry_popularity_ndcg_at_10"),
+            decision.reason,
+        ],
+    )
 
 
 def rollback(settings: Settings | None = None, reason: str = "manual rollback") -> dict[str, str]:
