@@ -611,8 +611,15 @@ def _decide(
     tagged = [version]
     if candidate != version and (promoted or candidate != champion_before):
         tagged.append(candidate)  # a baseline that already serves keeps its own decision
+    cand_ndcg = (
+        metrics["challenger_ndcg_at_10"]
+        if kind == "ranker"
+        else metrics["strongest_baseline_ndcg_at_10"]
+    )
     for v in tagged:
         mine = promoted and v == candidate
+        own = metrics["challenger_ndcg_at_10"] if v == version else cand_ndcg
+        client.set_model_version_tag(MODEL_NAME, v, "holdout_ndcg_at_10", f"{own:.6f}")
         client.set_model_version_tag(
             MODEL_NAME, v, "promotion_decision", "promoted" if mine else "rejected"
         )
