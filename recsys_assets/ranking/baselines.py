@@ -11,8 +11,9 @@ as Parquet into a pyfunc, `BaselineServer`). A request needs only (name, menu, i
 - industry_new_popularity: the industry's restaurants' first-30-day purchases (the window the
   holdout's truth covers; the window starts at sign-up);
 - menu_token_association: industry first-30-day popularity re-weighted by the menu-token association
-  list (token -> product lift learned from earlier restaurants, rk_snap_token_prod): a naive-Bayes
-  score log P(p | industry) + sum over the menu's tokens of log lift(token, p);
+  list (token -> product lift learned from earlier restaurants, rk_snap_token_prod): the score is
+  log P(p | industry) + the largest log lift(token, p) over the menu's tokens (a sum over tokens
+  over-counts menus that list many related dishes);
 - menu_knn: the first-30-day baskets of the K most similar earlier restaurants by TF-IDF cosine over
   menu tokens (`dataset.menu_tokens`), weighted by similarity.
 Every list is padded to the same depth (industry first-window popularity, industry popularity, global
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -84,10 +86,10 @@ BASELINES: dict[str, Baseline] = {
         ),
         Baseline(
             "menu_token_association",
-            "industry first-30-day popularity x the menu tokens' product lifts",
+            "industry first-30-day popularity x the menu tokens' strongest product lift",
             """
             WITH lift AS (
-                SELECT qt.restaurant_id, tp.product_id, sum(ln(tp.lift)) AS ll
+                SELECT qt.restaurant_id, tp.product_id, max(ln(tp.lift)) AS ll
                 FROM bl_q_tok qt JOIN bl_token_prod tp USING (token) GROUP BY ALL
             ),
             cand AS (
@@ -165,7 +167,7 @@ def rank_params(depth: int) -> dict:
 class BaselineScorer:
     """The bl_* tables in a private in-memory DuckDB; ranks any baseline for a batch of queries."""
 
-    def __init__(self, tables: dict[str, pd.DataFrame | str | Path], threads: int = 1):
+    def __init__(self, tables: Mapping[str, pd.DataFrame | str | Path], threads: int = 1):
         import duckdb
 
         self._con = duckdb.connect(":memory:")
@@ -270,7 +272,7 @@ class BaselineServer:
         conf = rec.get("label_confidence")
         conf = None if conf is None or pd.isna(conf) else float(conf)
         if industry in taxonomy.INDUSTRY_CODES:
-            return industry, 1.0 if conf is None else conf  # type: ignore[return-value]
+            return industry, 1.0 if conf is None else conf
         if self._labeler is None:
             from recsys_assets.labeling.offline import OfflineLabeler
 
@@ -285,7 +287,10 @@ class BaselineServer:
     def recommend(self, requests: pd.DataFrame) -> pd.DataFrame:
         from recsys_assets.ranking.pyfunc_model import DEFAULT_K, MAX_K, OUTPUT_COLUMNS, _clean_str
 
-        qrows, toks, ks, ids = [], [], [], []
+        qrows: list[tuple[str, str, float]] = []
+        toks: list[tuple[str, str]] = []
+        ks: list[int] = []
+        ids: list[str] = []
         for i, rec in enumerate(requests.to_dict("records")):
             industry, conf = self._industry(rec)
             k = rec.get("k")
