@@ -113,6 +113,32 @@ def _challenger_evaluation(con, client, version: str, dataset, settings, run_id:
     return ev, True
 
 
+def _reuse_version(context, con, client, version, dataset, settings, digest):
+    """ranker_model when `version` has this rebuild's digest: no training, no new version; the run
+    is recorded against it (so the next steps gate it) and it is the challenger again."""
+    from recsys_assets.ranking.evaluate import save_evaluation
+    from recsys_assets.ranking.registry import CHALLENGER, MODEL_NAME, holdout_key, model_key
+
+    evaluation, scored = _challenger_evaluation(
+        con, client, version, dataset, settings, context.run_id
+    )
+    if not scored:
+        save_evaluation(
+            con, model_key(client, version), holdout_key(dataset), evaluation, context.run_id
+        )
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+    context.log.info(f"unchanged code and data: reusing version {version} (no training)")
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version,
+            "reused_version": True,
+            "reuse_reason": "same code, dataset recipe, data snapshot and params as this version",
+            "model_digest": digest,
+            "ndcg_at_10": round(float(evaluation.metrics["ndcg_at_10"]), 4),
+        }
+    )
+
+
 def _metrics_table(evaluation) -> pd.DataFrame:
     rows = [{"ranker": "model", **{m: evaluation.metrics.get(m) for m in METRICS}}]
     for name, values in evaluation.baselines.items():
@@ -177,8 +203,6 @@ def ranker_model(
     from recsys_assets.ranking.dataset import load_dataset_summary
     from recsys_assets.ranking.evaluate import evaluate, save_evaluation
     from recsys_assets.ranking.registry import (
-        CHALLENGER,
-        MODEL_NAME,
         configure_mlflow,
         find_version_by_digest,
         holdout_key,
@@ -196,27 +220,7 @@ def ranker_model(
         existing = find_version_by_digest(client, digest)
         if existing is not None:
             # Same code, recipe and data: training again would register an identical copy.
-            evaluation, scored = _challenger_evaluation(
-                con, client, existing, dataset, settings, context.run_id
-            )
-            if not scored:  # record that this run's challenger is that version
-                save_evaluation(
-                    con,
-                    model_key(client, existing),
-                    holdout_key(dataset),
-                    evaluation,
-                    context.run_id,
-                )
-            client.set_registered_model_alias(MODEL_NAME, CHALLENGER, existing)
-            context.log.info(f"unchanged code and data: reusing version {existing} (no training)")
-            return dg.MaterializeResult(
-                metadata={
-                    "model_version": existing,
-                    "reused_version": True,
-                    "model_digest": digest,
-                    "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
-                }
-            )
+            return _reuse_version(context, con, client, existing, dataset, settings, digest)
         trained = train_ranker(con, dataset)
         evaluation = evaluate(con, trained, dataset, ground_truth_dir=ground_truth_dir(settings))
         logged = log_to_mlflow(

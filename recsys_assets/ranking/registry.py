@@ -3,11 +3,17 @@
 - Every training run logs params, the input snapshot hash, metrics named as the dashboards expect
   (ndcg_at_10, industry_popularity_ndcg_at_10, oracle_ndcg_at_10, ...), plots, the per-industry table
   and the servable pyfunc, then registers a version of `industry-product-ranker` aliased `challenger`.
-- `promote_if_better` re-scores BOTH the challenger and the current champion (their registered
-  boosters) on the CURRENT holdout, because a champion's stored metrics came from an older holdout
-  and are not comparable. The challenger becomes `champion` only if it beats the champion by the
-  margin, beats industry popularity and meets the service-level floor; the old champion keeps
-  `previous` so `rollback()` is one call. A worse model never becomes champion.
+- `promote_if_better` serves whichever is best on the CURRENT holdout. It takes the challenger's
+  Evaluation (scored once per rebuild, against every baseline with paired bootstrap CIs); the ranker
+  is the candidate only if the CI of its NDCG@10 ratio to the strongest baseline lies above 1,
+  otherwise that baseline is, registered as a pyfunc with the ranker's interface
+  (`register_baseline`). The candidate becomes `champion` if it beats the current champion by the
+  margin and meets the floor. A ranker champion is re-scored on the current holdout (its stored
+  metrics came from an older one) only when no score is cached for (its version, this holdout); a
+  baseline champion is its method, already scored. The old champion keeps `previous` so
+  `rollback()` is one call. The decision and its reason go on the version (tags, description).
+- Identity: `model_digest` (code, dataset recipe, data snapshot, params) is a tag on every version;
+  a rebuild whose digest is registered reuses that version, so unchanged data and code add none.
 - Aliases only, never stages (stages are deprecated in MLflow).
 """
 
