@@ -295,10 +295,12 @@ def ranker_evaluation(
         evaluation, scored_here = _challenger_evaluation(
             con, client, version, dataset, settings, context.run_id
         )
-    booster = load_registered_booster(version, settings)  # for its feature importance only
+    trained = None
+    if not evaluation.feature_importance:  # stored by an older version: read the booster
+        booster = load_registered_booster(version, settings)
+        trained = SimpleNamespace(booster=booster, features=booster.feature_name())
     table = _metrics_table(evaluation)
     with tempfile.TemporaryDirectory() as tmp:
-        trained = SimpleNamespace(booster=booster, features=booster.feature_name())
         importance, curve = evaluation_plots(trained, evaluation, Path(tmp))
         plots = {
             "feature_importance": _png_markdown(importance, "feature importance"),

@@ -62,6 +62,8 @@ class Evaluation:
     model_rankings: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     # baseline -> {"ratio", "ci_low", "ci_high"}: model / baseline mean NDCG@10, paired bootstrap
     ratio_ci: dict[str, dict[str, float]] = field(default_factory=dict)
+    # feature -> total gain of the model scored (so a later step plots it without the booster)
+    feature_importance: dict[str, float] = field(default_factory=dict)
 
     def flat_metrics(self) -> dict[str, float]:
         """MLflow metric names: model metrics bare, baselines prefixed (industry_popularity_ndcg_at_10)."""
@@ -235,8 +237,10 @@ def evaluate(
         curve[name] = [c[k] for k in CURVE_KS]
 
     model = summaries["model"]
+    gains = booster.feature_importance(importance_type="gain")
     return Evaluation(
         ratio_ci=_ratio_cis(summaries),
+        feature_importance=dict(zip(booster.feature_name(), map(float, gains), strict=True)),
         split=split,
         metrics=model.metrics,
         baselines={n: s.metrics for n, s in summaries.items() if n != "model"},

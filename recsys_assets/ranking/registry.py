@@ -105,17 +105,26 @@ def _pip_requirements() -> list[str]:
 
 
 def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
-    """Feature importance and the NDCG@k curve against the baselines, as PNG files in `out`."""
+    """Feature importance and the NDCG@k curve against the baselines, as PNG files in `out`.
+
+    The importance comes from the evaluation when it carries it (then `trained` may be None).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     files = []
-    gain = trained.booster.feature_importance(importance_type="gain")
-    order = sorted(range(len(gain)), key=lambda i: gain[i])
+    by_feature = getattr(evaluation, "feature_importance", None) or dict(
+        zip(
+            trained.features,
+            trained.booster.feature_importance(importance_type="gain"),
+            strict=True,
+        )
+    )
+    names = sorted(by_feature, key=lambda f: by_feature[f])
     fig, ax = plt.subplots(figsize=(7, 6))
-    ax.barh([trained.features[i] for i in order], [gain[i] for i in order])
+    ax.barh(names, [by_feature[f] for f in names])
     ax.set_title("Feature importance (total gain)")
     fig.tight_layout()
     files.append(out / "feature_importance.png")
