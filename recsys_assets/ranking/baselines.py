@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 KIND = "baseline"  # meta.json "kind" of a baseline pyfunc (a ranker's has none)
 DEPTH = 50
 KNN_NEIGHBOURS = 50
-KNN_POOL = 20_000  # the latest restaurants with a finished first window
+KNN_POOL = 5_000  # the latest restaurants with a finished first window (recent baskets, small join)
 KNN_MAX_DF = 0.2  # tokens on more than this share of the pool's menus are dropped
 TOKEN_PRIOR_DEPTH = 100  # industry first-window list the token scores re-weight
 TABLES = ("bl_prod", "bl_ind", "bl_token_prod", "bl_knn_tok", "bl_knn_buy")
@@ -209,7 +209,11 @@ def holdout_rankings(
     con: duckdb.DuckDBPyConnection, dataset, split: str = "test", depth: int = DEPTH
 ) -> dict[str, pd.DataFrame]:
     """Every baseline's ranking of `split`'s queries, with tables as of the dataset's cutoff."""
-    scorer = BaselineScorer(baseline_tables(con, dataset.cutoff, dataset.config.horizon_days))
+    threads = con.execute("SELECT current_setting('threads')").fetchone()
+    scorer = BaselineScorer(
+        baseline_tables(con, dataset.cutoff, dataset.config.horizon_days),
+        threads=int(threads[0]) if threads else 1,
+    )
     qs = con.execute(
         "SELECT restaurant_id, industry FROM rk_queries WHERE split = $s", {"s": split}
     ).df()
