@@ -672,7 +672,7 @@ DECISIONS_TABLE = "rk_gate_decisions"
 
 
 def save_decision(con: duckdb.DuckDBPyConnection, decision: GateDecision) -> None:
-    """The decision in the warehouse, so `recsys summary` shows it without importing MLflow."""
+    """The decision in the warehouse (decided_at in UTC), so `recsys summary` shows it without MLflow."""
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE} (decided_at TIMESTAMP, promoted BOOLEAN, "
         "challenger_version VARCHAR, champion_version VARCHAR, champion_kind VARCHAR, "
@@ -681,7 +681,8 @@ def save_decision(con: duckdb.DuckDBPyConnection, decision: GateDecision) -> Non
     )
     m = decision.metrics
     con.execute(
-        f"INSERT INTO {DECISIONS_TABLE} VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {DECISIONS_TABLE} VALUES (get_current_timestamp() AT TIME ZONE 'UTC', "
+        "?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             decision.promoted,
             decision.challenger_version,
