@@ -154,6 +154,13 @@ def label_cmd(
             min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1)."
         ),
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="online (a call per request) | batch (the OpenAI Batch API: half price, answers "
+            "within 24 h; a killed run resumes its batches). Default: RECSYS_LLM_MODE or online."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
     dry_run: Annotated[
         bool,
@@ -214,6 +221,7 @@ def label_cmd(
                 progress=progress,
                 stop_event=stopper.event,
                 engine_config=cfg,
+                mode=mode,
             )
     except LabelingAborted as exc:
         if exc.reason != "circuit_open" and (exc.report is None or exc.report.labeler != "cascade"):
@@ -488,8 +496,10 @@ def _summary(report, output: Path) -> str:
         parts.append(
             f"labeled now {report.labeled_this_run}, from ledger {report.reused_from_ledger}, "
             f"offline {report.offline_answered}; {report.llm_calls} calls, "
-            f"{report.tokens_in:,}+{report.tokens_out:,} tokens, ~${report.estimated_cost_usd:.4f}; "
-            f"invalid {report.invalid}, failed {report.failed}"
+            f"{report.tokens_in:,}+{report.tokens_out:,} tokens ({report.tokens_cached:,} cached), "
+            f"~${report.estimated_cost_usd:.4f}"
+            + (" at the batch price" if report.mode == "batch" else "")
+            + f"; invalid {report.invalid}, failed {report.failed}"
         )
         if report.latency_p50_ms is not None:
             parts.append(
@@ -703,7 +713,8 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     lines = [
         (
             f"ledger {stats['path']}: {stats['rows']} rows {by_status}; tokens "
-            f"{stats['tokens_in']:,} in / {stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"
+            f"{stats['tokens_in']:,} in ({stats.get('tokens_cached', 0):,} cached) / "
+            f"{stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"
         ),
         (
             f"current fingerprint {cur['fingerprint']} ({_describe(p)}; from the settings and prompt "
@@ -726,6 +737,14 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
             f"{_describe(g['params'])} ({g['prompt_version'] or '?'})"
         )
     lines.append("(* = the current fingerprint)")
+    for mode, m in (stats.get("by_mode") or {}).items():
+        lines.append(
+            f"mode {mode}: {m['rows']} rows, tokens {m['tokens_in']:,} in ({m['tokens_cached']:,} "
+            f"cached) / {m['tokens_out']:,} out, cost ~${m['cost_usd']:.4f}"
+        )
+    if stats.get("batches"):
+        states = ", ".join(f"{k} {v}" for k, v in stats["batches"].items())
+        lines.append(f"batches (Batch API jobs): {states}")
     return lines
 
 
