@@ -289,3 +289,40 @@ def test_online_path_records_cached_tokens(env, server, recsys_home, monkeypatch
     assert rep.tokens_cached > 0 and rep.tokens_cached < rep.tokens_in
     cached = ledger_rows(recsys_home, "SELECT sum(tokens_cached), min(mode) FROM labels")
     assert cached == [(rep.tokens_cached, "online")]
+
+
+def test_asset_run_config_mode_batch(recsys_home, server, tmp_path, monkeypatch):
+    """The Dagster config option: restaurant_industry with mode=batch asks only the Batch API."""
+    import dagster as dg
+
+    from recsys_assets.config import load_settings
+    from recsys_assets.definitions import build_defs
+    from recsys_assets.sample_data import generate_sample
+
+    data = tmp_path / "data"
+    files = generate_sample(data, n_restaurants=20, seed=3, fmt="csv")
+    for k, v in {
+        "RECSYS_DATA_DIR": str(data),
+        "OPENAI_API_KEY": KEY,
+        "OPENAI_BASE_URL": server.base_url,
+        "RECSYS_LABELER": "llm",
+        "RECSYS_LLM_BATCH_POLL": "0.02",
+        "RECSYS_LLM_STRUCTURED": "json_schema",
+    }.items():
+        monkeypatch.setenv(k, v)
+    result = (
+        build_defs(load_settings())
+        .resolve_job_def("rebuild_job")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            asset_selection=[dg.AssetKey("restaurants"), dg.AssetKey("restaurant_industry")],
+            run_config={"ops": {"restaurant_industry": {"config": {"mode": "batch"}}}},
+        )
+    )
+    assert result.success
+    distinct = pd.read_csv(files.restaurants)[["name", "menu", "description"]].drop_duplicates()
+    assert server.requests == 0  # no online call
+    assert len(server.submitted) == len(distinct) and max(server.submitted.values()) == 1
+    [mat] = result.asset_materializations_for_node("restaurant_industry")
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["mode"] == "batch" and meta["labeled_this_run"] == 20
