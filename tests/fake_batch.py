@@ -129,7 +129,7 @@ class FakeBatchAPI:
         fields: dict[str, Any] = {}
         for part in msg.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            fields[name] = (part.get_filename(), part.get_payload(decode=True))
+            fields[str(name)] = (part.get_filename(), part.get_payload(decode=True))
         filename, data = fields.get("file", (None, b""))
         purpose = (fields.get("purpose", (None, b""))[1] or b"").decode()
         obj = self._store(data or b"", purpose, filename or "upload.jsonl")

@@ -244,7 +244,7 @@ class FakeOpenAI:
             seen = key in self._prefixes
             self._prefixes.add(key)
         cached = (prefix // 128) * 128 if seen and prefix >= self.cache_min_tokens else 0
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": approx_tokens(prompt) + 4 * len(messages),
             "completion_tokens": approx_tokens(content),
             "prompt_tokens_details": {"cached_tokens": cached},

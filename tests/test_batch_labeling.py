@@ -326,3 +326,64 @@ def test_asset_run_config_mode_batch(recsys_home, server, tmp_path, monkeypatch)
     [mat] = result.asset_materializations_for_node("restaurant_industry")
     meta = {k: v.value for k, v in mat.metadata.items()}
     assert meta["mode"] == "batch" and meta["labeled_this_run"] == 20
+
+
+def test_a_ledger_of_the_previous_schema_gains_the_new_columns(tmp_path):
+    """Opening a version-2 ledger (no tokens_cached, mode, batch tables) keeps its rows and adds
+    them: no answer is lost or paid again after the upgrade."""
+    from recsys_assets.labeling.ledger import LedgerRecord
+
+    path = tmp_path / "old.sqlite"
+    with Ledger(path) as led:
+        led.record("fp", [LedgerRecord("k1", "ok", "korean", 0.9)], model="m", prompt_version="v")
+    con = sqlite3.connect(path)
+    for sql in (
+        "ALTER TABLE labels DROP COLUMN tokens_cached",
+        "ALTER TABLE labels DROP COLUMN mode",
+        "DROP TABLE batch_rows",
+        "DROP TABLE batches",
+        "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    ):
+        con.execute(sql)
+    con.commit()
+    con.close()
+    with Ledger(path) as led:
+        assert led.lookup("fp", ["k1"])["k1"].industry == "korean"
+        led.record(
+            "fp",
+            [LedgerRecord("k2", "ok", "pizza", 0.8, tokens_in=10, tokens_cached=4, mode="batch")],
+            model="m",
+            prompt_version="v",
+        )
+        rows = {r["input_key"]: r for r in led.iter_rows()}
+        stats = led.stats()
+    assert (rows["k1"]["mode"], rows["k1"]["tokens_cached"]) == ("online", 0)
+    assert (rows["k2"]["mode"], rows["k2"]["tokens_cached"]) == ("batch", 4)
+    assert stats["tokens_cached"] == 4 and set(stats["by_mode"]) == {"online", "batch"}
+
+
+def test_dry_run_prices_batch_mode_at_the_batch_price(
+    env, server, recsys_home, tmp_path, monkeypatch
+):
+    import typer
+    from typer.testing import CliRunner
+
+    from recsys_assets.labeling.commands import register
+
+    monkeypatch.setenv("RECSYS_LLM_PRICE_IN", "150")  # x1000: a cost the 4 printed decimals hold
+    monkeypatch.setenv("RECSYS_LLM_PRICE_OUT", "600")
+    app = typer.Typer()
+    register(app)
+    src = tmp_path / "in.csv"
+    make_input(src)
+
+    def cost(mode: str) -> float:
+        res = CliRunner().invoke(
+            app, ["label", str(src), "--dry-run", "--labeler", "llm", "--mode", mode]
+        )
+        assert res.exit_code == 0, res.output
+        line = next(x for x in res.output.splitlines() if "estimated cost" in x)
+        return float(line.split("$")[1].split()[0])
+
+    assert cost("batch") == pytest.approx(cost("online") * 0.5, rel=1e-3)
+    assert server.requests == 0 and server.submitted == {}

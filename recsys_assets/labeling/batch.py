@@ -252,6 +252,7 @@ class BatchRunner:
         if remote.status != "completed":
             errors = getattr(getattr(remote, "errors", None), "data", None) or []
             why = "; ".join(str(getattr(e, "message", e)) for e in errors)[:300]
+            why = scrub(why, self.labeler.secrets)
             note = f"{remote.status}{': ' + why if why else ''} (unfinished rows go again)"
         self.ledger.batch_update(b.batch_key, state="closed", note=note)
 

@@ -191,7 +191,7 @@ def label_cmd(
     if dry_run:
         if output is not None:
             _check_output(output)  # the real run would refuse it: say so now
-        _dry_run(input_path, _labeler_arg(labeler), max_concurrency, items_per_call)
+        _dry_run(input_path, _labeler_arg(labeler), max_concurrency, items_per_call, mode)
         return
     if output is None:
         _err("error: give --output/-o FILE (.csv or .parquet), or --dry-run to only see the plan")
@@ -317,7 +317,11 @@ def _labeler_arg(labeler: str | None) -> str | None:
 
 
 def _dry_run(
-    input_path: Path, labeler: str | None, max_concurrency: int | None, items_per_call: int | None
+    input_path: Path,
+    labeler: str | None,
+    max_concurrency: int | None,
+    items_per_call: int | None,
+    mode: str | None = None,
 ) -> None:
     """Print the plan of `recsys label` (rows, ledger hits, calls, tokens, cost, time); exit 0."""
     from recsys_assets.config import ConfigError
@@ -335,7 +339,7 @@ def _dry_run(
         cfg = EngineConfig.from_settings(
             settings.llm, max_concurrency=max_concurrency, items_per_call=items_per_call
         )
-        plan = plan_labeling(df, labeler=labeler, settings=settings, engine_config=cfg)
+        plan = plan_labeling(df, labeler=labeler, settings=settings, engine_config=cfg, mode=mode)
     except (ConfigError, ValueError, LedgerError) as exc:
         _err(f"error: {exc}")
         raise typer.Exit(2) from None
@@ -407,7 +411,12 @@ def _plan_lines(plan, settings) -> list[str]:
                 row(
                     "estimated cost",
                     f"${e.cost_usd:.4f}",
-                    f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens)",
+                    f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens"
+                    + (
+                        f", x{settings.llm.batch_price_factor:g} through the Batch API)"
+                        if plan.mode == "batch"
+                        else ")"
+                    ),
                 )
             )
         lines.append(

@@ -225,6 +225,7 @@ class LabelingPlan:
     model: str | None = None
     fingerprint: str | None = None
     estimate: Any = None  # estimate.Estimate when anything would be sent
+    mode: str = "online"  # batch: the cost is at the Batch API's price
 
 
 def plan_labeling(
@@ -235,6 +236,7 @@ def plan_labeling(
     llm_options: Any | None = None,
     engine_config: Any | None = None,
     cascade_margin: float | None = None,
+    mode: str | None = None,
 ) -> LabelingPlan:
     """The dry run of `label_frame` with the same arguments: the same routing, input keys and
     fingerprint, read against the ledger without creating, claiming or writing anything."""
@@ -245,7 +247,11 @@ def plan_labeling(
     names, menus, descs = _texts(df)
     _, offline_rows, llm_rows = _route(kind, names, menus, descs, settings, cascade_margin)
     plan = LabelingPlan(
-        labeler=kind, total=len(df), offline_answered=len(offline_rows), llm_rows=len(llm_rows)
+        labeler=kind,
+        total=len(df),
+        offline_answered=len(offline_rows),
+        llm_rows=len(llm_rows),
+        mode=_resolve_mode(mode, settings),
     )
     if not llm_rows:
         return plan
@@ -275,7 +281,9 @@ def plan_labeling(
     plan.items_per_call, plan.max_concurrency = cfg.items_per_call, cfg.max_concurrency
     plan.model, plan.fingerprint = opts.model, fp
     if pending:
-        plan.estimate = _estimate(pending, opts, cfg, settings.llm.assumed_latency_s, latencies)
+        plan.estimate = _estimate(
+            pending, opts, cfg, settings.llm.assumed_latency_s, latencies, plan.mode == "batch"
+        )
     return plan
 
 
@@ -292,11 +300,13 @@ def current_fingerprint(
     return fingerprint(params), params
 
 
-def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms: list[float]):
+def _estimate(
+    pending, opts, cfg, assumed_latency_s: float | None, latencies_ms: list[float], batch=False
+):
     """Tokens, cost and wall time of sending `pending` as the engine would (see estimate.py)."""
     from recsys_assets.labeling import estimate as est
     from recsys_assets.labeling.engine import call_items
-    from recsys_assets.labeling.llm import estimate_cost, price_per_1m
+    from recsys_assets.labeling.llm import price_per_1m
 
     units = [
         pending[i : i + cfg.items_per_call] for i in range(0, len(pending), cfg.items_per_call)
@@ -321,7 +331,7 @@ def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms:
         tokens=tokens_in + tokens_out,
     )
     priced = price_per_1m(opts.model, opts.prices) is not None
-    cost = estimate_cost(opts.model, tokens_in, tokens_out, opts.prices) if priced else None
+    cost = opts.cost(tokens_in, tokens_out, 0, batch=batch) if priced else None
     return est.Estimate(len(calls), tokens_in, tokens_out, cost, latency, source, wall, bound)
 
 
