@@ -466,6 +466,9 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
         add(_table(["what", "figure"], [[a, b] for a, b in lab["lines"]]) + "\n")
     if linfo and linfo["rc"]:
         add(_failed("labeling.py", linfo))
+    if lab and "cost_modes_md" in lab:
+        add("## Labeling: cost per 1,000 restaurants, online vs Batch API vs cascade\n")
+        add(lab["cost_modes_md"])
     if lab and "real_models_md" in lab:
         add(
             "## Labeling: cascade accuracy per model and per confidence band on the real-world set\n"

@@ -23,6 +23,7 @@ DEFAULT_LLM_MODEL = "gpt-4o-mini"
 # How the answer's JSON shape is requested: `auto` probes json_schema -> tool -> json_object on the
 # first call of a run and keeps the first one the server accepts (docs/labeling.md).
 STRUCTURED_METHODS = ("auto", "json_schema", "tool", "json_object")
+LLM_MODES = ("online", "batch")  # how the LLM is asked: one call per request, or the Batch API
 DEFAULT_LEASE_SECONDS = 600.0
 DEFAULT_CASCADE_MARGIN = 0.35
 # A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
@@ -135,6 +136,12 @@ class LLMSettings:
     # default for a hosted model): RECSYS_LLM_ASSUMED_LATENCY.
     assumed_latency_s: float | None = None
     cascade_routing: str | None = None  # RECSYS_CASCADE_ROUTING; None: the packaged routing file
+    # Cached input tokens cost this share of the input price (RECSYS_LLM_CACHED_PRICE_FACTOR);
+    # the Batch API this share of the online price (RECSYS_LLM_BATCH_PRICE_FACTOR).
+    cached_price_factor: float = 0.5
+    batch_price_factor: float = 0.5
+    mode: str = "online"  # online | batch (RECSYS_LLM_MODE): how the LLM is asked
+    batch_poll_s: float = 30.0  # between two looks at a running batch (RECSYS_LLM_BATCH_POLL)
 
     @property
     def api_key_value(self) -> str | None:
@@ -342,6 +349,10 @@ def _llm_from_env() -> LLMSettings:
             else None
         ),
         cascade_routing=_env("RECSYS_CASCADE_ROUTING"),
+        cached_price_factor=_non_negative("RECSYS_LLM_CACHED_PRICE_FACTOR", 0.5),
+        batch_price_factor=_non_negative("RECSYS_LLM_BATCH_PRICE_FACTOR", 0.5),
+        mode=_choice("RECSYS_LLM_MODE", LLM_MODES),
+        batch_poll_s=_positive("RECSYS_LLM_BATCH_POLL", 30.0),
     )
 
 

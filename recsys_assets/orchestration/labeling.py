@@ -6,6 +6,7 @@ holds the DuckDB write lock; the checkpoint ledger, not Dagster, makes reruns fr
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from recsys_assets import taxonomy
 from recsys_assets.labeling import overrides
@@ -33,15 +34,28 @@ TRANSIENT_ABORTS = {"circuit_open"}
 LLM_RETRY_POLICY = backoff_policy(max_retries=3, delay=30)
 
 
+class LabelingConfig(dg.Config):
+    """Run config of the labeling assets."""
+
+    mode: str | None = Field(
+        default=None,
+        description="online | batch: batch sends the LLM requests through the OpenAI Batch API "
+        "(half price, answers within 24 h; a re-executed run resumes its batches). "
+        "None: RECSYS_LLM_MODE, default online.",
+    )
+
+
 SHARDS = dg.StaticPartitionsDefinition([str(i) for i in range(N_SHARDS)])
 
 
-def _label(context: dg.AssetExecutionContext, frame: pd.DataFrame, settings):
+def _label(context: dg.AssetExecutionContext, frame: pd.DataFrame, settings, mode: str | None):
     """Run the labeling engine; decide what Dagster should do when it stops early."""
     from recsys_assets.labeling.service import label_frame
 
     try:
-        labels, report = label_frame(frame, settings=settings, progress=False)
+        labels, report = label_frame(frame, settings=settings, progress=False, mode=mode)
+    except ValueError as exc:  # e.g. an unknown mode: configuration, not worth a retry
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except LabelingAborted as exc:
         if exc.reason in TRANSIENT_ABORTS:
             raise  # the provider is down or throttling: the RetryPolicy tries again later
@@ -54,7 +68,8 @@ def _label(context: dg.AssetExecutionContext, frame: pd.DataFrame, settings):
         )
     context.log.info(
         f"{report.labeler}: {report.labeled_this_run} labeled, {report.reused_from_ledger} from the ledger, "
-        f"{report.llm_calls} LLM calls, ~${report.estimated_cost_usd:.4f}"
+        f"{report.llm_calls} LLM calls ({report.mode}), {report.tokens_cached} cached tokens, "
+        f"~${report.estimated_cost_usd:.4f}"
     )
     return labels, report
 
@@ -80,6 +95,7 @@ def _overrides(con, settings) -> pd.DataFrame:
 )
 def restaurant_industry_shard(
     context: dg.AssetExecutionContext,
+    config: LabelingConfig,
     recsys: RecsysConfig,
     warehouse: WarehouseResource,
     llm: LLMResource,
@@ -94,7 +110,7 @@ def restaurant_industry_shard(
             inputs = inputs[
                 ~overrides.overridden_mask(inputs["restaurant_id"], _overrides(con, settings))
             ]
-        labels, report = _label(context, inputs.reset_index(drop=True), settings)
+        labels, report = _label(context, inputs.reset_index(drop=True), settings, config.mode)
         with warehouse.get_connection() as con:
             rows = labels_sql.write_shard(con, shard, inputs, labels)
     return dg.MaterializeResult(
@@ -119,6 +135,7 @@ def restaurant_industry_shard(
 )
 def restaurant_industry(
     context: dg.AssetExecutionContext,
+    config: LabelingConfig,
     recsys: RecsysConfig,
     warehouse: WarehouseResource,
     llm: LLMResource,
@@ -135,7 +152,7 @@ def restaurant_industry(
         parts = [from_shards] if len(from_shards) else []
         report = None
         if len(todo):
-            labels, report = _label(context, todo.reset_index(drop=True), settings)
+            labels, report = _label(context, todo.reset_index(drop=True), settings, config.mode)
             parts.append(labels)
         combined = pd.concat(parts, ignore_index=True) if parts else from_shards
         combined = overrides.apply(combined, fixed)  # a human correction wins over every labeler

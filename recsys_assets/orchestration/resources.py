@@ -113,6 +113,14 @@ class LLMResource(dg.ConfigurableResource):
     price_out: float | None = Field(
         default=None, description="RECSYS_LLM_PRICE_OUT (USD / 1M tokens)"
     )
+    cached_price_factor: float = Field(
+        default=0.5, description="RECSYS_LLM_CACHED_PRICE_FACTOR (cached input / input price)"
+    )
+    batch_price_factor: float = Field(
+        default=0.5, description="RECSYS_LLM_BATCH_PRICE_FACTOR (Batch API / online price)"
+    )
+    mode: str = Field(default="online", description="RECSYS_LLM_MODE: online | batch")
+    batch_poll_s: float = Field(default=30.0, description="RECSYS_LLM_BATCH_POLL (seconds)")
 
     @classmethod
     def from_settings(cls, llm: LLMSettings, *, key_set: bool) -> LLMResource:
