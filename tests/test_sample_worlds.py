@@ -18,7 +18,7 @@ import pytest
 
 from recsys_assets import sample_worlds
 from recsys_assets.datafiles import DataFileError
-from recsys_assets.sample_data import generate_sample, oracle_scores
+from recsys_assets.sample_data import _parse_catalog, generate_sample, oracle_scores
 from recsys_assets.sample_worlds import (
     RANDOM_WORLD,
     ceiling_scores,
@@ -290,3 +290,23 @@ def test_the_default_world_is_the_one_the_project_was_tuned_on():
     worlds, _ = load_worlds()
     assert [w for w in worlds.values() if w.tuned_on] == [worlds["default"]]
     assert dataclasses.replace(worlds["default"], tuned_on=False).is_default
+
+
+def test_the_pipeline_generates_the_configured_world(tmp_path, monkeypatch):
+    from recsys_assets.config import ConfigError, load_settings
+    from recsys_assets.sources import ensure_source_dir
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.delenv("RECSYS_DATA_DIR", raising=False)
+    monkeypatch.delenv("RECSYS_SAMPLE_WORLD", raising=False)
+    assert load_settings().sample_dir.name == "small-seed42"  # the default world's folder as before
+    monkeypatch.setenv("RECSYS_SAMPLE_WORLD", "Long_Tail")
+    settings = load_settings()
+    assert settings.sample_dir.name == "small-seed42-long_tail"
+    source = ensure_source_dir(settings)
+    assert source == settings.sample_dir
+    products = pd.read_parquet(source / "products.parquet")
+    assert len(products) > 3 * len(_parse_catalog())  # long_tail: brand SKUs of each product
+    monkeypatch.setenv("RECSYS_SAMPLE_WORLD", "nope")
+    with pytest.raises(ConfigError, match="RECSYS_SAMPLE_WORLD must be one of default, recipe"):
+        load_settings()
