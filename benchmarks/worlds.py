@@ -106,6 +106,29 @@ def _ceiling(con, gt: Path) -> pd.Series:
     return summarize(ranked, truth, queries).per_query.set_index("query_id")[METRIC]
 
 
+def _ratios(ev, rec: _SummaryRecorder, model_q: pd.Series | None) -> dict[str, tuple]:
+    """model / baseline (ratio, CI low, CI high) per servable baseline: the evaluation's own
+    figures when it computes them (`Evaluation.ratio_ci`, what the promotion gate reads), else a
+    paired bootstrap over the per-query NDCG@10 recorded while it ran."""
+    own = getattr(ev, "ratio_ci", None) or {}
+    out: dict[str, tuple] = {}
+    for name, metrics in ev.baselines.items():
+        if name in NOT_BASELINES:
+            continue
+        if name in own:
+            ci = own[name]
+            out[name] = (ci["ratio"], ci["ci_low"], ci["ci_high"])
+            continue
+        base_q = rec.per_query(metrics)
+        if model_q is None or base_q is None:
+            print(f"warning: no per-query figures for {name}: its CI is left out", flush=True)
+            continue
+        # a query a method left unranked scores 0 there, as in the evaluation
+        b = base_q.reindex(model_q.index).fillna(0.0)
+        out[name] = paired_ratio_ci(model_q.to_numpy(), b.to_numpy())
+    return out
+
+
 def run_one(work: Path, world: str, seed: int, scale: str, n_r: int | None, labels: str) -> dict:
     """One (world, seed): sample, warehouse, dataset, train, evaluate, ratios and the ceiling."""
     from benchmarks.ranking import prepare_warehouse
@@ -134,12 +157,9 @@ def run_one(work: Path, world: str, seed: int, scale: str, n_r: int | None, labe
         "ratios": {},
         "seconds": 0.0,
     }
-    for name, metrics in ev.baselines.items():
-        base_q = rec.per_query(metrics)
-        if name in NOT_BASELINES or model_q is None or base_q is None:
-            continue
-        a, b = model_q.align(base_q, join="inner")
-        res["ratios"][name] = paired_ratio_ci(a.to_numpy(), b.to_numpy())
+    res["ratios"] = _ratios(ev, rec, model_q)
+    servable = [n for n in res["baselines"] if n not in NOT_BASELINES]
+    res["strongest"] = max(servable, key=lambda n: res["baselines"][n]) if servable else None
     ind = res["baselines"].get("industry_popularity", float("nan"))
     gap = res["ceiling"] - ind
     res["gap_share"] = (res["model"] - ind) / gap if gap > 1e-9 else float("nan")
@@ -186,11 +206,11 @@ def markdown(results: list[dict]) -> str:
             "-" if np.isnan(r["gap_share"]) else f"{r['gap_share']:.0%}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", _summary(results, names)]
+    lines += ["", _summary(results)]
     return "\n".join(lines)
 
 
-def _summary(results: list[dict], names: list[str]) -> str:
+def _summary(results: list[dict]) -> str:
     """Per world: mean ratio to industry popularity and to the strongest baseline, and in how many
     seeds the CI against the strongest baseline lies above 1."""
     head = [
@@ -205,10 +225,7 @@ def _summary(results: list[dict], names: list[str]) -> str:
     for world in dict.fromkeys(r["world"] for r in results):
         rs = [r for r in results if r["world"] == world]
         ind = [r["ratios"].get("industry_popularity", (float("nan"),) * 3)[0] for r in rs]
-        strongest = [
-            r["ratios"].get(max(names, key=lambda n: r["baselines"].get(n, -1.0)), (np.nan,) * 3)
-            for r in rs
-        ]
+        strongest = [r["ratios"].get(r["strongest"], (np.nan,) * 3) for r in rs]
         above = sum(1 for s in strongest if s[1] > 1.0)
         tag = " (tuned on)" if rs[0]["tuned_on"] else ""
         lines.append(
