@@ -415,32 +415,67 @@ def _sample_base_products(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Base product per line: every cooked dish (listed or not) + weighted staples, the seasonal
-    and onboarding mix of the line's month; or one of the restaurant's idiosyncratic products."""
+    and onboarding mix of the line's month; or one of the restaurant's idiosyncratic products.
+
+    Lines are grouped by restaurant, so restaurants are handled in chunks (bounded memory)."""
     n, n_p = len(rest["ids"]), model.n_products
     out = np.empty(len(line_rest), dtype=np.int64)
     noise_set = rng.integers(0, n_p, size=(n, sd._NOISE_SET))
     is_noise = rng.random(len(line_rest)) < world.noise_share
     pick = rng.integers(0, sd._NOISE_SET, size=len(line_rest))
     out[is_noise] = noise_set[line_rest[is_noise], pick[is_noise]]
-    counts = np.zeros((n, len(model.items)))
-    np.add.at(counts, (rest["item_rows"], rest["item_ids"]), 1.0)
-    weights = world.staple_weight * model.staples[rest["industry_idx"]] + world.item_weight * (
-        counts @ model.item_matrix
-    )
-    season, boost = _season(model, world), _boost_vector(model, world)
     u = rng.random(len(line_rest))
-    offsets = np.arange(n, dtype=float)[:, None]
-    for m in range(12):
-        for early in (False, True):
-            sel = ~is_noise & (line_month == m) & (line_early == early)
+    chunk = sd._CHUNK_RESTAURANTS
+    bounds = np.searchsorted(line_rest, np.arange(0, n + chunk, chunk))
+    item_rows, item_ids = rest["item_rows"], rest["item_ids"]
+    for k, c0 in enumerate(range(0, n, chunk)):
+        c1, lo, hi = min(n, c0 + chunk), bounds[k], bounds[k + 1]
+        sel_items = (item_rows >= c0) & (item_rows < c1)
+        counts = np.zeros((c1 - c0, len(model.items)))
+        np.add.at(counts, (item_rows[sel_items] - c0, item_ids[sel_items]), 1.0)
+        weights = world.staple_weight * model.staples[rest["industry_idx"][c0:c1]]
+        weights += world.item_weight * (counts @ model.item_matrix)
+        lines = slice(lo, hi)
+        out[lines] = _draw_lines(
+            model,
+            world,
+            weights,
+            line_rest[lines] - c0,
+            line_month[lines],
+            line_early[lines],
+            u[lines],
+            ~is_noise[lines],
+            out[lines],
+        )
+    return out
+
+
+def _draw_lines(
+    model: sd._Model,
+    world: World,
+    weights: np.ndarray,
+    rl: np.ndarray,
+    months: np.ndarray,
+    early: np.ndarray,
+    u: np.ndarray,
+    structural: np.ndarray,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Inverse-CDF draws of one chunk's structural lines, per (month, onboarding) mix."""
+    n_p = model.n_products
+    season, boost = _season(model, world), _boost_vector(model, world)
+    out = out.copy()
+    for m in np.unique(months[structural]):
+        for first_month in (False, True):
+            sel = structural & (months == m) & (early == first_month)
             if not sel.any():
                 continue
-            rows = np.unique(line_rest[sel])
-            w = weights[rows] * season[m][None, :] * (boost[None, :] if early else 1.0)
+            rows = np.unique(rl[sel])
+            w = weights[rows] * season[m][None, :] * (boost[None, :] if first_month else 1.0)
             cum = np.cumsum(w, axis=1)
             cum /= cum[:, -1:]
-            local = np.searchsorted(rows, line_rest[sel])
-            flat = (cum + offsets[: len(rows)]).ravel()
+            local = np.searchsorted(rows, rl[sel])
+            flat = (cum + np.arange(len(rows), dtype=float)[:, None]).ravel()
             idx = np.searchsorted(flat, local + u[sel], side="right")
             out[sel] = np.minimum(idx - local * n_p, n_p - 1)
     return out
