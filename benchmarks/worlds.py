@@ -1,6 +1,7 @@
 """The ranker against every baseline on several generating worlds and seeds (issue 13).
 
-Usage: .venv/bin/python benchmarks/worlds.py [--worlds default recipe menu_items long_tail random]
+Usage: .venv/bin/python benchmarks/worlds.py [--worlds default recipe menu_items long_tail
+           house_menus random]
            [--seeds 1 2] [--scale small] [--n-restaurants N] [--labels offline|truth]
            [--report-json PATH]
 
@@ -34,7 +35,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.common import write_json  # noqa: E402
 
-DEFAULT_WORLDS = ("default", "recipe", "menu_items", "long_tail", "random")
+DEFAULT_WORLDS = ("default", "recipe", "menu_items", "long_tail", "house_menus", "random")
 DEFAULT_SEEDS = (1, 2)
 BOOTSTRAP = 2000
 NOT_BASELINES = ("oracle",)  # upper bounds, not something we could ship

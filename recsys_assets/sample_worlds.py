@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -72,6 +73,7 @@ class World:
     churn_min_days: int = 60
     churn_mean_days: float = 200.0
     noise_share: float = 0.12
+    menu_affix_share: float = 0.0
     seed: int | None = field(default=None, compare=False)  # the seed a random world was drawn with
 
     @property
@@ -100,6 +102,7 @@ _WORLD_KEYS = {
     "onboarding",
     "weekly",
     "churn",
+    "menu_affix_share",
 }
 
 
@@ -136,7 +139,7 @@ def _parse_world(path: Path, name: str, spec: Any, line: int) -> World:
         if set(spec) - {"description", "tuned_on"}:
             raise DataFileError(f"{path}:{line}: the default world takes no knobs")
         return World(name, str(spec.get("description", "")), bool(spec.get("tuned_on", False)))
-    missing = _WORLD_KEYS - {"tuned_on"} - set(spec)
+    missing = _WORLD_KEYS - {"tuned_on", "menu_affix_share"} - set(spec)
     if missing:
         raise DataFileError(f"{path}:{line}: world {name!r}: missing keys {sorted(missing)}")
 
@@ -155,6 +158,7 @@ def _parse_world(path: Path, name: str, spec: Any, line: int) -> World:
     brands = _pair(w("substitutes"), subs["brands"], 1, 20)
     plain: dict[str, Any] = {k: _num(w(k), spec[k], 0.0, 1.0) for k in _SHARES}
     plain.update({k: _num(w(k), spec[k], 0.0, 100.0) for k in _POSITIVE})
+    plain["menu_affix_share"] = _num(w("menu_affix_share"), spec.get("menu_affix_share", 0), 0, 1)
     return World(
         name=name,
         description=str(spec["description"]),
@@ -174,12 +178,20 @@ def _parse_world(path: Path, name: str, spec: Any, line: int) -> World:
     )
 
 
+_TOP_KEYS = {"worlds", "random", "menu_affixes"}
+
+
 @functools.cache
 def load_worlds(path: Path = WORLDS_PATH) -> tuple[dict[str, World], dict]:
     """(named worlds, the `random:` ranges), validated once per process."""
     doc = load_yaml(path)
-    if not isinstance(doc, LocatedDict) or set(doc) != {"worlds", "random"}:
-        raise DataFileError(f"{path}:1: top-level keys must be exactly 'worlds' and 'random'")
+    if not isinstance(doc, LocatedDict) or set(doc) != _TOP_KEYS:
+        raise DataFileError(f"{path}:1: top-level keys must be exactly {sorted(_TOP_KEYS)}")
+    affixes = doc["menu_affixes"]
+    if not isinstance(affixes, dict) or set(affixes) != {"prefix", "suffix"}:
+        raise DataFileError(
+            f"{path}:{doc.line_of('menu_affixes')}: menu_affixes needs exactly prefix and suffix"
+        )
     worlds = doc["worlds"]
     if not isinstance(worlds, LocatedDict) or DEFAULT_WORLD not in worlds or RANDOM_WORLD in worlds:
         raise DataFileError(
@@ -187,7 +199,7 @@ def load_worlds(path: Path = WORLDS_PATH) -> tuple[dict[str, World], dict]:
             f"and must not define {RANDOM_WORLD!r} (a reserved name)"
         )
     parsed = {n: _parse_world(path, str(n), s, worlds.line_of(n)) for n, s in worlds.items()}
-    return parsed, dict(doc["random"])
+    return parsed, {**doc["random"], "menu_affixes": {k: list(v) for k, v in affixes.items()}}
 
 
 def world_names() -> list[str]:
@@ -241,6 +253,7 @@ def _random_world(r: dict, seed: int) -> World:
         churn_min_days=i("churn_min_days"),
         churn_mean_days=u("churn_mean_days"),
         noise_share=u("noise_share"),
+        menu_affix_share=u("menu_affix_share"),
         seed=int(seed),
     )
 
@@ -346,6 +359,32 @@ def _chooser(world: World, wrnd: random.Random) -> sd.Chooser:
         return chosen, [it for i, it in enumerate(chosen) if i in keep_ix]
 
     return choose
+
+
+_FIRST_WORD = re.compile(r"[가-힣]")
+_LAST_WORD = re.compile(r"([가-힣])(?!.*[가-힣])")
+
+
+def _house_menus(menus: list[str], share: float, wrnd: random.Random) -> list[str]:
+    """Glue a house prefix or suffix (worlds.yaml `menu_affixes`) to a share of the listed dishes:
+    the dishes stay the same, their text no longer matches the shared dish vocabulary."""
+    if share <= 0:
+        return menus
+    affixes = load_worlds()[1]["menu_affixes"]
+    out = []
+    for menu in menus:
+        items = menu.split("|") if menu else []
+        for i, item in enumerate(items):
+            if wrnd.random() >= share:
+                continue
+            if wrnd.random() < 0.5:
+                prefix = wrnd.choice(affixes["prefix"])
+                items[i] = _FIRST_WORD.sub(lambda m, p=prefix: p + m.group(0), item, count=1)
+            else:
+                suffix = wrnd.choice(affixes["suffix"])
+                items[i] = _LAST_WORD.sub(lambda m, x=suffix: m.group(1) + x, item, count=1)
+        out.append("|".join(items))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,6 +596,10 @@ def generate_world_sample(
     rng = np.random.default_rng(np.random.SeedSequence([seed, n_restaurants, 20261031, key]))
     wrnd = random.Random(int(rng.integers(0, 2**63 - 1)))  # noqa: S311 (sample data)
     rest = sd._make_restaurants(model, n_restaurants, rng, _chooser(world, wrnd))
+    if world.menu_affix_share > 0:
+        menus = _house_menus(rest["table"]["menu"].to_pylist(), world.menu_affix_share, wrnd)
+        col = rest["table"].schema.get_field_index("menu")
+        rest["table"] = rest["table"].set_column(col, "menu", pa.array(menus, pa.string()))
     churn = rest["signup"] + world.churn_min_days
     churn = churn + np.floor(rng.exponential(world.churn_mean_days, n_restaurants)).astype(np.int64)
     rest["active_until"] = np.minimum(churn, sd.REFERENCE_END.toordinal())

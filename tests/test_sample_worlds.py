@@ -18,7 +18,12 @@ import pytest
 
 from recsys_assets import sample_worlds
 from recsys_assets.datafiles import DataFileError
-from recsys_assets.sample_data import _parse_catalog, generate_sample, oracle_scores
+from recsys_assets.sample_data import (
+    _default_model,
+    _parse_catalog,
+    generate_sample,
+    oracle_scores,
+)
 from recsys_assets.sample_worlds import (
     RANDOM_WORLD,
     ceiling_scores,
@@ -169,6 +174,21 @@ def _top_brand_share(orders: pd.DataFrame, n_skus: pd.Series) -> float:
     total = lines.groupby(["restaurant_id", "base"])["n"].transform("sum")
     lines = lines[total >= 5].assign(share=lambda d: d["n"] / total[total >= 5])
     return float(lines.groupby(["restaurant_id", "base"])["share"].max().mean())
+
+
+def test_house_menus_write_the_same_dishes_beyond_the_shared_vocabulary(samples):
+    names = {name for item in _default_model().items for name in item.names}
+
+    def vocabulary_share(world):
+        menus = pd.read_parquet(samples[world][0].restaurants)["menu"]
+        items = [i.strip() for m in menus if m for i in m.split("|")]
+        return np.mean([i in names for i in items])
+
+    assert vocabulary_share("default") > 0.8
+    assert vocabulary_share("house_menus") < vocabulary_share("default") - 0.4
+    # the dishes behind the text are drawn as in the default world: as many per restaurant
+    n_items = {w: len(samples[w][1].items) for w in ("default", "house_menus")}
+    assert abs(n_items["house_menus"] / n_items["default"] - 1) < 0.1, n_items
 
 
 def test_brand_loyalty_is_measurable_against_shuffled_brands(samples):
