@@ -378,11 +378,13 @@ def _house_menus(menus: list[str], share: float, wrnd: random.Random) -> list[st
             if wrnd.random() >= share:
                 continue
             if wrnd.random() < 0.5:
-                prefix = wrnd.choice(affixes["prefix"])
-                items[i] = _FIRST_WORD.sub(lambda m, p=prefix: p + m.group(0), item, count=1)
+                at = _FIRST_WORD.search(item)
+                cut, affix = (at.start() if at else None), wrnd.choice(affixes["prefix"])
             else:
-                suffix = wrnd.choice(affixes["suffix"])
-                items[i] = _LAST_WORD.sub(lambda m, x=suffix: m.group(1) + x, item, count=1)
+                at = _LAST_WORD.search(item)
+                cut, affix = (at.end() if at else None), wrnd.choice(affixes["suffix"])
+            if cut is not None:  # items without Korean (English names) stay as they are
+                items[i] = item[:cut] + affix + item[cut:]
         out.append("|".join(items))
     return out
 
