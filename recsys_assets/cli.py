@@ -36,18 +36,30 @@ def generate_sample_cmd(
     scale: Annotated[str, typer.Option(help="small | medium | large")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 42,
     fmt: Annotated[str, typer.Option("--format", help="parquet | csv")] = "csv",
+    world: Annotated[
+        str,
+        typer.Option(
+            help="Generating mechanism: default | recipe | menu_items | long_tail | random "
+            "(recsys_assets/data/worlds.yaml; random: drawn from the seed).",
+            envvar="RECSYS_SAMPLE_WORLD",
+        ),
+    ] = "default",
 ) -> None:
     """Write a realistic sample (restaurants, products, orders + a separate ground_truth/ folder)."""
     from recsys_assets.sample_data import SCALES, generate_sample
+    from recsys_assets.sample_worlds import world_names
 
     if scale not in SCALES:
         typer.echo(f"error: --scale must be one of {', '.join(SCALES)}", err=True)
+        raise typer.Exit(2)
+    if world.strip().lower() not in world_names():
+        typer.echo(f"error: --world must be one of {', '.join(world_names())}", err=True)
         raise typer.Exit(2)
     if fmt not in ("csv", "parquet"):
         typer.echo("error: --format must be csv or parquet", err=True)
         raise typer.Exit(2)
     start = time.perf_counter()
-    files = generate_sample(out, scale=scale, seed=seed, fmt=fmt, progress=True)
+    files = generate_sample(out, scale=scale, seed=seed, fmt=fmt, progress=True, world=world)
     typer.echo(
         f"wrote {files.restaurants}, {files.products}, {files.orders} "
         f"(ground truth in {files.ground_truth}) in {time.perf_counter() - start:.1f}s"

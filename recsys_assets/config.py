@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, overload
 
 SCALES = ("small", "medium", "large")
+DEFAULT_WORLD = "default"  # the sample generator's own world (recsys_assets/data/worlds.yaml)
 LABELERS = ("auto", "offline", "llm", "cascade")
 # Deprecated spellings still accepted: `openai` was the LLM labeler's old name (the `source`
 # column always said `llm`).
@@ -196,6 +197,7 @@ class Settings:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     ranking: RankingSettings = field(default_factory=RankingSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    sample_world: str = DEFAULT_WORLD  # RECSYS_SAMPLE_WORLD: the generator's world (worlds.yaml)
 
     @property
     def llm_model(self) -> str:
@@ -238,7 +240,8 @@ class Settings:
     @property
     def sample_dir(self) -> Path:
         """Where generated sample data lands when RECSYS_DATA_DIR is unset."""
-        return self.home / "sample" / f"{self.sample_scale}-seed{self.seed}"
+        tail = "" if self.sample_world == DEFAULT_WORLD else f"-{self.sample_world}"
+        return self.home / "sample" / f"{self.sample_scale}-seed{self.seed}{tail}"
 
     @property
     def exports_dir(self) -> Path:
@@ -281,7 +284,23 @@ def load_settings(**overrides: object) -> Settings:
         )
     if "labeler" in clean:
         clean["labeler"] = normalize_labeler(str(clean["labeler"]), "labeler")
+    if "sample_world" in clean:
+        clean["sample_world"] = sample_world(str(clean["sample_world"]), "sample_world")
     return replace(settings, **clean)
+
+
+def sample_world(raw: str, name: str = "RECSYS_SAMPLE_WORLD") -> str:
+    """A world of recsys_assets/data/worlds.yaml, or `random`; the default costs no file read."""
+    world = raw.strip().lower() or DEFAULT_WORLD
+    if world == DEFAULT_WORLD:
+        return world
+    from recsys_assets.datafiles import DATA_DIR, load_yaml
+
+    doc = load_yaml(DATA_DIR / "worlds.yaml")
+    known = [*doc["worlds"], "random"]
+    if world not in known:
+        raise ConfigError(f"{name} must be one of {', '.join(known)}, got {raw!r}")
+    return world
 
 
 def _from_env() -> Settings:
@@ -319,6 +338,7 @@ def _from_env() -> Settings:
             or DEFAULT_REBUILD_TIMEZONE,
         ),
         alerts=AlertSettings(webhook_url=_secret("RECSYS_ALERT_WEBHOOK")),
+        sample_world=sample_world(_env("RECSYS_SAMPLE_WORLD", DEFAULT_WORLD)),
     )
 
 

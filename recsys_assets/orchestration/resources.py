@@ -40,6 +40,9 @@ class RecsysConfig(dg.ConfigurableResource):
     )
     sample_scale: str | None = Field(default=None, description="small | medium | large")
     seed: int | None = Field(default=None, description="Sample-data seed.")
+    sample_world: str | None = Field(
+        default=None, description="RECSYS_SAMPLE_WORLD: the sample generator's world (or random)."
+    )
     labeler: str | None = Field(
         default=None, description="auto | offline | llm | cascade (openai: deprecated alias of llm)"
     )
@@ -55,6 +58,7 @@ class RecsysConfig(dg.ConfigurableResource):
             data_dir=self.data_dir,
             sample_scale=self.sample_scale,
             seed=self.seed,
+            sample_world=self.sample_world,
             labeler=self.labeler,
             allow_shrink=self.allow_shrink,
         )
