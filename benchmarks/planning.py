@@ -165,7 +165,9 @@ def extrapolate(r: dict[str, Any], target: int, b: dict[str, float]) -> dict[str
         "target_hours": r["wall_s"] * scale / 3600,
         "target_calls": round(r["llm_calls"] * scale),
         "target_cost_usd": r["cost_usd"] * scale,
-        "bound": "provider" if worker_capacity >= b["provider_calls_s"] else "workers",
+        "bound": "provider"
+        if worker_capacity >= b.get("measured_provider_calls_s", b["provider_calls_s"])
+        else "workers",
     }
 
 
@@ -199,6 +201,14 @@ def main(argv: list[str] | None = None) -> None:
         1, sum(r["llm_calls"] for r in llm_runs)
     )
     b = bounds(args, tokens_per_call)
+    # What the provider really admitted: it reserves max_tokens against TPM, not only the tokens
+    # used, so the measured ceiling sits below the arithmetic one.
+    saturated = [r["calls_per_s"] for r in llm_runs if r["rejected_429"] or r["workers"] > 1]
+    if saturated:
+        b["measured_provider_calls_s"] = max(saturated)
+        b["crossover_workers_measured"] = math.ceil(
+            b["measured_provider_calls_s"] / b["per_worker_calls_s"]
+        )
     table = [extrapolate(r, args.target, b) for r in results]
     print_table(
         [
@@ -231,8 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"one worker: {b['per_worker_calls_s']:.1f} calls/s; the provider: "
-        f"{b['provider_calls_s']:.1f} calls/s ({b['provider_limit']}); from "
-        f"{b['crossover_workers']} workers on the provider limit bounds the run"
+        f"{b['provider_calls_s']:.1f} calls/s by arithmetic ({b['provider_limit']}), "
+        f"{b.get('measured_provider_calls_s', float('nan')):.1f} calls/s measured; from "
+        f"{b.get('crossover_workers_measured', b['crossover_workers'])} workers on the provider "
+        "limit, not the workers, bounds the run"
     )
     write_json(
         args.report_json,

@@ -143,10 +143,12 @@ def planning_section(run: tuple) -> str:
             f"{sc['concurrency']} calls in flight, paced at the limits / N. A scaled-down run per "
             f"row, extrapolated to {sc['target']:,} restaurants (per-restaurant time, calls and "
             f"cost x the ratio; ~{sc['tokens_per_call']:.0f} tokens per call, {sc['model_prices']} "
-            f"list prices). One worker makes {b['per_worker_calls_s']:.1f} calls/s, the provider "
-            f"admits {b['provider_calls_s']:.1f} calls/s ({b['provider_limit']} binds first): from "
-            f"**{b['crossover_workers']} workers** on, the provider limit, not the workers, bounds "
-            "the run.\n"
+            f"list prices). One worker makes {b['per_worker_calls_s']:.1f} calls/s; the provider "
+            f"admits {b['provider_calls_s']:.1f} calls/s by arithmetic ({b['provider_limit']} "
+            f"binds first) and {b.get('measured_provider_calls_s', float('nan')):.1f} calls/s "
+            "measured (it reserves max_tokens against TPM, not only the tokens used): from "
+            f"**{b.get('crossover_workers_measured', b['crossover_workers'])} workers** on, the "
+            "provider limit, not the workers, bounds the run.\n"
         )
         rows = [
             [
