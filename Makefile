@@ -7,7 +7,7 @@ export RECSYS_HOME ?= $(CURDIR)/.recsys
 export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast test-real-llm lint ui mlflow-ui bench clean
+.PHONY: install demo test test-fast test-real-llm test-postgres-e2e lint ui mlflow-ui bench clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recsys demo
 
-# Everything but the slow suite against real CPU LLM servers (that one is `make test-real-llm`,
-# run by .ci/run after it has built the servers).
+# Everything but the slow suites: against real CPU LLM servers (`make test-real-llm`, run by
+# .ci/run after it has built the servers) and the PostgreSQL deployment (`make test-postgres-e2e`).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not real_llm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not real_llm and not postgres_e2e" $(PYTEST_ARGS)
 
 # The real_llm suite: llama-cpp-python's server and llama-server with a small GGUF model, built and
 # cached by .ci/llm_servers.sh (skipped when not built, unless RECSYS_REAL_LLM_REQUIRED=1).
@@ -33,7 +33,12 @@ test-real-llm: $(STAMP)
 
 # Everything but the end-to-end tests that start servers and a browser.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not real_llm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not real_llm and not postgres_e2e" $(PYTEST_ARGS)
+
+# The multi-process deployment of deploy/ on a throwaway PostgreSQL cluster (~3-6 min; skips when
+# no PostgreSQL server binaries are installed, .ci/run installs them).
+test-postgres-e2e: $(STAMP)
+	$(BIN)/python -m pytest -m postgres_e2e $(PYTEST_ARGS)
 
 # Lint, formatting and types; what they check is configured in pyproject.toml.
 LINT_PATHS := recsys_assets tests benchmarks

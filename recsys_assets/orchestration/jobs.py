@@ -27,9 +27,16 @@ labeling_job = dg.define_asset_job(
     "rebuild what depends on the labels.",
 )
 
+# One step per run: it runs in the run worker itself (no step subprocess to start, and a killed
+# worker takes its step with it). The tag is what a deployment's run queue limits (deploy/dagster.yaml:
+# at most four shards call the provider at once).
+SHARD_RUN_TAGS = {"recsys/run_queue": "llm-shards"}
+
 labeling_shards_job = dg.define_asset_job(
     "labeling_shards_job",
+    executor_def=dg.in_process_executor,
     selection=_SHARDS,
+    tags=SHARD_RUN_TAGS,
     description="Label the restaurants shard by shard: backfill all partitions to run them in "
     "parallel, then materialize restaurant_industry to assemble them.",
 )
