@@ -6,7 +6,15 @@ it fails, and record where it failed so someone can troubleshoot and re-execute 
 
 import dagster as dg
 
+# How a run was launched: `cli` (recsys materialize/demo), `schedule`, `sensor`. Runs launched
+# from the UI carry Dagster's own `dagster/from_ui` tag instead.
+LAUNCHED_BY_TAG = "recsys/launched_by"
+
 # Shard partitions are for parallel backfills (labeling_shards_job); a rebuild labels in one step.
+# No other asset depends on them (restaurant_industry reads current shard labels when there are
+# any), so the two jobs below need no partition: their "Materialize all" launches at once. (The
+# UI asks first only about an upstream asset never materialized: none for rebuild_job, `products`
+# for labeling_job until the first rebuild.)
 _SHARDS = dg.AssetSelection.assets("restaurant_industry_shard")
 
 # Steps run in the run's own process: the warehouse admits one writer, so separate step
