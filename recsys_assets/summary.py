@@ -73,6 +73,6 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
     if elapsed_seconds is not None:
         console.print(f"Materialized every asset in {elapsed_seconds:.1f}s.")
     console.print(
-        "Open the UI with [bold]make ui[/bold], then http://127.0.0.1:3000 ; "
-        "MLflow: .venv/bin/mlflow ui --backend-store-uri " + settings.mlflow_tracking_uri
+        "Next: [bold]make ui[/bold] (Dagster, port 3000) and "
+        "[bold]make mlflow-ui[/bold] (MLflow, port 5000)"
     )

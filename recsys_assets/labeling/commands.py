@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from recsys_assets.text import count
+
 INTERRUPTED_EXIT = 130
 UNANSWERED_EXIT = 3  # some rows got no answer from the model; output written, rerun retries them
 
@@ -270,7 +272,7 @@ def label_cmd(
     if mask.any():
         _err(
             f"plus {int(mask.sum())} row(s) set by label overrides (source override, confidence "
-            f"1.0), not sent to any labeler: {len(out)} rows in {output}"
+            f"1.0), not sent to any labeler: {count(len(out), 'row')} in {output}"
         )
     unanswered = int((out["label_status"] == "unanswered").sum())
     if unanswered:
@@ -500,7 +502,7 @@ def _no_answer_causes(report, stopped, secrets: tuple[str | None, ...]) -> str:
 
 def _summary(report, output: Path) -> str:
     fp = f", fingerprint {report.fingerprint}" if report.fingerprint else ""
-    parts = [f"wrote {output}: {report.total} rows ({report.labeler}){fp}"]
+    parts = [f"wrote {output}: {count(report.total, 'row')} ({report.labeler}){fp}"]
     if report.labeler != "offline":
         parts.append(
             f"labeled now {report.labeled_this_run}, from ledger {report.reused_from_ledger}, "
@@ -721,7 +723,7 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     by_status = ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
     lines = [
         (
-            f"ledger {stats['path']}: {stats['rows']} rows {by_status}; tokens "
+            f"ledger {stats['path']}: {count(stats['rows'], 'row')} {by_status}; tokens "
             f"{stats['tokens_in']:,} in ({stats.get('tokens_cached', 0):,} cached) / "
             f"{stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"
         ),
@@ -779,7 +781,7 @@ def ledger_export(
         except ValueError as exc:
             _err(f"error: {exc}")
             raise typer.Exit(2) from None
-    typer.echo(f"exported {n} rows to {output}")
+    typer.echo(f"exported {count(n, 'row')} to {output}")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
@@ -821,9 +823,9 @@ def ledger_prune(
             _err(f"error: {exc}")
             raise typer.Exit(2) from None
     if yes:
-        typer.echo(f"deleted {n} rows")
+        typer.echo(f"deleted {count(n, 'row')}")
     else:
-        typer.echo(f"would delete {n} rows (dry run; add --yes to delete)")
+        typer.echo(f"would delete {count(n, 'row')} (dry run; add --yes to delete)")
 
 
 class _DefaultContext(typer.Context):

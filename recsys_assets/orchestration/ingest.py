@@ -9,6 +9,7 @@ from recsys_assets.config import Settings
 from recsys_assets.orchestration.metadata import distribution, preview, row_count
 from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
 from recsys_assets.sources import ensure_source_dir
+from recsys_assets.text import count
 from recsys_assets.warehouse import ingest
 
 GROUP = "ingest"
@@ -62,7 +63,7 @@ def _ingest(
         sample = preview(con, name, _KEYS[name], n=5)
     if result.rows_rejected:
         context.log.warning(
-            f"{name}: {result.rows_rejected} of {result.rows_read} rows rejected "
+            f"{name}: {result.rows_rejected:,} of {count(result.rows_read, 'row')} rejected "
             f"({result.rejected_by_reason}); see the rejected_rows table"
         )
     return dg.MaterializeResult(

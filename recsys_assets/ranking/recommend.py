@@ -129,6 +129,13 @@ def load_champion(settings: Settings | None = None):
     return _CACHE[key], version
 
 
+def _unit(score: float) -> float:
+    """The logistic function: any real score to (0, 1), order kept."""
+    import math
+
+    return 1.0 / (1.0 + math.exp(-max(min(score, 50.0), -50.0)))
+
+
 def recommend(
     name: str,
     menu: str,
@@ -141,6 +148,9 @@ def recommend(
 
     Returns {"industry", "label_confidence", "model_version", "products": [{"product_id", "name", "score"}]}.
     Without `industry`, the restaurant is labeled from name + menu by the offline labeler.
+    `score` is the ranker's raw score through the logistic function: in (0, 1) and in the same
+    order (a LambdaRank score is unbounded and often negative, which reads as "bad" to a user);
+    it orders products for one restaurant and is not a probability of purchase.
     """
     import pandas as pd
 
@@ -164,7 +174,7 @@ def recommend(
         "label_confidence": conf,
         "model_version": version,
         "products": [
-            {"product_id": p, "name": n, "score": float(s)}
+            {"product_id": p, "name": n, "score": round(_unit(float(s)), 4)}
             for p, n, s in zip(out["product_id"], out["name"], out["score"], strict=True)
         ],
     }
