@@ -139,7 +139,9 @@ def _log_datasets(con: duckdb.DuckDBPyConnection) -> None:
         rows, digest = split_digest(con, split)
         if rows == 0:
             continue
-        ds = MetaDataset(source, name=f"rk_candidates[{split}]", digest=digest, schema=schema)
+        ds = MetaDataset(  # type: ignore[abstract]  # MLflow's own class; profile is optional
+            source, name=f"rk_candidates[{split}]", digest=digest, schema=schema
+        )
         mlflow.log_input(ds, context=context, tags={"rows": str(rows)})
 
 
