@@ -8,6 +8,7 @@ on the aliases the previous one left.
 from __future__ import annotations
 
 import os
+import re
 
 import lightgbm as lgb
 import numpy as np
@@ -86,6 +87,7 @@ def test_registry_lifecycle(env, monkeypatch):
     run = mlflow.get_run(v1.run_id)
     assert run.data.tags["dagster_run_id"] == "dagster-run-1"
     assert run.data.tags["data_snapshot_hash"] == dset.snapshot_hash
+    _assert_run_explains_itself(run, con, dset, fitted=False)  # hand-made booster: no fit counts
     for name in (
         "ndcg_at_10",
         "recall_at_10",
@@ -109,7 +111,8 @@ def test_registry_lifecycle(env, monkeypatch):
     assert reg.aliases(settings) == {"challenger": v1.version, "champion": v1.version}
 
     # 2. The good model beats the champion re-scored on the current holdout.
-    v2, ev2 = _log(con, good, dset, settings)
+    v2, ev2 = _log(con, good, dset, settings, run_id="dagster-run-2")
+    _assert_run_explains_itself(mlflow.get_run(v2.run_id), con, dset, fitted=True)
     d2 = reg.promote_if_better(con, v2.version, dset, settings)
     assert d2.promoted, d2.reason
     assert d2.champion_version_before == v1.version
@@ -147,6 +150,19 @@ def test_registry_lifecycle(env, monkeypatch):
     assert tags[v3.version]["promotion_decision"] == "rejected"
     assert tags[v3.version]["promotion_reason"] == d3.reason
     assert tags[v1.version]["demoted_by"] == v2.version
+    # Each version's description says how it was trained and, last, what the gate decided.
+    desc = {
+        v: client.get_model_version(reg.MODEL_NAME, v).description
+        for v in (v1.version, v2.version, v3.version)
+    }
+    assert desc[v3.version].endswith(f"Promotion gate: rejected, not served: {d3.reason}")
+    assert desc[v2.version].endswith(f"Promotion gate: promoted to champion: {d2.reason}")
+    assert desc[v1.version].startswith(f"Trained on data snapshot {dset.snapshot_hash}")
+    assert "Dagster run dagster-run-1" in desc[v1.version]
+    assert all(d.count("Promotion gate:") == 1 for d in desc.values())
+    assert client.get_registered_model(reg.MODEL_NAME).description == reg.MODEL_DESCRIPTION
+    experiment = client.get_experiment_by_name(reg.EXPERIMENT_NAME)
+    assert experiment.tags["mlflow.note.content"] == reg.EXPERIMENT_DESCRIPTION
 
     # 4. The champion serves from the registry alone (pyfunc round trip).
     model = mlflow.pyfunc.load_model("models:/industry-product-ranker@champion")
@@ -226,6 +242,51 @@ def test_registry_lifecycle(env, monkeypatch):
         rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)["model_version"]
         == v1.version
     )
+
+
+def _assert_run_explains_itself(run, con, dset, fitted: bool) -> None:
+    """Run name, source, description, dataset inputs with digests, and counts that agree."""
+    assert re.fullmatch(r"rebuild-\d{4}-\d{2}-\d{2}-dagster-", run.info.run_name)
+    assert run.data.tags["mlflow.source.name"].endswith(":ranker_model")
+    assert run.data.tags["mlflow.note.content"].startswith("Trained on data snapshot")
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"rk_candidates[train]", "rk_candidates[valid]", "rk_candidates[test]"}
+    for split in ("train", "valid", "test"):
+        logged = inputs[f"rk_candidates[{split}]"]
+        rows, digest = ds.split_digest(con, split)
+        assert logged.dataset.digest == digest and len(digest) == 16
+        assert {t.key: t.value for t in logged.tags}["rows"] == str(rows)
+        assert rows == dset.counts[f"{split}_candidate_rows"]
+    # Every count has one meaning: each narrower set of queries is at most the wider one.
+    m = {k.removeprefix("count_"): v for k, v in run.data.metrics.items() if k.startswith("count_")}
+    for split in ("train", "valid"):
+        assert (
+            m[f"{split}_queries"]
+            >= m[f"{split}_queries_with_positives"]
+            >= m[f"{split}_queries_with_positive_candidates"]
+            > 0
+        )
+        if fitted:  # below MAX_QUERIES, LightGBM fits every query with a positive candidate
+            assert m[f"fitted_{split}_queries"] == m[f"{split}_queries_with_positive_candidates"]
+            assert m[f"fitted_{split}_rows"] <= m[f"{split}_candidate_rows"]
+
+
+def test_split_digest_follows_the_rows(env):
+    con = env[1]
+    before = ds.split_digest(con, "test")
+    assert ds.split_digest(con, "test") == before  # order-insensitive, stable
+    con.execute("CREATE TEMP TABLE rk_backup AS SELECT * FROM rk_candidates")
+    try:
+        con.execute(
+            "UPDATE rk_candidates SET relevance = relevance + 1 WHERE rowid = "
+            "(SELECT min(rowid) FROM rk_candidates WHERE split = 'test')"
+        )
+        assert ds.split_digest(con, "test")[0] == before[0]
+        assert ds.split_digest(con, "test")[1] != before[1]
+    finally:
+        con.execute("CREATE OR REPLACE TABLE rk_candidates AS SELECT * FROM rk_backup")
+        con.execute("DROP TABLE rk_backup")
+    assert ds.split_digest(con, "test") == before
 
 
 def test_floor_and_baseline_block_a_first_model(env, tmp_path, monkeypatch):

@@ -11,7 +11,14 @@ from pydantic import Field
 from recsys_assets import taxonomy
 from recsys_assets.labeling import overrides
 from recsys_assets.labeling.service import LabelingAborted
-from recsys_assets.orchestration.metadata import distribution, preview, row_count
+from recsys_assets.orchestration.metadata import (
+    distribution,
+    preview,
+    row_count,
+    table_definition,
+    table_metadata,
+    tidy,
+)
 from recsys_assets.orchestration.resources import (
     LedgerResource,
     LLMResource,
@@ -74,6 +81,43 @@ def _label(context: dg.AssetExecutionContext, frame: pd.DataFrame, settings, mod
     return labels, report
 
 
+# Report fields that only mean something when an LLM was asked, or when the cascade routed.
+_LLM_FIELDS = frozenset(
+    {
+        "llm_calls",
+        "tokens_in",
+        "tokens_out",
+        "estimated_cost_usd",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "model",
+        "fingerprint",
+        "structured_output",
+    }
+)
+_CASCADE_FIELDS = frozenset({"cascade_rule", "cascade_kept_offline", "offline_answered"})
+
+
+def report_metadata(report) -> dict:
+    """The labeling report as metadata: what applies to this labeler, nothing empty or repeated.
+
+    The per-label counts are left to the `label_distribution` table; an offline run shows no LLM
+    fields (they would all be 0 or null), and only the cascade shows its routing.
+    """
+    skip: set[str] = set()
+    if report.labeler == "offline":
+        skip |= _LLM_FIELDS
+    if report.labeler != "cascade":
+        skip |= _CASCADE_FIELDS
+    return tidy(
+        {
+            k: v
+            for k, v in report.as_metadata().items()
+            if k not in skip and not k.startswith("labels.")
+        }
+    )
+
+
 def _overrides(con, settings) -> pd.DataFrame:
     """The human corrections that apply now (validated; see labeling/overrides.py)."""
     try:
@@ -89,6 +133,7 @@ def _overrides(con, settings) -> pd.DataFrame:
     deps=["restaurants"],
     partitions_def=SHARDS,
     retry_policy=LLM_RETRY_POLICY,
+    metadata=table_definition(labels_sql.SHARDS_TABLE),
     description=f"Labels of one of {N_SHARDS} hash shards of the restaurants. Backfill the shards to "
     "label a large base in parallel runs; each shard is idempotent, and `restaurant_industry` "
     "assembles the current ones without labeling them again.",
@@ -113,12 +158,14 @@ def restaurant_industry_shard(
         labels, report = _label(context, inputs.reset_index(drop=True), settings, config.mode)
         with warehouse.get_connection() as con:
             rows = labels_sql.write_shard(con, shard, inputs, labels)
+            schema = table_metadata(con, labels_sql.SHARDS_TABLE)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
             "shard": shard,
             "label_distribution": distribution(report.label_distribution),
-            **report.as_metadata(),
+            **report_metadata(report),
+            **schema,
         }
     )
 
@@ -133,6 +180,7 @@ def restaurant_industry_shard(
     deps=["restaurants", "label_overrides"],
     retry_policy=LLM_RETRY_POLICY,
     pool="llm",
+    metadata=table_definition("restaurant_industry"),
     description="One industry per restaurant (offline lexicon, LLM or cascade), checkpointed in the "
     "ledger; labels of `restaurant_industry_shard` backfills that are still current are reused, "
     "the rest is labeled here.",
@@ -164,6 +212,7 @@ def restaurant_industry(
             labels_sql.write_restaurant_industry(con, combined)
             total = row_count(con, "restaurant_industry")
             sample = preview(con, "restaurant_industry", "restaurant_id", n=5)
+            schema = table_metadata(con, "restaurant_industry")
     counts = combined["industry"].value_counts().to_dict()
     return dg.MaterializeResult(
         metadata={
@@ -174,10 +223,11 @@ def restaurant_industry(
             "label_distribution": distribution({str(k): int(v) for k, v in counts.items()}),
             "preview": sample,
             **(
-                report.as_metadata()
+                report_metadata(report)
                 if report is not None
                 else {"labeler": settings.resolved_labeler()}
             ),
+            **schema,
         }
     )
 

@@ -205,11 +205,14 @@ def train_ranker(
     )
     elapsed = time.perf_counter() - t0
     best = booster.best_iteration or booster.current_iteration()
+    # "fitted_": what LightGBM saw (queries with a positive candidate, capped by MAX_QUERIES). They
+    # once shared the dataset's key names (train_queries = every train query) and overwrote them
+    # in MLflow, so count_train_queries read 1042 next to 1044 train_queries_with_positives.
     counts = {
-        "train_queries": train_queries,
-        "train_rows": train_rows,
-        "valid_queries": valid_queries,
-        "valid_rows": valid_rows,
+        "fitted_train_queries": train_queries,
+        "fitted_train_rows": train_rows,
+        "fitted_valid_queries": valid_queries,
+        "fitted_valid_rows": valid_rows,
     }
     return TrainedRanker(
         booster,
