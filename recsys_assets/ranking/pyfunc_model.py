@@ -142,6 +142,7 @@ class RankerServer:
             base = Path(artifacts)
             artifacts = {t: str(base / f) for t, f in TABLE_FILES.items()}
             artifacts.update(booster=str(base / BOOSTER_FILE), meta=str(base / META_FILE))
+        self.artifacts = dict(artifacts)  # paths; batch scoring reads the snapshot tables
         self.meta = json.loads(Path(artifacts["meta"]).read_text(encoding="utf-8"))
         self.booster = lgb.Booster(model_file=artifacts["booster"])
         self.features = self.booster.feature_name()
