@@ -185,7 +185,7 @@ def growth(results: list[dict], min_seconds: float = 0.5) -> list[dict]:
         ]
         m_exp = [
             _exponent(m1, m2, a["restaurants"], b["restaurants"])
-            for (a, b), m1, m2 in zip(pairs, mem, mem[1:], strict=True)
+            for (a, b), m1, m2 in zip(pairs, mem[:-1], mem[1:], strict=True)
         ]
         b = t_exp[-1] if t_exp[-1] is not None else 1.0
         rows.append(

@@ -96,7 +96,7 @@ _FETCH_ROWS = 1_000_000
 # medium samples stay below these, so they train on every query; at the large scale (~108k train
 # queries, 11.7M candidate rows) lambdarank took well over 7 minutes on 2 cores, while a fixed
 # pseudo-random subset of this size trains in a fraction of that (see benchmarks/REPORT.md).
-MAX_QUERIES = {"train": 12_000, "valid": 4_000}
+MAX_QUERIES: dict[str, int | None] = {"train": 12_000, "valid": 4_000}  # None: all
 
 
 def _load_training_matrix(
