@@ -6,6 +6,7 @@ Each benchmark runs as its own subprocess with `--report-json` and hands its fig
 
 1. scale.py      full rebuilds small / medium / large (fresh homes; the budgets of the issue);
 2. warehouse.py  DuckDB vs pandas on the medium and large warehouses those rebuilds made;
+   learning_curve.py  NDCG@10 vs training queries on the datasets those rebuilds built;
 3. ranking.py    ranker quality vs baselines and oracle, training time, memory (small, medium);
 4. recommend.py  `recsys recommend` cold start and warm pyfunc latency from the small champion;
 5. labeling.py   the LLM labeling engine vs the seed's loop (fake OpenAI server);
@@ -20,6 +21,7 @@ A failed benchmark is reported as such in REPORT.md; the exit code is 1 if any f
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -187,6 +189,116 @@ def planning_section(run: tuple) -> str:
         )
     if info and info["rc"]:
         out.append(_failed("planning.py", info))
+def _mem(r: dict, step: str) -> str:
+    m = r.get("step_memory", {}).get(step)
+    return f"{m['peak_gib']:.2f}" if m else "-"
+
+
+def _step_table(res: list[dict], steps: list[str]) -> str:
+    """Seconds and peak memory per step and scale, with the load the machine had meanwhile."""
+    load = [
+        "/".join(f"{x:.1f}" for x in r["load_avg_end"]) if r.get("load_avg_end") else "-"
+        for r in res
+    ]
+    head = (
+        "Seconds and peak memory (GiB, the process tree while the step ran; steps run one after "
+        "another in one process, so it includes what earlier steps left resident) per step of at "
+        "least 0.5 s (asset checks are their own steps). Load average (1/5/15 min) at the end of "
+        "each rebuild: " + ", ".join(f"{r['scale']} {x}" for r, x in zip(res, load, strict=True))
+    )
+    rows = [
+        [
+            f"`{s}`",
+            *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in res],
+            *[_mem(r, s) for r in res],
+        ]
+        for s in steps
+    ]
+    cols = ["step", *[f"{r['scale']} s" for r in res], *[f"{r['scale']} GiB" for r in res]]
+    return head + ":\n\n" + _table(cols, rows) + "\n"
+
+
+def _growth_table(rows: list[dict]) -> str:
+    """How each step grows scale to scale (log-log exponents) and its projection at 10x."""
+    if not rows:
+        return ""
+
+    def f(v, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    scales = rows[0]["scales"]
+    pairs = [f"{a} → {b}" for a, b in itertools.pairwise(scales)]
+    head = (
+        "How each step grows: the exponent b of `time ∝ restaurants^b` (and of its peak memory) "
+        "between consecutive scales (10x more restaurants and order lines each; 1 = linear, "
+        f"2 = quadratic), and the step's time at 10x the {scales[-1]} scale projected with its last "
+        "exponent, so the top rows are what will dominate there. Exponents of steps under a few "
+        "seconds, and of memory (a process baseline of ~0.5 GiB), understate the growth.\n"
+    )
+    table = _table(
+        [
+            "step",
+            *[f"time b, {p}" for p in pairs],
+            *[f"memory b, {p}" for p in pairs],
+            f"projected at 10x {scales[-1]}",
+            "share",
+        ],
+        [
+            [
+                f"`{r['step']}`",
+                *[f(v, ".2f") for v in r["time_exponents"]],
+                *[f(v, ".2f") for v in r["memory_exponents"]],
+                fmt_s(r["projected_10x_s"]),
+                f"{100 * r['projected_share']:.0f}%",
+            ]
+            for r in rows
+        ],
+    )
+    return head + "\n" + table + "\n"
+
+
+def _learning_curve_section(lc: dict | None, info: dict | None) -> str:
+    """NDCG@10 vs training queries per scale: where more data stops helping."""
+    out = ["## Ranking: learning curve (NDCG@10 vs training queries)\n"]
+    if lc:
+        out.append(
+            "`benchmarks/learning_curve.py` on the datasets the rebuilds above built: the ranker "
+            "trained as `ranker_model` trains it, on the first N training queries of `train.py`'s "
+            "fixed md5 order (nested subsets; validation unchanged), NDCG@10 on the whole test "
+            "split. `ranker_model` trains on at most `train.MAX_QUERIES['train']` queries; this "
+            "table is the measured reason for that number.\n"
+        )
+        for r in lc["results"]:
+            best = max((p["ndcg_at_10"] for p in r["points"]), default=float("nan"))
+            out.append(f"{r['scale']}:\n")
+            out.append(
+                _table(
+                    [
+                        "train queries",
+                        "candidate rows",
+                        "trees",
+                        "NDCG@10",
+                        "vs best",
+                        "train",
+                        "load",
+                    ],
+                    [
+                        [
+                            f"{p['train_queries']:,}",
+                            f"{p['train_rows']:,}",
+                            p["best_iteration"],
+                            f"**{p['ndcg_at_10']:.4f}**",
+                            f"{p['ndcg_at_10'] - best:+.4f}",
+                            fmt_s(p["train_s"]),
+                            f"{p['load_avg'][0]:.1f}",
+                        ]
+                        for p in r["points"]
+                    ],
+                )
+                + "\n"
+            )
+    if info and info["rc"]:
+        out.append(_failed("learning_curve.py", info))
     return "\n".join(out)
 
 
@@ -226,6 +338,7 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
     scale, sinfo = runs.get("scale", (None, None))
     wh, winfo = runs.get("warehouse", (None, None))
     rk, rinfo = runs.get("ranking", (None, None))
+    lc, lcinfo = runs.get("learning_curve", (None, None))
     rec, recinfo = runs.get("recommend", (None, None))
     lab, linfo = runs.get("labeling", (None, None))
     wo, woinfo = runs.get("worlds", (None, None))
@@ -353,17 +466,8 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
             key=lambda s: -max(r["steps"].get(s, 0) for r in res),
         )
         steps = [s for s in steps if max(r["steps"].get(s, 0) for r in res) >= 0.5]
-        add("Seconds per step (steps of at least 0.5 s; asset checks are their own steps):\n")
-        add(
-            _table(
-                ["step", *[r["scale"] for r in res]],
-                [
-                    [f"`{s}`", *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in res]]
-                    for s in steps
-                ],
-            )
-            + "\n"
-        )
+        add(_step_table(res, steps))
+        add(_growth_table(scale.get("growth") or []))
         for f in scale.get("figures", []):
             add(f"![{f}](report_assets/{f})\n")
     if sinfo and sinfo["rc"]:
@@ -506,6 +610,7 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
         add(wo["table_md"] + "\n")
     if woinfo and woinfo["rc"]:
         add(_failed("worlds.py", woinfo))
+    add(_learning_curve_section(lc, lcinfo))
 
     # recommend
     add("## Recommend latency (champion of a small-scale build)\n")
@@ -608,6 +713,13 @@ def main(argv: list[str] | None = None) -> int:
             *[f"{s}={homes / f'home-{s}' / 'warehouse.duckdb'}" for s in scales],
             "--work-dir",
             str(work / "warehouse"),
+        ],
+        "learning_curve": [
+            "--warehouse",
+            *[
+                f"{s}={homes / f'home-{s}' / 'warehouse.duckdb'}"
+                for s in (["small"] if args.quick else ["medium", "large"])
+            ],
         ],
         "ranking": [
             "--scales",

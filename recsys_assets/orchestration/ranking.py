@@ -377,39 +377,34 @@ def champion_model(
 def recommendations(
     recsys: RecsysConfig, warehouse: WarehouseResource, mlflow: MLflowResource
 ) -> dg.MaterializeResult:
-    from recsys_assets.ranking.recommend import NoChampionError, recommend_for_restaurants
+    from recsys_assets.ranking.recommend import NoChampionError, write_recommendations
 
     settings = run_settings(recsys, mlflow=mlflow)
     with warehouse.get_connection() as con:
         try:
-            recs = recommend_for_restaurants(con, k=RECOMMENDATIONS_K, settings=settings)
+            version = write_recommendations(
+                con, "recommendations", k=RECOMMENDATIONS_K, settings=settings
+            )
         except NoChampionError as exc:
             raise dg.Failure(f"no champion model to serve: {exc}", allow_retries=False) from exc
-        con.register("recs_df", recs)
-        with transaction(con):
-            con.execute(
-                "CREATE OR REPLACE TABLE recommendations AS "
-                "SELECT restaurant_id, CAST(rank AS INTEGER) AS rank, product_id, score, model_version "
-                "FROM recs_df ORDER BY restaurant_id, rank"
-            )
-        con.unregister("recs_df")
         export = settings.exports_dir / "recommendations.parquet"
         export.parent.mkdir(parents=True, exist_ok=True)
         tmp = export.with_suffix(".parquet.tmp")
         con.execute("COPY recommendations TO ? (FORMAT parquet)", [str(tmp)])
         tmp.replace(export)  # atomic: a reader sees the old file or the new one, never half
-        rows = row_count(con, "recommendations")
+        rows, restaurants = con.execute(
+            "SELECT count(*), count(DISTINCT restaurant_id) FROM recommendations"
+        ).fetchall()[0]
         schema = table_metadata(con, "recommendations")
         sample = con.execute(
             "SELECT r.restaurant_id, r.rank, p.name, round(r.score, 3) AS score FROM recommendations r "
             "JOIN products p USING (product_id) ORDER BY r.restaurant_id, r.rank LIMIT 10"
         ).df()
-    versions = sorted(recs["model_version"].unique().tolist()) if len(recs) else []
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "model_version": ", ".join(versions),
-            "restaurants": int(recs["restaurant_id"].nunique()) if len(recs) else 0,
+            "dagster/row_count": int(rows),
+            "model_version": version if rows else "",
+            "restaurants": int(restaurants),
             "parquet_export": dg.MetadataValue.path(str(export)),
             "preview": markdown_table(sample, 10),
             **schema,
