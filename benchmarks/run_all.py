@@ -189,6 +189,8 @@ def planning_section(run: tuple) -> str:
         )
     if info and info["rc"]:
         out.append(_failed("planning.py", info))
+
+
 def _mem(r: dict, step: str) -> str:
     m = r.get("step_memory", {}).get(step)
     return f"{m['peak_gib']:.2f}" if m else "-"
