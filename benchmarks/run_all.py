@@ -189,6 +189,7 @@ def planning_section(run: tuple) -> str:
         )
     if info and info["rc"]:
         out.append(_failed("planning.py", info))
+    return "\n".join(out)
 
 
 def _mem(r: dict, step: str) -> str:
