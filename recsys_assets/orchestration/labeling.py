@@ -87,6 +87,8 @@ _LLM_FIELDS = frozenset(
         "llm_calls",
         "tokens_in",
         "tokens_out",
+        "tokens_cached",
+        "mode",
         "estimated_cost_usd",
         "latency_p50_ms",
         "latency_p95_ms",
