@@ -446,14 +446,14 @@ def generate_sample(
     out.mkdir(parents=True, exist_ok=True)
     gt_dir.mkdir(parents=True, exist_ok=True)
 
+    ext = "parquet" if fmt == "parquet" else "csv"
+    files = SampleFiles(
+        restaurants=out / f"restaurants.{ext}",
+        products=out / f"products.{ext}",
+        orders=out / f"orders.{ext}",
+        ground_truth=gt_dir,
+    )
     if not chosen_world.is_default:
-        ext = "parquet" if fmt == "parquet" else "csv"
-        files = SampleFiles(
-            restaurants=out / f"restaurants.{ext}",
-            products=out / f"products.{ext}",
-            orders=out / f"orders.{ext}",
-            ground_truth=gt_dir,
-        )
         return sample_worlds.generate_world_sample(
             files,
             chosen_world,
@@ -478,13 +478,6 @@ def generate_sample(
             "category": [p.category for p in model.products],
             "unit_price": pa.array([p.price for p in model.products], pa.int64()),
         }
-    )
-    ext = "parquet" if fmt == "parquet" else "csv"
-    files = SampleFiles(
-        restaurants=out / f"restaurants.{ext}",
-        products=out / f"products.{ext}",
-        orders=out / f"orders.{ext}",
-        ground_truth=gt_dir,
     )
     _write_table(rest["table"], files.restaurants, fmt)
     _write_table(products_tbl, files.products, fmt)
