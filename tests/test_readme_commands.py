@@ -109,8 +109,11 @@ def test_readme_says_how_to_put_the_cli_on_the_path_and_make_demo_ends_with_it()
     after = README[two_commands : two_commands + 1200]
     assert ACTIVATE in after
     dry = subprocess.run(
-        ["make", "-n", "demo", "-o", ".venv/.installed-stamp"],  # the recipe, without installing
+        # the recipe, without installing; clean of the MAKEFLAGS/MAKELEVEL of a surrounding
+        # `make test`, under which make would end with "Leaving directory"
+        ["make", "--no-print-directory", "-n", "demo", "-o", ".venv/.installed-stamp"],
         cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
         capture_output=True,
         text=True,
         timeout=60,
