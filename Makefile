@@ -7,24 +7,35 @@ export RECSYS_HOME ?= $(CURDIR)/.recsys
 export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast test-real-llm lint ui mlflow-ui bench clean
+.PHONY: install demo test test-fast test-real-llm test-postgres-e2e lint ui mlflow-ui bench clean
 
+# The first install takes about 3-4 minutes on 2 cores (Dagster, MLflow, LightGBM, DuckDB, ...):
+# a banner per phase, and pip names every package as it goes.
 $(STAMP): setup.py pyproject.toml constraints.txt
+	@echo "==> [1/2] Python environment in $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@echo "==> [2/2] Installing recsys-assets and its dependencies into $(VENV):" \
+	  "about 3-4 minutes the first time (pip lists each package below)"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on \
+	  -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+	@echo "==> Installed. The recsys command is $(BIN)/recsys"
 
 install: $(STAMP)
 
 # `recsys demo` puts the project's instance settings (recsys_assets/dagster.yaml) into
 # $(DAGSTER_HOME) itself; `make ui` does it first, so the UI and the CLI share one instance config.
+# It ends by saying how to put `recsys` on the PATH for the README's examples.
 demo: $(STAMP)
 	$(BIN)/recsys demo
+	@echo ""
+	@echo "The recsys command line is in $(BIN)/. To use it as the README does, in this shell:"
+	@echo "    source $(BIN)/activate"
 
-# Everything but the slow suite against real CPU LLM servers (that one is `make test-real-llm`,
-# run by .ci/run after it has built the servers).
+# Everything but the slow suites: against real CPU LLM servers (`make test-real-llm`, run by
+# .ci/run after it has built the servers) and the PostgreSQL deployment (`make test-postgres-e2e`).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not real_llm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not real_llm and not postgres_e2e" $(PYTEST_ARGS)
 
 # The real_llm suite: llama-cpp-python's server and llama-server with a small GGUF model, built and
 # cached by .ci/llm_servers.sh (skipped when not built, unless RECSYS_REAL_LLM_REQUIRED=1).
@@ -33,7 +44,12 @@ test-real-llm: $(STAMP)
 
 # Everything but the end-to-end tests that start servers and a browser.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not real_llm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not real_llm and not postgres_e2e" $(PYTEST_ARGS)
+
+# The multi-process deployment of deploy/ on a throwaway PostgreSQL cluster (~3-6 min; skips when
+# no PostgreSQL server binaries are installed, .ci/run installs them).
+test-postgres-e2e: $(STAMP)
+	$(BIN)/python -m pytest -m postgres_e2e $(PYTEST_ARGS)
 
 # Lint, formatting and types; what they check is configured in pyproject.toml.
 LINT_PATHS := recsys_assets tests benchmarks
@@ -42,13 +58,20 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
+# `dagster dev` warns that it is superseded by `dg dev`, which needs another package
+# (dagster-dg-cli) and a dg project layout for the same webserver and daemon: that one warning
+# is filtered, nothing else.
 ui: $(STAMP)
 	$(BIN)/python -m recsys_assets.instance
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded:FutureWarning' \
+	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
-# The MLflow UI on the local store (runs, metrics, plots, the registry and its aliases).
+# The MLflow UI on the local store (runs, metrics, plots, the registry and its aliases). Each of
+# its workers would print that starlette.middleware.wsgi (used by MLflow itself) is deprecated.
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(RECSYS_HOME)/mlflow.db
+	PYTHONWARNINGS='ignore:starlette.middleware.wsgi is deprecated' \
+	  $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 \
+	  --backend-store-uri sqlite:///$(RECSYS_HOME)/mlflow.db
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

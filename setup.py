@@ -25,6 +25,8 @@ setup(
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
         "dagster-duckdb==0.29.27",
+        # PostgreSQL instance storage for the multi-process deployment (deploy/dagster.yaml).
+        "dagster-postgres==0.29.27",
         "duckdb>=2.0,<2.1",
         "langchain>=1.4,<1.5",
         "langchain-core>=1.7,<1.8",

@@ -138,7 +138,10 @@ def tree_rss_bytes(root: int) -> int:
 
 
 class TreeMemorySampler:
-    """Samples the RSS of a process tree in a thread; `.peak_bytes` is the high-water mark."""
+    """Samples the RSS of a process tree in a thread; `.peak_bytes` is the high-water mark.
+
+    `.samples` are (seconds since start, bytes); `.epoch0` is the start as a Unix time, so samples
+    can be matched to the Dagster event log's timestamps (memory per step)."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid, self.interval = pid, interval
@@ -147,6 +150,7 @@ class TreeMemorySampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._t0 = time.perf_counter()
+        self.epoch0 = time.time()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -172,6 +176,7 @@ class CommandResult:
     stdout: str
     stderr: str
     memory_samples: list = field(default_factory=list)
+    epoch0: float = 0.0  # Unix time of the first memory sample's clock zero
 
     @property
     def peak_rss_gib(self) -> float:
@@ -209,15 +214,22 @@ def run_measured(
     if log_path:
         stdout, stderr = Path(log_path).read_text(errors="replace"), ""
     return CommandResult(
-        proc.returncode, seconds, sampler.peak_bytes, stdout or "", stderr or "", sampler.samples
+        proc.returncode,
+        seconds,
+        sampler.peak_bytes,
+        stdout or "",
+        stderr or "",
+        sampler.samples,
+        sampler.epoch0,
     )
 
 
 # --- full rebuild --------------------------------------------------------------------------------
 
 
-def step_durations(dagster_home: Path) -> dict[str, float]:
-    """Seconds per step of the newest run in `dagster_home`, from its STEP_SUCCESS events."""
+def step_windows(dagster_home: Path) -> dict[str, tuple[float, float, float]]:
+    """(start, end, seconds) of each successful step of the newest run in `dagster_home`: Unix
+    times of its STEP_START and STEP_SUCCESS events, and the duration STEP_SUCCESS reports."""
     import dagster as dg
 
     old = os.environ.get("DAGSTER_HOME")
@@ -227,17 +239,52 @@ def step_durations(dagster_home: Path) -> dict[str, float]:
             runs = instance.get_runs(limit=1)
             if not runs:
                 return {}
-            out: dict[str, float] = {}
-            for rec in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
+            starts: dict[str, float] = {}
+            out: dict[str, tuple[float, float, float]] = {}
+            for rec in instance.all_logs(runs[0].run_id):
                 ev = rec.dagster_event
-                if ev is not None and ev.step_key is not None:
-                    out[ev.step_key] = ev.step_success_data.duration_ms / 1000.0
+                if ev is None or ev.step_key is None:
+                    continue
+                if ev.event_type == dg.DagsterEventType.STEP_START:
+                    starts[ev.step_key] = rec.timestamp
+                elif ev.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                    end, seconds = rec.timestamp, ev.step_success_data.duration_ms / 1000.0
+                    out[ev.step_key] = (starts.get(ev.step_key, end - seconds), end, seconds)
             return out
     finally:
         if old is None:
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = old
+
+
+def step_durations(dagster_home: Path) -> dict[str, float]:
+    """Seconds per step of the newest run in `dagster_home`, from its STEP_SUCCESS events."""
+    return {k: seconds for k, (_, _, seconds) in step_windows(dagster_home).items()}
+
+
+def step_memory(
+    windows: dict[str, tuple[float, float, float]], samples: list, epoch0: float
+) -> dict:
+    """Per step: the process tree's peak RSS while it ran and its RSS when it started (GiB).
+
+    The rebuild runs its steps one after another in one process (in-process executor), so the
+    peak during a step is that step's high-water mark on top of what earlier steps left resident;
+    `start_gib` says how much that was. A step shorter than the 0.5 s sampling interval gets the
+    nearest sample.
+    """
+    if not samples:
+        return {}
+    times = [epoch0 + t for t, _ in samples]
+    out = {}
+    for step, (start, end, _) in windows.items():
+        inside = [rss for t, (_, rss) in zip(times, samples, strict=True) if start <= t <= end]
+        before = [rss for t, (_, rss) in zip(times, samples, strict=True) if t <= start]
+        nearest = min(range(len(times)), key=lambda i: abs(times[i] - (start + end) / 2))
+        peak = max(inside) if inside else samples[nearest][1]
+        at_start = before[-1] if before else samples[0][1]
+        out[step] = {"peak_gib": peak / 1024**3, "start_gib": at_start / 1024**3}
+    return out
 
 
 def rebuild_env(home: Path, scale: str, extra: dict | None = None) -> dict:
@@ -270,6 +317,7 @@ def full_rebuild(
     (home / "dagster").mkdir(parents=True)
     # Telemetry off; otherwise the instance defaults (what a fresh `make demo` home gets).
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    load_start = os.getloadavg()
     res = run_measured(
         [str(VENV_BIN / "recsys"), "materialize"],
         env=rebuild_env(home, scale, extra_env),
@@ -277,13 +325,17 @@ def full_rebuild(
         timeout=timeout,
         log_path=home.parent / f"{home.name}.log",
     )
-    steps = step_durations(home / "dagster") if res.returncode == 0 else {}
+    windows = step_windows(home / "dagster") if res.returncode == 0 else {}
     return {
         "scale": scale,
         "ok": res.returncode == 0,
         "seconds": res.seconds,
         "peak_rss_gib": res.peak_rss_gib,
-        "steps": steps,
+        "steps": {k: seconds for k, (_, _, seconds) in windows.items()},
+        "step_memory": step_memory(windows, res.memory_samples, res.epoch0),
+        # 1/5/15-min load averages: on a shared machine, read the seconds next to them.
+        "load_avg_start": load_start,
+        "load_avg_end": os.getloadavg(),
         "log_tail": res.stdout[-3000:] if res.returncode != 0 else "",
     }
 

@@ -36,8 +36,12 @@ def prepare_warehouse(
     seed: int = 42,
     n_restaurants: int | None = None,
     labels: str = "offline",
+    world: str = "default",
 ):
-    """Sample -> DuckDB warehouse with restaurants, products, orders, restaurant_industry."""
+    """Sample -> DuckDB warehouse with restaurants, products, orders, restaurant_industry.
+
+    ``world``: the sample generator's world (recsys_assets/data/worlds.yaml; benchmarks/worlds.py).
+    """
     import duckdb
     import pandas as pd
 
@@ -45,9 +49,13 @@ def prepare_warehouse(
     from recsys_assets.warehouse.ingest import ingest_orders, ingest_products, ingest_restaurants
 
     tag = f"{scale}-{seed}-{n_restaurants or 'full'}"
+    if world != "default":
+        tag += f"-{world}"
     sample_dir = out_dir / "sample" / tag
     if not (sample_dir / "orders.parquet").exists():
-        generate_sample(sample_dir, scale=scale, seed=seed, n_restaurants=n_restaurants)
+        generate_sample(
+            sample_dir, scale=scale, seed=seed, n_restaurants=n_restaurants, world=world
+        )
     db = out_dir / f"warehouse-{tag}.duckdb"
     if db.exists():
         db.unlink()

@@ -6,17 +6,22 @@ Each benchmark runs as its own subprocess with `--report-json` and hands its fig
 
 1. scale.py      full rebuilds small / medium / large (fresh homes; the budgets of the issue);
 2. warehouse.py  DuckDB vs pandas on the medium and large warehouses those rebuilds made;
+   learning_curve.py  NDCG@10 vs training queries on the datasets those rebuilds built;
 3. ranking.py    ranker quality vs baselines and oracle, training time, memory (small, medium);
 4. recommend.py  `recsys recommend` cold start and warm pyfunc latency from the small champion;
-5. labeling.py   the LLM labeling engine vs the seed's loop (fake OpenAI server).
+5. labeling.py   the LLM labeling engine vs the seed's loop (fake OpenAI server);
+6. worlds.py     the ranker vs every baseline on several generating worlds x seeds (issue 13);
+7. planning.py   labeling 1M restaurants with N workers under a provider's RPM/TPM limits.
 
-`--quick` runs the small scale only (and a smaller labeling run): a few minutes, for a smoke test.
+`--quick` runs the small scale only (and a smaller labeling run, one seed per world): a few
+minutes, for a smoke test.
 A failed benchmark is reported as such in REPORT.md; the exit code is 1 if any failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -129,6 +134,177 @@ def fmt_s(v: float) -> str:
     return f"{v:.1f} s" if v < 120 else f"{v / 60:.1f} min ({v:.0f} s)"
 
 
+def planning_section(run: tuple) -> str:
+    """The planning table: 1M restaurants, N workers, a provider's limits (planning.py)."""
+    plan, info = run
+    out = ["## Planning: labeling 1M restaurants with N workers under a provider's limits\n"]
+    if plan:
+        sc, b = plan["scenario"], plan["bounds"]
+        out.append(
+            f"`benchmarks/planning.py`: the test server enforcing a provider's limits "
+            f"({sc['rpm']:,} RPM, {sc['tpm']:,} TPM; 429 + Retry-After over them) at "
+            f"{sc['latency_ms']:.0f} ms per call; each worker (a shard run) keeps "
+            f"{sc['concurrency']} calls in flight, paced at the limits / N. A scaled-down run per "
+            f"row, extrapolated to {sc['target']:,} restaurants (per-restaurant time, calls and "
+            f"cost x the ratio; ~{sc['tokens_per_call']:.0f} tokens per call, {sc['model_prices']} "
+            f"list prices). One worker makes {b['per_worker_calls_s']:.1f} calls/s; the provider "
+            f"admits {b['provider_calls_s']:.1f} calls/s by arithmetic ({b['provider_limit']} "
+            f"binds first) and {b.get('measured_provider_calls_s', float('nan')):.1f} calls/s "
+            "measured (it reserves max_tokens against TPM, not only the tokens used): from "
+            f"**{b.get('crossover_workers_measured', b['crossover_workers'])} workers** on, the "
+            "provider limit, not the workers, bounds the run.\n"
+        )
+        rows = [
+            [
+                r["labeler"],
+                r["workers"],
+                r["rows"],
+                f"{r['wall_s']:.1f} s",
+                f"{r['calls_per_s']:.1f}",
+                r["rejected_429"],
+                f"{r['target_hours']:.1f} h",
+                f"{r['target_calls']:,}",
+                f"${r['target_cost_usd']:,.0f}",
+                r["bound"],
+            ]
+            for r in plan["results"]
+        ]
+        out.append(
+            _table(
+                [
+                    "labeler",
+                    "N",
+                    "rows run",
+                    "wall",
+                    "calls/s",
+                    "429s",
+                    "1M: wall",
+                    "1M: calls",
+                    "1M: cost",
+                    "bound",
+                ],
+                rows,
+            )
+            + "\n"
+        )
+    if info and info["rc"]:
+        out.append(_failed("planning.py", info))
+    return "\n".join(out)
+
+
+def _mem(r: dict, step: str) -> str:
+    m = r.get("step_memory", {}).get(step)
+    return f"{m['peak_gib']:.2f}" if m else "-"
+
+
+def _step_table(res: list[dict], steps: list[str]) -> str:
+    """Seconds and peak memory per step and scale, with the load the machine had meanwhile."""
+    load = [
+        "/".join(f"{x:.1f}" for x in r["load_avg_end"]) if r.get("load_avg_end") else "-"
+        for r in res
+    ]
+    head = (
+        "Seconds and peak memory (GiB, the process tree while the step ran; steps run one after "
+        "another in one process, so it includes what earlier steps left resident) per step of at "
+        "least 0.5 s (asset checks are their own steps). Load average (1/5/15 min) at the end of "
+        "each rebuild: " + ", ".join(f"{r['scale']} {x}" for r, x in zip(res, load, strict=True))
+    )
+    rows = [
+        [
+            f"`{s}`",
+            *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in res],
+            *[_mem(r, s) for r in res],
+        ]
+        for s in steps
+    ]
+    cols = ["step", *[f"{r['scale']} s" for r in res], *[f"{r['scale']} GiB" for r in res]]
+    return head + ":\n\n" + _table(cols, rows) + "\n"
+
+
+def _growth_table(rows: list[dict]) -> str:
+    """How each step grows scale to scale (log-log exponents) and its projection at 10x."""
+    if not rows:
+        return ""
+
+    def f(v, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    scales = rows[0]["scales"]
+    pairs = [f"{a} → {b}" for a, b in itertools.pairwise(scales)]
+    head = (
+        "How each step grows: the exponent b of `time ∝ restaurants^b` (and of its peak memory) "
+        "between consecutive scales (10x more restaurants and order lines each; 1 = linear, "
+        f"2 = quadratic), and the step's time at 10x the {scales[-1]} scale projected with its last "
+        "exponent, so the top rows are what will dominate there. Exponents of steps under a few "
+        "seconds, and of memory (a process baseline of ~0.5 GiB), understate the growth.\n"
+    )
+    table = _table(
+        [
+            "step",
+            *[f"time b, {p}" for p in pairs],
+            *[f"memory b, {p}" for p in pairs],
+            f"projected at 10x {scales[-1]}",
+            "share",
+        ],
+        [
+            [
+                f"`{r['step']}`",
+                *[f(v, ".2f") for v in r["time_exponents"]],
+                *[f(v, ".2f") for v in r["memory_exponents"]],
+                fmt_s(r["projected_10x_s"]),
+                f"{100 * r['projected_share']:.0f}%",
+            ]
+            for r in rows
+        ],
+    )
+    return head + "\n" + table + "\n"
+
+
+def _learning_curve_section(lc: dict | None, info: dict | None) -> str:
+    """NDCG@10 vs training queries per scale: where more data stops helping."""
+    out = ["## Ranking: learning curve (NDCG@10 vs training queries)\n"]
+    if lc:
+        out.append(
+            "`benchmarks/learning_curve.py` on the datasets the rebuilds above built: the ranker "
+            "trained as `ranker_model` trains it, on the first N training queries of `train.py`'s "
+            "fixed md5 order (nested subsets; validation unchanged), NDCG@10 on the whole test "
+            "split. `ranker_model` trains on at most `train.MAX_QUERIES['train']` queries; this "
+            "table is the measured reason for that number.\n"
+        )
+        for r in lc["results"]:
+            best = max((p["ndcg_at_10"] for p in r["points"]), default=float("nan"))
+            out.append(f"{r['scale']}:\n")
+            out.append(
+                _table(
+                    [
+                        "train queries",
+                        "candidate rows",
+                        "trees",
+                        "NDCG@10",
+                        "vs best",
+                        "train",
+                        "load",
+                    ],
+                    [
+                        [
+                            f"{p['train_queries']:,}",
+                            f"{p['train_rows']:,}",
+                            p["best_iteration"],
+                            f"**{p['ndcg_at_10']:.4f}**",
+                            f"{p['ndcg_at_10'] - best:+.4f}",
+                            fmt_s(p["train_s"]),
+                            f"{p['load_avg'][0]:.1f}",
+                        ]
+                        for p in r["points"]
+                    ],
+                )
+                + "\n"
+            )
+    if info and info["rc"]:
+        out.append(_failed("learning_curve.py", info))
+    return "\n".join(out)
+
+
 def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, assets: Path) -> None:
     """Write REPORT.md. Long because it is the report's text, section by section, in page order."""
     md: list[str] = []
@@ -165,8 +341,10 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
     scale, sinfo = runs.get("scale", (None, None))
     wh, winfo = runs.get("warehouse", (None, None))
     rk, rinfo = runs.get("ranking", (None, None))
+    lc, lcinfo = runs.get("learning_curve", (None, None))
     rec, recinfo = runs.get("recommend", (None, None))
     lab, linfo = runs.get("labeling", (None, None))
+    wo, woinfo = runs.get("worlds", (None, None))
 
     # headline
     add("## Headline figures\n")
@@ -291,17 +469,8 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
             key=lambda s: -max(r["steps"].get(s, 0) for r in res),
         )
         steps = [s for s in steps if max(r["steps"].get(s, 0) for r in res) >= 0.5]
-        add("Seconds per step (steps of at least 0.5 s; asset checks are their own steps):\n")
-        add(
-            _table(
-                ["step", *[r["scale"] for r in res]],
-                [
-                    [f"`{s}`", *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in res]]
-                    for s in steps
-                ],
-            )
-            + "\n"
-        )
+        add(_step_table(res, steps))
+        add(_growth_table(scale.get("growth") or []))
         for f in scale.get("figures", []):
             add(f"![{f}](report_assets/{f})\n")
     if sinfo and sinfo["rc"]:
@@ -427,6 +596,25 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
     if rinfo and rinfo["rc"]:
         add(_failed("ranking.py", rinfo))
 
+    # worlds
+    add("## Ranking on several generating worlds (worlds x seeds)\n")
+    if wo:
+        add(
+            f"`benchmarks/worlds.py`: for each world of `recsys_assets/data/worlds.yaml` and seed, a "
+            f"{wo['scale']}-scale sample, {wo['labels']} labels, the same dataset, training and "
+            "`evaluate()` as the pipeline. Every baseline the evaluation reports is a column; the "
+            "ratio columns are model / baseline NDCG@10 with a paired bootstrap 95 % CI over the "
+            "test restaurants. *Ceiling*: ranking by the generator's expected purchases given the "
+            "true industry, size and listed dishes (not the realized orders, nor hidden dishes or "
+            "brand loyalty); *gap share* = (model - industry popularity) / (ceiling - industry "
+            "popularity). The project's defaults were tuned on `default` only; `random` draws "
+            "every knob from the seed.\n"
+        )
+        add(wo["table_md"] + "\n")
+    if woinfo and woinfo["rc"]:
+        add(_failed("worlds.py", woinfo))
+    add(_learning_curve_section(lc, lcinfo))
+
     # recommend
     add("## Recommend latency (champion of a small-scale build)\n")
     if rec:
@@ -466,6 +654,9 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
         add(_table(["what", "figure"], [[a, b] for a, b in lab["lines"]]) + "\n")
     if linfo and linfo["rc"]:
         add(_failed("labeling.py", linfo))
+    if lab and "cost_modes_md" in lab:
+        add("## Labeling: cost per 1,000 restaurants, online vs Batch API vs cascade\n")
+        add(lab["cost_modes_md"])
     if lab and "real_models_md" in lab:
         add(
             "## Labeling: cascade accuracy per model and per confidence band on the real-world set\n"
@@ -483,6 +674,8 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
             "were recorded (models, server flags, rows): `benchmarks/data/README.md`.\n"
         )
         add(lab["real_models_md"])
+
+    add(planning_section(runs.get("planning", (None, None))))
 
     add("## Reproduce\n")
     add(
@@ -524,6 +717,13 @@ def main(argv: list[str] | None = None) -> int:
             "--work-dir",
             str(work / "warehouse"),
         ],
+        "learning_curve": [
+            "--warehouse",
+            *[
+                f"{s}={homes / f'home-{s}' / 'warehouse.duckdb'}"
+                for s in (["small"] if args.quick else ["medium", "large"])
+            ],
+        ],
         "ranking": [
             "--scales",
             *(["small"] if args.quick else ["small", "medium"]),
@@ -532,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "recommend": ["--home", str(homes / "home-small")],
         "labeling": ["--rows", "300", "--baseline-rows", "60"] if args.quick else [],
+        "worlds": [*(["--seeds", "1"] if args.quick else []), "--work-dir", str(work / "worlds")],
+        "planning": ["--rows-per-worker", "50", "--max-rows", "300"] if args.quick else [],
     }
     runs: dict = {}
     for name, planned_args in plan.items():

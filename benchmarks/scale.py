@@ -14,6 +14,9 @@ The homes are kept under --work-dir so other benchmarks can reuse their warehous
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -150,6 +153,88 @@ def check_budgets(results: list[dict]) -> list[dict]:
     return out
 
 
+def _exponent(y1, y2, n1: float, n2: float) -> float | None:
+    """b in y ∝ n^b between two scales (1 = linear, 2 = quadratic); None without both values."""
+    if not y1 or not y2 or y1 <= 0 or y2 <= 0:
+        return None
+    return math.log(y2 / y1) / math.log(n2 / n1)
+
+
+def growth(results: list[dict], min_seconds: float = 0.5) -> list[dict]:
+    """How each step grows from scale to scale, and where it would be at 10x the largest scale.
+
+    Per step (at least `min_seconds` at the largest scale): seconds and peak memory per scale, the
+    log-log exponents of both between consecutive scales, and the step's seconds projected to 10x
+    the largest scale with its last exponent (what will dominate there). Sorted by that projection.
+    """
+    ok = sorted((r for r in results if r["ok"]), key=lambda r: r["restaurants"])
+    if len(ok) < 2:
+        return []
+    last = ok[-1]
+    rows = []
+    for step, secs in last["steps"].items():
+        if secs < min_seconds:
+            continue
+        pairs = list(itertools.pairwise(ok))
+        mem = [r.get("step_memory", {}).get(step, {}).get("peak_gib") for r in ok]
+        t_exp = [
+            _exponent(
+                a["steps"].get(step), b["steps"].get(step), a["restaurants"], b["restaurants"]
+            )
+            for a, b in pairs
+        ]
+        m_exp = [
+            _exponent(m1, m2, a["restaurants"], b["restaurants"])
+            for (a, b), m1, m2 in zip(pairs, mem[:-1], mem[1:], strict=True)
+        ]
+        b = t_exp[-1] if t_exp[-1] is not None else 1.0
+        rows.append(
+            {
+                "step": step,
+                "scales": [r["scale"] for r in ok],
+                "seconds": [r["steps"].get(step) for r in ok],
+                "peak_gib": mem,
+                "time_exponents": t_exp,
+                "memory_exponents": m_exp,
+                "projected_10x_s": secs * 10**b,
+            }
+        )
+    total = sum(r["projected_10x_s"] for r in rows) or 1.0
+    for r in rows:
+        r["projected_share"] = r["projected_10x_s"] / total
+    return sorted(rows, key=lambda r: -r["projected_10x_s"])
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_growth(rows: list[dict]) -> None:
+    if not rows:
+        return
+    scales = rows[0]["scales"]
+    steps = [f"{a}->{b}" for a, b in itertools.pairwise(scales)]
+    print("\nhow each step grows (log-log exponent vs restaurants: 1 = linear) and 10x projection")
+    print_table(
+        ["step", *[f"s {x}" for x in scales], *[f"GiB {x}" for x in scales]]
+        + [f"time exp {x}" for x in steps]
+        + [f"mem exp {x}" for x in steps]
+        + ["10x s", "share"],
+        [
+            [
+                r["step"],
+                *[_fmt(v, ".1f") for v in r["seconds"]],
+                *[_fmt(v, ".2f") for v in r["peak_gib"]],
+                *[_fmt(v, ".2f") for v in r["time_exponents"]],
+                *[_fmt(v, ".2f") for v in r["memory_exponents"]],
+                f"{r['projected_10x_s']:.0f}",
+                f"{100 * r['projected_share']:.0f}%",
+            ]
+            for r in rows
+        ],
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", nargs="+", default=["small", "medium", "large"])
@@ -203,14 +288,28 @@ def main(argv: list[str] | None = None) -> int:
         {s for r in results for s in r["steps"]},
         key=lambda s: -max(r["steps"].get(s, 0) for r in results),
     )
-    print("\nper-step seconds (STEP_SUCCESS durations from the Dagster event log)")
+    print(
+        "\nper-step seconds (STEP_SUCCESS durations from the Dagster event log) / peak GiB of "
+        "the process tree while the step ran"
+    )
     print_table(
         ["step", *[r["scale"] for r in results]],
         [
-            [s, *[f"{r['steps'][s]:.1f}" if s in r["steps"] else "-" for r in results]]
+            [
+                s,
+                *[
+                    f"{r['steps'][s]:.1f} / "
+                    f"{r.get('step_memory', {}).get(s, {}).get('peak_gib', float('nan')):.2f}"
+                    if s in r["steps"]
+                    else "-"
+                    for r in results
+                ],
+            ]
             for s in all_steps
         ],
     )
+    grow = growth(results)
+    print_growth(grow)
     if budgets:
         print("\nbudgets")
         print_table(
@@ -230,7 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         r.pop("log_tail", None)
     write_json(
         args.report_json,
-        {"machine": machine(), "results": results, "budgets": budgets, "figures": figures},
+        {
+            "machine": machine(),
+            "load_avg_at_end": os.getloadavg(),
+            "results": results,
+            "budgets": budgets,
+            "growth": grow,
+            "figures": figures,
+        },
     )
     return 0 if all(r["ok"] for r in results) else 1
 

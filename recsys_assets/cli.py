@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help and errors: every error is then one plain `Error: ...`/`error: ...` line
+    # (no boxes), and options are not listed with `<bool>`/`<str>` type tags.
+    rich_markup_mode=None,
 )
 
 
@@ -36,18 +39,30 @@ def generate_sample_cmd(
     scale: Annotated[str, typer.Option(help="small | medium | large")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 42,
     fmt: Annotated[str, typer.Option("--format", help="parquet | csv")] = "csv",
+    world: Annotated[
+        str,
+        typer.Option(
+            help="Generating mechanism: default | recipe | menu_items | long_tail | random "
+            "(recsys_assets/data/worlds.yaml; random: drawn from the seed).",
+            envvar="RECSYS_SAMPLE_WORLD",
+        ),
+    ] = "default",
 ) -> None:
     """Write a realistic sample (restaurants, products, orders + a separate ground_truth/ folder)."""
     from recsys_assets.sample_data import SCALES, generate_sample
+    from recsys_assets.sample_worlds import world_names
 
     if scale not in SCALES:
         typer.echo(f"error: --scale must be one of {', '.join(SCALES)}", err=True)
+        raise typer.Exit(2)
+    if world.strip().lower() not in world_names():
+        typer.echo(f"error: --world must be one of {', '.join(world_names())}", err=True)
         raise typer.Exit(2)
     if fmt not in ("csv", "parquet"):
         typer.echo("error: --format must be csv or parquet", err=True)
         raise typer.Exit(2)
     start = time.perf_counter()
-    files = generate_sample(out, scale=scale, seed=seed, fmt=fmt, progress=True)
+    files = generate_sample(out, scale=scale, seed=seed, fmt=fmt, progress=True, world=world)
     typer.echo(
         f"wrote {files.restaurants}, {files.products}, {files.orders} "
         f"(ground truth in {files.ground_truth}) in {time.perf_counter() - start:.1f}s"
@@ -96,7 +111,8 @@ def _materialize(selection: str | None, verbose: bool):
             )
             try:
                 return cli_runs.materialize(settings, instance, keys, verbose=verbose)
-            except cli_runs.SelectionError as exc:  # nothing ran
+            except cli_runs.SelectionError as exc:  # nothing ran; the cause is the last line
+                _warn(f"assets: {', '.join(exc.names)}")
                 _warn(f"error: {exc}")
                 raise typer.Exit(2) from exc
     except Busy as exc:
@@ -129,9 +145,8 @@ def materialize(
 ) -> None:
     """Materialize the asset graph in this process (runs are recorded in DAGSTER_HOME for the UI).
 
-    Exit codes: 0 done, 1 a step failed (alerted; the cause is the last line), 2 bad settings or
-    --select,
-    75 another rebuild is running on this RECSYS_HOME.
+    Exit codes: 0 done, 1 a step failed (alerted; the cause is the last line), 2 bad settings
+    or --select, 75 another rebuild is running on this RECSYS_HOME.
     """
     from datetime import UTC, datetime
 
@@ -150,8 +165,10 @@ def materialize(
 
 @app.command()
 def demo(verbose: Annotated[bool, _VERBOSE] = False) -> None:
-    """Materialize every asset on the embedded defaults, then print a summary (exit codes as
-    for materialize)."""
+    """Materialize every asset on the embedded defaults, then print a summary.
+
+    Exit codes as for materialize.
+    """
     start = time.perf_counter()
     outcome = _materialize(None, verbose)
     elapsed = time.perf_counter() - start
@@ -251,8 +268,9 @@ def recommend(
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
     typer.echo(f"industry: {result['industry']} (model version {result['model_version']})")
+    typer.echo("rank  score  product")  # score: the ranker's, mapped to 0-1 (higher is better)
     for i, p in enumerate(result["products"], 1):
-        typer.echo(f"{i:>3}. {p['name']}  [{p['product_id']}]  {p['score']:.4f}")
+        typer.echo(f"{i:>4}  {p['score']:.3f}  {p['name']} [{p['product_id']}]")
 
 
 model_app = typer.Typer(help="The registered ranker: aliases and rollback.", no_args_is_help=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, overload
 
 SCALES = ("small", "medium", "large")
+DEFAULT_WORLD = "default"  # the sample generator's own world (recsys_assets/data/worlds.yaml)
 LABELERS = ("auto", "offline", "llm", "cascade")
 # Deprecated spellings still accepted: `openai` was the LLM labeler's old name (the `source`
 # column always said `llm`).
@@ -23,6 +24,7 @@ DEFAULT_LLM_MODEL = "gpt-4o-mini"
 # How the answer's JSON shape is requested: `auto` probes json_schema -> tool -> json_object on the
 # first call of a run and keeps the first one the server accepts (docs/labeling.md).
 STRUCTURED_METHODS = ("auto", "json_schema", "tool", "json_object")
+LLM_MODES = ("online", "batch")  # how the LLM is asked: one call per request, or the Batch API
 DEFAULT_LEASE_SECONDS = 600.0
 DEFAULT_CASCADE_MARGIN = 0.35
 # A retrain on the same data differs from the champion only by floating-point noise (DuckDB's
@@ -135,6 +137,12 @@ class LLMSettings:
     # default for a hosted model): RECSYS_LLM_ASSUMED_LATENCY.
     assumed_latency_s: float | None = None
     cascade_routing: str | None = None  # RECSYS_CASCADE_ROUTING; None: the packaged routing file
+    # Cached input tokens cost this share of the input price (RECSYS_LLM_CACHED_PRICE_FACTOR);
+    # the Batch API this share of the online price (RECSYS_LLM_BATCH_PRICE_FACTOR).
+    cached_price_factor: float = 0.5
+    batch_price_factor: float = 0.5
+    mode: str = "online"  # online | batch (RECSYS_LLM_MODE): how the LLM is asked
+    batch_poll_s: float = 30.0  # between two looks at a running batch (RECSYS_LLM_BATCH_POLL)
 
     @property
     def api_key_value(self) -> str | None:
@@ -189,6 +197,7 @@ class Settings:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     ranking: RankingSettings = field(default_factory=RankingSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    sample_world: str = DEFAULT_WORLD  # RECSYS_SAMPLE_WORLD: the generator's world (worlds.yaml)
 
     @property
     def llm_model(self) -> str:
@@ -231,7 +240,8 @@ class Settings:
     @property
     def sample_dir(self) -> Path:
         """Where generated sample data lands when RECSYS_DATA_DIR is unset."""
-        return self.home / "sample" / f"{self.sample_scale}-seed{self.seed}"
+        tail = "" if self.sample_world == DEFAULT_WORLD else f"-{self.sample_world}"
+        return self.home / "sample" / f"{self.sample_scale}-seed{self.seed}{tail}"
 
     @property
     def exports_dir(self) -> Path:
@@ -274,7 +284,23 @@ def load_settings(**overrides: object) -> Settings:
         )
     if "labeler" in clean:
         clean["labeler"] = normalize_labeler(str(clean["labeler"]), "labeler")
+    if "sample_world" in clean:
+        clean["sample_world"] = sample_world(str(clean["sample_world"]), "sample_world")
     return replace(settings, **clean)
+
+
+def sample_world(raw: str, name: str = "RECSYS_SAMPLE_WORLD") -> str:
+    """A world of recsys_assets/data/worlds.yaml, or `random`; the default costs no file read."""
+    world = raw.strip().lower() or DEFAULT_WORLD
+    if world == DEFAULT_WORLD:
+        return world
+    from recsys_assets.datafiles import DATA_DIR, load_yaml
+
+    doc = load_yaml(DATA_DIR / "worlds.yaml")
+    known = [*doc["worlds"], "random"]
+    if world not in known:
+        raise ConfigError(f"{name} must be one of {', '.join(known)}, got {raw!r}")
+    return world
 
 
 def _from_env() -> Settings:
@@ -312,6 +338,7 @@ def _from_env() -> Settings:
             or DEFAULT_REBUILD_TIMEZONE,
         ),
         alerts=AlertSettings(webhook_url=_secret("RECSYS_ALERT_WEBHOOK")),
+        sample_world=sample_world(_env("RECSYS_SAMPLE_WORLD", DEFAULT_WORLD)),
     )
 
 
@@ -342,6 +369,10 @@ def _llm_from_env() -> LLMSettings:
             else None
         ),
         cascade_routing=_env("RECSYS_CASCADE_ROUTING"),
+        cached_price_factor=_non_negative("RECSYS_LLM_CACHED_PRICE_FACTOR", 0.5),
+        batch_price_factor=_non_negative("RECSYS_LLM_BATCH_PRICE_FACTOR", 0.5),
+        mode=_choice("RECSYS_LLM_MODE", LLM_MODES),
+        batch_poll_s=_positive("RECSYS_LLM_BATCH_POLL", 30.0),
     )
 
 

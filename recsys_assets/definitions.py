@@ -32,6 +32,9 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         schedules=schedules.build_schedules(settings),
         sensors=sensors.sensors,
         resources=default_resources(settings),
+        # Also for runs outside the jobs (the UI's selections, `dagster asset materialize`): steps
+        # run in the run's process, as in jobs.py, since the warehouse admits one writer.
+        executor=dg.in_process_executor,
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -63,6 +63,35 @@ _MERGE_LOSS = 1.08  # lines lost when duplicate products in one order are merged
 # delay (days after sign-up) of the onboarding order: truncated geometric over 0..6
 _FIRST_ORDER_DELAY = np.array([0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.015625])
 _WRITE_CHUNK_LINES = 1_000_000
+# relative number of orders placed in each hour of the day (0..23)
+_HOUR_WEIGHTS = np.array(
+    [
+        0.2,
+        0.1,
+        0.05,
+        0.05,
+        0.1,
+        0.3,
+        0.8,
+        1.5,
+        2.5,
+        3.0,
+        3.0,
+        2.2,
+        1.5,
+        1.8,
+        2.6,
+        2.8,
+        2.4,
+        1.8,
+        1.2,
+        1.0,
+        1.2,
+        1.8,
+        2.2,
+        1.0,
+    ]
+)
 
 # month (1..12) -> demand multiplier
 _SEASON = {
@@ -390,12 +419,18 @@ def generate_sample(
     n_restaurants: int | None = None,
     progress: bool = False,
     registry: Taxonomy | None = None,
+    world: str = "default",
 ) -> SampleFiles:
     """Write restaurants, products, orders (and the ground truth) for one scale and seed.
 
-    Deterministic: the same (scale, seed, n_restaurants) gives identical tables in either format.
-    ``registry``: the taxonomy whose industry recipes to use (default: the packaged one).
+    Deterministic: the same (scale, seed, n_restaurants, world) gives identical tables in either
+    format. ``registry``: the taxonomy whose industry recipes to use (default: the packaged one).
+    ``world``: the generating mechanism (recsys_assets/data/worlds.yaml; ``random`` draws one from
+    the seed). The default world is this module's own path, unchanged.
     """
+    from recsys_assets import sample_worlds
+
+    chosen_world = sample_worlds.resolve_world(world, seed)
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if fmt not in FORMATS:
@@ -411,6 +446,24 @@ def generate_sample(
     out.mkdir(parents=True, exist_ok=True)
     gt_dir.mkdir(parents=True, exist_ok=True)
 
+    ext = "parquet" if fmt == "parquet" else "csv"
+    files = SampleFiles(
+        restaurants=out / f"restaurants.{ext}",
+        products=out / f"products.{ext}",
+        orders=out / f"orders.{ext}",
+        ground_truth=gt_dir,
+    )
+    if not chosen_world.is_default:
+        return sample_worlds.generate_world_sample(
+            files,
+            chosen_world,
+            n_restaurants=n_r,
+            target_lines=target_lines,
+            seed=seed,
+            scale=scale,
+            fmt=fmt,
+            registry=registry,
+        )
     model = _model(registry)
     rng = np.random.default_rng(np.random.SeedSequence([seed, n_r, 20261031]))
     bar = _progress_bar(progress, total=4, desc=f"sample {scale}")
@@ -425,13 +478,6 @@ def generate_sample(
             "category": [p.category for p in model.products],
             "unit_price": pa.array([p.price for p in model.products], pa.int64()),
         }
-    )
-    ext = "parquet" if fmt == "parquet" else "csv"
-    files = SampleFiles(
-        restaurants=out / f"restaurants.{ext}",
-        products=out / f"products.{ext}",
-        orders=out / f"orders.{ext}",
-        ground_truth=gt_dir,
     )
     _write_table(rest["table"], files.restaurants, fmt)
     _write_table(products_tbl, files.products, fmt)
@@ -455,6 +501,10 @@ def oracle_scores(ground_truth_dir: Path | str, restaurant_ids: Sequence[str]) -
     """
     gt = Path(ground_truth_dir)
     params = json.loads((gt / "params.json").read_text(encoding="utf-8"))
+    if params.get("world", "default") != "default":
+        from recsys_assets.sample_worlds import expected_scores
+
+        return expected_scores(gt, restaurant_ids, visible_only=False)
     truth = pd.read_parquet(gt / "restaurant_truth.parquet")
     ids = list(dict.fromkeys(str(r) for r in restaurant_ids))  # unique, order kept
     pos = pd.Series(np.arange(len(truth)), index=truth["restaurant_id"].astype(str))
@@ -518,7 +568,27 @@ def _expected_quantities(
     prod_ids: np.ndarray,
 ) -> pd.DataFrame:
     """Expected first-30-day quantity per (restaurant, product), month by month; zeros omitted."""
-    n_p = len(products)
+    expected = expected_matrix(sub, params, products["base_qty"].to_numpy(), weights)
+    r_ix, p_ix = np.nonzero(expected > 0)
+    df = pd.DataFrame(
+        {
+            "restaurant_id": sub["restaurant_id"].astype(str).to_numpy()[r_ix],
+            "product_id": prod_ids[p_ix],
+            "score": expected[r_ix, p_ix],
+        }
+    )
+    return df.reset_index(drop=True)
+
+
+def expected_matrix(
+    sub: pd.DataFrame, params: dict, base_qty: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """Dense (restaurant x product) expected first-30-day quantity, given product weights.
+
+    ``sub``: restaurant_truth rows (size, signup_date, activity); ``params``: the ground truth's
+    params.json (order rates, season matrix). Shared with the other worlds (sample_worlds.py).
+    """
+    n_p = len(base_qty)
 
     season = np.asarray(params["season_matrix"], dtype=float)  # 12 x P
     size_idx = sub["size"].map({s: i for i, s in enumerate(SIZES)}).to_numpy()
@@ -539,9 +609,7 @@ def _expected_quantities(
         1.0 - float(params["noise_share"])
     )
     qty = np.maximum(
-        1.0,
-        products["base_qty"].to_numpy()[None, :]
-        * np.asarray(params["qty_mult_by_size"])[size_idx][:, None],
+        1.0, base_qty[None, :] * np.asarray(params["qty_mult_by_size"])[size_idx][:, None]
     )
     expected = np.zeros((len(sub), n_p))
     for m in range(12):
@@ -551,16 +619,7 @@ def _expected_quantities(
         w = weights[has] * season[m][None, :]
         share = w / w.sum(axis=1, keepdims=True)
         expected[has] += (month_orders[has, m] * lines_per_order[has])[:, None] * share
-    expected *= qty
-    r_ix, p_ix = np.nonzero(expected > 0)
-    df = pd.DataFrame(
-        {
-            "restaurant_id": sub["restaurant_id"].astype(str).to_numpy()[r_ix],
-            "product_id": prod_ids[p_ix],
-            "score": expected[r_ix, p_ix],
-        }
-    )
-    return df.reset_index(drop=True)
+    return expected * qty
 
 
 # -------------------------------------------------------------------------------------------------
@@ -752,12 +811,31 @@ def _menu_text(
     return name, "|".join(texts)
 
 
-def _restaurant_text(
-    model: _Model, rnd: random.Random, code: str, size: int, place: str
-) -> tuple[str, str, str, list[str], list[_MenuItem]]:
-    """(name, menu, description, hard-case flags, menu items) of one restaurant."""
-    flags: list[str] = []
+# (model, rnd, industry, size, flags) -> (dishes cooked, dishes listed on the menu)
+Chooser = Callable[
+    [_Model, random.Random, str, int, list[str]], tuple[list[_MenuItem], list[_MenuItem]]
+]
+
+
+def _all_listed(
+    model: _Model, rnd: random.Random, code: str, size: int, flags: list[str]
+) -> tuple[list[_MenuItem], list[_MenuItem]]:
+    """The default world: the menu lists every dish the restaurant cooks."""
     chosen = _choose_items(model, rnd, code, size, flags)
+    return chosen, chosen
+
+
+def _restaurant_text(
+    model: _Model,
+    rnd: random.Random,
+    code: str,
+    size: int,
+    place: str,
+    choose: Chooser = _all_listed,
+) -> tuple[str, str, str, list[str], list[_MenuItem], list[_MenuItem]]:
+    """(name, menu, description, hard-case flags, dishes cooked, dishes listed) of one restaurant."""
+    flags: list[str] = []
+    chosen, listed = choose(model, rnd, code, size, flags)
     english = rnd.random() < _P_ENGLISH_NAME
     if english:
         flags.append("english_name")
@@ -774,7 +852,7 @@ def _restaurant_text(
         flags.append("empty_menu")
         menu = ""
     else:
-        name, menu = _menu_text(model, rnd, chosen, name, english, flags)
+        name, menu = _menu_text(model, rnd, listed, name, english, flags)
 
     if rnd.random() < 0.4 or "misleading_name" in flags:
         description = ""
@@ -783,13 +861,16 @@ def _restaurant_text(
         description = template.format(
             place=place, kind=model.name_ko[code], years=rnd.randint(2, 25)
         )
-    return name, menu, description, flags, chosen
+    return name, menu, description, flags, chosen, listed
 
 
-def _make_restaurants(model: _Model, n: int, rng: np.random.Generator) -> dict:
+def _make_restaurants(
+    model: _Model, n: int, rng: np.random.Generator, choose: Chooser = _all_listed
+) -> dict:
     """The restaurants table plus the hidden facts the orders and the ground truth need.
 
     The order of random draws is part of the output: the same seed must give the same sample.
+    ``choose``: which dishes a restaurant cooks and lists (other worlds: sample_worlds.py).
     """
     facts = _draw_restaurant_facts(model, n, rng)
     rnd = random.Random(int(rng.integers(0, 2**63 - 1)))
@@ -800,14 +881,17 @@ def _make_restaurants(model: _Model, n: int, rng: np.random.Generator) -> dict:
     hard: list[str] = []
     item_rows: list[int] = []
     item_ids: list[int] = []
+    item_listed: list[bool] = []
     for r in range(n):
         code = model.industries[facts["industry_idx"][r]]
         place = _place_of(reg_names[facts["region_idx"][r]])
-        name, menu, description, flags, chosen = _restaurant_text(
-            model, rnd, code, int(facts["size_idx"][r]), place
+        name, menu, description, flags, chosen, listed = _restaurant_text(
+            model, rnd, code, int(facts["size_idx"][r]), place, choose
         )
         item_rows += [r] * len(chosen)
         item_ids += [it.item_id for it in chosen]
+        on_menu = {id(it) for it in listed} if menu else set()
+        item_listed += [id(it) in on_menu for it in chosen]
         names.append(name)
         menus.append(menu)
         descriptions.append(description)
@@ -833,6 +917,7 @@ def _make_restaurants(model: _Model, n: int, rng: np.random.Generator) -> dict:
         "hard": hard,
         "item_rows": np.asarray(item_rows, dtype=np.int64),
         "item_ids": np.asarray(item_ids, dtype=np.int64),
+        "item_listed": np.asarray(item_listed, dtype=bool),  # on the (non-empty) menu
     }
 
 
@@ -930,35 +1015,7 @@ def _write_orders(
     by_rest = np.argsort(order_rest, kind="stable")  # lines must be grouped by restaurant
     order_rest, order_day = order_rest[by_rest], order_day[by_rest]
     del stream_rest, stream_day, by_rest
-    hours = np.array(
-        [
-            0.2,
-            0.1,
-            0.05,
-            0.05,
-            0.1,
-            0.3,
-            0.8,
-            1.5,
-            2.5,
-            3.0,
-            3.0,
-            2.2,
-            1.5,
-            1.8,
-            2.6,
-            2.8,
-            2.4,
-            1.8,
-            1.2,
-            1.0,
-            1.2,
-            1.8,
-            2.2,
-            1.0,
-        ]
-    )
-    hour = rng.choice(24, size=len(order_rest), p=hours / hours.sum())
+    hour = rng.choice(24, size=len(order_rest), p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum())
     seconds = hour * 3600 + rng.integers(0, 3600, size=len(order_rest))
     epoch = date(1970, 1, 1).toordinal()
     order_ts = (order_day - epoch) * 86400 + seconds

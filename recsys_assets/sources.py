@@ -31,7 +31,13 @@ def ensure_source_dir(settings: Settings) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        generate_sample(staging, scale=settings.sample_scale, seed=settings.seed, fmt="parquet")
+        generate_sample(
+            staging,
+            scale=settings.sample_scale,
+            seed=settings.seed,
+            fmt="parquet",
+            world=settings.sample_world,
+        )
         (staging / READY_MARKER).write_text("ok\n")
         # OSError: another process renamed its (complete) sample into place first; keep theirs.
         with contextlib.suppress(OSError):

@@ -125,8 +125,8 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
     if elapsed_seconds is not None:
         console.print(f"Materialized every asset in {elapsed_seconds:.1f}s.")
     console.print(
-        "Open the UI with [bold]make ui[/bold], then http://127.0.0.1:3000 ; "
-        "MLflow: .venv/bin/mlflow ui --backend-store-uri " + settings.mlflow_tracking_uri
+        "Next: [bold]make ui[/bold] (Dagster, port 3000) and "
+        "[bold]make mlflow-ui[/bold] (MLflow, port 5000)"
     )
     for line in decision:  # last: whether the served model changed, and against what
         console.print(line, markup=False, highlight=False, soft_wrap=True)

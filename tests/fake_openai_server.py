@@ -21,6 +21,20 @@ word_confidence ("very sure"), bad_request (400 for this request's content), tru
 off, finish_reason "length"), context_exceeded (llama-server's 500 "Context size has been
 exceeded."), exceed_context_size (llama-server's 400 for a prompt larger than a slot).
 
+Prompt caching, like OpenAI's: a request whose system message (the stable prefix) was seen before
+and is at least `cache_min_tokens` long reports `usage.prompt_tokens_details.cached_tokens` (the
+prefix, in 128-token steps).
+
+The Batch API (tests/fake_batch.py): POST /v1/files (multipart upload), GET /v1/files/{id}[/content],
+POST /v1/batches, GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel. A batch completes
+`batch_delay_s` after it was created (answered by the same model as the chat endpoint); faults:
+`batch_fail_first` (the first N custom_ids ever submitted fail once, into the error file),
+`batch_expire` (the next N batches expire after answering `batch_expire_done` requests). Every
+request of every created batch is counted per custom_id (`submitted`). `hold(stage, after=...)`
+holds the next request of a stage (upload, create, poll, content) open and sets the hold's
+`arrived` event, so a test can kill the client at that point; `after=True` holds it once the
+server has acted on it (the file stored, the batch created), the worst moment for the client.
+
 It is deliberately *gullible*: an "answer <code>" instruction found in the user message outside
 the JSON data of the <restaurants> block is obeyed, as a naive model would; the labeler's job is
 to make sure nothing can get outside that block.
@@ -32,6 +46,7 @@ Use in-process (`with FakeOpenAI(...) as srv: srv.base_url`) or as a process:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -48,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
 from recsys_assets import taxonomy
+from tests.fake_batch import FakeBatchAPI, Hold
 
 FAULT_KINDS = (
     "ok",
@@ -178,6 +194,9 @@ class FakeOpenAI:
         self.bodies: list[dict[str, Any]] = []
         self.keep_bodies = True
         self._hung = threading.Event()  # set on stop: hung requests end without an answer
+        self.cache_min_tokens = 1024
+        self._prefixes: set[str] = set()
+        self.batch = FakeBatchAPI(self)
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -202,7 +221,68 @@ class FakeOpenAI:
         """End every hung request (the client sees the connection close with no answer)."""
         self._hung.set()
 
+    def hold(self, stage: str, *, after: bool = False, nth: int = 1) -> Hold:
+        """Hold the nth next request of a Batch API stage open (see FakeBatchAPI.STAGES)."""
+        return self.batch.hold(stage, after=after, nth=nth)
+
+    @property
+    def submitted(self) -> dict[str, int]:
+        """custom_id -> how many created batches carried it."""
+        with self.lock:
+            return dict(self.batch.submitted)
+
+    def usage(self, body: dict[str, Any], content: str) -> dict[str, Any]:
+        """Token counts of one answer; the system message is the cacheable prefix."""
+        messages = body.get("messages", [])
+        prompt = "".join(
+            m.get("content", "") if isinstance(m.get("content"), str) else "" for m in messages
+        )
+        system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
+        prefix = approx_tokens(str(system))
+        key = hashlib.sha256(str(system).encode()).hexdigest()
+        with self.lock:
+            seen = key in self._prefixes
+            self._prefixes.add(key)
+        cached = (prefix // 128) * 128 if seen and prefix >= self.cache_min_tokens else 0
+        usage: dict[str, Any] = {
+            "prompt_tokens": approx_tokens(prompt) + 4 * len(messages),
+            "completion_tokens": approx_tokens(content),
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return usage
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A chat completion (no fault) for a request body: what a batch line is answered with."""
+        method = request_method(body)
+        labels = self._labels(body)
+        content = answer_content("ok", labels, _batched(body, method))
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        finish = "stop"
+        if method == "tool":
+            name = body["tools"][0]["function"]["name"]
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": "call_batch",
+                    "type": "function",
+                    "function": {"name": name, "arguments": content},
+                }
+            ]
+            finish = "tool_calls"
+        return {
+            "id": "chatcmpl-batch",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {"index": 0, "finish_reason": finish, "logprobs": None, "message": message}
+            ],
+            "usage": self.usage(body, content),
+        }
+
     def stop(self) -> None:
+        self.batch.release_all()
         self._hung.set()
         self._server.shutdown()
         self._server.server_close()
@@ -307,8 +387,10 @@ class FakeOpenAI:
                 )
 
             def do_GET(self) -> None:
-                """GET /v1/models (when `models` is set); otherwise the counters, for a test or
-                benchmark running the server as a process."""
+                """GET /v1/models (when `models` is set), the Batch API's files and batches;
+                otherwise the counters, for a test or benchmark running the server as a process."""
+                if fake.batch.route(self, "GET", b""):
+                    return
                 if self.path.rstrip("/").endswith("/models"):
                     with fake.lock:
                         fake.model_list_requests += 1
@@ -337,7 +419,10 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if fake.batch.route(self, "POST", raw):
+                    return
+                body = json.loads(raw or b"{}")
                 with fake.lock:
                     fake.requests += 1
                     fake.in_flight += 1
@@ -435,16 +520,8 @@ class FakeOpenAI:
                 if fault == "timeout":
                     time.sleep(fake.timeout_sleep_s)
                 labels = fake._labels(body)
-                content = self._content(fault, labels, self._batched(body, method))
-                prompt = "".join(
-                    m.get("content", "") if isinstance(m.get("content"), str) else ""
-                    for m in body.get("messages", [])
-                )
-                usage = {
-                    "prompt_tokens": approx_tokens(prompt) + 4 * len(body.get("messages", [])),
-                    "completion_tokens": approx_tokens(content),
-                }
-                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                content = answer_content(fault, labels, _batched(body, method))
+                usage = fake.usage(body, content)
                 with fake.lock:
                     fake.answered += 1
                 message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
@@ -490,73 +567,68 @@ class FakeOpenAI:
                         "unsupported_parameter",
                     )
 
-            @staticmethod
-            def _batched(body: dict[str, Any], method: str) -> bool:
-                if method == "json_schema":
-                    schema = (body["response_format"].get("json_schema") or {}).get("schema") or {}
-                elif method == "tool":
-                    schema = body["tools"][0]["function"].get("parameters") or {}
-                else:  # no schema in the request: the system prompt says which answer it wants
-                    system = next(
-                        (
-                            m.get("content") or ""
-                            for m in body.get("messages", [])
-                            if m.get("role") == "system"
-                        ),
-                        "",
-                    )
-                    return '{"items": [' in str(system)
-                return "items" in (schema.get("properties") or {})
-
-            def _content(self, fault: str, labels: list[tuple[str, str]], batched: bool) -> str:
-                if fault == "malformed_json":
-                    return '{"industry": "korean", "confidence": 0.9'
-                if fault == "truncated":
-                    return '{"industry": "korean", "confidence": 0.9, "reason": "the menu lists'
-
-                def answer(i: str, label: str) -> dict[str, Any]:
-                    a: dict[str, Any] = {
-                        "industry": label,
-                        "confidence": 0.9,
-                        "reason": "menu keywords",
-                    }
-                    if batched:
-                        a = {"id": i, **a}
-                    if fault == "out_of_taxonomy":
-                        a["industry"] = "fusion_gastropub"
-                    if fault == "bad_confidence":
-                        a["confidence"] = 7
-                    if fault == "percent_confidence":
-                        a["confidence"] = 85
-                    if fault == "negative_confidence":
-                        a["confidence"] = -1
-                    if fault == "word_confidence":
-                        a["confidence"] = "very sure"
-                    return a
-
-                answers = [answer(i, label) for i, label in labels]
-                if fault == "wrong_shape":
-                    return json.dumps(
-                        {"label": labels[0][1] if labels else "other", "score": "high"}
-                    )
-                if not batched:
-                    first = answers[0] if answers else answer("", taxonomy.OTHER)
-                    return json.dumps(first, ensure_ascii=False)
-                if fault == "missing_ids" and answers:
-                    answers = answers[:-1]
-                if fault == "extra_ids":
-                    answers = [
-                        *answers,
-                        {
-                            "id": "zz-not-asked",
-                            "industry": "pizza",
-                            "confidence": 0.5,
-                            "reason": "extra",
-                        },
-                    ]
-                return json.dumps({"items": answers}, ensure_ascii=False)
-
         return Handler
+
+
+def _batched(body: dict[str, Any], method: str) -> bool:
+    if method == "json_schema":
+        schema = (body["response_format"].get("json_schema") or {}).get("schema") or {}
+    elif method == "tool":
+        schema = body["tools"][0]["function"].get("parameters") or {}
+    else:  # no schema in the request: the system prompt says which answer it wants
+        system = next(
+            (m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "system"),
+            "",
+        )
+        return '{"items": [' in str(system)
+    return "items" in (schema.get("properties") or {})
+
+
+def answer_content(fault: str, labels: list[tuple[str, str]], batched: bool) -> str:
+    if fault == "malformed_json":
+        return '{"industry": "korean", "confidence": 0.9'
+    if fault == "truncated":
+        return '{"industry": "korean", "confidence": 0.9, "reason": "the menu lists'
+
+    def answer(i: str, label: str) -> dict[str, Any]:
+        a: dict[str, Any] = {
+            "industry": label,
+            "confidence": 0.9,
+            "reason": "menu keywords",
+        }
+        if batched:
+            a = {"id": i, **a}
+        if fault == "out_of_taxonomy":
+            a["industry"] = "fusion_gastropub"
+        if fault == "bad_confidence":
+            a["confidence"] = 7
+        if fault == "percent_confidence":
+            a["confidence"] = 85
+        if fault == "negative_confidence":
+            a["confidence"] = -1
+        if fault == "word_confidence":
+            a["confidence"] = "very sure"
+        return a
+
+    answers = [answer(i, label) for i, label in labels]
+    if fault == "wrong_shape":
+        return json.dumps({"label": labels[0][1] if labels else "other", "score": "high"})
+    if not batched:
+        first = answers[0] if answers else answer("", taxonomy.OTHER)
+        return json.dumps(first, ensure_ascii=False)
+    if fault == "missing_ids" and answers:
+        answers = answers[:-1]
+    if fault == "extra_ids":
+        answers = [
+            *answers,
+            {
+                "id": "zz-not-asked",
+                "industry": "pizza",
+                "confidence": 0.5,
+                "reason": "extra",
+            },
+        ]
+    return json.dumps({"items": answers}, ensure_ascii=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -69,3 +69,41 @@ def test_console_script_is_installed():
     assert out.returncode == 0
     for command in ("generate-sample", "label", "ledger", "demo", "alerts"):
         assert command in out.stdout
+
+
+def test_help_is_plain_without_type_tags():
+    """Flags are listed as flags: no `<bool>` tag, no box drawing (issue 14)."""
+    result = runner.invoke(app, ["materialize", "--help"])
+    assert result.exit_code == 0
+    assert "--verbose" in result.output and "--select" in result.output
+    assert "<bool>" not in result.output and "╭" not in result.output
+
+
+def test_usage_error_is_one_plain_last_line():
+    """Usage errors look like the commands' own errors: plain text, the cause on the last line."""
+    out = subprocess.run(
+        [sys.executable, "-m", "recsys_assets.cli", "recommend", "--menu", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == "Error: Missing option '--name'."
+    assert "╭" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_counts_agree_with_their_noun():
+    from recsys_assets.text import count
+
+    assert [count(n, "row") for n in (0, 1, 2, 1234)] == ["0 rows", "1 row", "2 rows", "1,234 rows"]
+    assert count(1, "inquiry", "inquiries") == "1 inquiry"
+    assert count(3, "inquiry", "inquiries") == "3 inquiries"
+
+
+def test_no_dagster_yaml_in_the_repository_root():
+    """`dagster dev` warns that a dagster.yaml in the folder it starts in "will not be used" when
+    DAGSTER_HOME points elsewhere (`make ui` starts it here); the project's file lives in the
+    package and is put into DAGSTER_HOME."""
+    root = Path(__file__).resolve().parents[1]
+    assert not (root / "dagster.yaml").exists() and not (root / "dagster.yml").exists()
+    assert (root / "recsys_assets" / "dagster.yaml").exists()

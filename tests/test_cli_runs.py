@@ -174,10 +174,15 @@ def test_failed_demo_is_alerted_and_ends_with_every_cause(recsys_home, bad_data)
 
 
 def test_unknown_asset_in_select_runs_nothing(recsys_home):
-    out = recsys("materialize", "--select", "restaurants,resturants", env=cli_env())
+    """A typo is two short lines, no traceback: the valid names, then the cause with the fix."""
+    out = recsys("materialize", "--select", "restaurant,orders,zzz", env=cli_env())
     assert out.returncode == 2
-    [line] = out.stderr.strip().splitlines()
-    assert "resturants" in line and "restaurant_industry" in line  # names the valid ones
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    names, last = out.stderr.strip().splitlines()
+    assert names.startswith("assets: ") and "restaurant_industry" in names  # the valid ones
+    assert last == (
+        "error: no asset named restaurant (did you mean restaurants?), zzz in rebuild_job"
+    )
     with open_instance(recsys_home) as instance:
         assert instance.get_runs() == []
 
@@ -203,6 +208,17 @@ def test_fresh_home_runs_on_the_project_instance_settings(tmp_path, good_data):
         assert "warehouse" in instance.event_log_storage.get_concurrency_keys()
         [run] = instance.get_runs()
         assert run.tags["recsys/launched_by"] == "cli" and run.status == dg.DagsterRunStatus.SUCCESS
+        # A run of rebuild_job in the project's code location, as the UI lists a job's runs
+        # (its Runs tab filters on the repository tag, the timeline on the origin).
+        assert run.job_name == "rebuild_job"
+        assert run.remote_job_origin.repository_origin.get_label() == "__repository__@recsys_assets"
+        [record] = instance.get_run_records(
+            dg.RunsFilter(
+                job_name="rebuild_job", tags={".dagster/repository": "__repository__@recsys_assets"}
+            )
+        )
+        assert record.dagster_run.run_id == run.run_id
+        assert run.asset_selection == {dg.AssetKey("restaurants")}
 
 
 def test_an_operators_dagster_yaml_is_kept_and_the_difference_named(tmp_path):

@@ -22,7 +22,9 @@ from recsys_assets import taxonomy
 from recsys_assets.config import load_settings
 from recsys_assets.ranking import baselines as bl
 from recsys_assets.ranking import dataset as ds
+from recsys_assets.ranking import recommend as rec
 from recsys_assets.ranking import registry as reg
+from recsys_assets.ranking import sql
 from recsys_assets.ranking.evaluate import SCORING_CALLS, evaluate, paired_bootstrap_ratio
 from recsys_assets.ranking.pyfunc_model import OUTPUT_COLUMNS, RankerServer
 from recsys_assets.ranking.train import train_ranker
@@ -85,9 +87,9 @@ def test_paired_bootstrap_ratio():
     assert noisy["ci_low"] < 1.0 < noisy["ci_high"]
 
 
-def test_baseline_wins_is_registered_and_served(world, home):
+def test_baseline_wins_is_registered_and_served(world, home, monkeypatch):
     """A ranker that does not beat the strongest baseline: that baseline becomes champion as a
-    pyfunc, and `recsys recommend` (a real subprocess) serves its list."""
+    pyfunc, and `recsys recommend` (a real subprocess) and the batch recommendations serve its list."""
     con, dset, _good, weak = world
     logged, ev = _log(con, weak, dset, home)
     best = ev.strongest_baseline
@@ -127,6 +129,33 @@ def test_baseline_wins_is_registered_and_served(world, home):
     toks = pd.DataFrame({"restaurant_id": "x", "token": ds.menu_tokens("후라이드치킨|치즈볼")})
     expected = scorer.rank(best, q, toks, depth=7)["product_id"].tolist()
     assert [p["product_id"] for p in got["products"]] == expected
+    # A list has no model score: 1 / rank, shown as it is (not through the ranker's logistic).
+    assert [p["score"] for p in got["products"]] == [round(1 / r, 4) for r in range(1, 8)]
+
+    # The recommendations asset's batch path serves the baseline champion too, in blocks, with
+    # the lists the registered pyfunc answers for the same warehouse rows.
+    monkeypatch.setattr(rec, "BASELINE_RESTAURANTS_PER_BATCH", 70)  # several blocks, one ragged
+    version = rec.write_recommendations(con, "recs_baseline", k=5, settings=home)
+    try:
+        written = con.execute(
+            "SELECT restaurant_id, rank, product_id, score, model_version FROM recs_baseline "
+            "ORDER BY restaurant_id, rank"
+        ).df()
+    finally:
+        con.execute("DROP TABLE recs_baseline")
+    assert version == d.champion_version and set(written["model_version"]) == {version}
+    n_rest = con.execute("SELECT count(*) FROM restaurants").fetchall()[0][0]
+    assert written["restaurant_id"].nunique() == n_rest > 70
+    reqs = sql.run(
+        con, "restaurant_requests", {"ids": None}, {"latest_labels": sql.load("latest_labels")}
+    ).df()
+    reqs["k"] = 5
+    ref = model.predict(reqs).sort_values(["restaurant_id", "rank"])
+    pd.testing.assert_frame_equal(
+        written[["restaurant_id", "rank", "product_id", "score"]].reset_index(drop=True),
+        ref[["restaurant_id", "rank", "product_id", "score"]].reset_index(drop=True),
+        check_dtype=False,
+    )
 
     # Deciding again on the same data registers no second copy of the baseline.
     n_versions = len(client.search_model_versions(f"name = '{reg.MODEL_NAME}'"))

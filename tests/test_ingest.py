@@ -657,7 +657,7 @@ def test_orders_all_rejected_are_refused_with_the_reasons(con, tmp_path: Path) -
     with pytest.raises(ingest.ShrinkRefused) as err:
         ingest_orders(con, f)
     assert (
-        "refused: no row to load would replace the 1 rows of orders. 2 rows read, "
+        "refused: no row to load would replace the 1 row of orders. 2 rows read, "
         "2 rejected (unknown_restaurant 2)"
     ) in str(err.value)
     assert con.execute("SELECT order_id FROM orders").fetchall() == [("o1",)]

@@ -9,6 +9,7 @@ OpenAI-compatible server and the real MLflow sqlite store.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from recsys_assets.datafiles import DataFileError
 from recsys_assets.labeling import cascade
 from recsys_assets.labeling import evaluate as ev_mod
 from recsys_assets.labeling.offline import OfflineLabeler, OfflinePrediction
-from tests.fake_openai_server import FakeOpenAI, keyword_label
+from tests.fake_openai_server import _BLOCK, FakeOpenAI, keyword_label
 from tests.test_labeling_cli import fake_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -560,3 +561,50 @@ def test_replay_of_stored_answers_scores_like_the_live_run(tmp_path):
     del answers[8]
     with pytest.raises(ev_mod.EvalError, match="no stored answer for 1 row"):
         ev_mod.replay(gold, answers, labeler="cascade", model="m")
+
+
+class _StrongModel(FakeOpenAI):
+    """A model that knows the gold answer for every row: it stands in for a strong real model (none
+    is reachable on this machine) to show that the cascade gains where a model is measured better."""
+
+    def _labels(self, body):
+        user = next(m["content"] for m in body["messages"] if m.get("role") == "user")
+        items = [it for block in _BLOCK.findall(user) for it in json.loads(block)]
+        truth = {name: label for name, _menu, label, *_ in GOLD9}
+        return [(str(it["id"]), truth.get(it["name"], "other")) for it in items]
+
+
+def test_a_model_measured_better_than_the_lexicon_raises_the_cascade_above_offline(
+    recsys_home, tmp_path
+):
+    """Issue 11 item 3, "and more with a strong one": calibration trusts a better model in the
+    bands where it wins, and the cascade then beats the offline labeler on the gold rows."""
+    gold = write_gold(tmp_path / "gold.csv")
+    with _StrongModel() as strong:
+        strong.keep_bodies = False
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "OPENAI_API_KEY": fake_key(),
+            "OPENAI_BASE_URL": strong.base_url,
+            "RECSYS_LLM_MAX_CONCURRENCY": "2",
+        }
+        base = ["label", "eval", str(gold), "--labeler", "cascade", "--no-progress", "--no-mlflow"]
+        res = recsys(base, env)
+        assert res.returncode == 0, res.stderr
+        # the packaged default never trusts an unmeasured model: the offline labels, 7/9
+        assert "accuracy 0.7778 (7/9)" in res.stdout
+        sent = strong.requests
+        assert sent == 4  # rows 3, 5, 8 and 9 are below the cascade margin
+
+        out = tmp_path / "fitted.yaml"
+        res = recsys([*base, "--calibrate", "--routing-out", str(out)], env)
+        assert res.returncode == 0, res.stderr
+        rule = cascade.load_routing(out).rule_for("gpt-4o-mini")
+        assert rule.trust_below > 0  # trusted in the low-margin bands, where it was right
+        assert rule.fitted["fitted_correct"] == 9 and rule.fitted["offline_correct"] == 7
+
+        res = recsys(base, {**env, "RECSYS_CASCADE_ROUTING": str(out)})
+        assert res.returncode == 0, res.stderr
+        assert "accuracy 1.0000 (9/9)" in res.stdout  # above the offline labeler's 7/9
+        assert strong.requests == sent  # answers came from the ledger: calibrating costs nothing

@@ -106,8 +106,11 @@ def ledger_ok_rows(path: Path) -> int:
         con.close()
 
 
-def wait_until(predicate, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Poll a condition (not a fixed sleep); fail if the process ends or time runs out first."""
+def wait_until(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll a condition (not a fixed sleep); fail if the process ends or time runs out first.
+
+    The deadline is only a failure bound: generous, because a loaded 2-core machine can take tens
+    of seconds to start a Python process and make its first calls."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc.poll() is not None:

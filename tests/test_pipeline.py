@@ -69,6 +69,7 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
 
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
+        _assert_metadata_is_tidy(defs, result, con)
         n_rest = con.execute("SELECT count(*) FROM restaurants").fetchall()[0][0]
         n_lab = con.execute("SELECT count(*) FROM restaurant_industry").fetchall()[0][0]
         assert n_rest == n_lab > 0
@@ -130,6 +131,75 @@ def test_materialize_whole_graph(recsys_home, small_data, monkeypatch):
             )
     finally:
         con.close()
+
+    # The one table asset outside rebuild_job: a labeling shard declares its table's schema too.
+    shard = defs.resolve_job_def("labeling_shards_job").execute_in_process(
+        partition_key="0", instance=dg.DagsterInstance.ephemeral()
+    )
+    [mat] = shard.asset_materializations_for_node("restaurant_industry_shard")
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        actual = con.execute("DESCRIBE restaurant_industry_shards").fetchall()
+    finally:
+        con.close()
+    columns = mat.metadata["dagster/column_schema"].value.columns
+    assert [(c.name, c.type) for c in columns] == [(r[0], r[1]) for r in actual]
+    assert all(c.description for c in columns)
+    assert not [k for k in mat.metadata if k.startswith(("labels.", "llm_", "tokens_"))]
+
+
+def _assert_metadata_is_tidy(defs, result, con) -> None:
+    """What the asset pages show: schemas of the real tables, rounded numbers, nothing null,
+    one label distribution, no LLM fields on an offline run, previews and charts inline."""
+    specs = {s.key.to_user_string(): s for a in defs.assets for s in a.specs}
+    tables = {k: s.metadata.get("dagster/table_name") for k, s in specs.items()}
+    # Every asset that writes a DuckDB table says which one (also the unpartitioned ones).
+    assert all(tables[k] for k, s in specs.items() if "duckdb" in s.kinds), tables
+    meta = {
+        m.asset_key.to_user_string(): dict(m.metadata)
+        for m in (e.materialization for e in result.get_asset_materialization_events())
+    }
+    with_schema = 0
+    for key, table in tables.items():
+        if not table or key not in meta:
+            continue
+        schema = meta[key]["dagster/column_schema"].value
+        actual = con.execute(f"DESCRIBE {table}").fetchall()
+        assert [(c.name, c.type) for c in schema.columns] == [(r[0], r[1]) for r in actual], key
+        undescribed = [c.name for c in schema.columns if not c.description]
+        assert not undescribed, f"{table}: describe {undescribed} in warehouse/columns.py"
+        assert meta[key]["dagster/table_name"].value == table
+        with_schema += 1
+    assert with_schema == 10  # ingest x3, labels, overrides, review queue, warehouse x2, rk, recs
+    for key, entries in meta.items():
+        for name, value in entries.items():
+            assert not isinstance(value, dg.NullMetadataValue), (key, name)
+            if isinstance(value, dg.FloatMetadataValue) and value.value not in (None, 0.0):
+                assert value.value == float(f"{value.value:.4g}"), (key, name, value.value)
+    labels = meta["restaurant_industry"]
+    assert labels["labeler"].value == "offline"
+    assert not [k for k in labels if k.startswith(("labels.", "llm_", "tokens_", "latency_"))]
+    assert not {"model", "fingerprint", "estimated_cost_usd", "cascade_rule"} & set(labels)
+    distribution = labels["label_distribution"].value
+    industries = {
+        r[0] for r in con.execute("SELECT DISTINCT industry FROM restaurant_industry").fetchall()
+    }
+    assert all(f"| {i} " in distribution for i in industries)
+    top = meta["industry_top_products"]["preview"].value
+    names = con.execute(
+        "SELECT t.industry, p.name FROM industry_top_products t JOIN products p USING (product_id) "
+        "WHERE t.rank = 1"
+    ).fetchall()
+    assert len(names) > 10 and all(f"| {i} " in top and name in top for i, name in names)
+    evaluation = meta["ranker_evaluation"]
+    for chart in ("feature_importance", "ndcg_at_k_curve"):
+        md = evaluation[chart].value
+        # Under the UI's 1000-character limit, a markdown value shows on the asset page itself.
+        assert md.startswith("![") and "data:image/svg+xml," in md and len(md) < 1000, chart
+    assert (
+        "ndcg_at_10" in evaluation
+        and "industry_popularity" in evaluation["metrics_vs_baselines"].value
+    )
 
 
 def test_generated_sample_is_the_default_source(recsys_home):

@@ -8,6 +8,7 @@ on the aliases the previous one left.
 from __future__ import annotations
 
 import os
+import re
 
 import lightgbm as lgb
 import numpy as np
@@ -86,6 +87,7 @@ def test_registry_lifecycle(env, monkeypatch):
     run = mlflow.get_run(v1.run_id)
     assert run.data.tags["dagster_run_id"] == "dagster-run-1"
     assert run.data.tags["data_snapshot_hash"] == dset.snapshot_hash
+    _assert_run_explains_itself(run, con, dset, fitted=False)  # hand-made booster: no fit counts
     for name in (
         "ndcg_at_10",
         "recall_at_10",
@@ -113,7 +115,8 @@ def test_registry_lifecycle(env, monkeypatch):
     assert reg.aliases(settings) == {"challenger": v1.version, "champion": vb}
 
     # 2. The good model beats the baseline champion (its method, scored on the current holdout).
-    v2, ev2 = _log(con, good, dset, settings)
+    v2, ev2 = _log(con, good, dset, settings, run_id="dagster-run-2")
+    _assert_run_explains_itself(mlflow.get_run(v2.run_id), con, dset, fitted=True)
     d2 = reg.promote_if_better(con, v2.version, dset, settings, evaluation=ev2)
     assert d2.promoted, d2.reason
     assert d2.champion_version_before == vb
@@ -152,6 +155,29 @@ def test_registry_lifecycle(env, monkeypatch):
     assert tags[v3.version]["promotion_decision"] == "rejected"
     assert tags[v3.version]["promotion_reason"] == d3.reason
     assert client.get_model_version(reg.MODEL_NAME, vb).tags["demoted_by"] == v2.version
+    # Each version's description says how it was trained (or which baseline it is) and, last,
+    # what the gate decided the last time it was a candidate.
+    desc = {
+        v: client.get_model_version(reg.MODEL_NAME, v).description
+        for v in (v1.version, vb, v2.version, v3.version)
+    }
+    assert desc[v3.version].endswith(f"Promotion gate: rejected, not served: {d3.reason}")
+    assert desc[v2.version].endswith(f"Promotion gate: promoted to champion: {d2.reason}")
+    assert desc[v1.version].endswith(f"Promotion gate: rejected, not served: {d1.reason}")
+    assert desc[v1.version].startswith(f"Trained on data snapshot {dset.snapshot_hash}")
+    assert "Dagster run dagster-run-1" in desc[v1.version]
+    assert f"strongest baseline {d1.strongest_baseline}" in desc[v1.version]
+    # The baseline was promoted by d1, then v3's candidate (rejected: v2 serves).
+    assert desc[vb].startswith(f"Baseline {d1.strongest_baseline}: ")
+    assert desc[vb].endswith(f"Promotion gate: rejected, not served: {d3.reason}")
+    assert all(d.count("Promotion gate:") == 1 for d in desc.values())
+    baseline_run = mlflow.get_run(client.get_model_version(reg.MODEL_NAME, vb).run_id)
+    assert baseline_run.info.run_name == f"baseline-{d1.strongest_baseline}"
+    assert baseline_run.data.tags["mlflow.source.name"].endswith(":champion_model")
+    assert baseline_run.data.tags["mlflow.note.content"] == desc[vb].split("\n\n")[0]
+    assert client.get_registered_model(reg.MODEL_NAME).description == reg.MODEL_DESCRIPTION
+    experiment = client.get_experiment_by_name(reg.EXPERIMENT_NAME)
+    assert experiment.tags["mlflow.note.content"] == reg.EXPERIMENT_DESCRIPTION
 
     # 4. The champion serves from the registry alone (pyfunc round trip).
     model = mlflow.pyfunc.load_model("models:/industry-product-ranker@champion")
@@ -197,6 +223,7 @@ def test_registry_lifecycle(env, monkeypatch):
     assert len(r["products"]) == 3 and set(r["products"][0]) == {"product_id", "name", "score"}
     scores = [p["score"] for p in r["products"]]
     assert scores == sorted(scores, reverse=True)
+    assert all(0.0 < s < 1.0 for s in scores)  # the ranker's raw score through the logistic
 
     # The CLI fast path: a fresh process (empty in-memory cache) reads the alias with sqlite3 and the
     # artefacts from the on-disk cache the first load filled, without importing MLflow's loader.
@@ -226,11 +253,56 @@ def test_registry_lifecycle(env, monkeypatch):
     )
     with pytest.raises(LookupError):
         reg.rollback(settings)
-    # After the rollback, recommendations come from the restored champion (the baseline).
-    assert (
-        rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)["model_version"]
-        == vb
-    )
+    # After the rollback, recommendations come from the restored champion (the baseline), whose
+    # score is 1 / rank.
+    restored = rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)
+    assert restored["model_version"] == vb
+    assert [p["score"] for p in restored["products"]] == [1.0, 0.5, 0.3333]
+
+
+def _assert_run_explains_itself(run, con, dset, fitted: bool) -> None:
+    """Run name, source, description, dataset inputs with digests, and counts that agree."""
+    assert re.fullmatch(r"rebuild-\d{4}-\d{2}-\d{2}-dagster-", run.info.run_name)
+    assert run.data.tags["mlflow.source.name"].endswith(":ranker_model")
+    assert run.data.tags["mlflow.note.content"].startswith("Trained on data snapshot")
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"rk_candidates[train]", "rk_candidates[valid]", "rk_candidates[test]"}
+    for split in ("train", "valid", "test"):
+        logged = inputs[f"rk_candidates[{split}]"]
+        rows, digest = ds.split_digest(con, split)
+        assert logged.dataset.digest == digest and len(digest) == 16
+        assert {t.key: t.value for t in logged.tags}["rows"] == str(rows)
+        assert rows == dset.counts[f"{split}_candidate_rows"]
+    # Every count has one meaning: each narrower set of queries is at most the wider one.
+    m = {k.removeprefix("count_"): v for k, v in run.data.metrics.items() if k.startswith("count_")}
+    for split in ("train", "valid"):
+        assert (
+            m[f"{split}_queries"]
+            >= m[f"{split}_queries_with_positives"]
+            >= m[f"{split}_queries_with_positive_candidates"]
+            > 0
+        )
+        if fitted:  # below MAX_QUERIES, LightGBM fits every query with a positive candidate
+            assert m[f"fitted_{split}_queries"] == m[f"{split}_queries_with_positive_candidates"]
+            assert m[f"fitted_{split}_rows"] <= m[f"{split}_candidate_rows"]
+
+
+def test_split_digest_follows_the_rows(env):
+    con = env[1]
+    before = ds.split_digest(con, "test")
+    assert ds.split_digest(con, "test") == before  # order-insensitive, stable
+    con.execute("CREATE TEMP TABLE rk_backup AS SELECT * FROM rk_candidates")
+    try:
+        con.execute(
+            "UPDATE rk_candidates SET relevance = relevance + 1 WHERE rowid = "
+            "(SELECT min(rowid) FROM rk_candidates WHERE split = 'test')"
+        )
+        assert ds.split_digest(con, "test")[0] == before[0]
+        assert ds.split_digest(con, "test")[1] != before[1]
+    finally:
+        con.execute("CREATE OR REPLACE TABLE rk_candidates AS SELECT * FROM rk_backup")
+        con.execute("DROP TABLE rk_backup")
+    assert ds.split_digest(con, "test") == before
 
 
 def test_floor_blocks_and_a_worse_ranker_serves_the_baseline(env, tmp_path, monkeypatch):

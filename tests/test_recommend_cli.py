@@ -61,6 +61,14 @@ def _champion(env: dict) -> str:
     return str(client.get_model_version_by_alias("industry-product-ranker", "champion").version)
 
 
+def _champion_kind(env: dict) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    mv = client.get_model_version_by_alias("industry-product-ranker", "champion")
+    return mv.tags.get("kind", "ranker")
+
+
 def test_recommend_json_from_champion(trained_home):
     out = run(
         trained_home,
@@ -81,16 +89,22 @@ def test_recommend_json_from_champion(trained_home):
     assert len(products) == 7 and {"product_id", "name", "score"} <= set(products[0])
     scores = [p["score"] for p in products]
     assert scores == sorted(scores, reverse=True)
+    if _champion_kind(trained_home) == "baseline":  # a list: 1 / rank
+        assert scores == [round(1 / r, 4) for r in range(1, 8)]
+    else:  # the raw ranker score is unbounded, often < 0: shown through the logistic function
+        assert all(0.0 < s < 1.0 for s in scores)
 
 
 def test_recommend_with_explicit_industry_and_text_output(trained_home):
     out = run(trained_home, "recommend", "--name", "새 가게", "--industry", "chinese", "-k", "3")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("industry: chinese")
-    assert (
-        len([line for line in out.stdout.splitlines() if line.strip()[:2].rstrip(".").isdigit()])
-        == 3
-    )
+    header, *rows = out.stdout.splitlines()[1:]
+    assert header.split() == ["rank", "score", "product"]
+    ranks = [int(r.split()[0]) for r in rows]
+    scores = [float(r.split()[1]) for r in rows]
+    assert ranks == [1, 2, 3]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
 
 
 def test_recommend_rejects_unknown_industry(trained_home):

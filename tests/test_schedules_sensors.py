@@ -20,6 +20,7 @@ def test_rebuild_schedule_defaults_to_monday_0500_seoul(monkeypatch):
     context = dg.build_schedule_context(scheduled_execution_time=None)
     [request] = rebuild_schedule.evaluate_tick(context).run_requests
     assert request.job_name in (None, "rebuild_job")
+    assert request.tags["recsys/launched_by"] == "schedule"
     assert build_defs().resolve_job_def("rebuild_job") is not None
 
 
@@ -29,6 +30,26 @@ def test_schedule_cron_is_configurable(monkeypatch):
     schedule = build_defs(load_settings()).resolve_schedule_def("rebuild_schedule")
     assert schedule.cron_schedule == "0 5 1 * *"
     assert schedule.execution_timezone == "UTC"
+
+
+def test_no_job_needs_an_upstream_asset_it_cannot_materialize():
+    """The UI's "Materialize all" asks "Are you sure?" when an upstream asset outside the job was
+    never materialized. rebuild_job has none; labeling_job only `products`, the shard backfill only
+    `restaurants`, both of which every rebuild materializes; no job needs the shard partitions."""
+    defs = build_defs()
+    graph = defs.resolve_asset_graph()
+    outside = {}
+    for job in ("rebuild_job", "labeling_job", "labeling_shards_job"):
+        keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
+        parents = {p for k in keys for p in graph.get(k).parent_keys} - keys
+        outside[job] = {k.to_user_string() for k in parents}
+    assert outside == {
+        "rebuild_job": set(),
+        "labeling_job": {"products"},
+        "labeling_shards_job": {"restaurants"},
+    }
+    rebuild = defs.resolve_job_def("rebuild_job")
+    assert all(graph.get(k).partitions_def is None for k in rebuild.asset_layer.selected_asset_keys)
 
 
 def test_labeling_job_selects_the_labeling_path_only():
@@ -74,6 +95,7 @@ def test_sensor_watches_then_runs_on_change(recsys_home, tmp_path):
     result, new_cursor = tick(cursor)
     [request] = result.run_requests
     assert new_cursor != cursor and request.run_key == f"restaurants-{new_cursor}"
+    assert request.tags["recsys/launched_by"] == "sensor"
 
 
 def test_sensor_skips_without_a_data_dir(recsys_home):

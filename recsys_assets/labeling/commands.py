@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from recsys_assets.text import count
+
 INTERRUPTED_EXIT = 130
 UNANSWERED_EXIT = 3  # some rows got no answer from the model; output written, rerun retries them
 
@@ -154,6 +156,13 @@ def label_cmd(
             min=1, help="Restaurants per LLM call (RECSYS_LLM_ITEMS_PER_CALL, default 1)."
         ),
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="online (a call per request) | batch (the OpenAI Batch API: half price, answers "
+            "within 24 h; a killed run resumes its batches). Default: RECSYS_LLM_MODE or online."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
     dry_run: Annotated[
         bool,
@@ -184,7 +193,7 @@ def label_cmd(
     if dry_run:
         if output is not None:
             _check_output(output)  # the real run would refuse it: say so now
-        _dry_run(input_path, _labeler_arg(labeler), max_concurrency, items_per_call)
+        _dry_run(input_path, _labeler_arg(labeler), max_concurrency, items_per_call, mode)
         return
     if output is None:
         _err("error: give --output/-o FILE (.csv or .parquet), or --dry-run to only see the plan")
@@ -214,6 +223,7 @@ def label_cmd(
                 progress=progress,
                 stop_event=stopper.event,
                 engine_config=cfg,
+                mode=mode,
             )
     except LabelingAborted as exc:
         if exc.reason != "circuit_open" and (exc.report is None or exc.report.labeler != "cascade"):
@@ -262,7 +272,7 @@ def label_cmd(
     if mask.any():
         _err(
             f"plus {int(mask.sum())} row(s) set by label overrides (source override, confidence "
-            f"1.0), not sent to any labeler: {len(out)} rows in {output}"
+            f"1.0), not sent to any labeler: {count(len(out), 'row')} in {output}"
         )
     unanswered = int((out["label_status"] == "unanswered").sum())
     if unanswered:
@@ -309,7 +319,11 @@ def _labeler_arg(labeler: str | None) -> str | None:
 
 
 def _dry_run(
-    input_path: Path, labeler: str | None, max_concurrency: int | None, items_per_call: int | None
+    input_path: Path,
+    labeler: str | None,
+    max_concurrency: int | None,
+    items_per_call: int | None,
+    mode: str | None = None,
 ) -> None:
     """Print the plan of `recsys label` (rows, ledger hits, calls, tokens, cost, time); exit 0."""
     from recsys_assets.config import ConfigError
@@ -327,7 +341,7 @@ def _dry_run(
         cfg = EngineConfig.from_settings(
             settings.llm, max_concurrency=max_concurrency, items_per_call=items_per_call
         )
-        plan = plan_labeling(df, labeler=labeler, settings=settings, engine_config=cfg)
+        plan = plan_labeling(df, labeler=labeler, settings=settings, engine_config=cfg, mode=mode)
     except (ConfigError, ValueError, LedgerError) as exc:
         _err(f"error: {exc}")
         raise typer.Exit(2) from None
@@ -399,7 +413,12 @@ def _plan_lines(plan, settings) -> list[str]:
                 row(
                     "estimated cost",
                     f"${e.cost_usd:.4f}",
-                    f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens)",
+                    f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens"
+                    + (
+                        f", x{settings.llm.batch_price_factor:g} through the Batch API)"
+                        if plan.mode == "batch"
+                        else ")"
+                    ),
                 )
             )
         lines.append(
@@ -483,13 +502,15 @@ def _no_answer_causes(report, stopped, secrets: tuple[str | None, ...]) -> str:
 
 def _summary(report, output: Path) -> str:
     fp = f", fingerprint {report.fingerprint}" if report.fingerprint else ""
-    parts = [f"wrote {output}: {report.total} rows ({report.labeler}){fp}"]
+    parts = [f"wrote {output}: {count(report.total, 'row')} ({report.labeler}){fp}"]
     if report.labeler != "offline":
         parts.append(
             f"labeled now {report.labeled_this_run}, from ledger {report.reused_from_ledger}, "
             f"offline {report.offline_answered}; {report.llm_calls} calls, "
-            f"{report.tokens_in:,}+{report.tokens_out:,} tokens, ~${report.estimated_cost_usd:.4f}; "
-            f"invalid {report.invalid}, failed {report.failed}"
+            f"{report.tokens_in:,}+{report.tokens_out:,} tokens ({report.tokens_cached:,} cached), "
+            f"~${report.estimated_cost_usd:.4f}"
+            + (" at the batch price" if report.mode == "batch" else "")
+            + f"; invalid {report.invalid}, failed {report.failed}"
         )
         if report.latency_p50_ms is not None:
             parts.append(
@@ -702,8 +723,9 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
     by_status = ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
     lines = [
         (
-            f"ledger {stats['path']}: {stats['rows']} rows {by_status}; tokens "
-            f"{stats['tokens_in']:,} in / {stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"
+            f"ledger {stats['path']}: {count(stats['rows'], 'row')} {by_status}; tokens "
+            f"{stats['tokens_in']:,} in ({stats.get('tokens_cached', 0):,} cached) / "
+            f"{stats['tokens_out']:,} out; cost ~${stats['cost_usd']:.4f}"
         ),
         (
             f"current fingerprint {cur['fingerprint']} ({_describe(p)}; from the settings and prompt "
@@ -726,6 +748,14 @@ def _stats_lines(stats: dict[str, Any]) -> list[str]:
             f"{_describe(g['params'])} ({g['prompt_version'] or '?'})"
         )
     lines.append("(* = the current fingerprint)")
+    for mode, m in (stats.get("by_mode") or {}).items():
+        lines.append(
+            f"mode {mode}: {m['rows']} rows, tokens {m['tokens_in']:,} in ({m['tokens_cached']:,} "
+            f"cached) / {m['tokens_out']:,} out, cost ~${m['cost_usd']:.4f}"
+        )
+    if stats.get("batches"):
+        states = ", ".join(f"{k} {v}" for k, v in stats["batches"].items())
+        lines.append(f"batches (Batch API jobs): {states}")
     return lines
 
 
@@ -751,7 +781,7 @@ def ledger_export(
         except ValueError as exc:
             _err(f"error: {exc}")
             raise typer.Exit(2) from None
-    typer.echo(f"exported {n} rows to {output}")
+    typer.echo(f"exported {count(n, 'row')} to {output}")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
@@ -793,9 +823,9 @@ def ledger_prune(
             _err(f"error: {exc}")
             raise typer.Exit(2) from None
     if yes:
-        typer.echo(f"deleted {n} rows")
+        typer.echo(f"deleted {count(n, 'row')}")
     else:
-        typer.echo(f"would delete {n} rows (dry run; add --yes to delete)")
+        typer.echo(f"would delete {count(n, 'row')} (dry run; add --yes to delete)")
 
 
 class _DefaultContext(typer.Context):

@@ -143,6 +143,7 @@ class EngineStats:
     http_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # of tokens_in: served from the provider's prompt cache
     cost_usd: float = 0.0
     ok: int = 0
     invalid: int = 0
@@ -388,7 +389,8 @@ class Engine:
         self, unit: list[PendingRow], by_id: dict[str, PendingRow], res, attempt: int
     ) -> int:
         n = len(unit)
-        cost = estimate_cost(self._model, res.tokens_in, res.tokens_out, self._prices)
+        cached = int(getattr(res, "tokens_cached", 0) or 0)
+        cost = self._cost(res.tokens_in, res.tokens_out, cached)
         share_in, share_out = res.tokens_in // n, res.tokens_out // n
         records = []
         for item_id, row in by_id.items():
@@ -397,6 +399,7 @@ class Engine:
                 "attempts": attempt + (1 if res.reasked else 0),
                 "tokens_in": share_in,
                 "tokens_out": share_out,
+                "tokens_cached": cached // n,
                 "cost_usd": cost / n,
                 "latency_ms": res.latency_ms,
                 "raw_response": res.raw,
@@ -429,6 +432,7 @@ class Engine:
             s.http_calls += res.http_calls
             s.tokens_in += res.tokens_in
             s.tokens_out += res.tokens_out
+            s.tokens_cached += cached
             s.cost_usd += cost
             s.latencies_ms.append(res.latency_ms)
             n_invalid = sum(1 for r in records if r.status == "invalid")
@@ -438,6 +442,13 @@ class Engine:
                 s.failures_by_reason["invalid_answer"] += n_invalid
             s.rows_done += n
         return n
+
+    def _cost(self, tokens_in: int, tokens_out: int, tokens_cached: int = 0) -> float:
+        """At the options' prices (cached input at its price), or the table's for a stand-in."""
+        cost = getattr(self.labeler.options, "cost", None)
+        if cost is not None:
+            return float(cost(tokens_in, tokens_out, tokens_cached))
+        return estimate_cost(self._model, tokens_in, tokens_out, self._prices)
 
     def _record_failed(self, unit: list[PendingRow], exc: LLMError, attempt: int) -> int:
         msg = scrub(str(exc), self.labeler.secrets)[:500]

@@ -45,7 +45,7 @@ import threading
 import unicodedata
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,7 +56,7 @@ from recsys_assets.config import DEFAULT_LEASE_SECONDS
 
 STATUSES = ("ok", "invalid", "failed")
 FINAL_STATUSES = ("ok", "invalid")
-SCHEMA_VERSION = 2  # 2: the claims table
+SCHEMA_VERSION = 3  # 2: the claims table; 3: cached tokens, mode, the batch tables
 LEDGER_URL_ENV = "RECSYS_LEDGER_URL"
 LEASE_ENV = "RECSYS_LEDGER_LEASE_SECONDS"
 
@@ -72,13 +72,22 @@ _COLUMNS = (
     "attempts",
     "tokens_in",
     "tokens_out",
+    "tokens_cached",
     "cost_usd",
     "latency_ms",
     "model",
     "prompt_version",
+    "mode",
     "created_at",
     "updated_at",
 )
+# Columns added after schema version 2, with their DDL: an older ledger gets them on open.
+_ADDED_COLUMNS = (
+    ("tokens_cached", "INTEGER NOT NULL DEFAULT 0"),
+    ("mode", "TEXT NOT NULL DEFAULT 'online'"),
+)
+BATCH_STATES = ("pending", "uploaded", "submitted", "closed", "abandoned")
+OPEN_BATCH_STATES = ("pending", "uploaded", "submitted")
 
 
 def _ddl(postgres: bool) -> list[str]:
@@ -99,10 +108,12 @@ def _ddl(postgres: bool) -> list[str]:
     attempts       INTEGER NOT NULL DEFAULT 0,
     tokens_in      INTEGER NOT NULL DEFAULT 0,
     tokens_out     INTEGER NOT NULL DEFAULT 0,
+    tokens_cached  INTEGER NOT NULL DEFAULT 0,
     cost_usd       {real} NOT NULL DEFAULT 0,
     latency_ms     {real},
     model          TEXT,
     prompt_version TEXT,
+    mode           TEXT NOT NULL DEFAULT 'online',
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (input_key, fingerprint)
@@ -125,6 +136,34 @@ def _ddl(postgres: bool) -> list[str]:
     PRIMARY KEY (input_key, fingerprint)
 ){no_rowid}""",
         "CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner, state)",
+        # One row per Batch API job, written (state `pending`) before anything is uploaded, then
+        # updated with each id the provider hands back: a killed run resumes from here.
+        f"""CREATE TABLE IF NOT EXISTS batches (
+    batch_key       TEXT PRIMARY KEY,
+    fingerprint     TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ({", ".join(repr(s) for s in BATCH_STATES)})),
+    requests        INTEGER NOT NULL,
+    input_file_id   TEXT,
+    batch_id        TEXT,
+    provider_status TEXT,
+    output_file_id  TEXT,
+    error_file_id   TEXT,
+    output_recorded INTEGER NOT NULL DEFAULT 0,
+    note            TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+)""",
+        "CREATE INDEX IF NOT EXISTS batches_open ON batches (fingerprint, state)",
+        # Which input each request (custom_id) of a batch carries: a key in an open batch is in
+        # flight, never put in another batch.
+        f"""CREATE TABLE IF NOT EXISTS batch_rows (
+    batch_key   TEXT NOT NULL,
+    custom_id   TEXT NOT NULL,
+    input_key   TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (batch_key, input_key)
+){no_rowid}""",
+        "CREATE INDEX IF NOT EXISTS batch_rows_key ON batch_rows (fingerprint, input_key)",
     ]
 
 
@@ -139,9 +178,11 @@ ON CONFLICT (input_key, fingerprint) DO UPDATE SET
     attempts = labels.attempts + excluded.attempts,
     tokens_in = labels.tokens_in + excluded.tokens_in,
     tokens_out = labels.tokens_out + excluded.tokens_out,
+    tokens_cached = labels.tokens_cached + excluded.tokens_cached,
     cost_usd = labels.cost_usd + excluded.cost_usd,
     latency_ms = excluded.latency_ms, model = excluded.model,
-    prompt_version = excluded.prompt_version, updated_at = excluded.updated_at
+    prompt_version = excluded.prompt_version, mode = excluded.mode,
+    updated_at = excluded.updated_at
 WHERE labels.status = 'failed'
 """
 
@@ -419,6 +460,26 @@ class LedgerRecord:
     tokens_out: int = 0
     cost_usd: float = 0.0
     latency_ms: float | None = None
+    tokens_cached: int = 0  # input tokens the provider served from its prompt cache
+    mode: str = "online"  # online | batch (the Batch API, at its price)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One Batch API job as the ledger knows it (ids are None until the provider gave them)."""
+
+    batch_key: str
+    fingerprint: str
+    state: str
+    requests: int
+    input_file_id: str | None
+    batch_id: str | None
+    provider_status: str | None
+    output_file_id: str | None
+    error_file_id: str | None
+    output_recorded: bool
+    note: str | None
+    created_at: str
 
 
 @dataclass(frozen=True)
@@ -563,6 +624,7 @@ class Ledger:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7301594201)")
             for statement in _ddl(postgres=not self.is_sqlite):
                 conn.exec_driver_sql(statement)
+            self._add_columns(conn)
             conn.execute(
                 _text(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', :v) "
@@ -571,6 +633,17 @@ class Ledger:
                 ),
                 {"v": str(SCHEMA_VERSION)},
             )
+
+    def _add_columns(self, conn: Any) -> None:
+        """Bring a ledger of an older schema up to date (columns only ever added, never changed)."""
+        if self.is_sqlite:
+            have = {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(labels)").fetchall()}
+            for name, ddl in _ADDED_COLUMNS:
+                if name not in have:
+                    conn.exec_driver_sql(f"ALTER TABLE labels ADD COLUMN {name} {ddl}")
+        else:
+            for name, ddl in _ADDED_COLUMNS:
+                conn.exec_driver_sql(f"ALTER TABLE labels ADD COLUMN IF NOT EXISTS {name} {ddl}")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -642,10 +715,12 @@ class Ledger:
                 "attempts": r.attempts,
                 "tokens_in": r.tokens_in,
                 "tokens_out": r.tokens_out,
+                "tokens_cached": r.tokens_cached,
                 "cost_usd": r.cost_usd,
                 "latency_ms": r.latency_ms,
                 "model": model,
                 "prompt_version": prompt_version,
+                "mode": r.mode,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -751,6 +826,101 @@ class Ledger:
         ).fetchall()
         return [Claim(*r) for r in rows]
 
+    # -- batches (the Batch API) -------------------------------------------------------------
+    def batch_begin(self, fp: str, batch_key: str, requests: Mapping[str, Sequence[str]]) -> bool:
+        """Record a batch (state `pending`) and the input keys of each of its requests, before
+        anything is uploaded. False, and nothing written, when one of the keys is already in an
+        open batch of this fingerprint (another run put it there): the caller looks again."""
+        keys = sorted({k for ks in requests.values() for k in ks})
+        now = utcnow()
+        with self._tx() as conn:
+            for start in range(0, len(keys), 500):
+                taken = conn.execute(
+                    _text(_OPEN_KEYS, ("keys",)), {"fp": fp, "keys": keys[start : start + 500]}
+                ).fetchall()
+                if taken:
+                    return False
+            conn.execute(
+                _text(
+                    "INSERT INTO batches (batch_key, fingerprint, state, requests, created_at, "
+                    "updated_at) VALUES (:b, :fp, 'pending', :n, :now, :now)"
+                ),
+                {"b": batch_key, "fp": fp, "n": len(requests), "now": now},
+            )
+            rows = [
+                {"b": batch_key, "c": cid, "k": k, "fp": fp}
+                for cid, ks in requests.items()
+                for k in ks
+            ]
+            if rows:
+                conn.execute(
+                    _text(
+                        "INSERT INTO batch_rows (batch_key, custom_id, input_key, fingerprint) "
+                        "VALUES (:b, :c, :k, :fp)"
+                    ),
+                    rows,
+                )
+        return True
+
+    _BATCH_FIELDS = (
+        "state",
+        "input_file_id",
+        "batch_id",
+        "provider_status",
+        "output_file_id",
+        "error_file_id",
+        "output_recorded",
+        "note",
+    )
+
+    def batch_update(self, batch_key: str, **fields: Any) -> None:
+        """Store what the provider just handed back (a file id, a batch id, a status)."""
+        bad = set(fields) - set(self._BATCH_FIELDS)
+        if bad or not fields:
+            raise ValueError(f"unknown batch field(s): {sorted(bad)}")
+        if "state" in fields and fields["state"] not in BATCH_STATES:
+            raise ValueError(f"batch state must be one of {BATCH_STATES}, got {fields['state']!r}")
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        with self._tx() as conn:
+            conn.execute(
+                _text(f"UPDATE batches SET {sets}, updated_at = :now WHERE batch_key = :b"),
+                {**fields, "now": utcnow(), "b": batch_key},
+            )
+
+    def open_batches(self, fp: str) -> list[BatchRecord]:
+        """The batches of this fingerprint not yet closed, oldest first."""
+        rows = self._read(
+            f"SELECT {_BATCH_SELECT} FROM batches WHERE fingerprint = :fp AND state IN "
+            "('pending', 'uploaded', 'submitted') ORDER BY created_at, batch_key",
+            {"fp": fp},
+        )
+        return [_batch(r) for r in rows]
+
+    def batches(self) -> list[BatchRecord]:
+        rows = self._read(f"SELECT {_BATCH_SELECT} FROM batches ORDER BY created_at, batch_key")
+        return [_batch(r) for r in rows]
+
+    def batch_requests(self, batch_key: str) -> dict[str, list[str]]:
+        """custom_id -> the input keys that request carries."""
+        out: dict[str, list[str]] = {}
+        rows = self._read(
+            "SELECT custom_id, input_key FROM batch_rows WHERE batch_key = :b "
+            "ORDER BY custom_id, input_key",
+            {"b": batch_key},
+        )
+        for cid, key in rows:
+            out.setdefault(cid, []).append(key)
+        return out
+
+    def in_open_batches(self, fp: str) -> set[str]:
+        """Input keys some open batch of this fingerprint carries (in flight at the provider)."""
+        rows = self._read(
+            "SELECT r.input_key FROM batch_rows r JOIN batches b ON b.batch_key = r.batch_key "
+            "WHERE r.fingerprint = :fp AND b.state IN ('pending', 'uploaded', 'submitted')",
+            {"fp": fp},
+        )
+        return {r[0] for r in rows}
+
     # -- reads -------------------------------------------------------------------------------
     def lookup(self, fp: str, keys: Iterable[str]) -> dict[str, StoredLabel]:
         keys = list(dict.fromkeys(keys))
@@ -786,7 +956,7 @@ class Ledger:
         rows = self._read(
             "SELECT l.fingerprint, l.status, count(*), sum(l.tokens_in), sum(l.tokens_out), "
             "sum(l.cost_usd), sum(l.attempts), min(l.created_at), max(l.updated_at), "
-            "max(l.prompt_version), f.params "
+            "max(l.prompt_version), f.params, sum(l.tokens_cached) "
             "FROM labels l LEFT JOIN fingerprints f ON f.fingerprint = l.fingerprint "
             "GROUP BY l.fingerprint, l.status, f.params ORDER BY l.fingerprint, l.status"
         )
@@ -804,9 +974,27 @@ class Ledger:
                 "prompt_version": r[9],
                 "params": json.loads(r[10]) if r[10] else {},
                 "current": current is not None and r[0] == current,
+                "tokens_cached": int(r[11] or 0),
             }
             for r in rows
         ]
+        modes = {
+            str(r[0]): {
+                "rows": int(r[1]),
+                "tokens_in": int(r[2] or 0),
+                "tokens_cached": int(r[3] or 0),
+                "tokens_out": int(r[4] or 0),
+                "cost_usd": round(float(r[5] or 0.0), 6),
+            }
+            for r in self._read(
+                "SELECT mode, count(*), sum(tokens_in), sum(tokens_cached), sum(tokens_out), "
+                "sum(cost_usd) FROM labels GROUP BY mode ORDER BY mode"
+            )
+        }
+        batch_states = {
+            str(r[0]): int(r[1])
+            for r in self._read("SELECT state, count(*) FROM batches GROUP BY state ORDER BY state")
+        }
         live = self._read(
             "SELECT count(*) FROM claims WHERE state = 'claimed' AND lease_until >= :now",
             {"now": utcnow()},
@@ -822,7 +1010,10 @@ class Ledger:
             "in_progress": int(live),
             "tokens_in": sum(g["tokens_in"] for g in groups),
             "tokens_out": sum(g["tokens_out"] for g in groups),
+            "tokens_cached": sum(g["tokens_cached"] for g in groups),
             "cost_usd": round(sum(g["cost_usd"] for g in groups), 6),
+            "by_mode": modes,
+            "batches": batch_states,
             "groups": groups,
             "current": None
             if current is None
@@ -938,6 +1129,23 @@ class Ledger:
                 )
                 conn.execute(_text(f"DELETE FROM labels {where}"), params)
         return n
+
+
+_OPEN_KEYS = (
+    "SELECT r.input_key FROM batch_rows r JOIN batches b ON b.batch_key = r.batch_key "
+    "WHERE r.fingerprint = :fp AND r.input_key IN :keys "
+    "AND b.state IN ('pending', 'uploaded', 'submitted') LIMIT 1"
+)
+_BATCH_SELECT = (
+    "batch_key, fingerprint, state, requests, input_file_id, batch_id, provider_status, "
+    "output_file_id, error_file_id, output_recorded, note, created_at"
+)
+
+
+def _batch(row: Any) -> BatchRecord:
+    values = list(row)
+    values[9] = bool(values[9])
+    return BatchRecord(*values)
 
 
 _STATEMENTS: dict[tuple[str, tuple[str, ...]], Any] = {}

@@ -405,6 +405,10 @@ class LLMOptions:
     structured: str = "auto"
     max_tokens: int | None = None  # None: default_max_tokens(items_per_call) (shapes the answer)
     timeout_per_item_s: float = 10.0  # added to timeout_s per further restaurant in a call
+    # Prices relative to the input/output price: cached input tokens (the provider's prompt cache)
+    # and every token sent through the Batch API. Prices, so not in the fingerprint.
+    cached_price_factor: float = 0.5
+    batch_price_factor: float = 0.5
 
     def __post_init__(self) -> None:
         if self.structured not in STRUCTURED_METHODS:
@@ -426,6 +430,8 @@ class LLMOptions:
             "prices": (llm.price_in, llm.price_out),
             "structured": llm.structured,
             "max_tokens": llm.max_tokens,
+            "cached_price_factor": llm.cached_price_factor,
+            "batch_price_factor": llm.batch_price_factor,
         }
         values.update(overrides)
         return cls(**values)
@@ -446,6 +452,19 @@ class LLMOptions:
     def answer_schema(self) -> dict[str, Any]:
         """The JSON schema of the answer as LLMLabeler sends it."""
         return response_schema(self.items_per_call)
+
+    def cost(self, tokens_in: int, tokens_out: int, tokens_cached: int = 0, *, batch: bool = False):
+        """USD for one answer at these prices: cached input at the cached price, all of it at the
+        batch price when it went through the Batch API."""
+        return estimate_cost(
+            self.model,
+            tokens_in,
+            tokens_out,
+            self.prices,
+            tokens_cached=tokens_cached,
+            cached_factor=self.cached_price_factor,
+            factor=self.batch_price_factor if batch else 1.0,
+        )
 
     def effective_max_tokens(self) -> int:
         return self.max_tokens or default_max_tokens(self.items_per_call)
@@ -508,11 +527,23 @@ def estimate_cost(
     tokens_in: int,
     tokens_out: int,
     prices: tuple[float | None, float | None] = (None, None),
+    *,
+    tokens_cached: int = 0,
+    cached_factor: float = 0.5,
+    factor: float = 1.0,
 ) -> float:
+    """USD for the tokens; `tokens_cached` (part of `tokens_in`) at `cached_factor` of the input
+    price, everything times `factor` (the Batch API's discount)."""
     price = price_per_1m(model, prices)
     if price is None:
         return 0.0
-    return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
+    cached = min(max(tokens_cached, 0), tokens_in)
+    fresh = tokens_in - cached
+    return (
+        (fresh * price[0] + cached * price[0] * cached_factor + tokens_out * price[1])
+        * factor
+        / 1_000_000
+    )
 
 
 @dataclass(frozen=True)
@@ -541,6 +572,7 @@ class CallResult:
     latency_ms: float
     reasked: bool = False
     method: str | None = None  # the structured-output method the answer came through
+    tokens_cached: int = 0  # of tokens_in: served from the provider's prompt cache
 
 
 @dataclass
@@ -557,6 +589,7 @@ class _Reply:
     tool_called: bool
     truncated: bool
     refusal: str | None = None
+    tokens_cached: int = 0
 
 
 # What each method puts in the request, for messages that say what a server refused.
@@ -640,6 +673,51 @@ class LLMLabeler:
             self._method, items, self._call(self._method, self._messages(self._method, items))
         )
 
+    def request_body(self, items: Sequence[LabelItem], method: str | None = None) -> dict[str, Any]:
+        """The JSON body `label` would POST to /chat/completions for these items (the Batch API
+        sends it as one line): the same prompt, schema and limits, so the same fingerprint.
+        ``method``: the structured-output method (default: the settled one, else the first the
+        configuration tries; a batch cannot negotiate)."""
+        method = method or self._method or self.options.prompt_method()
+        bound = self._bound[method]
+        payload = self._chat._get_request_payload(self._messages(method, items), **bound.kwargs)
+        payload.update(payload.pop("extra_body", None) or {})  # what the client merges in
+        return dict(payload)
+
+    def validate_completion(
+        self, items: Sequence[LabelItem], completion: dict[str, Any]
+    ) -> tuple[dict[str, LabelAnswer], dict[str, str], _Reply]:
+        """Validate a chat completion given as JSON (a Batch API output line's body), as `label`
+        validates an answer; no re-ask (a batch answer arrives long after the request)."""
+        choices = completion.get("choices") or [{}]
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        msg = choice.get("message") or {}
+        calls = msg.get("tool_calls") or []
+        text = str((calls[0].get("function") or {}).get("arguments") or "") if calls else ""
+        text = text or str(msg.get("content") or "")
+        try:
+            parsed, perr = json.loads(_unfence(text)), None
+        except (json.JSONDecodeError, TypeError) as exc:
+            parsed, perr = None, exc
+        usage = completion.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        refusal = msg.get("refusal")
+        reply = _Reply(
+            None,
+            text,
+            parsed,
+            perr,
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+            0.0,
+            bool(calls),
+            choice.get("finish_reason") == "length",
+            str(refusal)[:200] if refusal else None,
+            int(details.get("cached_tokens") or 0),
+        )
+        answers, errors = self._validate(items, reply)
+        return answers, errors, reply
+
     def _messages(self, method: str, items: Sequence[LabelItem]) -> list[Any]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -709,7 +787,7 @@ class LLMLabeler:
             parsed, perr = json.loads(_unfence(text)), None
         except (json.JSONDecodeError, TypeError) as exc:
             parsed, perr = None, exc
-        tin, tout = _usage(out)
+        tin, tout, cached = _usage(out)
         finish = (getattr(out, "response_metadata", None) or {}).get("finish_reason")
         refusal = (getattr(out, "additional_kwargs", None) or {}).get("refusal")
         return _Reply(
@@ -723,6 +801,7 @@ class LLMLabeler:
             tool_called,
             finish == "length",
             str(refusal)[:200] if refusal else None,
+            cached,
         )
 
     def _finish(self, method: str, items: Sequence[LabelItem], first: _Reply) -> CallResult:
@@ -732,6 +811,7 @@ class LLMLabeler:
         answers, errors = self._validate(items, first)
         http_calls, reasked, latency = 1, False, first.latency_ms
         tin, tout, raws = first.tokens_in, first.tokens_out, [first.text]
+        cached = first.tokens_cached
         if errors:
             # Never the identical request again: the model sees its answer and what was wrong.
             reasked = True
@@ -748,12 +828,15 @@ class LLMLabeler:
             http_calls += 1
             latency += second.latency_ms
             tin, tout = tin + second.tokens_in, tout + second.tokens_out
+            cached += second.tokens_cached
             raws.append(second.text)
             retry_items = [it for it in items if it.item_id in errors]
             answers2, errors = self._validate(retry_items, second)
             answers.update(answers2)
         raw = "\n---\n".join(raws)[:MAX_RAW_CHARS]
-        return CallResult(answers, errors, raw, tin, tout, http_calls, latency, reasked, method)
+        return CallResult(
+            answers, errors, raw, tin, tout, http_calls, latency, reasked, method, cached
+        )
 
     def _validate(
         self, items: Sequence[LabelItem], reply: _Reply
@@ -811,6 +894,8 @@ def _reply_from_completion(completion: Any, t0: float, exc: BaseException) -> _R
         parsed, perr = None, err
     usage = getattr(completion, "usage", None)
     tin, tout = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = int(getattr(details, "cached_tokens", 0) or 0)
     filtered = isinstance(exc, openai.ContentFilterFinishReasonError)
     return _Reply(
         None,
@@ -823,6 +908,7 @@ def _reply_from_completion(completion: Any, t0: float, exc: BaseException) -> _R
         False,
         not filtered,
         "the provider's content filter" if filtered else None,
+        cached,
     )
 
 
@@ -935,9 +1021,16 @@ def _content(msg: Any) -> str:
     return str(content)
 
 
-def _usage(msg: Any) -> tuple[int, int]:
+def _usage(msg: Any) -> tuple[int, int, int]:
+    """(input, output, cached input) tokens; LangChain maps the provider's
+    usage.prompt_tokens_details.cached_tokens to input_token_details.cache_read."""
     usage = getattr(msg, "usage_metadata", None) or {}
-    return int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
+    details = usage.get("input_token_details") or {}
+    return (
+        int(usage.get("input_tokens", 0) or 0),
+        int(usage.get("output_tokens", 0) or 0),
+        int(details.get("cache_read", 0) or 0),
+    )
 
 
 def approx_tokens(text: str) -> int:

@@ -55,6 +55,7 @@ class LabelingReport:
     llm_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # of tokens_in: served from the provider's prompt cache
     estimated_cost_usd: float = 0.0
     invalid: int = 0
     failed: int = 0
@@ -71,6 +72,7 @@ class LabelingReport:
     structured_output: str | None = None
     cascade_rule: str | None = None  # the routing rule the cascade applied (cascade.Rule.describe)
     cascade_kept_offline: int = 0  # rows the LLM answered but the offline label was kept
+    mode: str = "online"  # online | batch (the Batch API, at its price)
 
     @property
     def done(self) -> int:
@@ -119,18 +121,21 @@ def label_frame(
     llm_options: Any | None = None,
     engine_config: Any | None = None,
     cascade_margin: float | None = None,
+    mode: str | None = None,
 ) -> tuple[pd.DataFrame, LabelingReport]:
     """Label every row; output in input order. Interrupted -> the rows not done are absent.
 
     `llm_options` (llm.LLMOptions) and `engine_config` (engine.EngineConfig) default to
-    `settings.llm`; they exist for tests and the benchmark.
+    `settings.llm`; they exist for tests and the benchmark. `mode`: online (one call per request)
+    or batch (the Batch API); None: settings.llm.mode.
     """
     settings = settings or load_settings()
+    mode = _resolve_mode(mode, settings)
     kind = _resolve_kind(df, labeler, settings)
     ids = df["restaurant_id"]
     names, menus, descs = _texts(df)
     n = len(df)
-    report = LabelingReport(labeler=kind, total=n)
+    report = LabelingReport(labeler=kind, total=n, mode=mode)
 
     industry: list[str | None] = [None] * n
     confidence: list[float | None] = [None] * n
@@ -177,6 +182,7 @@ def label_frame(
                 stop_event=stop_event,
                 llm_options=llm_options,
                 engine_config=engine_config,
+                mode=mode,
             )
         except _Aborted as ab:
             if kind == "cascade":
@@ -219,6 +225,7 @@ class LabelingPlan:
     model: str | None = None
     fingerprint: str | None = None
     estimate: Any = None  # estimate.Estimate when anything would be sent
+    mode: str = "online"  # batch: the cost is at the Batch API's price
 
 
 def plan_labeling(
@@ -229,6 +236,7 @@ def plan_labeling(
     llm_options: Any | None = None,
     engine_config: Any | None = None,
     cascade_margin: float | None = None,
+    mode: str | None = None,
 ) -> LabelingPlan:
     """The dry run of `label_frame` with the same arguments: the same routing, input keys and
     fingerprint, read against the ledger without creating, claiming or writing anything."""
@@ -239,7 +247,11 @@ def plan_labeling(
     names, menus, descs = _texts(df)
     _, offline_rows, llm_rows = _route(kind, names, menus, descs, settings, cascade_margin)
     plan = LabelingPlan(
-        labeler=kind, total=len(df), offline_answered=len(offline_rows), llm_rows=len(llm_rows)
+        labeler=kind,
+        total=len(df),
+        offline_answered=len(offline_rows),
+        llm_rows=len(llm_rows),
+        mode=_resolve_mode(mode, settings),
     )
     if not llm_rows:
         return plan
@@ -269,7 +281,9 @@ def plan_labeling(
     plan.items_per_call, plan.max_concurrency = cfg.items_per_call, cfg.max_concurrency
     plan.model, plan.fingerprint = opts.model, fp
     if pending:
-        plan.estimate = _estimate(pending, opts, cfg, settings.llm.assumed_latency_s, latencies)
+        plan.estimate = _estimate(
+            pending, opts, cfg, settings.llm.assumed_latency_s, latencies, plan.mode == "batch"
+        )
     return plan
 
 
@@ -286,11 +300,13 @@ def current_fingerprint(
     return fingerprint(params), params
 
 
-def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms: list[float]):
+def _estimate(
+    pending, opts, cfg, assumed_latency_s: float | None, latencies_ms: list[float], batch=False
+):
     """Tokens, cost and wall time of sending `pending` as the engine would (see estimate.py)."""
     from recsys_assets.labeling import estimate as est
     from recsys_assets.labeling.engine import call_items
-    from recsys_assets.labeling.llm import estimate_cost, price_per_1m
+    from recsys_assets.labeling.llm import price_per_1m
 
     units = [
         pending[i : i + cfg.items_per_call] for i in range(0, len(pending), cfg.items_per_call)
@@ -315,8 +331,17 @@ def _estimate(pending, opts, cfg, assumed_latency_s: float | None, latencies_ms:
         tokens=tokens_in + tokens_out,
     )
     priced = price_per_1m(opts.model, opts.prices) is not None
-    cost = estimate_cost(opts.model, tokens_in, tokens_out, opts.prices) if priced else None
+    cost = opts.cost(tokens_in, tokens_out, 0, batch=batch) if priced else None
     return est.Estimate(len(calls), tokens_in, tokens_out, cost, latency, source, wall, bound)
+
+
+def _resolve_mode(mode: str | None, settings: Settings) -> str:
+    from recsys_assets.config import LLM_MODES
+
+    mode = (mode or settings.llm.mode or "online").lower()
+    if mode not in LLM_MODES:
+        raise ValueError(f"mode must be one of {', '.join(LLM_MODES)}, got {mode!r}")
+    return mode
 
 
 def _resolve_kind(df: pd.DataFrame, labeler: str | None, settings: Settings) -> str:
@@ -482,6 +507,7 @@ def _label_with_llm(
     stop_event,
     llm_options,
     engine_config,
+    mode="online",
 ) -> None:
     from recsys_assets.labeling.engine import Engine
     from recsys_assets.labeling.ledger import fingerprint, open_ledger
@@ -504,7 +530,7 @@ def _label_with_llm(
 
             bar = tqdm(
                 total=len(pending),
-                desc=f"labeling ({llm_options.model})",
+                desc=f"labeling ({llm_options.model}{', batch' if mode == 'batch' else ''})",
                 unit="row",
                 dynamic_ncols=True,
                 file=__import__("sys").stderr,
@@ -520,9 +546,13 @@ def _label_with_llm(
                     refresh=False,
                 )
 
-        engine = Engine(LLMLabeler(llm_options), ledger, fp, cfg, on_progress=on_progress)
+        labeler = LLMLabeler(llm_options)
         try:
-            stats = engine.run(pending, stop_event)
+            if mode == "batch":
+                stats = _run_batch(labeler, ledger, fp, cfg, settings, pending, stop_event, bar)
+            else:
+                engine = Engine(labeler, ledger, fp, cfg, on_progress=on_progress)
+                stats = engine.run(pending, stop_event)
         finally:
             if bar is not None:
                 bar.close()
@@ -553,6 +583,7 @@ def _label_with_llm(
 
     report.llm_calls = stats.http_calls
     report.tokens_in, report.tokens_out = stats.tokens_in, stats.tokens_out
+    report.tokens_cached = stats.tokens_cached
     report.estimated_cost_usd = stats.cost_usd
     report.failures_by_reason = dict(stats.failures_by_reason)
     report.latency_p50_ms = _percentile(stats.latencies_ms, 50)
@@ -561,3 +592,27 @@ def _label_with_llm(
     report.structured_output = stats.structured_output
     if stats.aborted is not None:
         raise _Aborted(stats.aborted.reason, str(stats.aborted))
+
+
+def _run_batch(labeler, ledger, fp, cfg, settings, pending, stop_event, bar):
+    """The Batch API path (labeling/batch.py); the bar shows rows answered and the batch status."""
+    from recsys_assets.labeling.batch import BatchConfig, BatchRunner, openai_client
+
+    def on_progress(delta: int, stats) -> None:
+        if bar is not None:
+            bar.update(delta)
+
+    def on_status(text: str) -> None:
+        if bar is not None:
+            bar.set_postfix_str(text, refresh=True)
+
+    runner = BatchRunner(
+        openai_client(labeler.options),
+        ledger,
+        fp,
+        labeler,
+        BatchConfig(poll_s=settings.llm.batch_poll_s, max_attempts=cfg.max_attempts),
+        on_progress=on_progress,
+        on_status=on_status,
+    )
+    return runner.run(pending, stop_event)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +32,11 @@ from recsys_assets.orchestration.failures import (
     running_step,
     step_error,
 )
+from recsys_assets.orchestration.jobs import LAUNCHED_BY_TAG
 from recsys_assets.redact import scrub
 from recsys_assets.run_markers import RunMarker
 
-LAUNCHED_BY_TAG = "recsys/launched_by"
+CODE_LOCATION = "recsys_assets"  # pyproject.toml [tool.dagster] code_location_name
 PID_TAG = "recsys/pid"
 HOST_TAG = "recsys/host"
 
@@ -174,7 +175,28 @@ class _ScrubbingFormatter(logging.Formatter):
 
 
 class SelectionError(ValueError):
-    """--select names an asset the job does not have."""
+    """--select names an asset the job does not have; `names` are the ones it has."""
+
+    def __init__(self, message: str, names: Sequence[str]) -> None:
+        super().__init__(message)
+        self.names = list(names)
+
+
+def _check_selection(
+    job_name: str, asset_keys: Sequence[dg.AssetKey], known: Iterable[dg.AssetKey]
+) -> None:
+    """Refuse unknown names before any run, with the closest valid name for each typo."""
+    import difflib
+
+    names = sorted(k.to_user_string() for k in known)
+    unknown = [k.to_user_string() for k in asset_keys if k.to_user_string() not in names]
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise SelectionError(f"no asset named {', '.join(parts)} in {job_name}", names)
 
 
 @dataclass(frozen=True)
@@ -184,6 +206,62 @@ class RunOutcome:
     errors: list[StepError]
     log_path: Path
     alert_id: int | None
+
+
+def _job_origin(job_name: str):
+    """Where the UI finds this job: the code location `dagster dev`/`make ui` and the e2e stack
+    load (`-m recsys_assets`, pyproject's code_location_name), repository `__repository__`.
+
+    A run carrying it is listed on the job's Runs tab (filtered by the `.dagster/repository` tag
+    this origin adds), in the Overview timeline, and can be re-executed from the UI.
+    """
+    from dagster._core.remote_origin import (
+        ManagedGrpcPythonEnvCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(
+        LoadableTargetOrigin(
+            executable_path=sys.executable,
+            module_name=CODE_LOCATION,
+            working_directory=str(Path.cwd()),
+        ),
+        location_name=CODE_LOCATION,
+    )
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
+
+
+def _execute_as_job(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    run_id: str,
+    run_config: dict,
+    tags: dict[str, str],
+    asset_keys: Sequence[dg.AssetKey] | None,
+) -> dg.JobExecutionResult:
+    """Run `job` (or its asset subset) in this process as a run OF THAT JOB in the code location.
+
+    `execute_in_process` records runs without a code-location origin, which the UI leaves out of
+    the job's Runs tab and the timeline; this creates the run with the origin, then executes it.
+    """
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import create_execution_plan, execute_run
+
+    selection = frozenset(asset_keys) if asset_keys else None
+    target = job.get_subset(asset_selection=selection) if selection else job
+    plan = create_execution_plan(target, run_config=run_config, instance_ref=instance.get_ref())
+    run = instance.create_run_for_job(
+        job_def=target,
+        execution_plan=plan,
+        run_id=run_id,
+        run_config=run_config,
+        tags={**job.run_tags, **tags},
+        asset_selection=selection,
+        remote_job_origin=_job_origin(job.name),
+    )
+    return execute_run(InMemoryJob(job), run, instance)
 
 
 def materialize(
@@ -198,13 +276,7 @@ def materialize(
 
     job = build_defs(settings).resolve_job_def(job_name)
     if asset_keys:
-        known = job.asset_layer.selected_asset_keys
-        unknown = [k.to_user_string() for k in asset_keys if k not in known]
-        if unknown:
-            names = ", ".join(sorted(k.to_user_string() for k in known))
-            raise SelectionError(
-                f"no asset named {', '.join(unknown)} in {job_name} (assets: {names})"
-            )
+        _check_selection(job_name, asset_keys, job.asset_layer.selected_asset_keys)
     run_id = make_new_run_id()
     path = log_path(settings, run_id)
     loggers, file_handler = _loggers(path, verbose)
@@ -212,13 +284,13 @@ def materialize(
     marker.write(settings.home)
     try:
         console = {"config": {"log_level": "DEBUG"}} if verbose else {}
-        result = job.with_logger_defs(loggers).execute_in_process(
-            instance=instance,
-            run_id=run_id,
-            raise_on_error=False,
+        result = _execute_as_job(
+            job.with_logger_defs(loggers),
+            instance,
+            run_id,
             run_config={"loggers": {"console": console, "file": {}}},
             tags={LAUNCHED_BY_TAG: "cli", PID_TAG: str(marker.pid), HOST_TAG: marker.host},
-            asset_selection=list(asset_keys) if asset_keys else None,
+            asset_keys=asset_keys,
         )
         errors: list[StepError] = []
         alert_id = None

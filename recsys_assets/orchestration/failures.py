@@ -13,6 +13,7 @@ import dagster as dg
 from dagster._utils.error import SerializableErrorInfo
 
 from recsys_assets.alerts import SYSTEM_FAILURE, Alert
+from recsys_assets.orchestration.jobs import LAUNCHED_BY_TAG
 
 MAX_MESSAGE_CHARS = 600
 # Dagster wraps the error raised in an asset (and `retries.retry_only_on` wraps it once more in
@@ -145,7 +146,10 @@ def running_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
 
 
 def remedy(run: dg.DagsterRun, log_path: str | None = None) -> str:
-    if run.remote_job_origin is not None:  # launched from the UI, a schedule or a sensor
+    # Runs of the `recsys` CLI carry the job's origin too (so the UI lists them under their job),
+    # but whoever runs them from cron reruns the command.
+    from_cli = run.tags.get(LAUNCHED_BY_TAG) == "cli"
+    if run.remote_job_origin is not None and not from_cli:  # the UI, a schedule or a sensor
         return (
             f"Fix the cause, then re-execute from failure: Dagster UI → Runs → {run.run_id} → "
             "'Re-execute from failure' (finished steps and paid LLM calls are not repeated)."

@@ -6,9 +6,18 @@ import dagster as dg
 from duckdb import DuckDBPyConnection
 
 from recsys_assets.config import Settings
-from recsys_assets.orchestration.metadata import distribution, preview, row_count
+from recsys_assets.orchestration.metadata import (
+    distribution,
+    preview,
+    rounded,
+    row_count,
+    table_definition,
+    table_metadata,
+    tidy,
+)
 from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
 from recsys_assets.sources import ensure_source_dir
+from recsys_assets.text import count
 from recsys_assets.warehouse import ingest
 
 GROUP = "ingest"
@@ -60,23 +69,27 @@ def _ingest(
                 allow_retries=False,
             ) from exc
         sample = preview(con, name, _KEYS[name], n=5)
+        schema = table_metadata(con, name)
     if result.rows_rejected:
         context.log.warning(
-            f"{name}: {result.rows_rejected} of {result.rows_read} rows rejected "
+            f"{name}: {result.rows_rejected:,} of {count(result.rows_read, 'row')} rejected "
             f"({result.rejected_by_reason}); see the rejected_rows table"
         )
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": result.rows_loaded,
-            "source_file": str(source),
-            "rows_read": result.rows_read,
-            "rows_rejected": result.rows_rejected,
-            "rejected_share": result.rows_rejected / max(result.rows_read, 1),
-            "rejected_by_reason": distribution(result.rejected_by_reason)
-            if result.rejected_by_reason
-            else dg.MetadataValue.md("none"),
-            "preview": sample,
-        }
+        metadata=tidy(
+            {
+                "dagster/row_count": result.rows_loaded,
+                "source_file": str(source),
+                "rows_read": result.rows_read,
+                "rows_rejected": result.rows_rejected,
+                "rejected_share": result.rows_rejected / max(result.rows_read, 1),
+                "rejected_by_reason": distribution(result.rejected_by_reason)
+                if result.rejected_by_reason
+                else dg.MetadataValue.md("none"),
+                "preview": sample,
+                **schema,
+            }
+        )
     )
 
 
@@ -89,6 +102,7 @@ def _ingest_asset(name: str, description: str, deps: list[str]) -> dg.AssetsDefi
         description=description,
         deps=deps,
         pool="warehouse",
+        metadata=table_definition(name),
     )
     def _asset(
         context: dg.AssetExecutionContext, recsys: RecsysConfig, warehouse: WarehouseResource
@@ -129,7 +143,7 @@ def _rejected_share_check(name: str) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=share < MAX_REJECTED_SHARE,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rejected": int(rejected), "loaded": loaded, "share": share},
+            metadata={"rejected": int(rejected), "loaded": loaded, "share": rounded(share)},
         )
 
     return _check

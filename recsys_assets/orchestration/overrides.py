@@ -7,7 +7,12 @@ import dagster as dg
 
 from recsys_assets.labeling import overrides
 from recsys_assets.orchestration.labeling import GROUP, restaurant_industry
-from recsys_assets.orchestration.metadata import distribution, preview
+from recsys_assets.orchestration.metadata import (
+    distribution,
+    preview,
+    table_definition,
+    table_metadata,
+)
 from recsys_assets.orchestration.resources import RecsysConfig, WarehouseResource
 from recsys_assets.warehouse import overrides as sql
 from recsys_assets.warehouse.reader import IngestError
@@ -20,6 +25,7 @@ from recsys_assets.warehouse.reader import IngestError
     owners=["team:recsys"],
     deps=["restaurants"],
     pool="warehouse",
+    metadata=table_definition(sql.TABLE),
     description="Human corrections of industry labels: the label_overrides file in RECSYS_DATA_DIR "
     "and the `recsys label override` table (RECSYS_HOME/label_overrides.sqlite), checked against "
     "the taxonomy and the restaurants; bad rows are quarantined in rejected_rows with a reason. "
@@ -36,6 +42,7 @@ def label_overrides(
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         sql.write(con, checked)
         sample = preview(con, sql.TABLE, "restaurant_id", n=5)
+        schema = table_metadata(con, sql.TABLE)
     by_reason = checked.rejects["reason"].value_counts().to_dict()
     if by_reason:
         context.log.warning(
@@ -53,6 +60,7 @@ def label_overrides(
             if by_reason
             else dg.MetadataValue.md("none"),
             "preview": sample,
+            **schema,
         }
     )
 
@@ -78,6 +86,7 @@ def no_override_rejected(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     owners=["team:recsys"],
     deps=[restaurant_industry, label_overrides],
     pool="warehouse",
+    metadata=table_definition(sql.REVIEW_TABLE),
     description="The labels most worth a human look, ranked: flagged answers, then LLM labels the "
     f"offline lexicon contradicts, then confidence below {overrides.LOW_CONFIDENCE}; overridden "
     "restaurants excluded. `recsys label review -o queue.csv` writes the same list.",
@@ -95,6 +104,7 @@ def label_review_queue(
         queue = overrides.review_queue(candidates)
         sql.write_review_queue(con, queue)
         sample = preview(con, sql.REVIEW_TABLE, "rank", n=10)
+        schema = table_metadata(con, sql.REVIEW_TABLE)
     tiers = {
         "flagged": queue["reason"].str.startswith("flagged").sum(),
         "offline_disagrees": queue["reason"].str.contains("offline says").sum(),
@@ -105,8 +115,9 @@ def label_review_queue(
         metadata={
             "dagster/row_count": len(queue),
             "candidates": len(candidates),
-            **{f"reason.{k}": int(v) for k, v in tiers.items()},
+            "queued_by_reason": distribution({k: int(v) for k, v in tiers.items()}),
             "preview": sample,
+            **schema,
         }
     )
 

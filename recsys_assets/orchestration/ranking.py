@@ -13,7 +13,15 @@ import dagster as dg
 import pandas as pd
 
 from recsys_assets.alerts import MODEL_QUALITY, Alert
-from recsys_assets.orchestration.metadata import markdown_table, row_count
+from recsys_assets.orchestration.metadata import (
+    markdown_table,
+    row_count,
+    svg_bar_chart,
+    svg_line_chart,
+    table_definition,
+    table_metadata,
+    tidy,
+)
 from recsys_assets.orchestration.resources import (
     AlertsResource,
     MLflowResource,
@@ -47,9 +55,37 @@ SERVED_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
-def _png_markdown(path: Path, title: str) -> dg.MetadataValue:
-    encoded = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+def _png_markdown(paths: list[Path]) -> dg.MetadataValue:
+    """The full-size plots (PNG, tens of kB: the UI opens them from a "[Show Markdown]" link)."""
+    return dg.MetadataValue.md(
+        "\n\n".join(
+            f"![{p.stem}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})"
+            for p in paths
+        )
+    )
+
+
+def _inline_plots(importance: dict[str, float], evaluation) -> dict[str, dg.MetadataValue]:
+    """Feature importance (feature -> total gain) and NDCG@k as small SVGs the asset page shows
+    without a click. The inline curve has the lines the gate compares (the model, the strongest
+    baseline, industry popularity) and the oracle; the full-size PNG has every baseline."""
+    lines = ("model", evaluation.strongest_baseline, "industry_popularity", "oracle")
+    curve = evaluation.ndcg_curve
+    curve = curve[["k", *(c for c in dict.fromkeys(lines) if c in curve.columns)]]
+    return {
+        "feature_importance": dg.MetadataValue.md(
+            svg_bar_chart(
+                "feature importance (gain)", [(n, float(g)) for n, g in importance.items()]
+            )
+        ),
+        "ndcg_at_k_curve": dg.MetadataValue.md(
+            svg_line_chart(
+                "NDCG@k",
+                curve["k"].tolist(),
+                {c: curve[c].tolist() for c in curve.columns if c != "k"},
+            )
+        ),
+    }
 
 
 def _mlflow_run_url(experiment_id: str, run_id: str) -> str:
@@ -129,13 +165,15 @@ def _reuse_version(context, con, client, version, dataset, settings, digest):
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
     context.log.info(f"unchanged code and data: reusing version {version} (no training)")
     return dg.MaterializeResult(
-        metadata={
-            "model_version": version,
-            "reused_version": True,
-            "reuse_reason": "same code, dataset recipe, data snapshot and params as this version",
-            "model_digest": digest,
-            "ndcg_at_10": round(float(evaluation.metrics["ndcg_at_10"]), 4),
-        }
+        metadata=tidy(
+            {
+                "model_version": version,
+                "reused_version": True,
+                "reuse_reason": "same code, dataset recipe, data snapshot and params as this version",
+                "model_digest": digest,
+                "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
+            }
+        )
     )
 
 
@@ -152,6 +190,7 @@ def _metrics_table(evaluation) -> pd.DataFrame:
     owners=["team:recsys"],
     deps=["restaurants", "products", "orders", "restaurant_industry", "industry_top_products"],
     pool="warehouse",
+    metadata=table_definition("rk_candidates"),
     description="Temporal cold-start dataset: candidates and features from orders before the cutoff, "
     "first-30-day truth of later sign-ups (rk_* tables).",
 )
@@ -169,17 +208,21 @@ def ranking_dataset(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.Ma
         with transaction(con):
             save_dataset_summary(con, dataset)
         rows = row_count(con, "rk_candidates")
+        schema = table_metadata(con, "rk_candidates")
     counts = pd.DataFrame(sorted(dataset.counts.items()), columns=["count", "value"])
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "cutoff": str(dataset.cutoff),
-            "data_span": f"{dataset.data_start} .. {dataset.data_end}",
-            "training_snapshots": len(dataset.snapshots),
-            "data_snapshot_hash": dataset.snapshot_hash,
-            "candidate_recall_test": float(dataset.candidate_recall.get("test", float("nan"))),
-            "counts": markdown_table(counts, 30),
-        }
+        metadata=tidy(
+            {
+                "dagster/row_count": rows,
+                "cutoff": str(dataset.cutoff),
+                "data_span": f"{dataset.data_start} .. {dataset.data_end}",
+                "training_snapshots": len(dataset.snapshots),
+                "data_snapshot_hash": dataset.snapshot_hash,
+                "candidate_recall_test": float(dataset.candidate_recall.get("test", float("nan"))),
+                "counts": markdown_table(counts, 30),
+                **schema,
+            }
+        )
     )
 
 
@@ -242,20 +285,22 @@ def ranker_model(
             )
     context.log.info(f"registered version {logged.version} as challenger (run {logged.run_id})")
     return dg.MaterializeResult(
-        metadata={
-            "model_version": logged.version,
-            "reused_version": False,
-            "model_digest": digest,
-            "mlflow_run_id": logged.run_id,
-            "mlflow_run_url": dg.MetadataValue.url(
-                _mlflow_run_url(logged.experiment_id, logged.run_id)
-            ),
-            "model_uri": logged.model_uri,
-            "best_iteration": int(trained.best_iteration),
-            "train_seconds": float(trained.train_seconds),
-            "features": len(trained.features),
-            "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
-        }
+        metadata=tidy(
+            {
+                "model_version": logged.version,
+                "reused_version": False,
+                "model_digest": digest,
+                "mlflow_run_id": logged.run_id,
+                "mlflow_run_url": dg.MetadataValue.url(
+                    _mlflow_run_url(logged.experiment_id, logged.run_id)
+                ),
+                "model_uri": logged.model_uri,
+                "best_iteration": int(trained.best_iteration),
+                "train_seconds": float(trained.train_seconds),
+                "features": len(trained.features),
+                "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
+            }
+        )
     )
 
 
@@ -296,40 +341,44 @@ def ranker_evaluation(
             con, client, version, dataset, settings, context.run_id
         )
     trained = None
-    if not evaluation.feature_importance:  # stored by an older version: read the booster
+    importance = evaluation.feature_importance
+    if not importance:  # stored by an older version: read the booster
         booster = load_registered_booster(version, settings)
         trained = SimpleNamespace(booster=booster, features=booster.feature_name())
+        gains = booster.feature_importance(importance_type="gain")
+        importance = dict(zip(booster.feature_name(), map(float, gains), strict=True))
     table = _metrics_table(evaluation)
     with tempfile.TemporaryDirectory() as tmp:
-        importance, curve = evaluation_plots(trained, evaluation, Path(tmp))
         plots = {
-            "feature_importance": _png_markdown(importance, "feature importance"),
-            "ndcg_at_k_curve": _png_markdown(curve, "NDCG@k"),
+            **_inline_plots(importance, evaluation),
+            "plots_full_size": _png_markdown(evaluation_plots(trained, evaluation, Path(tmp))),
         }
     per_industry = evaluation.per_industry
     industry_pop = evaluation.baselines["industry_popularity"]["ndcg_at_10"]
     best = evaluation.strongest_baseline
     return dg.MaterializeResult(
-        metadata={
-            "model_version": version,
-            "evaluation_reused": not scored_here,
-            "metrics_vs_baselines": markdown_table(table, 10),
-            "ratio_vs_baselines": markdown_table(_ratio_table(evaluation), 10),
-            "strongest_baseline": best,
-            "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
-            "strongest_baseline_ndcg_at_10": float(evaluation.baselines[best]["ndcg_at_10"]),
-            "ratio_vs_strongest_baseline_ci_low": float(evaluation.ratio_ci[best]["ci_low"]),
-            "industry_popularity_ndcg_at_10": float(industry_pop),
-            "margin_vs_industry_popularity": float(evaluation.margin_vs_industry_popularity),
-            "oracle_ndcg_at_10": float(
-                evaluation.baselines.get("oracle", {}).get("ndcg_at_10", float("nan"))
-            ),
-            "test_queries_evaluated": int(evaluation.queries_evaluated),
-            "test_queries_without_positives": int(evaluation.queries_without_positives),
-            "candidate_recall": float(evaluation.candidate_recall),
-            "per_industry": markdown_table(per_industry, len(per_industry)),
-            **plots,
-        }
+        metadata=tidy(
+            {
+                "model_version": version,
+                "evaluation_reused": not scored_here,
+                "metrics_vs_baselines": markdown_table(table, 10),
+                "ratio_vs_baselines": markdown_table(_ratio_table(evaluation), 10),
+                "strongest_baseline": best,
+                "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
+                "strongest_baseline_ndcg_at_10": float(evaluation.baselines[best]["ndcg_at_10"]),
+                "ratio_vs_strongest_baseline_ci_low": float(evaluation.ratio_ci[best]["ci_low"]),
+                "industry_popularity_ndcg_at_10": float(industry_pop),
+                "margin_vs_industry_popularity": float(evaluation.margin_vs_industry_popularity),
+                "oracle_ndcg_at_10": float(
+                    evaluation.baselines.get("oracle", {}).get("ndcg_at_10", float("nan"))
+                ),
+                "test_queries_evaluated": int(evaluation.queries_evaluated),
+                "test_queries_without_positives": int(evaluation.queries_without_positives),
+                "candidate_recall": float(evaluation.candidate_recall),
+                "per_industry": markdown_table(per_industry, len(per_industry)),
+                **plots,
+            }
+        )
     )
 
 
@@ -426,19 +475,21 @@ def champion_model(
         context.log.warning(f"promotion gate: v{challenger} not served: {decision.reason}")
     metrics = {k: v for k, v in decision.metrics.items() if isinstance(v, (int, float))}
     return dg.MaterializeResult(
-        metadata={
-            "promoted": decision.promoted,
-            "decision_reason": decision.reason,
-            "challenger_version": decision.challenger_version,
-            "challenger_reused": not new_in_this_run,
-            "challenger_scored_by_gate": scored_here,
-            "candidate": f"v{decision.candidate_version} ({decision.candidate_kind})",
-            "champion_version_before": decision.champion_version_before or "none",
-            "champion_version": aliases[CHAMPION] or "none",
-            "champion_kind": decision.champion_kind,
-            "previous_version": aliases[PREVIOUS] or "none",
-            **{f"gate_{k}": round(float(v), 4) for k, v in metrics.items()},
-        },
+        metadata=tidy(
+            {
+                "promoted": decision.promoted,
+                "decision_reason": decision.reason,
+                "challenger_version": decision.challenger_version,
+                "challenger_reused": not new_in_this_run,
+                "challenger_scored_by_gate": scored_here,
+                "candidate": f"v{decision.candidate_version} ({decision.candidate_kind})",
+                "champion_version_before": decision.champion_version_before or "none",
+                "champion_version": aliases[CHAMPION] or "none",
+                "champion_kind": decision.champion_kind,
+                "previous_version": aliases[PREVIOUS] or "none",
+                **{f"gate_{k}": float(v) for k, v in metrics.items()},
+            }
+        ),
         check_results=[
             dg.AssetCheckResult(
                 check_name="promotion_gate",
@@ -458,6 +509,7 @@ def champion_model(
     pool="warehouse",
     freshness_policy=SERVED_FRESHNESS,
     retry_policy=MLFLOW_RETRY_POLICY,
+    metadata=table_definition("recommendations"),
     description=f"Top-{RECOMMENDATIONS_K} products per restaurant from the champion, in DuckDB "
     "`recommendations` and exports/recommendations.parquet (readers never need the warehouse lock).",
 )
@@ -465,40 +517,37 @@ def champion_model(
 def recommendations(
     recsys: RecsysConfig, warehouse: WarehouseResource, mlflow: MLflowResource
 ) -> dg.MaterializeResult:
-    from recsys_assets.ranking.recommend import NoChampionError, recommend_for_restaurants
+    from recsys_assets.ranking.recommend import NoChampionError, write_recommendations
 
     settings = run_settings(recsys, mlflow=mlflow)
     with warehouse.get_connection() as con:
         try:
-            recs = recommend_for_restaurants(con, k=RECOMMENDATIONS_K, settings=settings)
+            version = write_recommendations(
+                con, "recommendations", k=RECOMMENDATIONS_K, settings=settings
+            )
         except NoChampionError as exc:
             raise dg.Failure(f"no champion model to serve: {exc}", allow_retries=False) from exc
-        con.register("recs_df", recs)
-        with transaction(con):
-            con.execute(
-                "CREATE OR REPLACE TABLE recommendations AS "
-                "SELECT restaurant_id, CAST(rank AS INTEGER) AS rank, product_id, score, model_version "
-                "FROM recs_df ORDER BY restaurant_id, rank"
-            )
-        con.unregister("recs_df")
         export = settings.exports_dir / "recommendations.parquet"
         export.parent.mkdir(parents=True, exist_ok=True)
         tmp = export.with_suffix(".parquet.tmp")
         con.execute("COPY recommendations TO ? (FORMAT parquet)", [str(tmp)])
         tmp.replace(export)  # atomic: a reader sees the old file or the new one, never half
-        rows = row_count(con, "recommendations")
+        rows, restaurants = con.execute(
+            "SELECT count(*), count(DISTINCT restaurant_id) FROM recommendations"
+        ).fetchall()[0]
+        schema = table_metadata(con, "recommendations")
         sample = con.execute(
             "SELECT r.restaurant_id, r.rank, p.name, round(r.score, 3) AS score FROM recommendations r "
             "JOIN products p USING (product_id) ORDER BY r.restaurant_id, r.rank LIMIT 10"
         ).df()
-    versions = sorted(recs["model_version"].unique().tolist()) if len(recs) else []
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "model_version": ", ".join(versions),
-            "restaurants": int(recs["restaurant_id"].nunique()) if len(recs) else 0,
+            "dagster/row_count": int(rows),
+            "model_version": version if rows else "",
+            "restaurants": int(restaurants),
             "parquet_export": dg.MetadataValue.path(str(export)),
             "preview": markdown_table(sample, 10),
+            **schema,
         }
     )
 

@@ -40,6 +40,9 @@ class RecsysConfig(dg.ConfigurableResource):
     )
     sample_scale: str | None = Field(default=None, description="small | medium | large")
     seed: int | None = Field(default=None, description="Sample-data seed.")
+    sample_world: str | None = Field(
+        default=None, description="RECSYS_SAMPLE_WORLD: the sample generator's world (or random)."
+    )
     labeler: str | None = Field(
         default=None, description="auto | offline | llm | cascade (openai: deprecated alias of llm)"
     )
@@ -55,6 +58,7 @@ class RecsysConfig(dg.ConfigurableResource):
             data_dir=self.data_dir,
             sample_scale=self.sample_scale,
             seed=self.seed,
+            sample_world=self.sample_world,
             labeler=self.labeler,
             allow_shrink=self.allow_shrink,
         )
@@ -113,6 +117,14 @@ class LLMResource(dg.ConfigurableResource):
     price_out: float | None = Field(
         default=None, description="RECSYS_LLM_PRICE_OUT (USD / 1M tokens)"
     )
+    cached_price_factor: float = Field(
+        default=0.5, description="RECSYS_LLM_CACHED_PRICE_FACTOR (cached input / input price)"
+    )
+    batch_price_factor: float = Field(
+        default=0.5, description="RECSYS_LLM_BATCH_PRICE_FACTOR (Batch API / online price)"
+    )
+    mode: str = Field(default="online", description="RECSYS_LLM_MODE: online | batch")
+    batch_poll_s: float = Field(default=30.0, description="RECSYS_LLM_BATCH_POLL (seconds)")
 
     @classmethod
     def from_settings(cls, llm: LLMSettings, *, key_set: bool) -> LLMResource:

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from recsys_assets.orchestration.failures import failed_run_alert
-from recsys_assets.orchestration.jobs import labeling_job
+from recsys_assets.orchestration.jobs import LAUNCHED_BY_TAG, labeling_job
 from recsys_assets.orchestration.resources import AlertsResource, RecsysConfig
 
 
@@ -54,7 +54,8 @@ def new_restaurants_sensor(
         return dg.SkipReason("restaurants file unchanged")
     context.update_cursor(fingerprint)
     return dg.RunRequest(
-        run_key=f"restaurants-{fingerprint}", tags={"recsys/trigger": "data_change"}
+        run_key=f"restaurants-{fingerprint}",
+        tags={"recsys/trigger": "data_change", LAUNCHED_BY_TAG: "sensor"},
     )
 
 

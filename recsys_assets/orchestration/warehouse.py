@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.orchestration.metadata import markdown_table, preview
+from recsys_assets.orchestration.metadata import markdown_table, table_definition, table_metadata
 from recsys_assets.orchestration.resources import WarehouseResource
 from recsys_assets.warehouse import tables
 
@@ -15,6 +15,7 @@ GROUP = "warehouse"
     owners=["team:recsys"],
     deps=["orders", "restaurant_industry", "products"],
     pool="warehouse",
+    metadata=table_definition("industry_product_stats"),
     description="Per industry x product: buyers, penetration, orders, quantity, lift, recency score.",
 )
 def industry_product_stats(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -32,11 +33,13 @@ def industry_product_stats(warehouse: WarehouseResource) -> dg.MaterializeResult
         industries = con.execute(
             "SELECT count(DISTINCT industry) FROM industry_product_stats"
         ).fetchall()[0][0]
+        schema = table_metadata(con, "industry_product_stats")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
             "industries": int(industries),
             "highest_lift": markdown_table(top_lift),
+            **schema,
         }
     )
 
@@ -47,24 +50,32 @@ def industry_product_stats(warehouse: WarehouseResource) -> dg.MaterializeResult
     owners=["team:recsys"],
     deps=[industry_product_stats],
     pool="warehouse",
+    metadata=table_definition("industry_top_products"),
     description=f"The cold-start list: top {tables.TOP_K_PER_INDUSTRY} products per industry.",
 )
 def industry_top_products(warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         rows = tables.build_industry_top_products(con)
+        # One row per industry (all of them), its first three products by name: the list a new
+        # restaurant of that industry would be shown, readable without a join.
         top3 = con.execute(
             """
-            SELECT t.industry, string_agg(p.name, ', ' ORDER BY t.rank) AS top_3
+            SELECT t.industry,
+                   max(p.name) FILTER (t.rank = 1) AS "#1",
+                   max(p.name) FILTER (t.rank = 2) AS "#2",
+                   max(p.name) FILTER (t.rank = 3) AS "#3",
+                   count(*) AS products
             FROM industry_top_products t JOIN products p USING (product_id)
-            WHERE t.rank <= 3 GROUP BY t.industry ORDER BY t.industry
+            GROUP BY t.industry ORDER BY t.industry
             """
         ).df()
-        sample = preview(con, "industry_top_products", "industry, rank", n=5)
+        schema = table_metadata(con, "industry_top_products")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
-            "top_3_per_industry": markdown_table(top3, 20),
-            "preview": sample,
+            "industries": len(top3),
+            "preview": markdown_table(top3, len(top3)),
+            **schema,
         }
     )
 

@@ -384,6 +384,13 @@ def _dataset_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], dic
         "SELECT split, count(*) FROM rk_candidates GROUP BY split"
     ).fetchall():
         counts[f"{split}_candidate_rows"] = n
+    # A query can have first-30-day purchases none of which made its candidate list: it counts
+    # as "with positives" but not here, and the ranker cannot learn from it.
+    for split, n in con.execute(
+        "SELECT split, count(DISTINCT restaurant_id) FROM rk_candidates WHERE relevance > 0 "
+        "GROUP BY split"
+    ).fetchall():
+        counts[f"{split}_queries_with_positive_candidates"] = n
     recall = {
         split: covered / total if total else float("nan")
         for split, covered, total in sql.run(con, "candidate_recall").fetchall()
@@ -476,6 +483,22 @@ def input_snapshot_hash(con: duckdb.DuckDBPyConnection) -> str:
         ).fetchall()[0]
         h.update(f"{table}:{n}:{total};".encode())
     return h.hexdigest()[:16]
+
+
+def split_digest(con: duckdb.DuckDBPyConnection, split: str) -> tuple[int, str]:
+    """(rows, content digest) of one split of rk_candidates: what MLflow records as the run's input.
+
+    Order-insensitive and computed in DuckDB (one scan), so it costs the same at every scale and
+    never loads the split into memory; equal digests mean the model saw the same rows.
+    """
+    import hashlib
+
+    n, total = con.execute(
+        "SELECT count(*), coalesce(sum(CAST(hash(t) AS HUGEINT)), 0) FROM rk_candidates t "
+        "WHERE split = $s",
+        {"s": split},
+    ).fetchall()[0]
+    return int(n), hashlib.sha256(f"rk_candidates:{split}:{n}:{total}".encode()).hexdigest()[:16]
 
 
 def load_split(con: duckdb.DuckDBPyConnection, split: str) -> pd.DataFrame:

@@ -142,6 +142,7 @@ class RankerServer:
             base = Path(artifacts)
             artifacts = {t: str(base / f) for t, f in TABLE_FILES.items()}
             artifacts.update(booster=str(base / BOOSTER_FILE), meta=str(base / META_FILE))
+        self.artifacts = dict(artifacts)  # paths; batch scoring reads the snapshot tables
         self.meta = json.loads(Path(artifacts["meta"]).read_text(encoding="utf-8"))
         self.booster = lgb.Booster(model_file=artifacts["booster"])
         self.features = self.booster.feature_name()
@@ -252,22 +253,25 @@ class RankerServer:
         feats["rank"] = feats.groupby("restaurant_id", sort=False).cumcount() + 1
         qi = {qid: i for i, qid in enumerate(q["restaurant_id"])}
         feats["request_index"] = feats["restaurant_id"].map(qi)
-        feats = feats[feats["rank"] <= feats["request_index"].map(lambda i: ks[i])]
+        # Per request, then indexed per row (no Python per candidate row).
+        keep = feats["rank"].to_numpy() <= np.asarray(ks)[feats["request_index"].to_numpy()]
+        feats = feats[keep]
         ids = (
             requests["restaurant_id"].tolist()
             if "restaurant_id" in requests.columns
             else [None] * len(q)
         )
+        rids = np.array([_clean_str(i) or "" for i in ids], dtype=object)
         idx = feats["request_index"].to_numpy()
         out = pd.DataFrame(
             {
                 "request_index": idx.astype("int64"),
-                "restaurant_id": [_clean_str(ids[i]) or "" for i in idx],
+                "restaurant_id": rids[idx].tolist(),
                 "industry": q["industry"].to_numpy()[idx],
                 "label_confidence": q["label_confidence"].to_numpy(dtype="float64")[idx],
                 "rank": feats["rank"].to_numpy(dtype="int64"),
                 "product_id": feats["product_id"].astype(str).to_numpy(),
-                "name": [self.product_names.get(p, "") for p in feats["product_id"]],
+                "name": feats["product_id"].map(self.product_names).fillna("").tolist(),
                 "score": feats["score"].to_numpy(dtype="float64"),
             }
         )

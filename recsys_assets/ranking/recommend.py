@@ -13,7 +13,10 @@ so the champion is resolved in two steps:
 
 from __future__ import annotations
 
+import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +34,8 @@ __all__ = [
     "load_champion",
     "recommend",
     "recommend_for_restaurants",
+    "write_recommendations",
 ]
-BATCH_SIZE = 2000
 _CACHE: dict[tuple[str, str, str], object] = {}
 
 
@@ -87,7 +90,8 @@ def _fill_cache(target: Path, artifacts: dict[str, str]) -> None:
 
 
 def load_champion(settings: Settings | None = None):
-    """(server, version): the champion's RankerServer, cached in the process and on disk."""
+    """(server, version): the champion's RankerServer (or BaselineServer when the gate made a
+    baseline champion), cached in the process and on disk."""
     from recsys_assets.config import load_settings
 
     settings = settings or load_settings()
@@ -129,6 +133,13 @@ def load_champion(settings: Settings | None = None):
     return _CACHE[key], version
 
 
+def _unit(score: float) -> float:
+    """The logistic function: any real score to (0, 1), order kept."""
+    import math
+
+    return 1.0 / (1.0 + math.exp(-max(min(score, 50.0), -50.0)))
+
+
 def recommend(
     name: str,
     menu: str,
@@ -141,6 +152,10 @@ def recommend(
 
     Returns {"industry", "label_confidence", "model_version", "products": [{"product_id", "name", "score"}]}.
     Without `industry`, the restaurant is labeled from name + menu by the offline labeler.
+    `score` is the ranker's raw score through the logistic function: in (0, 1) and in the same
+    order (a LambdaRank score is unbounded and often negative, which reads as "bad" to a user);
+    it orders products for one restaurant and is not a probability of purchase. A baseline
+    champion's score is 1 / rank.
     """
     import pandas as pd
 
@@ -157,6 +172,8 @@ def recommend(
         ]
     )
     out = server.recommend(req)
+    # A baseline's score is already in (0, 1] (1 / rank); a ranker's raw score is unbounded.
+    unit = float if _is_baseline(server) else _unit
     ind = str(out["industry"].iloc[0]) if len(out) else (industry or "")
     conf = float(out["label_confidence"].iloc[0]) if len(out) else 0.0
     return {
@@ -164,10 +181,281 @@ def recommend(
         "label_confidence": conf,
         "model_version": version,
         "products": [
-            {"product_id": p, "name": n, "score": float(s)}
+            {"product_id": p, "name": n, "score": round(unit(float(s)), 4)}
             for p, n, s in zip(out["product_id"], out["name"], out["score"], strict=True)
         ],
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Set-based scoring of a whole restaurant base (the `recommendations` asset)
+# --------------------------------------------------------------------------------------------
+
+# Restaurants per LightGBM predict: with ~125 candidates each, a block of ~1M feature rows.
+RESTAURANTS_PER_BATCH = 8_000
+# Restaurants per request to a baseline champion's server (the pyfunc's own batch size).
+BASELINE_RESTAURANTS_PER_BATCH = 2_000
+_SERVING_DB = "rk_serving"  # in-memory database attached to the warehouse connection
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What Python's str.strip() removes: the pyfunc cleans request strings with it, so SQL trims the same.
+_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+
+
+@contextmanager
+def _serving_database(con: duckdb.DuckDBPyConnection, server) -> Iterator[tuple[str, str]]:
+    """The model's serving snapshot as tables of an in-memory database attached to `con`, first on
+    the search path, so the shared candidate-feature SQL reads the same rows the pyfunc serves from
+    (the champion may be older than the warehouse's rk_snap_* tables). Detached on exit.
+    Yields (that database, the warehouse's own catalog, quoted: name the tables to write with it).
+    A baseline champion has no such tables (its server ranks from its own): the database only
+    holds the work tables then."""
+    from recsys_assets.ranking.pyfunc_model import TABLE_FILES
+
+    db = _SERVING_DB
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    home = '"' + name.replace('"', '""') + '"'
+    con.execute(f"DETACH DATABASE IF EXISTS {db}")
+    con.execute(f"ATTACH ':memory:' AS {db} (READ_WRITE)")  # also from a read-only warehouse
+    try:
+        for table in () if _is_baseline(server) else TABLE_FILES:
+            if table != "products":  # names only; the warehouse's products stays visible
+                con.execute(
+                    f"CREATE TABLE {db}.{table} AS SELECT * FROM read_parquet($p)",
+                    {"p": server.artifacts[table]},
+                )
+        con.execute("SET search_path = $p", {"p": f"{db}.main,{home}.main"})
+        yield db, home
+    finally:
+        con.execute("RESET search_path")
+        con.execute(f"DETACH DATABASE IF EXISTS {db}")
+
+
+def _serving_queries(con, db: str, server, restaurant_ids: list[str] | None) -> int:
+    """{db}.all_queries: every restaurant as a pyfunc query row (same cleaning, labels, codes),
+    numbered by `seq` for batching; {db}.rk_menu_tokens: their menu tokens. Returns the count."""
+    import pandas as pd
+
+    from recsys_assets import taxonomy
+    from recsys_assets.ranking import sql
+    from recsys_assets.ranking.dataset import SIZE_ORD, menu_tokens
+
+    con.execute(
+        f"CREATE TABLE {db}.requests AS "
+        + sql.load("restaurant_requests", {"latest_labels": sql.load("latest_labels")}),
+        {"ids": restaurant_ids},
+    )
+    codes = list(taxonomy.INDUSTRY_CODES)
+    # A restaurant without a valid label is labeled from its text, as the pyfunc does (rare: the
+    # pipeline labels every restaurant first).
+    todo = con.execute(
+        f"SELECT restaurant_id, name, menu, description FROM {db}.requests "
+        "WHERE NOT list_contains($codes, coalesce(trim(industry, $ws), ''))",
+        {"codes": codes, "ws": _WHITESPACE},
+    ).fetchall()
+    labels = [(rid, *server._label(*(_clean(v) for v in rest))) for rid, *rest in todo]
+    industries = sorted({*codes, *(ind for _, ind, _ in labels)})
+    regions = list(server.region_code)
+    _small_table(
+        con,
+        f"{db}.labeled",
+        {
+            "restaurant_id": ("VARCHAR", [r[0] for r in labels]),
+            "industry": ("VARCHAR", [r[1] for r in labels]),
+            "confidence": ("DOUBLE", [r[2] for r in labels]),
+        },
+    )
+    _small_table(
+        con,
+        f"{db}.ind_codes",
+        {
+            "industry": ("VARCHAR", industries),
+            "code": ("BIGINT", [server.industry_code(i) for i in industries]),
+        },
+    )
+    _small_table(
+        con,
+        f"{db}.region_codes",
+        {
+            "region": ("VARCHAR", regions),
+            "code": ("BIGINT", [server.region_code[r] for r in regions]),
+        },
+    )
+    _small_table(
+        con,
+        f"{db}.size_codes",
+        {
+            "size": ("VARCHAR", list(SIZE_ORD)),
+            "code": ("BIGINT", list(SIZE_ORD.values())),
+        },
+    )
+    sql.run(
+        con,
+        "serving_queries",
+        {"snapshot": server.snapshot, "ws": _WHITESPACE, "unknown": server.industry_code(None)},
+    )
+    rows = con.execute(f"SELECT restaurant_id, menu FROM {db}.requests").fetchall()
+    tokens = pd.DataFrame(
+        [(rid, t) for rid, menu in rows for t in menu_tokens(_clean(menu))],
+        columns=["restaurant_id", "token"],
+    ).astype(object)
+    con.register("rk_srv_tokens", tokens)
+    con.execute(f"CREATE TABLE {db}.rk_menu_tokens AS SELECT DISTINCT * FROM rk_srv_tokens")
+    con.unregister("rk_srv_tokens")
+    return int(con.execute(f"SELECT count(*) FROM {db}.all_queries").fetchall()[0][0])
+
+
+def _small_table(con, name: str, columns: dict[str, tuple[str, list]]) -> None:
+    """CREATE TABLE `name` from equal-length Python lists (typed even when empty)."""
+    select = ", ".join(f"unnest(CAST(${c} AS {t}[])) AS {c}" for c, (t, _) in columns.items())
+    con.execute(f"CREATE TABLE {name} AS SELECT {select}", {c: v for c, (_, v) in columns.items()})
+
+
+def _clean(v) -> str | None:
+    """The pyfunc's cleaning of a request string: stripped, empty as None."""
+    s = None if v is None else str(v).strip()
+    return s or None
+
+
+def _score_batches(con, db: str, server, k: int, n: int, threads: int) -> None:
+    """{db}.top_k: candidates + features by the shared SQL per block of restaurants, one LightGBM
+    predict per block, the best k of each restaurant kept by a window function."""
+    import numpy as np
+    import pyarrow as pa
+
+    from recsys_assets.ranking.dataset import candidate_feature_sql
+
+    feats = list(server.features)
+    cols = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in feats)
+    text = f"SELECT restaurant_id, product_id, {cols} FROM ({candidate_feature_sql()})"
+    con.execute(
+        f"CREATE TABLE {db}.top_k (restaurant_id VARCHAR, product_id VARCHAR, score DOUBLE, "
+        "rank BIGINT)"
+    )
+    for lo in range(0, n, RESTAURANTS_PER_BATCH):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {db}.rk_queries AS SELECT * EXCLUDE (seq) "
+            f"FROM {db}.all_queries WHERE seq >= $lo AND seq < $hi",
+            {"lo": lo, "hi": lo + RESTAURANTS_PER_BATCH},
+        )
+        block = con.sql(text, params=server.params).to_arrow_table()
+        if block.num_rows == 0:
+            continue
+        x = np.empty((block.num_rows, len(feats)), dtype=np.float64)
+        for j, c in enumerate(feats):
+            x[:, j] = block.column(c).to_numpy()  # NULL -> NaN, as the pyfunc's float64 cast
+        scored = pa.table(
+            {
+                "restaurant_id": block.column("restaurant_id"),
+                "product_id": block.column("product_id"),
+                "score": server.booster.predict(x, num_threads=threads),
+            }
+        )
+        del block, x
+        con.register("rk_srv_scored", scored)
+        # The pyfunc's order: score descending, ties by product id.
+        con.execute(
+            f"INSERT INTO {db}.top_k SELECT *, row_number() OVER (PARTITION BY restaurant_id "
+            "ORDER BY score DESC, product_id) AS rank FROM rk_srv_scored QUALIFY rank <= $k",
+            {"k": k},
+        )
+        con.unregister("rk_srv_scored")
+
+
+def _is_baseline(server) -> bool:
+    """Whether `server` serves a baseline the gate made champion (a ranked list, no booster)."""
+    from recsys_assets.ranking.baselines import KIND
+
+    return getattr(server, "meta", {}).get("kind") == KIND
+
+
+def _baseline_top_k(con, db: str, server, k: int, restaurant_ids: list[str] | None) -> None:
+    """{db}.top_k from a baseline champion: its server (the list ranked by SQL over its own tables)
+    answers the warehouse's requests in blocks, exactly as the pyfunc answers them."""
+    import pandas as pd
+
+    from recsys_assets.ranking import sql
+
+    con.execute(
+        f"CREATE TABLE {db}.requests AS "
+        + sql.load("restaurant_requests", {"latest_labels": sql.load("latest_labels")}),
+        {"ids": restaurant_ids},
+    )
+    con.execute(
+        f"CREATE TABLE {db}.top_k (restaurant_id VARCHAR, product_id VARCHAR, score DOUBLE, "
+        "rank BIGINT)"
+    )
+    n = con.execute(f"SELECT count(*) FROM {db}.requests").fetchall()[0][0]
+    for lo in range(0, n, BASELINE_RESTAURANTS_PER_BATCH):
+        block = con.execute(
+            f"SELECT * FROM {db}.requests ORDER BY restaurant_id LIMIT $n OFFSET $lo",
+            {"n": BASELINE_RESTAURANTS_PER_BATCH, "lo": lo},
+        ).df()
+        block["k"] = k
+        out = server.recommend(block)
+        ranked = pd.DataFrame(
+            {c: out[c] for c in ("restaurant_id", "product_id", "score", "rank")}
+        ).astype({"restaurant_id": object, "product_id": object})
+        con.register("rk_srv_scored", ranked)
+        con.execute(f"INSERT INTO {db}.top_k SELECT * FROM rk_srv_scored")
+        con.unregister("rk_srv_scored")
+
+
+@contextmanager
+def _scored(
+    con, k, server, model_version, settings, restaurant_ids
+) -> Iterator[tuple[str, str, str]]:
+    """(qualified top-k table, model version, warehouse catalog) while the serving database is
+    attached (the search path puts it first: name the warehouse's tables with the catalog)."""
+    from recsys_assets.config import load_settings
+    from recsys_assets.ranking.pyfunc_model import MAX_K
+
+    settings = settings or load_settings()
+    if server is None:
+        server, model_version = load_champion(settings)
+    k = max(1, min(int(k), MAX_K))
+    ids = None if restaurant_ids is None else [str(i) for i in restaurant_ids]
+    threads = max(1, int(settings.duckdb_threads))
+    with _serving_database(con, server) as (db, home):
+        if _is_baseline(server):
+            server.set_threads(threads)
+            _baseline_top_k(con, db, server, k, ids)
+        else:
+            n = _serving_queries(con, db, server, ids)
+            _score_batches(con, db, server, k, n, threads)
+        yield f"{db}.top_k", str(model_version or "unregistered"), home
+
+
+def write_recommendations(
+    con: duckdb.DuckDBPyConnection,
+    table: str = "recommendations",
+    k: int = 10,
+    server=None,
+    model_version: str | None = None,
+    settings: Settings | None = None,
+    restaurant_ids: list[str] | None = None,
+) -> str:
+    """Top-k per restaurant for ALL restaurants (or `restaurant_ids`) into warehouse table `table`
+    (replaced in one transaction): restaurant_id, rank, product_id, score, model_version.
+
+    Set-based: queries, features (the shared candidate-feature SQL over the model's own serving
+    snapshot, so the result is what the served model answers), top-k in DuckDB; Python only runs
+    the menu tokenizer and one LightGBM predict per ~1M candidate rows. A baseline champion
+    (`BaselineServer`) ranks the requests in blocks with its own SQL. `server` (either kind)
+    overrides the champion, e.g. to preview a challenger. Returns the model version written.
+    """
+    from recsys_assets.warehouse.tables import transaction
+
+    if not _IDENT.fullmatch(table):
+        raise ValueError(f"not a table name: {table!r}")
+    scored = _scored(con, k, server, model_version, settings, restaurant_ids)
+    with scored as (top, version, home), transaction(con):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {home}.main.{table} AS SELECT restaurant_id, "
+            "CAST(rank AS INTEGER) AS rank, product_id, score, $v AS model_version "
+            f"FROM {top} ORDER BY restaurant_id, rank",
+            {"v": version},
+        )
+    return version
 
 
 def recommend_for_restaurants(
@@ -178,33 +466,12 @@ def recommend_for_restaurants(
     settings: Settings | None = None,
     restaurant_ids: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Top-k per restaurant for ALL restaurants (or `restaurant_ids`), scored by the champion.
-
-    Reads restaurants + restaurant_industry from `con`; features come from the model's own serving
-    snapshot, so the result is exactly what the served model would answer. `server` (a RankerServer)
-    overrides the champion, e.g. to preview a challenger. Returns DataFrame(restaurant_id, rank,
-    product_id, score, model_version).
-    """
-    import pandas as pd
-
-    from recsys_assets.config import load_settings
-    from recsys_assets.ranking import sql
-
-    if server is None:
-        server, model_version = load_champion(settings)
-    server.set_threads((settings or load_settings()).duckdb_threads)
-    ids = None if restaurant_ids is None else list(restaurant_ids)
-    reqs = sql.run(
-        con, "restaurant_requests", {"ids": ids}, {"latest_labels": sql.load("latest_labels")}
-    ).df()
-    reqs["k"] = int(k)
-    parts = []
-    for start in range(0, len(reqs), BATCH_SIZE):
-        batch = reqs.iloc[start : start + BATCH_SIZE].reset_index(drop=True)
-        parts.append(server.recommend(batch))
-    cols = ["restaurant_id", "rank", "product_id", "score", "model_version"]
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    out = pd.concat(parts, ignore_index=True)
-    out["model_version"] = str(model_version or "unregistered")
-    return out[cols].astype({"rank": "int64", "score": "float64"})
+    """`write_recommendations` as a DataFrame (restaurant_id, rank, product_id, score,
+    model_version), leaving the warehouse unchanged."""
+    with _scored(con, k, server, model_version, settings, restaurant_ids) as (top, version, _):
+        out = con.execute(
+            "SELECT restaurant_id, rank, product_id, score, $v AS model_version "
+            f"FROM {top} ORDER BY restaurant_id, rank",
+            {"v": version},
+        ).df()
+    return out.astype({"rank": "int64", "score": "float64"})

@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 
 from recsys_assets.config import DEFAULT_MAX_QUANTITY, DEFAULT_MAX_SHRINK
+from recsys_assets.text import count
 from recsys_assets.warehouse import reader
 from recsys_assets.warehouse.reader import IngestError
 from recsys_assets.warehouse.tables import scalar, transaction
@@ -414,13 +415,13 @@ def _refuse_shrink(
         old = scalar(con, f"SELECT count(*) FROM {table}")
     if new == 0:
         problem = (
-            f"no row to load would replace the {old:,} rows of {table}"
+            f"no row to load would replace the {count(old, 'row')} of {table}"
             if old
             else f"no row to load into {table}"
         )
     elif new < old * (1 - limits.max_shrink):
         problem = (
-            f"{new:,} rows to load would replace the {old:,} rows of {table} "
+            f"{count(new, 'row')} to load would replace the {count(old, 'row')} of {table} "
             f"({1 - new / old:.0%} fewer; RECSYS_MAX_SHRINK allows {limits.max_shrink:.0%})"
         )
     else:
@@ -428,7 +429,7 @@ def _refuse_shrink(
     read = sum(counts.values())
     reasons = ", ".join(f"{r} {n:,}" for r, n in sorted((r, n) for r, n in counts.items() if r))
     raise ShrinkRefused(
-        f"{path}: refused: {problem}. {read:,} rows read, {read - new:,} rejected"
+        f"{path}: refused: {problem}. {count(read, 'row')} read, {read - new:,} rejected"
         f"{f' ({reasons})' if reasons else ''}. The {table} table is left as it was. To load this "
         "input anyway: RECSYS_ALLOW_SHRINK=1 (or run config resources.recsys.config.allow_shrink: "
         "true).",

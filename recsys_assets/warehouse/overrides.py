@@ -212,9 +212,11 @@ def write(con: duckdb.DuckDBPyConnection, checked: Checked) -> None:
         with transaction(con):
             con.execute(REJECTED_ROWS_DDL)
             con.execute(
-                f"CREATE OR REPLACE TABLE {TABLE} AS SELECT restaurant_id, industry, note, author, "
-                "CAST(corrected_at AS TIMESTAMP) AS corrected_at, origin FROM __ovr_valid "
-                "ORDER BY restaurant_id"
+                # Typed even when empty: a frame without rows would give columns of type NULL.
+                f"CREATE OR REPLACE TABLE {TABLE} AS SELECT CAST(restaurant_id AS VARCHAR) AS "
+                "restaurant_id, CAST(industry AS VARCHAR) AS industry, CAST(note AS VARCHAR) AS note, "
+                "CAST(author AS VARCHAR) AS author, CAST(corrected_at AS TIMESTAMP) AS corrected_at, "
+                "CAST(origin AS VARCHAR) AS origin FROM __ovr_valid ORDER BY restaurant_id"
             )
             con.execute("DELETE FROM rejected_rows WHERE table_name = ?", [TABLE])
             con.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from recsys_assets.instance import ensure_dagster_yaml, ensure_storage
 
@@ -49,6 +52,11 @@ class DagsterStack:
     port: int = field(default_factory=free_port)
     procs: list[subprocess.Popen] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    # An operator's instance file (e.g. deploy/dagster.yaml) instead of the project's settings.
+    instance_yaml: Path | None = None
+    # A workspace file loading the location from a gRPC code server this stack starts first
+    # (deploy/workspace.yaml; its port is replaced by a free one); None: `-m recsys_assets`.
+    workspace_yaml: Path | None = None
 
     @property
     def url(self) -> str:
@@ -71,27 +79,61 @@ class DagsterStack:
         )
 
     def start(self, timeout: float = 120) -> None:
-        assert ensure_dagster_yaml(self.dagster_home) == []  # the project's instance settings
+        if self.instance_yaml is not None:
+            self.dagster_home.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.instance_yaml, self.dagster_home / "dagster.yaml")
+        else:
+            assert ensure_dagster_yaml(self.dagster_home) == []  # the project's instance settings
         ensure_storage(self.dagster_home)  # as `make ui` does: the two servers must not race on it
+        target = ["-m", "recsys_assets"]
+        if self.workspace_yaml is not None:
+            target = ["-w", str(self._start_code_server(timeout))]
         self._spawn(
             "webserver",
+            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), *target],
+        )
+        self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", *target])
+        wait_until(self._ready, timeout, f"dagster-webserver on {self.url}\n{self.tail()}")
+
+    def _start_code_server(self, timeout: float) -> Path:
+        """`dagster code-server start` on a free port; returns the workspace file pointing at it."""
+        assert self.workspace_yaml is not None
+        grpc_port = free_port()
+        workspace = yaml.safe_load(self.workspace_yaml.read_text())
+        [entry] = workspace["load_from"]
+        entry["grpc_server"]["port"] = grpc_port
+        rendered = self.dagster_home / "workspace.yaml"
+        rendered.write_text(yaml.safe_dump(workspace))
+        self._spawn(
+            "code-server",
             [
-                str(BIN / "dagster-webserver"),
+                str(BIN / "dagster"),
+                "code-server",
+                "start",
                 "-h",
                 "127.0.0.1",
                 "-p",
-                str(self.port),
+                str(grpc_port),
                 "-m",
                 "recsys_assets",
             ],
         )
-        self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-m", "recsys_assets"])
-        wait_until(self._ready, timeout, f"dagster-webserver on {self.url}\n{self.tail()}")
+        wait_until(
+            lambda: self._alive() and _code_loaded(grpc_port),
+            timeout,
+            f"the code server on port {grpc_port} to load recsys_assets\n{self.tail()}",
+            interval=1.0,
+        )
+        return rendered
 
-    def _ready(self) -> bool:
+    def _alive(self) -> bool:
         for proc in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"a Dagster process exited early:\n{self.tail()}")
+        return True
+
+    def _ready(self) -> bool:
+        self._alive()
         try:
             with urllib.request.urlopen(f"{self.url}/server_info", timeout=2) as r:  # noqa: S310 (http://127.0.0.1, a server the test started)
                 return r.status == 200
@@ -133,6 +175,17 @@ class DagsterStack:
                 return
             except TimeoutError:
                 continue
+
+
+def _code_loaded(port: int) -> bool:
+    """The code server answers with the loaded location (the proxy answers before it has)."""
+    from dagster._grpc.client import DagsterGrpcClient
+
+    try:
+        DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories()
+    except Exception:  # noqa: BLE001 (not up yet: connection refused, or still loading)
+        return False
+    return True
 
 
 def processes_with_env(name: str, value: str) -> list[int]:

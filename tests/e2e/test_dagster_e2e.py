@@ -122,6 +122,29 @@ def wait_for_run(stack, run_id: str, timeout: float = 600) -> str:
     )
 
 
+JOB_RUNS = """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results {
+  runId pipelineName status tags { key value } repositoryOrigin { repositoryLocationName } } } } }"""
+
+
+def runs_on_job_page(stack, job: str) -> list[dict]:
+    """The runs the UI lists on a job's Runs tab: its name AND its code location's repository tag
+    (ui-core's PipelineRunsFeedRoot builds exactly this filter)."""
+    repo_tag = {"key": ".dagster/repository", "value": "__repository__@recsys_assets"}
+    data = graphql(stack, JOB_RUNS, {"f": {"pipelineName": job, "tags": [repo_tag]}})
+    return data["runsOrError"]["results"]
+
+
+def cli_materialize(stack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "recsys_assets.cli", "materialize", *args],
+        env={**stack.env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_rebuild_job_over_graphql(stack):
     """Two rebuilds at once (a double click): pools serialize the warehouse steps, both succeed."""
     c = client(stack)
@@ -154,25 +177,27 @@ def test_rebuild_job_over_graphql(stack):
     versions = {
         str(v.version): v for v in client_.search_model_versions("name = 'industry-product-ranker'")
     }
-    # One model per run, each judged by the gate; the aliases agree with the decisions.
-    assert sorted(v.tags["dagster_run_id"] for v in versions.values()) == sorted(
-        [run_id, second_id]
-    )
-    decisions = {k: v.tags["promotion_decision"] for k, v in versions.items()}
-    first, second = sorted(versions, key=int)
-    assert decisions[first] == "promoted"  # the first champion
-    if decisions[second] == "promoted":  # only by beating the re-scored first one by the margin
-        assert (
-            str(champion.version) == second
-            and "beats champion" in versions[second].tags["promotion_reason"]
-        )
-        previous = client_.get_model_version_by_alias("industry-product-ranker", "previous")
-        assert str(previous.version) == first
+    # The same data and code twice: one ranker (the later rebuild reuses its version instead of
+    # training a copy) and at most one baseline (registered when the ranker does not beat it).
+    rankers = [v for v in versions.values() if v.tags.get("kind") == "ranker"]
+    baselines = [v for v in versions.values() if v.tags.get("kind") == "baseline"]
+    assert len(rankers) == 1 and len(baselines) <= 1 and len(versions) == 1 + len(baselines)
+    assert rankers[0].tags["dagster_run_id"] in {run_id, second_id}
+    if champion.tags["kind"] == "ranker":
+        assert "the ranker significantly beats" in champion.tags["promotion_reason"]
     else:
-        assert (
-            str(champion.version) == first
-            and "does not beat" in versions[second].tags["promotion_reason"]
-        )
+        assert "does not significantly beat" in champion.tags["promotion_reason"]
+        assert rankers[0].tags["promotion_decision"] == "rejected"
+    # Both runs gated; the first decided, the second found the same champion (the warehouse
+    # keeps every decision for `recsys summary`).
+    con = duckdb.connect(str(stack.recsys_home / "warehouse.duckdb"), read_only=True)
+    try:
+        decisions = con.execute(
+            "SELECT promoted, champion_version FROM rk_gate_decisions ORDER BY decided_at"
+        ).fetchall()
+    finally:
+        con.close()
+    assert decisions == [(True, str(champion.version)), (False, str(champion.version))]
 
 
 def test_schedule_and_sensors_are_running(stack):
@@ -214,6 +239,14 @@ def test_ui_in_headless_chromium(stack, tmp_path):
         run_id = client(stack).submit_job_execution("rebuild_job")
         assert wait_for_run(stack, run_id) == "SUCCESS", stack.tail()
         stack.rebuilt = True
+    # A `recsys materialize` run: the UI must list it under rebuild_job, tagged as the CLI's.
+    out = cli_materialize(stack, "--select", "restaurants")
+    assert out.returncode == 0, out.stderr
+    cli_run_id = out.stdout.split("(run ")[1].split(")")[0]
+    [listed] = [r for r in runs_on_job_page(stack, "rebuild_job") if r["runId"] == cli_run_id]
+    assert {"key": "recsys/launched_by", "value": "cli"} in listed["tags"]
+    assert listed["status"] == "SUCCESS"
+    assert listed["repositoryOrigin"]["repositoryLocationName"] == "recsys_assets"  # timeline
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
@@ -263,6 +296,12 @@ def test_ui_in_headless_chromium(stack, tmp_path):
         for text in METRICS_TEXT:
             wait.until(lambda d, t=text: t in d.page_source)  # the metadata table rendered
         driver.save_screenshot(str(tmp_path / "asset_metadata.png"))
+
+        # The job's Runs tab lists the CLI's run.
+        driver.get(f"{stack.url}/locations/recsys_assets/jobs/rebuild_job/runs")
+        wait.until(lambda d: cli_run_id[:8] in d.page_source)
+
+        materialize_all_launches_without_a_warning(stack, driver, "rebuild_job")
     finally:
         driver.quit()
     assert (tmp_path / "asset_graph.png").stat().st_size > 10_000
@@ -270,6 +309,42 @@ def test_ui_in_headless_chromium(stack, tmp_path):
     if shot_dir:
         for png in tmp_path.glob("*.png"):
             shutil.copy(png, Path(shot_dir) / png.name)
+
+
+def materialize_all_launches_without_a_warning(stack, driver, job: str) -> None:
+    """Click the job page's "Materialize all" as a user does: the run must start at once (no
+    "Are you sure? ... upstream assets ... have not been materialized" dialog) and succeed."""
+    before = {r["runId"] for r in runs_on_job_page(stack, job)}
+    driver.get(f"{stack.url}/locations/recsys_assets/jobs/{job}")
+    dismiss_community_dialog(driver)
+    button = wait_until(
+        lambda: next(
+            (
+                b
+                for b in driver.find_elements("xpath", "//button[contains(., 'Materialize all')]")
+                if b.is_displayed() and b.is_enabled()
+            ),
+            None,
+        ),
+        90,
+        f"the Materialize all button of {job}",
+    )
+    button.click()
+
+    def launched_or_asked():
+        if (
+            "Are you sure?" in driver.page_source
+            or "have not been materialized" in driver.page_source
+        ):
+            return "warning"
+        new = [r["runId"] for r in runs_on_job_page(stack, job) if r["runId"] not in before]
+        return new[0] if new else None
+
+    outcome = wait_until(launched_or_asked, 120, f"a run of {job} from Materialize all")
+    assert outcome != "warning", "Materialize all opened the 'Are you sure?' dialog"
+    assert wait_for_run(stack, outcome) == "SUCCESS", stack.tail()
+    [run] = [r for r in runs_on_job_page(stack, job) if r["runId"] == outcome]
+    assert {"key": "recsys/launched_by", "value": "ui"} in run["tags"]
 
 
 def test_failure_is_recorded_and_posted(stack, hook):
@@ -322,7 +397,13 @@ def test_cli_run_failure_is_alerted_once_with_the_daemon_running(stack, hook, tm
         "error: restaurants:"
     )
     with DagsterInstance.from_config(str(stack.dagster_home)) as instance:
-        [cli_run] = [r for r in instance.get_runs() if r.tags.get("recsys/launched_by") == "cli"]
+        [cli_run] = [
+            r
+            for r in instance.get_runs()
+            if r.tags.get("recsys/launched_by") == "cli" and r.status.value == "FAILURE"
+        ]
+    # Listed under its job in the UI, like every CLI run.
+    assert cli_run.run_id in {r["runId"] for r in runs_on_job_page(stack, "rebuild_job")}
     # The sensor handles failures in order: once a later failure is alerted, it has been past the
     # CLI's run (and found its alert).
     bad_config = {"resources": {"recsys": {"config": {"data_dir": "/nonexistent/recsys-data"}}}}

@@ -1,0 +1,120 @@
+"""Benchmark: ranker quality vs the number of training queries (the learning curve).
+
+Usage: .venv/bin/python benchmarks/learning_curve.py --warehouse medium=PATH [large=PATH ...]
+           [--queries 1000 2000 4000 ...] [--report-json PATH]
+
+Each PATH is a warehouse with a built ranking dataset (a `scale.py` home's warehouse.duckdb, opened
+read-only). For each size N the ranker trains exactly as `ranker_model` does but on the first N
+training queries (with a positive) of the fixed md5 order `train.py` uses, so the subsets are
+nested; validation (early stopping) is the step's own; NDCG@10 is measured on the whole cold-start
+test split. "all" trains on every training query. The table shows where more data stops helping,
+which is what `train.MAX_QUERIES` is set from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine, print_table, write_json  # noqa: E402
+
+DEFAULT_QUERIES = ["1000", "2000", "4000", "8000", "16000", "32000", "64000", "all"]
+
+
+def curve(warehouse: Path, sizes: list[str]) -> list[dict]:
+    """One training per size on `warehouse`; NDCG@10 on the test split and the training time."""
+    import duckdb
+
+    from recsys_assets.ranking import train
+    from recsys_assets.ranking.dataset import load_dataset_summary
+    from recsys_assets.ranking.evaluate import score_with_booster
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    out = []
+    try:
+        dataset = load_dataset_summary(con)
+        available = con.execute(
+            "SELECT count(DISTINCT restaurant_id) FROM rk_candidates "
+            "WHERE split = 'train' AND relevance > 0"
+        ).fetchall()[0][0]
+        default = train.MAX_QUERIES.get("train")
+        for size in sizes:
+            n = None if size == "all" else int(size)
+            if n is not None and n >= available:
+                continue  # the same model as "all"
+            train.MAX_QUERIES["train"] = n
+            try:
+                t0 = time.perf_counter()
+                trained = train.train_ranker(con, dataset)
+                seconds = time.perf_counter() - t0
+            finally:
+                train.MAX_QUERIES["train"] = default
+            t1 = time.perf_counter()
+            summary = score_with_booster(con, trained.booster, "test", dataset.industries)
+            row = {
+                "train_queries": trained.counts["train_queries"],
+                "train_rows": trained.counts["train_rows"],
+                "valid_queries": trained.counts["valid_queries"],
+                "best_iteration": int(trained.best_iteration),
+                "train_s": seconds,
+                "evaluate_s": time.perf_counter() - t1,
+                "ndcg_at_10": float(summary.metrics["ndcg_at_10"]),
+                "recall_at_20": float(summary.metrics.get("recall_at_20", float("nan"))),
+                "load_avg": os.getloadavg(),
+            }
+            print(
+                f"  {row['train_queries']:>7,} queries: NDCG@10 {row['ndcg_at_10']:.4f}, "
+                f"{row['best_iteration']} trees, train {seconds:.1f} s",
+                flush=True,
+            )
+            out.append(row)
+    finally:
+        con.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--warehouse", nargs="+", required=True, help="scale=path/to/warehouse.duckdb")
+    ap.add_argument("--queries", nargs="+", default=DEFAULT_QUERIES)
+    ap.add_argument("--report-json", default=None)
+    args = ap.parse_args(argv)
+    results = []
+    for spec in args.warehouse:
+        scale, _, path = spec.partition("=")
+        if not Path(path).exists():
+            print(f"{scale}: no warehouse at {path}, skipped", flush=True)
+            continue
+        print(f"learning curve, {scale} ({path})", flush=True)
+        results.append({"scale": scale, "points": curve(Path(path), args.queries)})
+    for r in results:
+        best = max((p["ndcg_at_10"] for p in r["points"]), default=float("nan"))
+        print(f"\n{r['scale']}: NDCG@10 vs training queries")
+        print_table(
+            ["train queries", "rows", "trees", "NDCG@10", "vs best", "train s", "load"],
+            [
+                [
+                    f"{p['train_queries']:,}",
+                    f"{p['train_rows']:,}",
+                    p["best_iteration"],
+                    f"{p['ndcg_at_10']:.4f}",
+                    f"{p['ndcg_at_10'] - best:+.4f}",
+                    f"{p['train_s']:.1f}",
+                    f"{p['load_avg'][0]:.1f}",
+                ]
+                for p in r["points"]
+            ],
+        )
+    write_json(args.report_json, {"machine": machine(), "results": results})
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""The ranker against every baseline on several generating worlds and seeds (issue 13).
+
+Usage: .venv/bin/python benchmarks/worlds.py [--worlds default recipe menu_items long_tail
+           house_menus random]
+           [--seeds 1 2] [--scale small] [--n-restaurants N] [--labels offline|truth]
+           [--report-json PATH]
+
+Why: a model developed against one data-generating process can learn that process instead of the
+problem. For each (world, seed) this generates the sample (recsys_assets/data/worlds.yaml), ingests
+it, labels industries with the offline labeler, builds the cold-start dataset, trains and evaluates
+with the project's own code (dataset.py, train.py, evaluate.py), exactly as benchmarks/ranking.py
+does. It prints one table: NDCG@10 of the model and of every baseline `evaluate()` reports (read
+generically from the Evaluation, so new baselines appear without a change here), the paired
+bootstrap 95 % CI of model / baseline over the test restaurants, and the share of the gap between
+industry popularity and the menu-visible ceiling (the generator's expected purchases given the true
+industry and the listed dishes) that the model covers. Exit 0 unless a run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.common import write_json  # noqa: E402
+
+DEFAULT_WORLDS = ("default", "recipe", "menu_items", "long_tail", "house_menus", "random")
+DEFAULT_SEEDS = (1, 2)
+BOOTSTRAP = 2000
+NOT_BASELINES = ("oracle",)  # upper bounds, not something we could ship
+METRIC = "ndcg_at_10"
+
+
+def paired_ratio_ci(
+    model: np.ndarray, baseline: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0
+) -> tuple[float, float, float]:
+    """mean(model) / mean(baseline) and its paired bootstrap 95 % CI (queries resampled together)."""
+    n = len(model)
+    if n == 0 or baseline.mean() <= 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    ratios = model[idx].mean(axis=1) / np.maximum(baseline[idx].mean(axis=1), 1e-12)
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(model.mean() / baseline.mean()), float(lo), float(hi)
+
+
+class _SummaryRecorder:
+    """Records every MetricSummary `evaluate()` computes, so each reported method's per-query
+    figures can be paired with the model's without knowing the baselines' names in advance."""
+
+    def __init__(self) -> None:
+        self.summaries: list[Any] = []
+
+    def wrap(self, fn: Callable) -> Callable:
+        def recorded(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            self.summaries.append(out)
+            return out
+
+        return recorded
+
+    def per_query(self, metrics: dict) -> pd.Series | None:
+        """query -> NDCG@10 of the recorded summary whose averages are `metrics`."""
+        for s in self.summaries:
+            if s.metrics is metrics:
+                return s.per_query.set_index("query_id")[METRIC]
+        for s in self.summaries:  # the Evaluation may hold copies of the dicts
+            if s.metrics == metrics:
+                return s.per_query.set_index("query_id")[METRIC]
+        return None
+
+
+def _evaluate_recorded(con, trained, dset, gt) -> tuple[Any, _SummaryRecorder]:
+    from recsys_assets.ranking import evaluate as ev_mod
+
+    rec = _SummaryRecorder()
+    original = ev_mod.summarize
+    ev_mod.summarize = rec.wrap(original)
+    try:
+        ev = ev_mod.evaluate(con, trained, dset, ground_truth_dir=gt)
+    finally:
+        ev_mod.summarize = original
+    return ev, rec
+
+
+def _ceiling(con, gt: Path) -> pd.Series:
+    """Per-query NDCG@10 of the menu-visible ceiling on the test split."""
+    from recsys_assets.ranking.dataset import load_queries, load_truth
+    from recsys_assets.ranking.metrics import rankings_from_frame, summarize, truth_from_frame
+    from recsys_assets.sample_worlds import ceiling_scores
+
+    queries = load_queries(con, "test")["restaurant_id"].astype(str).tolist()
+    truth = truth_from_frame(load_truth(con, "test"))
+    ranked = rankings_from_frame(ceiling_scores(gt, queries))
+    return summarize(ranked, truth, queries).per_query.set_index("query_id")[METRIC]
+
+
+def _ratios(ev, rec: _SummaryRecorder, model_q: pd.Series | None) -> dict[str, tuple]:
+    """model / baseline (ratio, CI low, CI high) per servable baseline: the evaluation's own
+    figures when it computes them (`Evaluation.ratio_ci`, what the promotion gate reads), else a
+    paired bootstrap over the per-query NDCG@10 recorded while it ran."""
+    own = getattr(ev, "ratio_ci", None) or {}
+    out: dict[str, tuple] = {}
+    for name, metrics in ev.baselines.items():
+        if name in NOT_BASELINES:
+            continue
+        if name in own:
+            ci = own[name]
+            out[name] = (ci["ratio"], ci["ci_low"], ci["ci_high"])
+            continue
+        base_q = rec.per_query(metrics)
+        if model_q is None or base_q is None:
+            print(f"warning: no per-query figures for {name}: its CI is left out", flush=True)
+            continue
+        # a query a method left unranked scores 0 there, as in the evaluation
+        b = base_q.reindex(model_q.index).fillna(0.0)
+        out[name] = paired_ratio_ci(model_q.to_numpy(), b.to_numpy())
+    return out
+
+
+def run_one(work: Path, world: str, seed: int, scale: str, n_r: int | None, labels: str) -> dict:
+    """One (world, seed): sample, warehouse, dataset, train, evaluate, ratios and the ceiling."""
+    from benchmarks.ranking import prepare_warehouse
+    from recsys_assets.ranking.dataset import build_ranking_dataset
+    from recsys_assets.ranking.train import train_ranker
+    from recsys_assets.sample_worlds import resolve_world
+
+    t0 = time.perf_counter()
+    con, gt = prepare_warehouse(work, scale, seed, n_r, labels, world=world)
+    try:
+        dset = build_ranking_dataset(con)
+        trained = train_ranker(con, dset)
+        ev, rec = _evaluate_recorded(con, trained, dset, gt)
+        model_q = rec.per_query(ev.metrics)
+        ceiling_q = _ceiling(con, gt)
+    finally:
+        con.close()
+    res: dict = {
+        "world": world,
+        "seed": seed,
+        "tuned_on": resolve_world(world, seed).tuned_on,
+        "test_queries": ev.queries_evaluated,
+        "model": ev.metrics[METRIC],
+        "baselines": {n: m[METRIC] for n, m in ev.baselines.items()},
+        "ceiling": float(ceiling_q.mean()),
+        "ratios": {},
+        "seconds": 0.0,
+    }
+    res["ratios"] = _ratios(ev, rec, model_q)
+    servable = [n for n in res["baselines"] if n not in NOT_BASELINES]
+    res["strongest"] = max(servable, key=lambda n: res["baselines"][n]) if servable else None
+    ind = res["baselines"].get("industry_popularity", float("nan"))
+    gap = res["ceiling"] - ind
+    res["gap_share"] = (res["model"] - ind) / gap if gap > 1e-9 else float("nan")
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+def _baseline_names(results: list[dict]) -> list[str]:
+    names: list[str] = []
+    for r in results:
+        names += [n for n in r["baselines"] if n not in names and n not in NOT_BASELINES]
+    return sorted(names, key=lambda n: (n != "industry_popularity", names.index(n)))
+
+
+def _ci(t) -> str:
+    ratio, lo, hi = t
+    return "-" if np.isnan(ratio) else f"{ratio:.3f} ({lo:.3f} to {hi:.3f})"
+
+
+def markdown(results: list[dict]) -> str:
+    """The worlds x seeds table, then one line per world (mean over its seeds)."""
+    names = _baseline_names(results)
+    head = [
+        "world",
+        "seed",
+        "test queries",
+        "NDCG@10 model",
+        *names,
+        "ceiling",
+        *[f"model / {n} (95 % CI)" for n in names],
+        "gap share",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        world = r["world"] + (" (tuned on)" if r["tuned_on"] else "")
+        cells = [
+            world,
+            str(r["seed"]),
+            str(r["test_queries"]),
+            f"**{r['model']:.4f}**",
+            *[f"{r['baselines'].get(n, float('nan')):.4f}" for n in names],
+            f"{r['ceiling']:.4f}",
+            *[_ci(r["ratios"].get(n, (float("nan"),) * 3)) for n in names],
+            "-" if np.isnan(r["gap_share"]) else f"{r['gap_share']:.0%}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", _summary(results)]
+    return "\n".join(lines)
+
+
+def _summary(results: list[dict]) -> str:
+    """Per world: mean ratio to industry popularity and to the strongest baseline, and in how many
+    seeds the CI against the strongest baseline lies above 1."""
+    head = [
+        "world",
+        "seeds",
+        "model / industry popularity (mean)",
+        "model / strongest baseline (mean)",
+        "seeds with CI above 1 vs strongest",
+        "gap share (mean)",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for world in dict.fromkeys(r["world"] for r in results):
+        rs = [r for r in results if r["world"] == world]
+        ind = [r["ratios"].get("industry_popularity", (float("nan"),) * 3)[0] for r in rs]
+        strongest = [r["ratios"].get(r["strongest"], (np.nan,) * 3) for r in rs]
+        above = sum(1 for s in strongest if s[1] > 1.0)
+        tag = " (tuned on)" if rs[0]["tuned_on"] else ""
+        lines.append(
+            f"| {world}{tag} | {len(rs)} | {np.nanmean(ind):.3f} | "
+            f"{np.nanmean([s[0] for s in strongest]):.3f} | {above} / {len(rs)} | "
+            f"{np.nanmean([r['gap_share'] for r in rs]):.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worlds", nargs="+", default=list(DEFAULT_WORLDS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
+    ap.add_argument("--scale", default="small")
+    ap.add_argument("--n-restaurants", type=int, default=None)
+    ap.add_argument("--labels", choices=["offline", "truth"], default="offline")
+    ap.add_argument("--work-dir", default=None, help="cache dir for samples (default: a temp dir)")
+    ap.add_argument("--report-json", default=None, help="also write the figures as JSON here")
+    args = ap.parse_args(argv)
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="worlds-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for world in args.worlds:
+        for seed in args.seeds:
+            r = run_one(work, world, seed, args.scale, args.n_restaurants, args.labels)
+            results.append(r)
+            print(
+                f"{world} seed {seed}: model {r['model']:.4f}, "
+                + ", ".join(f"{n} {v:.4f}" for n, v in r["baselines"].items())
+                + f", ceiling {r['ceiling']:.4f} ({r['seconds']:.0f} s)",
+                flush=True,
+            )
+    table = markdown(results)
+    print("\n" + table)
+    write_json(
+        args.report_json,
+        {"scale": args.scale, "labels": args.labels, "results": results, "table_md": table},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
