@@ -78,6 +78,8 @@ def _log(con, trained, dset, settings, run_id=None):
 
 
 def test_registry_lifecycle(env, monkeypatch):
+    """Longer than 80 lines on purpose: one scenario, because each step (baseline first champion,
+    better ranker, worse ranker, serving, rollback) starts from the aliases the previous one left."""
     import mlflow
 
     settings, con, dset, good, weak, worst = env

@@ -25,6 +25,7 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -245,16 +246,64 @@ def log_to_mlflow(
     """Log one training run and (by default) register it as the `challenger` version."""
     import mlflow
 
-    from recsys_assets.ranking.pyfunc_model import (
-        MODEL_CODE,
-        export_serving_artifacts,
-        input_example,
-        model_signature,
-    )
-
     settings = settings or load_settings()
     client = configure_mlflow(settings)
     exp_id = _experiment_id(client, settings)
+    tags = {
+        "data_snapshot_hash": dataset.snapshot_hash,
+        "cutoff": str(dataset.cutoff),
+        "kind": "ranker",
+        "model_digest": digest or model_digest("ranker", dataset, trained.params),
+    }
+    if dagster_run_id:
+        tags["dagster_run_id"] = dagster_run_id
+    trained_on = _trained_on(dataset, evaluation, dagster_run_id)
+    run_tags = {
+        **tags,
+        # Without these MLflow shows the entry point's file (`__main__.py`) as the run's source.
+        "mlflow.source.name": "recsys_assets.orchestration.ranking:ranker_model",
+        "mlflow.source.type": "JOB",
+        "mlflow.note.content": trained_on,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp,
+        mlflow.start_run(
+            experiment_id=exp_id, run_name=run_name(dagster_run_id), tags=run_tags
+        ) as run,
+    ):
+        tmpd = Path(tmp)
+        _log_datasets(con)
+        mlflow.log_params(
+            {
+                k: (json.dumps(v) if isinstance(v, list | dict) else v)
+                for k, v in _run_params(trained, dataset).items()
+            }
+        )
+        mlflow.log_metrics(_run_metrics(trained, evaluation, dataset))
+        _log_evaluation_artifacts(trained, evaluation, dataset, tmpd)
+        info = _log_ranker_pyfunc(con, trained, dataset, tmpd / "serving")
+        version = None
+        if register:
+            version = _register_challenger(
+                client, info.model_uri, tags, trained_on, run.info.run_id, evaluation
+            )
+        return LoggedModel(run.info.run_id, info.model_uri, version, exp_id)
+
+
+def _trained_on(dataset, evaluation, dagster_run_id: str | None) -> str:
+    """The run's and the version's description: what it was trained on and how it scored."""
+    best = evaluation.strongest_baseline
+    return (
+        f"Trained on data snapshot {dataset.snapshot_hash} (cutoff {dataset.cutoff}) in "
+        + (f"Dagster run {dagster_run_id}" if dagster_run_id else "a run outside Dagster")
+        + f"; ndcg_at_10 {evaluation.metrics['ndcg_at_10']:.4f} on the cold-start holdout, "
+        f"industry popularity {evaluation.baselines['industry_popularity']['ndcg_at_10']:.4f}, "
+        f"strongest baseline {best} {evaluation.baselines[best]['ndcg_at_10']:.4f}."
+    )
+
+
+def _run_params(trained, dataset) -> dict:
+    """LightGBM params (lgb_*), the dataset recipe (data_*) and the split's identity."""
     params = {f"lgb_{k}": v for k, v in trained.params.items()}
     cfg = dataset.summary()["config"]
     params.update({f"data_{k}": v for k, v in cfg.items() if k != "cutoff"})
@@ -267,29 +316,11 @@ def log_to_mlflow(
             "n_features": len(trained.features),
         }
     )
-    tags = {
-        "data_snapshot_hash": dataset.snapshot_hash,
-        "cutoff": str(dataset.cutoff),
-        "kind": "ranker",
-        "model_digest": digest or model_digest("ranker", dataset, trained.params),
-    }
-    if dagster_run_id:
-        tags["dagster_run_id"] = dagster_run_id
-    best = evaluation.strongest_baseline
-    trained_on = (
-        f"Trained on data snapshot {dataset.snapshot_hash} (cutoff {dataset.cutoff}) in "
-        + (f"Dagster run {dagster_run_id}" if dagster_run_id else "a run outside Dagster")
-        + f"; ndcg_at_10 {evaluation.metrics['ndcg_at_10']:.4f} on the cold-start holdout, "
-        f"industry popularity {evaluation.baselines['industry_popularity']['ndcg_at_10']:.4f}, "
-        f"strongest baseline {best} {evaluation.baselines[best]['ndcg_at_10']:.4f}."
-    )
-    run_tags = {
-        **tags,
-        # Without these MLflow shows the entry point's file (`__main__.py`) as the run's source.
-        "mlflow.source.name": "recsys_assets.orchestration.ranking:ranker_model",
-        "mlflow.source.type": "JOB",
-        "mlflow.note.content": trained_on,
-    }
+    return params
+
+
+def _run_metrics(trained, evaluation, dataset) -> dict[str, float]:
+    """The evaluation's metrics (NaN left out), the training time and the counts."""
     metrics = {
         k: float(v)
         for k, v in evaluation.flat_metrics().items()
@@ -299,69 +330,74 @@ def log_to_mlflow(
     # Distinct names (trained.counts are "fitted_*"), so no count overwrites another.
     metrics.update({f"count_{k}": float(v) for k, v in dataset.counts.items()})
     metrics.update({f"count_{k}": float(v) for k, v in trained.counts.items()})
-    pkg_dir = str(Path(__file__).resolve().parents[1])
+    return metrics
 
-    with (
-        tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp,
-        mlflow.start_run(
-            experiment_id=exp_id, run_name=run_name(dagster_run_id), tags=run_tags
-        ) as run,
-    ):
-        tmpd = Path(tmp)
-        _log_datasets(con)
-        mlflow.log_params(
-            {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in params.items()}
-        )
-        mlflow.log_metrics(metrics)
-        for f in evaluation_plots(trained, evaluation, tmpd):
-            mlflow.log_artifact(str(f), artifact_path="evaluation")
-        per_ind = tmpd / "per_industry.csv"
-        write_csv(evaluation.per_industry, per_ind)
-        mlflow.log_artifact(str(per_ind), artifact_path="evaluation")
-        curve = tmpd / "ndcg_at_k.csv"
-        write_csv(evaluation.ndcg_curve, curve)
-        mlflow.log_artifact(str(curve), artifact_path="evaluation")
-        mlflow.log_dict(dataset.summary(), "evaluation/dataset_summary.json")
 
-        artifacts = export_serving_artifacts(con, trained, dataset, tmpd / "serving")
-        code = tmpd / "ranker_model.py"
-        code.write_text(MODEL_CODE, encoding="utf-8")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(code),
-            artifacts=artifacts,
-            code_paths=[pkg_dir],
-            signature=model_signature(),
-            input_example=input_example(),
-            pip_requirements=_pip_requirements(),
-            # What the booster's inputs mean: serving maps industries by name with this list.
-            metadata={
-                "kind": "ranker",
-                "industries": list(dataset.industries),
-                "features": list(trained.features),
-                "candidate_recipe": cfg,
-            },
-        )
-        version = None
-        if register:
-            mv = mlflow.register_model(info.model_uri, MODEL_NAME, tags=tags)
-            version = str(mv.version)
-            if client.get_registered_model(MODEL_NAME).description != MODEL_DESCRIPTION:
-                client.update_registered_model(MODEL_NAME, description=MODEL_DESCRIPTION)
-            client.update_model_version(
-                MODEL_NAME,
-                version,
-                description=f"{trained_on}\n\n{_GATE_HEADING} not decided yet (challenger).",
-            )
-            client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
-            client.set_model_version_tag(MODEL_NAME, version, "run_id", run.info.run_id)
-            client.set_model_version_tag(
-                MODEL_NAME,
-                version,
-                "ndcg_at_10_at_training",
-                f"{evaluation.metrics['ndcg_at_10']:.6f}",
-            )
-        return LoggedModel(run.info.run_id, info.model_uri, version, exp_id)
+def _log_evaluation_artifacts(trained, evaluation, dataset, tmpd: Path) -> None:
+    """Plots, the per-industry table, the NDCG@k curve and the dataset summary under evaluation/."""
+    import mlflow
+
+    for f in evaluation_plots(trained, evaluation, tmpd):
+        mlflow.log_artifact(str(f), artifact_path="evaluation")
+    per_ind = tmpd / "per_industry.csv"
+    write_csv(evaluation.per_industry, per_ind)
+    mlflow.log_artifact(str(per_ind), artifact_path="evaluation")
+    curve = tmpd / "ndcg_at_k.csv"
+    write_csv(evaluation.ndcg_curve, curve)
+    mlflow.log_artifact(str(curve), artifact_path="evaluation")
+    mlflow.log_dict(dataset.summary(), "evaluation/dataset_summary.json")
+
+
+def _log_ranker_pyfunc(con, trained, dataset, serving_dir: Path):
+    """The servable pyfunc (models-from-code, no pickle) with its serving artefacts; ModelInfo."""
+    import mlflow
+
+    from recsys_assets.ranking.pyfunc_model import (
+        MODEL_CODE,
+        export_serving_artifacts,
+        input_example,
+        model_signature,
+    )
+
+    artifacts = export_serving_artifacts(con, trained, dataset, serving_dir)
+    code = serving_dir.parent / "ranker_model.py"
+    code.write_text(MODEL_CODE, encoding="utf-8")
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(code),
+        artifacts=artifacts,
+        code_paths=[str(Path(__file__).resolve().parents[1])],
+        signature=model_signature(),
+        input_example=input_example(),
+        pip_requirements=_pip_requirements(),
+        # What the booster's inputs mean: serving maps industries by name with this list.
+        metadata={
+            "kind": "ranker",
+            "industries": list(dataset.industries),
+            "features": list(trained.features),
+            "candidate_recipe": dataset.summary()["config"],
+        },
+    )
+
+
+def _register_challenger(client, model_uri, tags, trained_on, run_id, evaluation) -> str:
+    """Register the logged model as a version aliased `challenger`, described as undecided."""
+    import mlflow
+
+    version = str(mlflow.register_model(model_uri, MODEL_NAME, tags=tags).version)
+    if client.get_registered_model(MODEL_NAME).description != MODEL_DESCRIPTION:
+        client.update_registered_model(MODEL_NAME, description=MODEL_DESCRIPTION)
+    client.update_model_version(
+        MODEL_NAME,
+        version,
+        description=f"{trained_on}\n\n{_GATE_HEADING} not decided yet (challenger).",
+    )
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+    client.set_model_version_tag(MODEL_NAME, version, "run_id", run_id)
+    client.set_model_version_tag(
+        MODEL_NAME, version, "ndcg_at_10_at_training", f"{evaluation.metrics['ndcg_at_10']:.6f}"
+    )
+    return version
 
 
 def version_by_alias(client, alias: str) -> str | None:
@@ -587,31 +623,13 @@ def promote_if_better(
         evaluation = evaluate(con, booster, dataset, industries=meta.get("industries"))
     ev = evaluation
     best = ev.strongest_baseline
-    ci = ev.ratio_ci.get(best, {})
-    ch_ndcg = ev.metrics["ndcg_at_10"]
-    metrics = {
-        "challenger_ndcg_at_10": ch_ndcg,
-        "industry_popularity_ndcg_at_10": ev.baselines["industry_popularity"]["ndcg_at_10"],
-        "strongest_baseline_ndcg_at_10": ev.baselines[best]["ndcg_at_10"],
-        "ratio_vs_strongest_baseline": ci.get("ratio", float("nan")),
-        "ratio_ci_low": ci.get("ci_low", float("nan")),
-        "ratio_ci_high": ci.get("ci_high", float("nan")),
-        "margin": margin,
-        "ndcg_floor": floor,
-        "queries_evaluated": float(ev.queries_evaluated),
-    }
-    ranker_wins = ci.get("ci_low", float("nan")) > 1.0
+    metrics = _gate_metrics(ev, margin, floor)
+    ch_ndcg = metrics["challenger_ndcg_at_10"]
     vs_best = (
         f"ranker ndcg_at_10 {ch_ndcg:.4f} vs strongest baseline {best} "
         f"{metrics['strongest_baseline_ndcg_at_10']:.4f}: ratio {metrics['ratio_vs_strongest_baseline']:.3f} "
         f"(95% CI {metrics['ratio_ci_low']:.3f}-{metrics['ratio_ci_high']:.3f})"
     )
-    base = {
-        "challenger_version": challenger_version,
-        "champion_before": champion_before,
-        "metrics": metrics,
-        "strongest_baseline": best,
-    }
     if champion_before == challenger_version:
         # A no-op: the version keeps the decision that made it champion.
         return GateDecision(
@@ -628,33 +646,77 @@ def promote_if_better(
             champion_kind=_kind(client, champion_before),
             champion_ndcg_at_10=ch_ndcg,
         )
-    if ranker_wins:
-        cand, kind, cand_ndcg = challenger_version, "ranker", ch_ndcg
-        why = f"{vs_best}: the ranker significantly beats the strongest baseline"
-    else:
-        cand, _ = register_baseline(con, best, dataset, settings)
-        kind, cand_ndcg = "baseline", metrics["strongest_baseline_ndcg_at_10"]
-        why = f"{vs_best}: the ranker does not significantly beat it, so the candidate is baseline {best} (v{cand})"
-    return _gate(client, con, dataset, ev, settings, cand, kind, cand_ndcg, why, **base)
+    cand = _choose_candidate(con, challenger_version, dataset, settings, metrics, best, vs_best)
+    decide = partial(
+        _decide,
+        client,
+        challenger_version,
+        champion_before,
+        metrics=metrics,
+        candidate=cand.version,
+        kind=cand.kind,
+        best=best,
+    )
+    return _gate(con, client, dataset, ev, settings, cand, champion_before, metrics, decide)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """What the gate tries to make champion: the challenger or the strongest baseline."""
+
+    version: str
+    kind: str  # ranker | baseline
+    ndcg: float  # its NDCG@10 on this holdout
+    why: str  # why it is the candidate (the start of the decision's reason)
+
+
+def _choose_candidate(
+    con, challenger_version: str, dataset, settings, metrics, best: str, vs_best: str
+) -> _Candidate:
+    """The ranker when the CI of its NDCG@10 ratio to the strongest baseline lies above 1, else
+    that baseline (registered as a pyfunc, or its identical registered version reused)."""
+    if metrics["ratio_ci_low"] > 1.0:  # NaN (no CI) is not above 1
+        return _Candidate(
+            challenger_version,
+            "ranker",
+            metrics["challenger_ndcg_at_10"],
+            f"{vs_best}: the ranker significantly beats the strongest baseline",
+        )
+    version, _ = register_baseline(con, best, dataset, settings)
+    return _Candidate(
+        version,
+        "baseline",
+        metrics["strongest_baseline_ndcg_at_10"],
+        f"{vs_best}: the ranker does not significantly beat it, so the candidate is baseline {best} (v{version})",
+    )
+
+
+def _gate_metrics(ev, margin: float, floor: float) -> dict[str, float]:
+    """What the gate compares, from the challenger's Evaluation (tagged on the versions as gate_*)."""
+    best = ev.strongest_baseline
+    ci = ev.ratio_ci.get(best, {})
+    return {
+        "challenger_ndcg_at_10": ev.metrics["ndcg_at_10"],
+        "industry_popularity_ndcg_at_10": ev.baselines["industry_popularity"]["ndcg_at_10"],
+        "strongest_baseline_ndcg_at_10": ev.baselines[best]["ndcg_at_10"],
+        "ratio_vs_strongest_baseline": ci.get("ratio", float("nan")),
+        "ratio_ci_low": ci.get("ci_low", float("nan")),
+        "ratio_ci_high": ci.get("ci_high", float("nan")),
+        "margin": margin,
+        "ndcg_floor": floor,
+        "queries_evaluated": float(ev.queries_evaluated),
+    }
 
 
 def _gate(
-    client,
-    con,
-    dataset,
-    ev,
-    settings,
-    cand,
-    kind,
-    cand_ndcg,
-    why,
-    *,
-    challenger_version,
-    champion_before,
-    metrics,
-    strongest_baseline,
+    con, client, dataset, ev, settings, candidate: _Candidate, champion_before, metrics, decide
 ) -> GateDecision:
-    """The candidate against the current champion (by the margin) and the floor; sets the aliases."""
+    """The candidate against the current champion (by the margin) and the floor; sets the aliases.
+
+    `decide(promoted, reason, champion_ndcg=...)` records the decision (`_decide` bound to this
+    gate's challenger, metrics and candidate).
+    """
+    cand, cand_ndcg, why = candidate.version, candidate.ndcg, candidate.why
     margin, floor = metrics["margin"], metrics["ndcg_floor"]
     reasons = []
     if champion_before == cand:
@@ -667,18 +729,7 @@ def _gate(
                 f"{why}; champion v{champion_before} cannot be re-scored on the current features "
                 f"({exc}); promote by hand after checking"
             )
-            return _decide(
-                client,
-                challenger_version,
-                champion_before,
-                False,
-                reason,
-                metrics,
-                cand,
-                kind,
-                strongest_baseline,
-                None,
-            )
+            return decide(False, reason, champion_ndcg=None)
         metrics["champion_ndcg_at_10"] = champ
         metrics["champion_score_cached"] = float(how != "re-scored")
         if not cand_ndcg > champ + margin:
@@ -690,18 +741,7 @@ def _gate(
         reasons.append(f"candidate ndcg_at_10 {cand_ndcg:.4f} is below the floor {floor:g}")
     if reasons:
         serving = cand_ndcg if champion_before == cand else metrics.get("champion_ndcg_at_10")
-        return _decide(
-            client,
-            challenger_version,
-            champion_before,
-            False,
-            f"{why}; " + "; ".join(reasons),
-            metrics,
-            cand,
-            kind,
-            strongest_baseline,
-            serving,
-        )
+        return decide(False, f"{why}; " + "; ".join(reasons), champion_ndcg=serving)
     if champion_before is not None:
         client.set_registered_model_alias(MODEL_NAME, PREVIOUS, champion_before)
         client.set_model_version_tag(MODEL_NAME, champion_before, "demoted_by", cand)
@@ -711,19 +751,11 @@ def _gate(
         if champion_before is not None
         else "first champion"
     )
-    reason = f"{why}; {kind} v{cand} ndcg_at_10 {cand_ndcg:.4f} {vs} and meets the floor {floor:g}"
-    return _decide(
-        client,
-        challenger_version,
-        champion_before,
-        True,
-        reason,
-        metrics,
-        cand,
-        kind,
-        strongest_baseline,
-        cand_ndcg,
+    reason = (
+        f"{why}; {candidate.kind} v{cand} ndcg_at_10 {cand_ndcg:.4f} {vs} and meets the floor "
+        f"{floor:g}"
     )
+    return decide(True, reason, champion_ndcg=cand_ndcg)
 
 
 def _decide(
