@@ -148,6 +148,9 @@ def materialize(
     Exit codes: 0 done, 1 a step failed (alerted; the cause is the last line), 2 bad settings
     or --select, 75 another rebuild is running on this RECSYS_HOME.
     """
+    from datetime import UTC, datetime
+
+    started_at = datetime.now(UTC).replace(tzinfo=None)
     start = time.perf_counter()
     outcome = _materialize(select, verbose)
     elapsed = time.perf_counter() - start
@@ -155,6 +158,9 @@ def materialize(
         _report_failure("materialize", elapsed, outcome)
         raise typer.Exit(1)
     typer.echo(f"materialize succeeded in {elapsed:.1f}s (run {outcome.run_id})")
+    from recsys_assets.summary import print_decision
+
+    print_decision(_settings(), since=started_at)  # when this run decided on the champion
 
 
 @app.command()
@@ -273,15 +279,16 @@ app.add_typer(model_app, name="model")
 
 @model_app.command("status")
 def model_status() -> None:
-    """Show which version holds champion, challenger and previous."""
-    from recsys_assets.ranking.registry import MODEL_NAME, aliases
+    """Show every registered version: aliases, kind (ranker or baseline), NDCG@10, date, decision."""
+    from recsys_assets.ranking.names import MODEL_NAME
+    from recsys_assets.ranking.status import format_status, versions
 
-    current = aliases(_settings())
-    if not current:
+    rows = versions(_settings())
+    if not rows:
         typer.echo(f"{MODEL_NAME}: no version registered yet")
         return
-    for alias in ("champion", "challenger", "previous"):
-        typer.echo(f"{alias:<11} {current.get(alias, '-')}")
+    for line in format_status(rows):
+        typer.echo(line)
 
 
 @model_app.command("rollback")

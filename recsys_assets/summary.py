@@ -18,6 +18,56 @@ TABLES = (
     "recommendations",
 )
 SHOWCASE_INDUSTRIES = ("chicken", "chinese", "cafe_dessert")
+DECISIONS_TABLE = "rk_gate_decisions"  # written by champion_model (ranking.registry.save_decision)
+
+
+def decision_lines(con, since=None) -> list[str]:
+    """The latest promotion decision: why, then the champion with its NDCG@10 vs the baseline.
+
+    `since` (a naive UTC datetime): only a decision made after it (this run's), else [].
+    """
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [DECISIONS_TABLE]
+    ).fetchall()[0][0]
+    if not exists:
+        return []
+    row = con.execute(
+        f"SELECT decided_at, promoted, challenger_version, champion_version, champion_kind, "
+        f"champion_ndcg_at_10, strongest_baseline, baseline_ndcg_at_10, reason FROM {DECISIONS_TABLE} "
+        "ORDER BY decided_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None or (since is not None and row[0] < since):
+        return []
+    _, promoted, challenger, champion, kind, ndcg, best, best_ndcg, reason = row
+    verdict = (
+        f"challenger v{challenger} promoted"
+        if promoted and champion == challenger
+        else ("a baseline promoted" if promoted else "champion unchanged")
+    )
+    ndcg_txt = "n/a" if ndcg is None else f"{ndcg:.4f}"
+    best_txt = "n/a" if best_ndcg is None else f"{best_ndcg:.4f}"
+    return [
+        f"Promotion gate: {reason}",
+        (
+            f"Promotion: {verdict}; champion v{champion or 'none'} ({kind}) NDCG@10 {ndcg_txt} "
+            f"vs strongest baseline {best} {best_txt}"
+        ),
+    ]
+
+
+def print_decision(settings: Settings, since=None) -> None:
+    """The latest decision from the warehouse (read-only; nothing when there is none)."""
+    import duckdb
+
+    if not settings.warehouse_db and not settings.warehouse_path.exists():
+        return
+    con = duckdb.connect(settings.warehouse_database, read_only=True)
+    try:
+        lines = decision_lines(con, since)
+    finally:
+        con.close()
+    for line in lines:
+        print(line)
 
 
 def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> None:
@@ -25,7 +75,9 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
 
     console = Console()
     con = duckdb.connect(settings.warehouse_database, read_only=True)
+    decision: list[str] = []
     try:
+        decision = decision_lines(con)
         existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         rows = Table(title="Warehouse tables")
         rows.add_column("table")
@@ -76,3 +128,5 @@ def print_summary(settings: Settings, elapsed_seconds: float | None = None) -> N
         "Next: [bold]make ui[/bold] (Dagster, port 3000) and "
         "[bold]make mlflow-ui[/bold] (MLflow, port 5000)"
     )
+    for line in decision:  # last: whether the served model changed, and against what
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

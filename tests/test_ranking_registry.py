@@ -19,7 +19,7 @@ from recsys_assets.config import load_settings
 from recsys_assets.ranking import dataset as ds
 from recsys_assets.ranking import recommend as rec
 from recsys_assets.ranking import registry as reg
-from recsys_assets.ranking.evaluate import evaluate, score_with_booster
+from recsys_assets.ranking.evaluate import evaluate
 from recsys_assets.ranking.features import FEATURES
 from recsys_assets.ranking.train import TrainedRanker, train_ranker
 from tests.test_ranking_dataset import make_synthetic_warehouse
@@ -78,12 +78,14 @@ def _log(con, trained, dset, settings, run_id=None):
 
 
 def test_registry_lifecycle(env, monkeypatch):
+    """Longer than 80 lines on purpose: one scenario, because each step (baseline first champion,
+    better ranker, worse ranker, serving, rollback) starts from the aliases the previous one left."""
     import mlflow
 
     settings, con, dset, good, weak, worst = env
 
-    # 1. A weak first model becomes champion when it clears the (here: lowered) baseline bar.
-    v1, _ev1 = _log(con, weak, dset, settings, run_id="dagster-run-1")
+    # 1. A weak first model does not beat the strongest baseline: that baseline becomes champion.
+    v1, ev1 = _log(con, weak, dset, settings, run_id="dagster-run-1")
     run = mlflow.get_run(v1.run_id)
     assert run.data.tags["dagster_run_id"] == "dagster-run-1"
     assert run.data.tags["data_snapshot_hash"] == dset.snapshot_hash
@@ -97,6 +99,8 @@ def test_registry_lifecycle(env, monkeypatch):
         "industry_popularity_ndcg_at_10",
         "global_popularity_ndcg_at_10",
         "industry_popularity_map_at_10",
+        "menu_knn_ndcg_at_10",
+        "ndcg_ratio_vs_industry_new_popularity_ci_low",
     ):
         assert name in run.data.metrics, name
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(v1.run_id, "evaluation")}
@@ -106,36 +110,39 @@ def test_registry_lifecycle(env, monkeypatch):
         "evaluation/per_industry.csv",
     } <= arts
     assert reg.aliases(settings) == {"challenger": v1.version}
-    d1 = reg.promote_if_better(con, v1.version, dset, settings, industry_popularity_ndcg=0.0)
+    d1 = reg.promote_if_better(con, v1.version, dset, settings, evaluation=ev1)
     assert d1.promoted and d1.champion_version_before is None
-    assert reg.aliases(settings) == {"challenger": v1.version, "champion": v1.version}
+    assert d1.candidate_kind == "baseline" and d1.champion_version != v1.version
+    vb = d1.champion_version
+    assert reg.aliases(settings) == {"challenger": v1.version, "champion": vb}
 
-    # 2. The good model beats the champion re-scored on the current holdout.
+    # 2. The good model beats the baseline champion (its method, scored on the current holdout).
     v2, ev2 = _log(con, good, dset, settings, run_id="dagster-run-2")
     _assert_run_explains_itself(mlflow.get_run(v2.run_id), con, dset, fitted=True)
-    d2 = reg.promote_if_better(con, v2.version, dset, settings)
+    d2 = reg.promote_if_better(con, v2.version, dset, settings, evaluation=ev2)
     assert d2.promoted, d2.reason
-    assert d2.champion_version_before == v1.version
+    assert d2.champion_version_before == vb
     assert d2.metrics["champion_ndcg_at_10"] == pytest.approx(
-        score_with_booster(con, weak.booster).metrics["ndcg_at_10"], abs=1e-9
+        ev2.baselines[d1.strongest_baseline]["ndcg_at_10"], abs=1e-9
     )
     assert d2.metrics["challenger_ndcg_at_10"] > d2.metrics["champion_ndcg_at_10"]
     assert d2.metrics["challenger_ndcg_at_10"] > ev2.baselines["industry_popularity"]["ndcg_at_10"]
     assert reg.aliases(settings) == {
         "challenger": v2.version,
         "champion": v2.version,
-        "previous": v1.version,
+        "previous": vb,
     }
 
-    # 3. A worse model is rejected; aliases (except challenger) do not move.
+    # 3. A worse model is rejected (scored here, without a stored evaluation); the baseline it loses
+    # to does not beat the champion either, so aliases (except challenger) do not move.
     v3, _ = _log(con, worst, dset, settings)
     d3 = reg.promote_if_better(con, v3.version, dset, settings)
-    assert not d3.promoted
-    assert f"champion v{v2.version}" in d3.reason and "industry popularity" in d3.reason
+    assert not d3.promoted and d3.candidate_version == vb
+    assert f"champion v{v2.version}" in d3.reason and "does not significantly beat" in d3.reason
     assert reg.aliases(settings) == {
         "challenger": v3.version,
         "champion": v2.version,
-        "previous": v1.version,
+        "previous": vb,
     }
     # Re-submitting the champion itself is a no-op.
     d3b = reg.promote_if_better(con, v2.version, dset, settings)
@@ -145,21 +152,31 @@ def test_registry_lifecycle(env, monkeypatch):
         v: client.get_model_version(reg.MODEL_NAME, v).tags
         for v in (v1.version, v2.version, v3.version)
     }
-    assert tags[v1.version]["promotion_decision"] == "promoted"
+    assert tags[v1.version]["promotion_decision"] == "rejected"
     assert tags[v2.version]["promotion_decision"] == "promoted"
     assert tags[v3.version]["promotion_decision"] == "rejected"
     assert tags[v3.version]["promotion_reason"] == d3.reason
-    assert tags[v1.version]["demoted_by"] == v2.version
-    # Each version's description says how it was trained and, last, what the gate decided.
+    assert client.get_model_version(reg.MODEL_NAME, vb).tags["demoted_by"] == v2.version
+    # Each version's description says how it was trained (or which baseline it is) and, last,
+    # what the gate decided the last time it was a candidate.
     desc = {
         v: client.get_model_version(reg.MODEL_NAME, v).description
-        for v in (v1.version, v2.version, v3.version)
+        for v in (v1.version, vb, v2.version, v3.version)
     }
     assert desc[v3.version].endswith(f"Promotion gate: rejected, not served: {d3.reason}")
     assert desc[v2.version].endswith(f"Promotion gate: promoted to champion: {d2.reason}")
+    assert desc[v1.version].endswith(f"Promotion gate: rejected, not served: {d1.reason}")
     assert desc[v1.version].startswith(f"Trained on data snapshot {dset.snapshot_hash}")
     assert "Dagster run dagster-run-1" in desc[v1.version]
+    assert f"strongest baseline {d1.strongest_baseline}" in desc[v1.version]
+    # The baseline was promoted by d1, then v3's candidate (rejected: v2 serves).
+    assert desc[vb].startswith(f"Baseline {d1.strongest_baseline}: ")
+    assert desc[vb].endswith(f"Promotion gate: rejected, not served: {d3.reason}")
     assert all(d.count("Promotion gate:") == 1 for d in desc.values())
+    baseline_run = mlflow.get_run(client.get_model_version(reg.MODEL_NAME, vb).run_id)
+    assert baseline_run.info.run_name == f"baseline-{d1.strongest_baseline}"
+    assert baseline_run.data.tags["mlflow.source.name"].endswith(":champion_model")
+    assert baseline_run.data.tags["mlflow.note.content"] == desc[vb].split("\n\n")[0]
     assert client.get_registered_model(reg.MODEL_NAME).description == reg.MODEL_DESCRIPTION
     experiment = client.get_experiment_by_name(reg.EXPERIMENT_NAME)
     assert experiment.tags["mlflow.note.content"] == reg.EXPERIMENT_DESCRIPTION
@@ -208,6 +225,7 @@ def test_registry_lifecycle(env, monkeypatch):
     assert len(r["products"]) == 3 and set(r["products"][0]) == {"product_id", "name", "score"}
     scores = [p["score"] for p in r["products"]]
     assert scores == sorted(scores, reverse=True)
+    assert all(0.0 < s < 1.0 for s in scores)  # the ranker's raw score through the logistic
 
     # The CLI fast path: a fresh process (empty in-memory cache) reads the alias with sqlite3 and the
     # artefacts from the on-disk cache the first load filled, without importing MLflow's loader.
@@ -228,8 +246,8 @@ def test_registry_lifecycle(env, monkeypatch):
 
     # 5. Rollback: champion <- previous; the demoted version is tagged; previous is consumed.
     rb = reg.rollback(settings, reason="bad recommendations reported")
-    assert rb == {"champion": v1.version, "demoted": v2.version}
-    assert reg.aliases(settings) == {"challenger": v3.version, "champion": v1.version}
+    assert rb == {"champion": vb, "demoted": v2.version}
+    assert reg.aliases(settings) == {"challenger": v3.version, "champion": vb}
     demoted = client.get_model_version(reg.MODEL_NAME, v2.version).tags
     assert (
         demoted["rolled_back"] == "true"
@@ -237,11 +255,11 @@ def test_registry_lifecycle(env, monkeypatch):
     )
     with pytest.raises(LookupError):
         reg.rollback(settings)
-    # After the rollback, recommendations come from the restored champion.
-    assert (
-        rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)["model_version"]
-        == v1.version
-    )
+    # After the rollback, recommendations come from the restored champion (the baseline), whose
+    # score is 1 / rank.
+    restored = rec.recommend("바삭치킨", "후라이드치킨|치즈볼", k=3, settings=settings)
+    assert restored["model_version"] == vb
+    assert [p["score"] for p in restored["products"]] == [1.0, 0.5, 0.3333]
 
 
 def _assert_run_explains_itself(run, con, dset, fitted: bool) -> None:
@@ -289,20 +307,21 @@ def test_split_digest_follows_the_rows(env):
     assert ds.split_digest(con, "test") == before
 
 
-def test_floor_and_baseline_block_a_first_model(env, tmp_path, monkeypatch):
+def test_floor_blocks_and_a_worse_ranker_serves_the_baseline(env, tmp_path, monkeypatch):
     _settings, con, dset, good, _weak, worst = env
     monkeypatch.setenv("RECSYS_HOME", str(tmp_path))  # a fresh, empty registry
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # exported by mlflow.set_tracking_uri
     fresh = load_settings()
-    v, _ev = _log(con, good, dset, fresh)
+    v, ev = _log(con, good, dset, fresh)
     monkeypatch.setenv("RECSYS_NDCG_FLOOR", "0.999")
-    d = reg.promote_if_better(con, v.version, dset, load_settings())
+    d = reg.promote_if_better(con, v.version, dset, load_settings(), evaluation=ev)
     assert not d.promoted and "below the floor 0.999" in d.reason
     assert "champion" not in reg.aliases(fresh)
     with pytest.raises(rec.NoChampionError):
         rec.recommend("치킨집", "후라이드", settings=fresh)
     monkeypatch.delenv("RECSYS_NDCG_FLOOR")
-    vw, _ = _log(con, worst, dset, fresh)
-    dw = reg.promote_if_better(con, vw.version, dset, fresh)
-    assert not dw.promoted and "does not beat industry popularity" in dw.reason
-    assert reg.promote_if_better(con, v.version, dset, fresh).promoted
+    # A ranker worse than a simple list never serves: the strongest baseline does.
+    vw, evw = _log(con, worst, dset, fresh)
+    dw = reg.promote_if_better(con, vw.version, dset, fresh, evaluation=evw)
+    assert dw.promoted and dw.candidate_kind == "baseline" and dw.champion_version != vw.version
+    assert reg.promote_if_better(con, v.version, dset, fresh, evaluation=ev).promoted

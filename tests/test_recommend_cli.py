@@ -54,6 +54,21 @@ def run(env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _champion(env: dict) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    return str(client.get_model_version_by_alias("industry-product-ranker", "champion").version)
+
+
+def _champion_kind(env: dict) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    mv = client.get_model_version_by_alias("industry-product-ranker", "champion")
+    return mv.tags.get("kind", "ranker")
+
+
 def test_recommend_json_from_champion(trained_home):
     out = run(
         trained_home,
@@ -69,12 +84,15 @@ def test_recommend_json_from_champion(trained_home):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["industry"] == "korean"  # the menu decides, not the chicken-sounding name
-    assert result["model_version"] == "1"
+    assert result["model_version"] == _champion(trained_home)  # a ranker or, if it won, a baseline
     products = result["products"]
     assert len(products) == 7 and {"product_id", "name", "score"} <= set(products[0])
     scores = [p["score"] for p in products]
     assert scores == sorted(scores, reverse=True)
-    assert all(0.0 < s < 1.0 for s in scores)  # the raw ranker score is unbounded, often < 0
+    if _champion_kind(trained_home) == "baseline":  # a list: 1 / rank
+        assert scores == [round(1 / r, 4) for r in range(1, 8)]
+    else:  # the raw ranker score is unbounded, often < 0: shown through the logistic function
+        assert all(0.0 < s < 1.0 for s in scores)
 
 
 def test_recommend_with_explicit_industry_and_text_output(trained_home):
@@ -108,6 +126,37 @@ def test_recommend_without_champion_is_a_clear_error(tmp_path):
 
 def test_model_status_and_rollback_without_previous(trained_home):
     status = run(trained_home, "model", "status")
-    assert status.returncode == 0 and "champion" in status.stdout and " 1" in status.stdout
+    assert status.returncode == 0, status.stderr
+    champion = _champion(trained_home)
+    [row] = [line for line in status.stdout.splitlines() if "champion" in line]
+    assert (
+        row.split()[0] == champion
+        and "promoted: " in row
+        and ("ranker" in row or "baseline:" in row)
+    )
+    assert "ranker" in status.stdout and "rejected" not in row
+    # Fast: the sqlite registry is read without importing MLflow.
+    code = (
+        "import sys; from recsys_assets.config import load_settings; "
+        "from recsys_assets.ranking.status import versions; rows = versions(load_settings()); "
+        "print(len(rows), 'mlflow' in sys.modules)"
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **trained_home},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0 and probe.stdout.split()[1] == "False", probe.stderr
+    assert int(probe.stdout.split()[0]) >= 1
     rollback = run(trained_home, "model", "rollback")
     assert rollback.returncode == 1 and "previous" in rollback.stderr
+
+
+def test_summary_ends_with_the_promotion_decision(trained_home):
+    out = run(trained_home, "summary")
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("Promotion: ") and f"champion v{_champion(trained_home)} " in last
+    assert "NDCG@10 0." in last and "vs strongest baseline" in last

@@ -65,15 +65,17 @@ def _png_markdown(paths: list[Path]) -> dg.MetadataValue:
     )
 
 
-def _inline_plots(booster, evaluation) -> dict[str, dg.MetadataValue]:
-    """Feature importance and NDCG@k as small SVGs the asset page shows without a click."""
-    gain = booster.feature_importance(importance_type="gain")
+def _inline_plots(importance: dict[str, float], evaluation) -> dict[str, dg.MetadataValue]:
+    """Feature importance (feature -> total gain) and NDCG@k as small SVGs the asset page shows
+    without a click. The inline curve has the lines the gate compares (the model, the strongest
+    baseline, industry popularity) and the oracle; the full-size PNG has every baseline."""
+    lines = ("model", evaluation.strongest_baseline, "industry_popularity", "oracle")
     curve = evaluation.ndcg_curve
+    curve = curve[["k", *(c for c in dict.fromkeys(lines) if c in curve.columns)]]
     return {
         "feature_importance": dg.MetadataValue.md(
             svg_bar_chart(
-                "feature importance (gain)",
-                [(n, float(g)) for n, g in zip(booster.feature_name(), gain, strict=True)],
+                "feature importance (gain)", [(n, float(g)) for n, g in importance.items()]
             )
         ),
         "ndcg_at_k_curve": dg.MetadataValue.md(
@@ -91,16 +93,26 @@ def _mlflow_run_url(experiment_id: str, run_id: str) -> str:
     return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def _this_runs_version(context: dg.AssetExecutionContext, client) -> str:
-    """The version `ranker_model` registered in this run (or the run it re-executes).
+def _run_ids(context: dg.AssetExecutionContext) -> list[str]:
+    run = context.dagster_run
+    return list(dict.fromkeys(r for r in (run.run_id, run.parent_run_id, run.root_run_id) if r))
+
+
+def _this_runs_version(context: dg.AssetExecutionContext, client, con=None) -> str:
+    """The version `ranker_model` registered or reused in this run (or the run it re-executes).
 
     Two rebuilds can interleave, so the `challenger` alias may already point at the other run's
-    model; each version carries its Dagster run id as a tag, which is what we gate.
+    model; ranker_model records its run id with the evaluation it stored (and a new version carries
+    it as a tag), which is what we gate.
     """
+    from recsys_assets.ranking.evaluate import evaluated_model_of_run
     from recsys_assets.ranking.registry import CHALLENGER, MODEL_NAME, version_by_alias
 
-    run = context.dagster_run
-    for run_id in dict.fromkeys(r for r in (run.run_id, run.parent_run_id, run.root_run_id) if r):
+    if con is not None:
+        key = evaluated_model_of_run(con, _run_ids(context))
+        if key is not None:
+            return key.split(":", 1)[0]
+    for run_id in _run_ids(context):
         found = client.search_model_versions(
             f"name = '{MODEL_NAME}' and tags.dagster_run_id = '{run_id}'"
         )
@@ -113,6 +125,56 @@ def _this_runs_version(context: dg.AssetExecutionContext, client) -> str:
             allow_retries=False,
         )
     return version
+
+
+def _challenger_evaluation(con, client, version: str, dataset, settings, run_id: str | None):
+    """(Evaluation, scored_here): the stored numbers of `version` on this holdout, or scored once now
+    (a reused version on a rebuilt warehouse) and stored for the next step."""
+    from recsys_assets.ranking.evaluate import evaluate, load_evaluation, save_evaluation
+    from recsys_assets.ranking.registry import holdout_key, load_registered_ranker, model_key
+
+    key, hkey = model_key(client, version), holdout_key(dataset)
+    ev = load_evaluation(con, key, hkey)
+    if ev is not None:
+        return ev, False
+    booster, meta = load_registered_ranker(version, settings)
+    ev = evaluate(
+        con,
+        booster,
+        dataset,
+        ground_truth_dir=ground_truth_dir(settings),
+        industries=meta.get("industries"),
+    )
+    save_evaluation(con, key, hkey, ev, run_id)
+    return ev, True
+
+
+def _reuse_version(context, con, client, version, dataset, settings, digest):
+    """ranker_model when `version` has this rebuild's digest: no training, no new version; the run
+    is recorded against it (so the next steps gate it) and it is the challenger again."""
+    from recsys_assets.ranking.evaluate import save_evaluation
+    from recsys_assets.ranking.registry import CHALLENGER, MODEL_NAME, holdout_key, model_key
+
+    evaluation, scored = _challenger_evaluation(
+        con, client, version, dataset, settings, context.run_id
+    )
+    if not scored:
+        save_evaluation(
+            con, model_key(client, version), holdout_key(dataset), evaluation, context.run_id
+        )
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version)
+    context.log.info(f"unchanged code and data: reusing version {version} (no training)")
+    return dg.MaterializeResult(
+        metadata=tidy(
+            {
+                "model_version": version,
+                "reused_version": True,
+                "reuse_reason": "same code, dataset recipe, data snapshot and params as this version",
+                "model_digest": digest,
+                "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
+            }
+        )
+    )
 
 
 def _metrics_table(evaluation) -> pd.DataFrame:
@@ -182,23 +244,52 @@ def ranker_model(
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     from recsys_assets.ranking.dataset import load_dataset_summary
-    from recsys_assets.ranking.evaluate import evaluate
-    from recsys_assets.ranking.registry import log_to_mlflow
-    from recsys_assets.ranking.train import train_ranker
+    from recsys_assets.ranking.evaluate import evaluate, save_evaluation
+    from recsys_assets.ranking.registry import (
+        configure_mlflow,
+        find_version_by_digest,
+        holdout_key,
+        log_to_mlflow,
+        model_digest,
+        model_key,
+    )
+    from recsys_assets.ranking.train import DEFAULT_PARAMS, train_ranker
 
     settings = run_settings(recsys, mlflow=mlflow)
+    client = configure_mlflow(settings)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
+        digest = model_digest("ranker", dataset, DEFAULT_PARAMS)
+        existing = find_version_by_digest(client, digest)
+        if existing is not None:
+            # Same code, recipe and data: training again would register an identical copy.
+            return _reuse_version(context, con, client, existing, dataset, settings, digest)
         trained = train_ranker(con, dataset)
         evaluation = evaluate(con, trained, dataset, ground_truth_dir=ground_truth_dir(settings))
         logged = log_to_mlflow(
-            con, trained, evaluation, dataset, settings=settings, dagster_run_id=context.run_id
+            con,
+            trained,
+            evaluation,
+            dataset,
+            settings=settings,
+            dagster_run_id=context.run_id,
+            digest=digest,
         )
+        if logged.version is not None:
+            save_evaluation(
+                con,
+                model_key(client, logged.version),
+                holdout_key(dataset),
+                evaluation,
+                context.run_id,
+            )
     context.log.info(f"registered version {logged.version} as challenger (run {logged.run_id})")
     return dg.MaterializeResult(
         metadata=tidy(
             {
                 "model_version": logged.version,
+                "reused_version": False,
+                "model_digest": digest,
                 "mlflow_run_id": logged.run_id,
                 "mlflow_run_url": dg.MetadataValue.url(
                     _mlflow_run_url(logged.experiment_id, logged.run_id)
@@ -220,8 +311,9 @@ def ranker_model(
     deps=[ranker_model],
     pool="warehouse",
     retry_policy=MLFLOW_RETRY_POLICY,
-    description="The registered challenger re-scored on the cold-start holdout against industry "
-    "popularity, global popularity and (on generated data) the oracle; per-industry breakdown.",
+    description="The challenger's numbers on the cold-start holdout (scored once, by ranker_model) "
+    "against every baseline (industry, global and first-30-day popularity, menu-token association, "
+    "menu kNN) with paired bootstrap CIs, the oracle on generated data; per-industry breakdown.",
 )
 @fail_fast_unless(*_mlflow_errors())
 def ranker_evaluation(
@@ -233,7 +325,6 @@ def ranker_evaluation(
     from types import SimpleNamespace
 
     from recsys_assets.ranking.dataset import load_dataset_summary
-    from recsys_assets.ranking.evaluate import evaluate
     from recsys_assets.ranking.registry import (
         configure_mlflow,
         evaluation_plots,
@@ -242,26 +333,40 @@ def ranker_evaluation(
 
     settings = run_settings(recsys, mlflow=mlflow)
     client = configure_mlflow(settings)
-    version = _this_runs_version(context, client)
-    booster = load_registered_booster(version, settings)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
-        evaluation = evaluate(con, booster, dataset, ground_truth_dir=ground_truth_dir(settings))
+        version = _this_runs_version(context, client, con)
+        # ranker_model stored the challenger's numbers: scored once per rebuild, read here.
+        evaluation, scored_here = _challenger_evaluation(
+            con, client, version, dataset, settings, context.run_id
+        )
+    trained = None
+    importance = evaluation.feature_importance
+    if not importance:  # stored by an older version: read the booster
+        booster = load_registered_booster(version, settings)
+        trained = SimpleNamespace(booster=booster, features=booster.feature_name())
+        gains = booster.feature_importance(importance_type="gain")
+        importance = dict(zip(booster.feature_name(), map(float, gains), strict=True))
     table = _metrics_table(evaluation)
     with tempfile.TemporaryDirectory() as tmp:
-        trained = SimpleNamespace(booster=booster, features=booster.feature_name())
         plots = {
-            **_inline_plots(booster, evaluation),
+            **_inline_plots(importance, evaluation),
             "plots_full_size": _png_markdown(evaluation_plots(trained, evaluation, Path(tmp))),
         }
     per_industry = evaluation.per_industry
     industry_pop = evaluation.baselines["industry_popularity"]["ndcg_at_10"]
+    best = evaluation.strongest_baseline
     return dg.MaterializeResult(
         metadata=tidy(
             {
                 "model_version": version,
+                "evaluation_reused": not scored_here,
                 "metrics_vs_baselines": markdown_table(table, 10),
+                "ratio_vs_baselines": markdown_table(_ratio_table(evaluation), 10),
+                "strongest_baseline": best,
                 "ndcg_at_10": float(evaluation.metrics["ndcg_at_10"]),
+                "strongest_baseline_ndcg_at_10": float(evaluation.baselines[best]["ndcg_at_10"]),
+                "ratio_vs_strongest_baseline_ci_low": float(evaluation.ratio_ci[best]["ci_low"]),
                 "industry_popularity_ndcg_at_10": float(industry_pop),
                 "margin_vs_industry_popularity": float(evaluation.margin_vs_industry_popularity),
                 "oracle_ndcg_at_10": float(
@@ -277,6 +382,22 @@ def ranker_evaluation(
     )
 
 
+def _ratio_table(evaluation) -> pd.DataFrame:
+    """Model / baseline NDCG@10 with the paired bootstrap 95 % CI, one row per baseline."""
+    return pd.DataFrame(
+        [
+            {
+                "baseline": name,
+                "baseline_ndcg_at_10": round(evaluation.baselines[name]["ndcg_at_10"], 4),
+                "ratio": round(ci["ratio"], 3),
+                "ci_low": round(ci["ci_low"], 3),
+                "ci_high": round(ci["ci_high"], 3),
+            }
+            for name, ci in evaluation.ratio_ci.items()
+        ]
+    )
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"mlflow"},
@@ -289,12 +410,13 @@ def ranker_evaluation(
         dg.AssetCheckSpec(
             "promotion_gate",
             asset="champion_model",
-            description="Warns when the gate keeps the old champion.",
+            description="Warns when the gate keeps an old champion over this rebuild's choice.",
         )
     ],
-    description="The promotion gate: the challenger becomes `champion` only if, on the current "
-    "holdout, it beats the re-scored champion by the margin, beats industry popularity and meets "
-    "the floor; the old champion keeps `previous` for rollback.",
+    description="The promotion gate: serves whichever is best on the current holdout. The ranker is "
+    "the candidate only if its NDCG@10 CI against the strongest baseline lies above 1, else that "
+    "baseline (as a pyfunc); the candidate becomes `champion` if it beats the champion (score cached "
+    "per holdout) by the margin and meets the floor; the old champion keeps `previous`.",
 )
 @fail_fast_unless(*_mlflow_errors())
 def champion_model(
@@ -308,34 +430,49 @@ def champion_model(
     from recsys_assets.ranking.registry import (
         CHALLENGER,
         CHAMPION,
+        MODEL_NAME,
         PREVIOUS,
         configure_mlflow,
         promote_if_better,
+        save_decision,
         version_by_alias,
     )
 
     settings = run_settings(recsys, mlflow=mlflow)
     client = configure_mlflow(settings)
-    challenger = _this_runs_version(context, client)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
-        decision = promote_if_better(con, challenger, dataset, settings=settings)
+        challenger = _this_runs_version(context, client, con)
+        # ranker_evaluation's numbers, not a new evaluate(): the challenger is scored once.
+        evaluation, scored_here = _challenger_evaluation(
+            con, client, challenger, dataset, settings, context.run_id
+        )
+        decision = promote_if_better(
+            con, challenger, dataset, settings=settings, evaluation=evaluation
+        )
+        save_decision(con, decision)
     aliases = {a: version_by_alias(client, a) for a in (CHAMPION, CHALLENGER, PREVIOUS)}
-    if not decision.promoted and decision.champion_version_before != decision.challenger_version:
+    new_in_this_run = client.get_model_version(MODEL_NAME, challenger).tags.get(
+        "dagster_run_id"
+    ) in _run_ids(context)
+    served_as_decided = decision.champion_version in (
+        decision.challenger_version,
+        decision.candidate_version,
+    )
+    if new_in_this_run and decision.champion_version != challenger:
         alerts.record(
             Alert(
                 kind=MODEL_QUALITY,
-                message=f"challenger v{decision.challenger_version} rejected: {decision.reason}",
+                message=f"challenger v{challenger} not served: {decision.reason}",
                 run_id=context.run_id,
                 job_name=context.job_name,
                 step_key="champion_model",
-                remedy="The champion keeps serving. Look at the data and features (ranker_evaluation "
-                "per-industry table) or tune the model; a rerun alone will not change the decision.",
+                remedy=f"v{decision.champion_version or 'none'} ({decision.champion_kind}) keeps "
+                "serving. Look at the data and features (ranker_evaluation per-industry and "
+                "baseline tables) or tune the model; a rerun alone will not change the decision.",
             ),
         )
-        context.log.warning(
-            f"promotion gate rejected v{decision.challenger_version}: {decision.reason}"
-        )
+        context.log.warning(f"promotion gate: v{challenger} not served: {decision.reason}")
     metrics = {k: v for k, v in decision.metrics.items() if isinstance(v, (int, float))}
     return dg.MaterializeResult(
         metadata=tidy(
@@ -343,8 +480,12 @@ def champion_model(
                 "promoted": decision.promoted,
                 "decision_reason": decision.reason,
                 "challenger_version": decision.challenger_version,
+                "challenger_reused": not new_in_this_run,
+                "challenger_scored_by_gate": scored_here,
+                "candidate": f"v{decision.candidate_version} ({decision.candidate_kind})",
                 "champion_version_before": decision.champion_version_before or "none",
                 "champion_version": aliases[CHAMPION] or "none",
+                "champion_kind": decision.champion_kind,
                 "previous_version": aliases[PREVIOUS] or "none",
                 **{f"gate_{k}": float(v) for k, v in metrics.items()},
             }
@@ -352,8 +493,7 @@ def champion_model(
         check_results=[
             dg.AssetCheckResult(
                 check_name="promotion_gate",
-                passed=decision.promoted
-                or decision.champion_version_before == decision.challenger_version,
+                passed=served_as_decided,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={"reason": decision.reason},
             )

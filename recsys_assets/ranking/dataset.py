@@ -459,15 +459,27 @@ def build_ranking_dataset(
     )
 
 
+# Columns that change on every run although the data does not (when a label was written): a hash
+# over them would make every rebuild look like new data and register an identical model again.
+VOLATILE_COLUMNS = {"restaurant_industry": ("labeled_at",)}
+
+
 def input_snapshot_hash(con: duckdb.DuckDBPyConnection) -> str:
-    """A content hash of the four input tables, so a run records exactly which data it saw."""
+    """A content hash of the four input tables, so a run records exactly which data it saw.
+
+    Volatile bookkeeping columns (`VOLATILE_COLUMNS`) are left out: the same data labeled again
+    hashes the same.
+    """
     import hashlib
 
     h = hashlib.sha256()
     for table in ("restaurants", "products", "orders", "restaurant_industry"):
+        volatile = VOLATILE_COLUMNS.get(table, ())
+        cols = ", ".join(volatile)
+        rows = f"(SELECT * EXCLUDE ({cols}) FROM {table})" if volatile else table
         # Order-insensitive: the sum of row hashes (HUGEINT, so it cannot overflow).
         n, total = con.execute(
-            f"SELECT count(*), coalesce(sum(CAST(hash(t) AS HUGEINT)), 0) FROM {table} t"
+            f"SELECT count(*), coalesce(sum(CAST(hash(t) AS HUGEINT)), 0) FROM {rows} t"
         ).fetchall()[0]
         h.update(f"{table}:{n}:{total};".encode())
     return h.hexdigest()[:16]

@@ -1,21 +1,29 @@
 """Evaluate the ranker and its baselines on the same cold-start holdout, with the same metric code.
 
-Baselines (what we would ship without a model):
-- global popularity: products ranked by the share of all restaurants that bought them (as of cutoff);
-- industry popularity: `industry_top_products` as of the cutoff (keyword label + popularity),
-  padded with global popularity beyond its list so every method ranks the same depth;
-- oracle (when the generator's ground truth is available): the true expected first-30-day quantity,
-  an upper bound no model can reach.
+Baselines (what we would ship without a model): every entry of `baselines.BASELINES` (global and
+industry popularity, industry first-30-day popularity, the menu-token association list, a menu-text
+kNN), ranked by the same code that serves them, plus the oracle when the generator's ground truth is
+available (the true expected first-30-day quantity, an upper bound no model can reach).
+
+The model is compared with each baseline by the ratio of mean NDCG@10 with a paired bootstrap 95 %
+CI over the holdout's restaurants (`ratio_ci`): the gate serves the ranker only when the lower bound
+against the strongest baseline is above 1.
+
+`SCORING_CALLS` counts how often a booster scored a split and the test split was loaded, so a test
+can assert that a rebuild scores the challenger once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
+from recsys_assets.ranking import baselines as bl
 from recsys_assets.ranking.dataset import (
     RankingDataset,
     industry_coder,
@@ -33,15 +41,18 @@ from recsys_assets.ranking.metrics import (
 )
 from recsys_assets.ranking.train import score_frame
 
-BASELINE_DEPTH = 50
+BASELINE_DEPTH = bl.DEPTH
 CURVE_KS = (1, 3, 5, 10, 20, 30, 50)
+BOOTSTRAP_SAMPLES = 1000
+NOT_BASELINES = ("oracle",)  # reported beside the baselines, never a candidate to serve
+SCORING_CALLS: Counter[str] = Counter()  # "booster_scored", "split_loaded"
 
 
 @dataclass
 class Evaluation:
     split: str
     metrics: dict[str, float]  # the model
-    baselines: dict[str, dict[str, float]]  # industry_popularity, global_popularity, oracle?
+    baselines: dict[str, dict[str, float]]  # every baselines.BASELINES entry, oracle when known
     queries: int
     queries_evaluated: int
     queries_without_positives: int
@@ -49,12 +60,20 @@ class Evaluation:
     per_industry: pd.DataFrame
     ndcg_curve: pd.DataFrame
     model_rankings: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    # baseline -> {"ratio", "ci_low", "ci_high"}: model / baseline mean NDCG@10, paired bootstrap
+    ratio_ci: dict[str, dict[str, float]] = field(default_factory=dict)
+    # feature -> total gain of the model scored (so a later step plots it without the booster)
+    feature_importance: dict[str, float] = field(default_factory=dict)
 
     def flat_metrics(self) -> dict[str, float]:
         """MLflow metric names: model metrics bare, baselines prefixed (industry_popularity_ndcg_at_10)."""
         out = dict(self.metrics)
         for name, m in self.baselines.items():
             out.update({f"{name}_{k}": v for k, v in m.items()})
+        for name, ci in self.ratio_ci.items():
+            out.update(
+                {f"ndcg_ratio_vs_{name}{'' if k == 'ratio' else '_' + k}": v for k, v in ci.items()}
+            )
         out["candidate_recall"] = self.candidate_recall
         out["test_queries_evaluated"] = float(self.queries_evaluated)
         out["test_queries_without_positives"] = float(self.queries_without_positives)
@@ -63,6 +82,61 @@ class Evaluation:
     @property
     def margin_vs_industry_popularity(self) -> float:
         return self.metrics["ndcg_at_10"] - self.baselines["industry_popularity"]["ndcg_at_10"]
+
+    @property
+    def strongest_baseline(self) -> str:
+        """The servable baseline with the highest NDCG@10 on this holdout (first listed on ties)."""
+        names = [n for n in self.baselines if n not in NOT_BASELINES]
+        return max(names, key=lambda n: _nan_low(self.baselines[n]["ndcg_at_10"]))
+
+    def to_json(self) -> dict:
+        """Everything but the per-row rankings, JSON-safe (stored with the version it scored)."""
+        d = asdict(self)
+        d.pop("model_rankings")
+        d["per_industry"] = self.per_industry.to_dict("records")
+        d["ndcg_curve"] = self.ndcg_curve.to_dict("records")
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Evaluation:
+        return cls(
+            **{
+                **d,
+                "per_industry": pd.DataFrame(d["per_industry"]),
+                "ndcg_curve": pd.DataFrame(d["ndcg_curve"]),
+            }
+        )
+
+
+def _nan_low(x: float) -> float:
+    return float("-inf") if x is None or np.isnan(x) else float(x)
+
+
+def paired_bootstrap_ratio(
+    model: np.ndarray, baseline: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> dict[str, float]:
+    """mean(model) / mean(baseline) with a 95 % percentile CI, resampling queries in pairs.
+
+    Paired: each resample draws the same restaurants for both methods, so the CI reflects how
+    consistently the model beats the baseline on the same restaurants, not the spread of either.
+    """
+    model, baseline = np.asarray(model, float), np.asarray(baseline, float)
+    n = len(model)
+    if n == 0 or baseline.sum() <= 0:
+        return {"ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for start in range(0, samples, 100):  # chunks: samples x n indices would not fit at scale
+        idx = rng.integers(0, n, size=(min(100, samples - start), n))
+        den = baseline[idx].sum(axis=1)
+        ratios.append(np.where(den > 0, model[idx].sum(axis=1) / np.maximum(den, 1e-12), np.nan))
+    r = np.concatenate(ratios)
+    lo, hi = np.nanpercentile(r, [2.5, 97.5])
+    return {
+        "ratio": float(model.mean() / baseline.mean()),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+    }
 
 
 def model_rankings(
@@ -78,6 +152,8 @@ def model_rankings(
     the industry names with it, as serving does.
     """
     frame = load_split(con, split)
+    SCORING_CALLS["split_loaded"] += 1
+    SCORING_CALLS["booster_scored"] += 1
     if industries is not None:
         frame["industry_code"] = frame["industry"].map(industry_coder(industries))
     return pd.DataFrame(
@@ -102,39 +178,6 @@ def score_with_booster(
     return summarize(rankings_from_frame(ranked), truth, queries)
 
 
-def _popularity_rankings(
-    con: duckdb.DuckDBPyConnection, dataset: RankingDataset, split: str
-) -> dict:
-    """Both popularity baselines, read from the cutoff snapshot.
-
-    The industry list is `industry_top_products` as of the cutoff: rk_snap_ind_prod holds the same
-    statistics (the same SQL) and `ind_rank` is the same order, so it is not rebuilt here.
-    """
-    params = {"s": dataset.cutoff, "k": BASELINE_DEPTH}
-    glob = [
-        r[0]
-        for r in con.execute(
-            "SELECT product_id FROM rk_snap_prod WHERE snapshot = $s AND global_rank <= $k ORDER BY global_rank",
-            params,
-        ).fetchall()
-    ]
-    top: dict[str, list[str]] = {}
-    for ind, pid in con.execute(
-        "SELECT industry, product_id FROM rk_snap_ind_prod WHERE snapshot = $s AND ind_rank <= $k "
-        "ORDER BY industry, ind_rank",
-        params,
-    ).fetchall():
-        top.setdefault(ind, []).append(pid)
-    qs = load_queries(con, split)
-    ind_rank, glob_rank = {}, {}
-    for rid, ind in zip(qs["restaurant_id"].astype(str), qs["industry"], strict=True):
-        lst = list(top.get(ind, []))
-        lst += [p for p in glob if p not in set(lst)]
-        ind_rank[rid] = lst[:BASELINE_DEPTH]
-        glob_rank[rid] = glob
-    return {"industry_popularity": ind_rank, "global_popularity": glob_rank}
-
-
 def _oracle_rankings(
     ground_truth_dir: str | Path, restaurant_ids: list[str]
 ) -> dict[str, list[str]]:
@@ -152,15 +195,20 @@ def evaluate(
     dataset: RankingDataset,
     ground_truth_dir: str | Path | None = None,
     split: str = "test",
+    industries: list[str] | None = None,
 ) -> Evaluation:
-    """Model (a TrainedRanker or a booster) vs baselines vs oracle on `split`, plus per industry."""
+    """Model (a TrainedRanker or a booster) vs baselines vs oracle on `split`, plus per industry.
+
+    `industries`: the list the booster was trained with (see `model_rankings`).
+    """
     booster = getattr(ranker, "booster", ranker)
     qs = load_queries(con, split)
     queries = qs["restaurant_id"].astype(str).tolist()
     truth = truth_from_frame(load_truth(con, split))
-    scored = model_rankings(con, booster, split)
+    scored = model_rankings(con, booster, split, industries)
     methods: dict[str, dict[str, list[str]]] = {"model": rankings_from_frame(scored)}
-    methods.update(_popularity_rankings(con, dataset, split))
+    for name, frame in bl.holdout_rankings(con, dataset, split, BASELINE_DEPTH).items():
+        methods[name] = rankings_from_frame(frame, score_col=None, rank_col="rank")
     if ground_truth_dir is not None:
         methods["oracle"] = _oracle_rankings(ground_truth_dir, queries)
     summaries = {name: summarize(r, truth, queries) for name, r in methods.items()}
@@ -189,7 +237,10 @@ def evaluate(
         curve[name] = [c[k] for k in CURVE_KS]
 
     model = summaries["model"]
+    gains = booster.feature_importance(importance_type="gain")
     return Evaluation(
+        ratio_ci=_ratio_cis(summaries),
+        feature_importance=dict(zip(booster.feature_name(), map(float, gains), strict=True)),
         split=split,
         metrics=model.metrics,
         baselines={n: s.metrics for n, s in summaries.items() if n != "model"},
@@ -203,6 +254,18 @@ def evaluate(
     )
 
 
+def _ratio_cis(summaries: dict) -> dict[str, dict[str, float]]:
+    """Model / baseline NDCG@10 with a paired bootstrap CI, for every baseline (oracle too)."""
+    model = summaries["model"].per_query.set_index("query_id")["ndcg_at_10"]
+    out = {}
+    for name, s in summaries.items():
+        if name == "model":
+            continue
+        other = s.per_query.set_index("query_id")["ndcg_at_10"].reindex(model.index).fillna(0.0)
+        out[name] = paired_bootstrap_ratio(model.to_numpy(), other.to_numpy())
+    return out
+
+
 def format_report(ev: Evaluation) -> str:
     """A plain-text table of model vs baselines (for logs and the benchmark)."""
     rows = [("model", ev.metrics), *ev.baselines.items()]
@@ -212,8 +275,105 @@ def format_report(ev: Evaluation) -> str:
         lines.append(
             f"{name:<22}" + "".join(f"{m.get(k, float('nan')):>16.4f}" for k in METRIC_NAMES)
         )
+    for name, ci in ev.ratio_ci.items():
+        lines.append(
+            f"model/{name}: {ci['ratio']:.3f} (95% CI {ci['ci_low']:.3f}-{ci['ci_high']:.3f})"
+        )
     lines.append(
         f"queries={ev.queries} evaluated={ev.queries_evaluated} "
         f"without_positives={ev.queries_without_positives} candidate_recall={ev.candidate_recall:.3f}"
     )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluate once: a model's numbers on one holdout are stored in the warehouse with the model
+# (version + MLflow run id, so a recreated registry cannot hit a stale row) and the holdout's key
+# (data snapshot hash, cutoff, dataset recipe, code digest). Later steps and later rebuilds read them.
+# --------------------------------------------------------------------------------------------
+
+EVALUATIONS_TABLE = "rk_model_evaluations"
+SCORES_TABLE = "rk_model_scores"
+
+
+def _ensure_eval_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {EVALUATIONS_TABLE} (model_key VARCHAR, holdout_key VARCHAR, "
+        "dagster_run_id VARCHAR, evaluated_at TIMESTAMP, evaluation VARCHAR)"
+    )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (model_key VARCHAR, holdout_key VARCHAR, "
+        "ndcg_at_10 DOUBLE, metrics VARCHAR, scored_at TIMESTAMP)"
+    )
+
+
+def save_evaluation(
+    con: duckdb.DuckDBPyConnection,
+    model_key: str,
+    holdout_key: str,
+    ev: Evaluation,
+    dagster_run_id: str | None = None,
+) -> None:
+    """Store a challenger's evaluation (and its score, which the gate reads when it is champion)."""
+    import json
+
+    _ensure_eval_tables(con)
+    con.execute(
+        f"INSERT INTO {EVALUATIONS_TABLE} VALUES (?, ?, ?, now(), ?)",
+        [model_key, holdout_key, dagster_run_id, json.dumps(ev.to_json(), allow_nan=True)],
+    )
+    save_score(con, model_key, holdout_key, ev.metrics)
+
+
+def load_evaluation(
+    con: duckdb.DuckDBPyConnection, model_key: str, holdout_key: str
+) -> Evaluation | None:
+    import json
+
+    _ensure_eval_tables(con)
+    row = con.execute(
+        f"SELECT evaluation FROM {EVALUATIONS_TABLE} WHERE model_key = ? AND holdout_key = ? "
+        "ORDER BY evaluated_at DESC LIMIT 1",
+        [model_key, holdout_key],
+    ).fetchone()
+    return None if row is None else Evaluation.from_json(json.loads(row[0]))
+
+
+def evaluated_model_of_run(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> str | None:
+    """The model key a Dagster run (or the run it re-executes) evaluated, newest first."""
+    _ensure_eval_tables(con)
+    for run_id in run_ids:
+        row = con.execute(
+            f"SELECT model_key FROM {EVALUATIONS_TABLE} WHERE dagster_run_id = ? "
+            "ORDER BY evaluated_at DESC LIMIT 1",
+            [run_id],
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+    return None
+
+
+def save_score(
+    con: duckdb.DuckDBPyConnection, model_key: str, holdout_key: str, metrics: dict[str, float]
+) -> None:
+    import json
+
+    _ensure_eval_tables(con)
+    con.execute(
+        f"INSERT INTO {SCORES_TABLE} VALUES (?, ?, ?, ?, now())",
+        [model_key, holdout_key, metrics["ndcg_at_10"], json.dumps(metrics, allow_nan=True)],
+    )
+
+
+def cached_score(
+    con: duckdb.DuckDBPyConnection, model_key: str, holdout_key: str
+) -> dict[str, float] | None:
+    import json
+
+    _ensure_eval_tables(con)
+    row = con.execute(
+        f"SELECT metrics FROM {SCORES_TABLE} WHERE model_key = ? AND holdout_key = ? "
+        "ORDER BY scored_at DESC LIMIT 1",
+        [model_key, holdout_key],
+    ).fetchone()
+    return None if row is None else json.loads(row[0])

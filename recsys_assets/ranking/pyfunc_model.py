@@ -278,6 +278,24 @@ class RankerServer:
         return out.sort_values(["request_index", "rank"], kind="mergesort").reset_index(drop=True)
 
 
+def server_for(artifacts: dict[str, str] | str | Path):
+    """The server a registered version needs: a RankerServer, or a BaselineServer when the gate
+    made a baseline champion (its meta.json says kind "baseline"). Same requests, same output."""
+    from recsys_assets.ranking import baselines
+
+    if not isinstance(artifacts, dict):
+        base = Path(artifacts)
+        meta = json.loads((base / META_FILE).read_text(encoding="utf-8"))
+        if meta.get("kind") != baselines.KIND:
+            return RankerServer(base)
+        artifacts = {t: str(base / f"{t}.parquet") for t in (*baselines.TABLES, "products")}
+        artifacts["meta"] = str(base / META_FILE)
+    meta = json.loads(Path(artifacts["meta"]).read_text(encoding="utf-8"))
+    if meta.get("kind") == baselines.KIND:
+        return baselines.BaselineServer(artifacts)
+    return RankerServer(artifacts)
+
+
 def make_pyfunc():
     """The MLflow PythonModel wrapping a RankerServer (artefacts -> server; predict = recommend).
 
@@ -288,7 +306,7 @@ def make_pyfunc():
     class IndustryRankerPyfunc(PythonModel):
         def load_context(self, context):
             self.artifacts = dict(context.artifacts)
-            self.server = RankerServer(self.artifacts)
+            self.server = server_for(self.artifacts)
 
         def predict(
             self, context, model_input: pd.DataFrame, params: dict | None = None
@@ -302,7 +320,7 @@ def make_pyfunc():
 
 
 MODEL_CODE = '''\
-"""MLflow models-from-code entry point for the industry product ranker (no pickle)."""
+"""MLflow models-from-code entry point for the industry product ranker or a baseline (no pickle)."""
 import mlflow
 
 from recsys_assets.ranking.pyfunc_model import make_pyfunc

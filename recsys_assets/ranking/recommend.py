@@ -90,7 +90,8 @@ def _fill_cache(target: Path, artifacts: dict[str, str]) -> None:
 
 
 def load_champion(settings: Settings | None = None):
-    """(server, version): the champion's RankerServer, cached in the process and on disk."""
+    """(server, version): the champion's RankerServer (or BaselineServer when the gate made a
+    baseline champion), cached in the process and on disk."""
     from recsys_assets.config import load_settings
 
     settings = settings or load_settings()
@@ -102,10 +103,10 @@ def load_champion(settings: Settings | None = None):
             return _CACHE[key], version
         cached = _cache_dir(settings, version, run_id)
         if (cached / "meta.json").exists():
-            from recsys_assets.ranking.pyfunc_model import RankerServer
+            from recsys_assets.ranking.pyfunc_model import server_for
 
             try:
-                _CACHE[key] = RankerServer(cached)
+                _CACHE[key] = server_for(cached)
                 return _CACHE[key], version
             except Exception:  # noqa: BLE001 - a damaged cache falls back to the registry
                 shutil.rmtree(cached, ignore_errors=True)
@@ -153,7 +154,8 @@ def recommend(
     Without `industry`, the restaurant is labeled from name + menu by the offline labeler.
     `score` is the ranker's raw score through the logistic function: in (0, 1) and in the same
     order (a LambdaRank score is unbounded and often negative, which reads as "bad" to a user);
-    it orders products for one restaurant and is not a probability of purchase.
+    it orders products for one restaurant and is not a probability of purchase. A baseline
+    champion's score is 1 / rank.
     """
     import pandas as pd
 
@@ -170,6 +172,8 @@ def recommend(
         ]
     )
     out = server.recommend(req)
+    # A baseline's score is already in (0, 1] (1 / rank); a ranker's raw score is unbounded.
+    unit = float if _is_baseline(server) else _unit
     ind = str(out["industry"].iloc[0]) if len(out) else (industry or "")
     conf = float(out["label_confidence"].iloc[0]) if len(out) else 0.0
     return {
@@ -177,7 +181,7 @@ def recommend(
         "label_confidence": conf,
         "model_version": version,
         "products": [
-            {"product_id": p, "name": n, "score": round(_unit(float(s)), 4)}
+            {"product_id": p, "name": n, "score": round(unit(float(s)), 4)}
             for p, n, s in zip(out["product_id"], out["name"], out["score"], strict=True)
         ],
     }
@@ -189,6 +193,8 @@ def recommend(
 
 # Restaurants per LightGBM predict: with ~125 candidates each, a block of ~1M feature rows.
 RESTAURANTS_PER_BATCH = 8_000
+# Restaurants per request to a baseline champion's server (the pyfunc's own batch size).
+BASELINE_RESTAURANTS_PER_BATCH = 2_000
 _SERVING_DB = "rk_serving"  # in-memory database attached to the warehouse connection
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What Python's str.strip() removes: the pyfunc cleans request strings with it, so SQL trims the same.
@@ -200,7 +206,9 @@ def _serving_database(con: duckdb.DuckDBPyConnection, server) -> Iterator[tuple[
     """The model's serving snapshot as tables of an in-memory database attached to `con`, first on
     the search path, so the shared candidate-feature SQL reads the same rows the pyfunc serves from
     (the champion may be older than the warehouse's rk_snap_* tables). Detached on exit.
-    Yields (that database, the warehouse's own catalog, quoted: name the tables to write with it)."""
+    Yields (that database, the warehouse's own catalog, quoted: name the tables to write with it).
+    A baseline champion has no such tables (its server ranks from its own): the database only
+    holds the work tables then."""
     from recsys_assets.ranking.pyfunc_model import TABLE_FILES
 
     db = _SERVING_DB
@@ -209,7 +217,7 @@ def _serving_database(con: duckdb.DuckDBPyConnection, server) -> Iterator[tuple[
     con.execute(f"DETACH DATABASE IF EXISTS {db}")
     con.execute(f"ATTACH ':memory:' AS {db} (READ_WRITE)")  # also from a read-only warehouse
     try:
-        for table in TABLE_FILES:
+        for table in () if _is_baseline(server) else TABLE_FILES:
             if table != "products":  # names only; the warehouse's products stays visible
                 con.execute(
                     f"CREATE TABLE {db}.{table} AS SELECT * FROM read_parquet($p)",
@@ -353,6 +361,45 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int) -> None:
         con.unregister("rk_srv_scored")
 
 
+def _is_baseline(server) -> bool:
+    """Whether `server` serves a baseline the gate made champion (a ranked list, no booster)."""
+    from recsys_assets.ranking.baselines import KIND
+
+    return getattr(server, "meta", {}).get("kind") == KIND
+
+
+def _baseline_top_k(con, db: str, server, k: int, restaurant_ids: list[str] | None) -> None:
+    """{db}.top_k from a baseline champion: its server (the list ranked by SQL over its own tables)
+    answers the warehouse's requests in blocks, exactly as the pyfunc answers them."""
+    import pandas as pd
+
+    from recsys_assets.ranking import sql
+
+    con.execute(
+        f"CREATE TABLE {db}.requests AS "
+        + sql.load("restaurant_requests", {"latest_labels": sql.load("latest_labels")}),
+        {"ids": restaurant_ids},
+    )
+    con.execute(
+        f"CREATE TABLE {db}.top_k (restaurant_id VARCHAR, product_id VARCHAR, score DOUBLE, "
+        "rank BIGINT)"
+    )
+    n = con.execute(f"SELECT count(*) FROM {db}.requests").fetchall()[0][0]
+    for lo in range(0, n, BASELINE_RESTAURANTS_PER_BATCH):
+        block = con.execute(
+            f"SELECT * FROM {db}.requests ORDER BY restaurant_id LIMIT $n OFFSET $lo",
+            {"n": BASELINE_RESTAURANTS_PER_BATCH, "lo": lo},
+        ).df()
+        block["k"] = k
+        out = server.recommend(block)
+        ranked = pd.DataFrame(
+            {c: out[c] for c in ("restaurant_id", "product_id", "score", "rank")}
+        ).astype({"restaurant_id": object, "product_id": object})
+        con.register("rk_srv_scored", ranked)
+        con.execute(f"INSERT INTO {db}.top_k SELECT * FROM rk_srv_scored")
+        con.unregister("rk_srv_scored")
+
+
 @contextmanager
 def _scored(
     con, k, server, model_version, settings, restaurant_ids
@@ -367,9 +414,14 @@ def _scored(
         server, model_version = load_champion(settings)
     k = max(1, min(int(k), MAX_K))
     ids = None if restaurant_ids is None else [str(i) for i in restaurant_ids]
+    threads = max(1, int(settings.duckdb_threads))
     with _serving_database(con, server) as (db, home):
-        n = _serving_queries(con, db, server, ids)
-        _score_batches(con, db, server, k, n, max(1, int(settings.duckdb_threads)))
+        if _is_baseline(server):
+            server.set_threads(threads)
+            _baseline_top_k(con, db, server, k, ids)
+        else:
+            n = _serving_queries(con, db, server, ids)
+            _score_batches(con, db, server, k, n, threads)
         yield f"{db}.top_k", str(model_version or "unregistered"), home
 
 
@@ -387,7 +439,8 @@ def write_recommendations(
 
     Set-based: queries, features (the shared candidate-feature SQL over the model's own serving
     snapshot, so the result is what the served model answers), top-k in DuckDB; Python only runs
-    the menu tokenizer and one LightGBM predict per ~1M candidate rows. `server` (a RankerServer)
+    the menu tokenizer and one LightGBM predict per ~1M candidate rows. A baseline champion
+    (`BaselineServer`) ranks the requests in blocks with its own SQL. `server` (either kind)
     overrides the champion, e.g. to preview a challenger. Returns the model version written.
     """
     from recsys_assets.warehouse.tables import transaction
