@@ -1153,6 +1153,28 @@ def _write_table(table: pa.Table, path: Path, fmt: str) -> None:
 def _write_ground_truth(
     model: _Model, rest: dict, params: dict, gt_dir: Path, *, seed: int, scale: str, n_lines: int
 ) -> None:
+    """The answers the pipeline must not see: each restaurant's truth, the catalog's weights and
+    the generation parameters (oracle_scores and the benchmarks read them)."""
+    _write_restaurant_truth(model, rest, gt_dir)
+    _write_catalog_truth(model, gt_dir)
+    meta = dict(params)
+    meta.update(
+        seed=seed,
+        scale=scale,
+        n_restaurants=len(rest["ids"]),
+        n_order_lines=int(n_lines),
+        reference_end=REFERENCE_END.isoformat(),
+        window_days=WINDOW_DAYS,
+        industries=list(model.industries),
+        sizes=list(SIZES),
+        season_matrix=model.season.tolist(),
+    )
+    text = json.dumps(meta, ensure_ascii=False, indent=1)
+    (gt_dir / "params.json").write_text(text, encoding="utf-8")
+
+
+def _write_restaurant_truth(model: _Model, rest: dict, gt_dir: Path) -> None:
+    """restaurant_truth (industry, size, activity...) and restaurant_items (menu items drawn)."""
     epoch = date(1970, 1, 1).toordinal()
     codes = model.industries
     items_per_r = np.bincount(rest["item_rows"], minlength=len(rest["ids"]))
@@ -1178,6 +1200,11 @@ def _write_ground_truth(
         pa.table({"restaurant_id": ids[rest["item_rows"]].tolist(), "item_id": rest["item_ids"]}),
         gt_dir / "restaurant_items.parquet",
     )
+
+
+def _write_catalog_truth(model: _Model, gt_dir: Path) -> None:
+    """The catalog's hidden side: base quantities and seasons, industry and menu-item weights."""
+    codes = model.industries
     prod_ids = [f"P{i + 1:04d}" for i in range(model.n_products)]
     pq.write_table(
         pa.table(
@@ -1222,20 +1249,6 @@ def _write_ground_truth(
         ),
         gt_dir / "menu_items.parquet",
     )
-    meta = dict(params)
-    meta.update(
-        seed=seed,
-        scale=scale,
-        n_restaurants=len(rest["ids"]),
-        n_order_lines=int(n_lines),
-        reference_end=REFERENCE_END.isoformat(),
-        window_days=WINDOW_DAYS,
-        industries=list(codes),
-        sizes=list(SIZES),
-        season_matrix=model.season.tolist(),
-    )
-    text = json.dumps(meta, ensure_ascii=False, indent=1)
-    (gt_dir / "params.json").write_text(text, encoding="utf-8")
 
 
 def _progress_bar(enabled: bool, total: int, desc: str):

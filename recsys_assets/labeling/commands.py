@@ -186,10 +186,6 @@ def label_cmd(
 
     Score a labeler against a gold file instead: recsys label eval --help.
     """
-    # Longer than 80 lines on purpose: every failure maps to its own exit code and last-line
-    # message here, in one place, so the exit-code table above is checkable against the code.
-    from recsys_assets.config import ConfigError
-
     if dry_run:
         if output is not None:
             _check_output(output)  # the real run would refuse it: say so now
@@ -199,55 +195,29 @@ def label_cmd(
         _err("error: give --output/-o FILE (.csv or .parquet), or --dry-run to only see the plan")
         raise typer.Exit(2)
     _check_output(output)
-    labeler = _labeler_arg(labeler)
+    _label_file(
+        input_path, output, _labeler_arg(labeler), progress, max_concurrency, items_per_call, mode
+    )
+
+
+def _label_file(
+    input_path: Path,
+    output: Path,
+    labeler: str | None,
+    progress: bool,
+    max_concurrency: int | None,
+    items_per_call: int | None,
+    mode: str | None,
+) -> None:
+    """The run of `recsys label` once its arguments are checked: label the rows no override sets,
+    write the output, end with the exit code label_cmd's docstring lists (labeling's own failures
+    in _run_labeler)."""
     settings = _settings()
     full = _read_input(input_path)
     df, mask, fixed = _split_overridden(full, settings)
-
-    from recsys_assets.labeling.engine import EngineConfig
-    from recsys_assets.labeling.ledger import LedgerError
-    from recsys_assets.labeling.llm import scrub
-    from recsys_assets.labeling.service import LabelingAborted, label_frame
-
-    secrets = (settings.llm.api_key_value,)
-    positions, stopped = None, None
-    try:
-        cfg = EngineConfig.from_settings(
-            settings.llm, max_concurrency=max_concurrency, items_per_call=items_per_call
-        )
-        with _StopOnSignal() as stopper:
-            labels, report = label_frame(
-                df,
-                labeler=labeler,
-                settings=settings,
-                progress=progress,
-                stop_event=stopper.event,
-                engine_config=cfg,
-                mode=mode,
-            )
-    except LabelingAborted as exc:
-        if exc.reason != "circuit_open" and (exc.report is None or exc.report.labeler != "cascade"):
-            # The provider refuses: every further call would fail. The cause goes last.
-            _err(f"{output} was not written (the labels are incomplete).")
-            _err(f"error: {scrub(exc, secrets)}")
-            raise typer.Exit(1) from None
-        # The breaker stopped the run, or the LLM part of a cascade stopped: write what was
-        # answered (the cascade's offline rows included), mark the rest unanswered (exit 3).
-        _err(f"warning: {scrub(exc, secrets)}")
-        labels, report, positions = exc.frame, exc.report, exc.positions
-        stopped = exc
-    except (ConfigError, ValueError, LedgerError) as exc:
-        _err(f"error: {scrub(exc, secrets)}")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        _err(
-            f"interrupted at once: every finished call is saved in the ledger, the calls in flight "
-            f"are lost. {output} was NOT written. Rerun the same command to resume."
-        )
-        sys.stderr.flush()
-        # Worker threads may be blocked in HTTP calls; committed ledger rows are safe, so leave now.
-        os._exit(INTERRUPTED_EXIT)
-
+    labels, report, positions, stopped = _run_labeler(
+        df, labeler, settings, output, progress, max_concurrency, items_per_call, mode
+    )
     if report.remaining and stopped is None:
         _err(
             f"interrupted: {report.resume_message()}. {output} was NOT written "
@@ -276,6 +246,7 @@ def label_cmd(
         )
     unanswered = int((out["label_status"] == "unanswered").sum())
     if unanswered:
+        secrets = (settings.llm.api_key_value,)
         _err(
             f"error: {unanswered} of {len(out)} row(s) got no answer from the model "
             f"({_no_answer_causes(report, stopped, secrets)}); they are written as industry "
@@ -283,6 +254,58 @@ def label_cmd(
             f"rerun the same command to retry only those {unanswered} row(s)."
         )
         raise typer.Exit(UNANSWERED_EXIT)
+
+
+def _run_labeler(
+    df, labeler, settings, output: Path, progress, max_concurrency, items_per_call, mode
+):
+    """(labels, report, positions, stopped) from label_frame. A stop that leaves answers worth
+    writing (the circuit breaker, the LLM part of a cascade) returns the partial frame and the
+    stop; a refusal by the provider exits 1, bad configuration or ledger 2, a second
+    Ctrl+C 130 at once."""
+    from recsys_assets.config import ConfigError
+    from recsys_assets.labeling.engine import EngineConfig
+    from recsys_assets.labeling.ledger import LedgerError
+    from recsys_assets.labeling.llm import scrub
+    from recsys_assets.labeling.service import LabelingAborted, label_frame
+
+    secrets = (settings.llm.api_key_value,)
+    try:
+        cfg = EngineConfig.from_settings(
+            settings.llm, max_concurrency=max_concurrency, items_per_call=items_per_call
+        )
+        with _StopOnSignal() as stopper:
+            labels, report = label_frame(
+                df,
+                labeler=labeler,
+                settings=settings,
+                progress=progress,
+                stop_event=stopper.event,
+                engine_config=cfg,
+                mode=mode,
+            )
+    except LabelingAborted as exc:
+        if exc.reason != "circuit_open" and (exc.report is None or exc.report.labeler != "cascade"):
+            # The provider refuses: every further call would fail. The cause goes last.
+            _err(f"{output} was not written (the labels are incomplete).")
+            _err(f"error: {scrub(exc, secrets)}")
+            raise typer.Exit(1) from None
+        # The breaker stopped the run, or the LLM part of a cascade stopped: write what was
+        # answered (the cascade's offline rows included), mark the rest unanswered (exit 3).
+        _err(f"warning: {scrub(exc, secrets)}")
+        return exc.frame, exc.report, exc.positions, exc
+    except (ConfigError, ValueError, LedgerError) as exc:
+        _err(f"error: {scrub(exc, secrets)}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        _err(
+            f"interrupted at once: every finished call is saved in the ledger, the calls in flight "
+            f"are lost. {output} was NOT written. Rerun the same command to resume."
+        )
+        sys.stderr.flush()
+        # Worker threads may be blocked in HTTP calls; committed ledger rows are safe, so leave now.
+        os._exit(INTERRUPTED_EXIT)
+    return labels, report, None, None
 
 
 def _split_overridden(df, settings):
@@ -350,85 +373,25 @@ def _dry_run(
 
 
 def _plan_lines(plan, settings) -> list[str]:
-    """The dry run's report, one printed line per figure (long because it is a flat list of
-    lines, each with its own condition; docs/labeling.md shows the real output)."""
-    from recsys_assets.labeling.llm import price_per_1m
-
+    """The dry run's report, one printed line per figure (docs/labeling.md shows the real
+    output)."""
     lines = [
         f"dry run: labeler {plan.labeler}"
         + (f", model {plan.model}, fingerprint {plan.fingerprint}" if plan.fingerprint else "")
     ]
-
-    def row(name: str, value: str, note: str) -> str:
-        return f"{name:<24}{value:>12}  {note}".rstrip()
-
-    lines.append(row("input rows", f"{plan.total:,}", ""))
+    lines.append(_plan_row("input rows", f"{plan.total:,}", ""))
     if plan.labeler in ("offline", "cascade"):
         why = (
             f"(margin >= {settings.llm.cascade_margin})"
             if plan.labeler == "cascade"
             else "(free, no ledger)"
         )
-        lines.append(row("answered offline", f"{plan.offline_answered:,}", why))
+        lines.append(_plan_row("answered offline", f"{plan.offline_answered:,}", why))
     e = plan.estimate
     if plan.labeler != "offline":
-        lines.append(
-            row("rows for the LLM", f"{plan.llm_rows:,}", f"({plan.llm_inputs:,} distinct inputs)")
-        )
-        lines.append(
-            row(
-                "already in the ledger",
-                f"{plan.answered_rows:,}",
-                f"rows ({plan.answered_inputs:,} inputs) answered under this fingerprint: free",
-            )
-        )
-        calls = e.calls if e else 0
-        lines.append(
-            row(
-                "to the LLM",
-                f"{plan.to_send:,}",
-                f"inputs in {calls:,} calls ({plan.items_per_call} per call)",
-            )
-        )
+        lines += _plan_llm_lines(plan)
     if e is not None:
-        lines.append(
-            row(
-                "estimated tokens",
-                f"{e.tokens_in + e.tokens_out:,}",
-                f"({e.tokens_in:,} in + {e.tokens_out:,} out; no retries or re-asks)",
-            )
-        )
-        price = price_per_1m(plan.model, (settings.llm.price_in, settings.llm.price_out))
-        if e.cost_usd is None or price is None:
-            lines.append(
-                row(
-                    "estimated cost",
-                    "unknown",
-                    f"(no price for {plan.model}: set "
-                    "RECSYS_LLM_PRICE_IN / RECSYS_LLM_PRICE_OUT, USD per 1M tokens)",
-                )
-            )
-        else:
-            lines.append(
-                row(
-                    "estimated cost",
-                    f"${e.cost_usd:.4f}",
-                    f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens"
-                    + (
-                        f", x{settings.llm.batch_price_factor:g} through the Batch API)"
-                        if plan.mode == "batch"
-                        else ")"
-                    ),
-                )
-            )
-        lines.append(
-            row(
-                "estimated wall time",
-                _duration(e.wall_s),
-                f"({e.calls:,} calls, {plan.max_concurrency} in flight, "
-                f"{e.latency_s:.2f} s per call: {e.latency_source}; bound: {e.bound})",
-            )
-        )
+        lines += _plan_estimate_lines(plan, settings)
     if plan.labeler in ("llm", "cascade") and not settings.has_openai_key:
         lines.append(
             "note: OPENAI_API_KEY is not set: the real run would stop before any call (exit 2)"
@@ -443,6 +406,76 @@ def _plan_lines(plan, settings) -> list[str]:
             f"dry run: {plan.to_send:,} inputs would go to the LLM in {e.calls:,} calls, "
             f"{cost}, ~{_duration(e.wall_s)}; no call made, nothing written"
         )
+    return lines
+
+
+def _plan_row(name: str, value: str, note: str) -> str:
+    return f"{name:<24}{value:>12}  {note}".rstrip()
+
+
+def _plan_llm_lines(plan) -> list[str]:
+    """Rows for the LLM: how many, how many the ledger answers for free, how many are sent."""
+    calls = plan.estimate.calls if plan.estimate else 0
+    return [
+        _plan_row(
+            "rows for the LLM", f"{plan.llm_rows:,}", f"({plan.llm_inputs:,} distinct inputs)"
+        ),
+        _plan_row(
+            "already in the ledger",
+            f"{plan.answered_rows:,}",
+            f"rows ({plan.answered_inputs:,} inputs) answered under this fingerprint: free",
+        ),
+        _plan_row(
+            "to the LLM",
+            f"{plan.to_send:,}",
+            f"inputs in {calls:,} calls ({plan.items_per_call} per call)",
+        ),
+    ]
+
+
+def _plan_estimate_lines(plan, settings) -> list[str]:
+    """Tokens, cost (or why it is unknown) and wall time of what would be sent."""
+    from recsys_assets.labeling.llm import price_per_1m
+
+    e = plan.estimate
+    lines = [
+        _plan_row(
+            "estimated tokens",
+            f"{e.tokens_in + e.tokens_out:,}",
+            f"({e.tokens_in:,} in + {e.tokens_out:,} out; no retries or re-asks)",
+        )
+    ]
+    price = price_per_1m(plan.model, (settings.llm.price_in, settings.llm.price_out))
+    if e.cost_usd is None or price is None:
+        lines.append(
+            _plan_row(
+                "estimated cost",
+                "unknown",
+                f"(no price for {plan.model}: set "
+                "RECSYS_LLM_PRICE_IN / RECSYS_LLM_PRICE_OUT, USD per 1M tokens)",
+            )
+        )
+    else:
+        lines.append(
+            _plan_row(
+                "estimated cost",
+                f"${e.cost_usd:.4f}",
+                f"(${price[0]:g} in / ${price[1]:g} out per 1M tokens"
+                + (
+                    f", x{settings.llm.batch_price_factor:g} through the Batch API)"
+                    if plan.mode == "batch"
+                    else ")"
+                ),
+            )
+        )
+    lines.append(
+        _plan_row(
+            "estimated wall time",
+            _duration(e.wall_s),
+            f"({e.calls:,} calls, {plan.max_concurrency} in flight, "
+            f"{e.latency_s:.2f} s per call: {e.latency_source}; bound: {e.bound})",
+        )
+    )
     return lines
 
 
@@ -576,47 +609,11 @@ def eval_cmd(
     3 some rows got no answer from the model: scored as wrong, a rerun retries only them;
     130 interrupted: nothing scored, the answers so far are in the ledger.
     """
-    from recsys_assets.config import ConfigError, normalize_labeler
-    from recsys_assets.datafiles import DataFileError
-    from recsys_assets.labeling import cascade
     from recsys_assets.labeling import evaluate as ev_mod
-    from recsys_assets.labeling.ledger import LedgerError
-    from recsys_assets.labeling.llm import scrub
-    from recsys_assets.labeling.service import LabelingAborted
 
     settings = _settings()
-    try:
-        kind = normalize_labeler(labeler, "--labeler") if labeler else settings.resolved_labeler()
-        kind = settings.resolved_labeler() if kind == "auto" else kind
-        if calibrate and kind == "offline":
-            raise ConfigError(
-                "--calibrate fits where the cascade trusts a model: use --labeler "
-                "cascade or llm (with OPENAI_API_KEY / OPENAI_BASE_URL)"
-            )
-        gold_set = ev_mod.load_gold(gold)
-        table = cascade.load_routing(settings.llm.cascade_routing)
-    except (ConfigError, DataFileError, ev_mod.EvalError) as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(2) from None
-    secrets = (settings.llm.api_key_value,)
-    try:
-        with _StopOnSignal() as stopper:
-            ev = ev_mod.evaluate(
-                gold_set, kind, settings, progress=progress, stop_event=stopper.event
-            )
-    except LabelingAborted as exc:
-        _err(f"error: {scrub(exc, secrets)}")
-        raise typer.Exit(1) from None
-    except ev_mod.EvalInterrupted as exc:
-        _err(f"interrupted: {exc}; nothing was scored")
-        raise typer.Exit(INTERRUPTED_EXIT) from None
-    except (ConfigError, ValueError, LedgerError) as exc:
-        _err(f"error: {scrub(exc, secrets)}")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        _err("interrupted at once: every finished call is saved in the ledger; nothing was scored")
-        sys.stderr.flush()
-        os._exit(INTERRUPTED_EXIT)
+    kind, gold_set, table = _eval_inputs(gold, labeler, calibrate, settings)
+    ev = _evaluate(gold_set, kind, settings, progress)
     typer.echo("\n".join(ev_mod.report_lines(ev, table)))
     cal = _calibrate(ev, table, settings, routing_out) if calibrate else None
     if log_mlflow:
@@ -634,6 +631,59 @@ def eval_cmd(
             f"{scored}; rerun the same command to retry only those"
         )
         raise typer.Exit(UNANSWERED_EXIT)
+
+
+def _eval_inputs(gold: Path | None, labeler: str | None, calibrate: bool, settings):
+    """(labeler, gold set, routing table) for `recsys label eval`; exit 2 before any call."""
+    from recsys_assets.config import ConfigError, normalize_labeler
+    from recsys_assets.datafiles import DataFileError
+    from recsys_assets.labeling import cascade
+    from recsys_assets.labeling import evaluate as ev_mod
+
+    try:
+        kind = normalize_labeler(labeler, "--labeler") if labeler else settings.resolved_labeler()
+        kind = settings.resolved_labeler() if kind == "auto" else kind
+        if calibrate and kind == "offline":
+            raise ConfigError(
+                "--calibrate fits where the cascade trusts a model: use --labeler "
+                "cascade or llm (with OPENAI_API_KEY / OPENAI_BASE_URL)"
+            )
+        gold_set = ev_mod.load_gold(gold)
+        table = cascade.load_routing(settings.llm.cascade_routing)
+    except (ConfigError, DataFileError, ev_mod.EvalError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+    return kind, gold_set, table
+
+
+def _evaluate(gold_set, kind: str, settings, progress: bool):
+    """Label the gold rows (through the ledger) and score them; the exit codes of eval_cmd's
+    docstring for a refusal (1), bad settings or ledger (2), an interruption (130)."""
+    from recsys_assets.config import ConfigError
+    from recsys_assets.labeling import evaluate as ev_mod
+    from recsys_assets.labeling.ledger import LedgerError
+    from recsys_assets.labeling.llm import scrub
+    from recsys_assets.labeling.service import LabelingAborted
+
+    secrets = (settings.llm.api_key_value,)
+    try:
+        with _StopOnSignal() as stopper:
+            return ev_mod.evaluate(
+                gold_set, kind, settings, progress=progress, stop_event=stopper.event
+            )
+    except LabelingAborted as exc:
+        _err(f"error: {scrub(exc, secrets)}")
+        raise typer.Exit(1) from None
+    except ev_mod.EvalInterrupted as exc:
+        _err(f"interrupted: {exc}; nothing was scored")
+        raise typer.Exit(INTERRUPTED_EXIT) from None
+    except (ConfigError, ValueError, LedgerError) as exc:
+        _err(f"error: {scrub(exc, secrets)}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        _err("interrupted at once: every finished call is saved in the ledger; nothing was scored")
+        sys.stderr.flush()
+        os._exit(INTERRUPTED_EXIT)
 
 
 def _calibrate(ev, table, settings, routing_out: Path | None):

@@ -134,22 +134,15 @@ def label_frame(
     kind = _resolve_kind(df, labeler, settings)
     ids = df["restaurant_id"]
     names, menus, descs = _texts(df)
-    n = len(df)
-    report = LabelingReport(labeler=kind, total=n, mode=mode)
-
-    industry: list[str | None] = [None] * n
-    confidence: list[float | None] = [None] * n
-    source: list[str | None] = [None] * n
-    labeled_at: list[pd.Timestamp | None] = [None] * n
-    flagged = [False] * n
-    status: list[str] = ["ok"] * n
+    report = LabelingReport(labeler=kind, total=len(df), mode=mode)
+    cols = _Columns.empty(len(df))
     now = pd.Timestamp.now(tz="UTC")
 
     preds, offline_rows, llm_rows = _route(kind, names, menus, descs, settings, cascade_margin)
     tag = "offline" if kind == "offline" else "cascade_offline"
     for i in offline_rows:
         p = preds[i]
-        industry[i], confidence[i], source[i], labeled_at[i] = (
+        cols.industry[i], cols.confidence[i], cols.source[i], cols.labeled_at[i] = (
             p.industry,
             float(p.confidence),
             tag,
@@ -164,7 +157,6 @@ def label_frame(
         routing = cascade.load_routing(settings.llm.cascade_routing)  # checked before any call
 
     if kind in ("llm", "cascade") and llm_rows:
-        llm_source = "llm" if kind == "llm" else "cascade_llm"
         try:
             _label_with_llm(
                 llm_rows,
@@ -173,11 +165,7 @@ def label_frame(
                 descs,
                 settings,
                 report,
-                industry,
-                confidence,
-                labeled_at,
-                flagged,
-                status,
+                cols,
                 progress=progress,
                 stop_event=stop_event,
                 llm_options=llm_options,
@@ -185,26 +173,44 @@ def label_frame(
                 mode=mode,
             )
         except _Aborted as ab:
-            if kind == "cascade":
-                _apply_routing(
-                    llm_rows, preds, routing, industry, confidence, source, status, report
-                )
-            for i in llm_rows:
-                if industry[i] is not None and source[i] is None:
-                    source[i] = llm_source
-            frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
-            positions = [i for i, v in enumerate(industry) if v is not None]
+            _settle_llm_rows(kind, llm_rows, preds, routing, cols, report)
+            frame = _finish(ids, cols, report)
+            positions = [i for i, v in enumerate(cols.industry) if v is not None]
             raise LabelingAborted(
                 ab.reason, f"{ab.message} ({report.resume_message()})", frame, report, positions
             ) from None
-        if kind == "cascade":
-            _apply_routing(llm_rows, preds, routing, industry, confidence, source, status, report)
-        for i in llm_rows:
-            if industry[i] is not None and source[i] is None:
-                source[i] = llm_source
+        _settle_llm_rows(kind, llm_rows, preds, routing, cols, report)
 
-    frame = _finish(ids, industry, confidence, source, labeled_at, flagged, status, report)
+    frame = _finish(ids, cols, report)
     return frame, report
+
+
+@dataclass
+class _Columns:
+    """The output columns being filled, one slot per input row. A row whose industry is still
+    None was not reached (interrupted, or the circuit breaker): _finish leaves it out."""
+
+    industry: list[str | None]
+    confidence: list[float | None]
+    source: list[str | None]
+    labeled_at: list[Any]  # pd.Timestamp once labeled (None before; to_datetime takes both)
+    flagged: list[bool]
+    status: list[str]
+
+    @classmethod
+    def empty(cls, n: int) -> _Columns:
+        return cls([None] * n, [None] * n, [None] * n, [None] * n, [False] * n, ["ok"] * n)
+
+
+def _settle_llm_rows(kind: str, rows: list[int], preds, routing, cols: _Columns, report) -> None:
+    """After the LLM part (finished or stopped): the cascade's routing rule, then the LLM source
+    on every row the model answered and the routing did not give back to the lexicon."""
+    if kind == "cascade":
+        _apply_routing(rows, preds, routing, cols, report)
+    llm_source = "llm" if kind == "llm" else "cascade_llm"
+    for i in rows:
+        if cols.industry[i] is not None and cols.source[i] is None:
+            cols.source[i] = llm_source
 
 
 @dataclass
@@ -394,7 +400,7 @@ def _route(
     return preds, split.offline_rows, split.llm_rows
 
 
-def _apply_routing(rows, preds, routing, industry, confidence, source, status, report) -> None:
+def _apply_routing(rows, preds, routing, cols: _Columns, report) -> None:
     """Keep the offline label where the routing file does not trust the model's different answer,
     and where the model gave no valid answer (the row stays flagged with its label_status,
     ``invalid`` or ``unanswered``, so a rerun still retries the unanswered ones)."""
@@ -403,13 +409,13 @@ def _apply_routing(rows, preds, routing, industry, confidence, source, status, r
     rule = routing.rule_for(report.model)
     report.cascade_rule = rule.describe()
     for i in rows:
-        if industry[i] is None:  # not reached (interrupted, or the circuit breaker)
+        if cols.industry[i] is None:  # not reached (interrupted, or the circuit breaker)
             continue
-        answer = industry[i] if status[i] == "ok" else None
-        if cascade.use_llm(preds[i].industry, preds[i].margin, answer, confidence[i], rule):
+        answer = cols.industry[i] if cols.status[i] == "ok" else None
+        if cascade.use_llm(preds[i].industry, preds[i].margin, answer, cols.confidence[i], rule):
             continue
-        industry[i], confidence[i] = preds[i].industry, float(preds[i].confidence)
-        source[i] = "cascade_offline"
+        cols.industry[i], cols.confidence[i] = preds[i].industry, float(preds[i].confidence)
+        cols.source[i] = "cascade_offline"
         report.cascade_kept_offline += 1
 
 
@@ -420,19 +426,18 @@ class _Aborted(Exception):
         self.reason, self.message = reason, message
 
 
-def _finish(ids, industry, confidence, source, labeled_at, flagged, status, report) -> pd.DataFrame:
-    keep = [i for i, v in enumerate(industry) if v is not None]
+def _finish(ids, cols: _Columns, report) -> pd.DataFrame:
+    keep = [i for i, v in enumerate(cols.industry) if v is not None]
+    labeled_at = pd.to_datetime([cols.labeled_at[i] for i in keep], utc=True)
     frame = pd.DataFrame(
         {
             "restaurant_id": ids.iloc[keep].reset_index(drop=True),
-            "industry": pd.Series([industry[i] for i in keep], dtype="string"),
-            "confidence": pd.Series([confidence[i] for i in keep], dtype="float64"),
-            "source": pd.Series([source[i] for i in keep], dtype="string"),
-            "labeled_at": pd.Series(pd.to_datetime([labeled_at[i] for i in keep], utc=True)).astype(
-                "datetime64[us, UTC]"
-            ),
-            "flagged": pd.Series([flagged[i] for i in keep], dtype="bool"),
-            "label_status": pd.Series([status[i] for i in keep], dtype="string"),
+            "industry": pd.Series([cols.industry[i] for i in keep], dtype="string"),
+            "confidence": pd.Series([cols.confidence[i] for i in keep], dtype="float64"),
+            "source": pd.Series([cols.source[i] for i in keep], dtype="string"),
+            "labeled_at": pd.Series(labeled_at).astype("datetime64[us, UTC]"),
+            "flagged": pd.Series([cols.flagged[i] for i in keep], dtype="bool"),
+            "label_status": pd.Series([cols.status[i] for i in keep], dtype="string"),
         },
         columns=list(OUTPUT_COLUMNS),
     )
@@ -497,11 +502,7 @@ def _label_with_llm(
     descs,
     settings,
     report,
-    industry,
-    confidence,
-    labeled_at,
-    flagged,
-    status,
+    cols: _Columns,
     *,
     progress,
     stop_event,
@@ -509,6 +510,8 @@ def _label_with_llm(
     engine_config,
     mode="online",
 ) -> None:
+    """Ask the model for the rows' distinct inputs not answered in the ledger yet, then fill
+    `cols` and `report` from the ledger; raises _Aborted when the run stopped early."""
     from recsys_assets.labeling.engine import Engine
     from recsys_assets.labeling.ledger import fingerprint, open_ledger
     from recsys_assets.labeling.llm import LLMLabeler, price_per_1m
@@ -524,33 +527,14 @@ def _label_with_llm(
         ledger.register_fingerprint(fp, params)
         reused_keys = _answered(ledger.lookup(fp, first_row))
         pending = _pending(first_row, reused_keys, names, menus, descs)
-        bar = None
-        if progress and pending:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=len(pending),
-                desc=f"labeling ({llm_options.model}{', batch' if mode == 'batch' else ''})",
-                unit="row",
-                dynamic_ncols=True,
-                file=__import__("sys").stderr,
-            )
+        bar = _progress_bar(progress and bool(pending), len(pending), llm_options.model, mode)
         priced = price_per_1m(llm_options.model, llm_options.prices) is not None
-
-        def on_progress(delta: int, stats) -> None:
-            if bar is not None:
-                bar.update(delta)
-                bar.set_postfix_str(
-                    f"tok {stats.tokens_in + stats.tokens_out:,} "
-                    + (f"${stats.cost_usd:.4f}" if priced else "(no price for model)"),
-                    refresh=False,
-                )
-
         labeler = LLMLabeler(llm_options)
         try:
             if mode == "batch":
                 stats = _run_batch(labeler, ledger, fp, cfg, settings, pending, stop_event, bar)
             else:
+                on_progress = _bar_updater(bar, priced)
                 engine = Engine(labeler, ledger, fp, cfg, on_progress=on_progress)
                 stats = engine.run(pending, stop_event)
         finally:
@@ -560,6 +544,44 @@ def _label_with_llm(
     finally:
         ledger.close()
 
+    _record_answers(rows, keys, after, stats, reused_keys, cols, report)
+    _record_stats(report, stats)
+    if stats.aborted is not None:
+        raise _Aborted(stats.aborted.reason, str(stats.aborted))
+
+
+def _progress_bar(enabled: bool, total: int, model: str, mode: str):
+    """A tqdm bar on stderr, or None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=f"labeling ({model}{', batch' if mode == 'batch' else ''})",
+        unit="row",
+        dynamic_ncols=True,
+        file=__import__("sys").stderr,
+    )
+
+
+def _bar_updater(bar, priced: bool):
+    """The engine's progress callback: rows done, tokens and cost so far on the bar."""
+
+    def on_progress(delta: int, stats) -> None:
+        if bar is not None:
+            bar.update(delta)
+            bar.set_postfix_str(
+                f"tok {stats.tokens_in + stats.tokens_out:,} "
+                + (f"${stats.cost_usd:.4f}" if priced else "(no price for model)"),
+                refresh=False,
+            )
+
+    return on_progress
+
+
+def _record_answers(rows, keys, after, stats, reused_keys, cols: _Columns, report) -> None:
+    """Each row's answer as the ledger holds it after the run; counts who paid for it."""
     for i, k in zip(rows, keys, strict=True):
         rec = after.get(k)
         if rec is None:
@@ -567,11 +589,11 @@ def _label_with_llm(
         if rec.status == "failed" and k not in stats.failed_keys:
             continue  # a failure from an earlier run that this run did not get to: remaining
         ok = rec.status == "ok" and taxonomy.is_valid(rec.industry)
-        industry[i] = rec.industry if ok else taxonomy.OTHER
-        confidence[i] = float(rec.confidence) if ok and rec.confidence is not None else 0.0
-        flagged[i] = not ok
-        status[i] = "ok" if ok else "unanswered" if rec.status == "failed" else "invalid"
-        labeled_at[i] = pd.Timestamp(rec.updated_at)
+        cols.industry[i] = rec.industry if ok else taxonomy.OTHER
+        cols.confidence[i] = float(rec.confidence) if ok and rec.confidence is not None else 0.0
+        cols.flagged[i] = not ok
+        cols.status[i] = "ok" if ok else "unanswered" if rec.status == "failed" else "invalid"
+        cols.labeled_at[i] = pd.Timestamp(rec.updated_at)
         if k in reused_keys or k in stats.peer_keys:  # peers' answers were not paid by this run
             report.reused_from_ledger += 1
         else:
@@ -581,6 +603,9 @@ def _label_with_llm(
         elif rec.status == "failed":
             report.failed += 1
 
+
+def _record_stats(report: LabelingReport, stats) -> None:
+    """The run's calls, tokens, cost, failures and latencies into the report."""
     report.llm_calls = stats.http_calls
     report.tokens_in, report.tokens_out = stats.tokens_in, stats.tokens_out
     report.tokens_cached = stats.tokens_cached
@@ -590,8 +615,6 @@ def _label_with_llm(
     report.latency_p95_ms = _percentile(stats.latencies_ms, 95)
     report.interrupted = stats.interrupted
     report.structured_output = stats.structured_output
-    if stats.aborted is not None:
-        raise _Aborted(stats.aborted.reason, str(stats.aborted))
 
 
 def _run_batch(labeler, ledger, fp, cfg, settings, pending, stop_event, bar):

@@ -236,9 +236,8 @@ def _checked_sql(
 ) -> str:
     """One SELECT producing row number, cleaned/typed columns and the first failing reason.
 
-    The raw-row JSON is built later, only for rejected rows (not for 10M good ones).
-    Longer than 80 lines because it is one SQL template per source table, each read top to
-    bottom as a single query; splitting a query across functions would hide its rule order.
+    The raw-row JSON is built later, only for rejected rows (not for 10M good ones). Each table's
+    rules are one SQL template, read top to bottom in the order they are tried.
     """
     cols = ",\n            ".join(f"{_clean(mapping, c)} AS {c}" for c in mapping)
     row_number, gaps_join = reader.row_number_sql(raw, "r")
@@ -250,7 +249,17 @@ def _checked_sql(
     n = int(limits.max_text_chars or 0)  # only restaurants/products check text length
     max_qty = float(limits.max_quantity)
     if table == "restaurants":
-        return f"""
+        return _restaurants_sql(base, n)
+    if table == "products":
+        return _products_sql(base, n)
+    if table == "orders":
+        return _orders_sql(base, max_qty)
+    raise ValueError(table)
+
+
+def _restaurants_sql(base: str, n: int) -> str:
+    """The first failing rule names the reason; `n` caps name, menu and description."""
+    return f"""
         WITH t AS ({base}),
         typed AS (
             SELECT *,
@@ -273,8 +282,11 @@ def _checked_sql(
             END AS __reason
         FROM typed
         """
-    if table == "products":
-        return f"""
+
+
+def _products_sql(base: str, n: int) -> str:
+    """The first failing rule names the reason; `n` caps name and category."""
+    return f"""
         WITH t AS ({base}),
         typed AS (
             SELECT *,
@@ -296,8 +308,12 @@ def _checked_sql(
             END AS __reason
         FROM typed
         """
-    if table == "orders":
-        return f"""
+
+
+def _orders_sql(base: str, max_qty: float) -> str:
+    """The first failing rule names the reason; an order line must name a loaded restaurant
+    and product (the tables are ingested first)."""
+    return f"""
         WITH t AS ({base}),
         typed AS (
             SELECT *,
@@ -328,7 +344,6 @@ def _checked_sql(
         LEFT JOIN (SELECT DISTINCT product_id FROM products) kp
             ON kp.product_id = typed.product_id
         """
-    raise ValueError(table)
 
 
 _TARGET_COLS = {
