@@ -19,14 +19,6 @@ PACKAGE = ROOT / "recsys_assets"
 MAX_LINES = 80
 REASON = re.compile(r"\bLong because\s+\S")  # the marker, followed by the reason itself
 
-# Functions being split in another branch (log_to_mlflow 115 lines, promote_if_better 95 on
-# main). Allowed only while they are still too long: test_pending_entries_are_still_needed
-# fails once the split is merged, so whoever merges it removes the entries here.
-PENDING = {
-    "recsys_assets/ranking/registry.py:log_to_mlflow",
-    "recsys_assets/ranking/registry.py:promote_if_better",
-}
-
 
 def _long_functions(source: str, rel: str) -> Iterator[tuple[str, int]]:
     """(file:qualified name, lines) of every function in `source` longer than MAX_LINES whose
@@ -58,19 +50,11 @@ def _package_offenders() -> dict[str, int]:
 
 
 def test_no_function_longer_than_80_lines_without_a_reason() -> None:
-    offenders = {k: n for k, n in _package_offenders().items() if k not in PENDING}
+    offenders = _package_offenders()
     assert not offenders, (
         f"longer than {MAX_LINES} lines (def to end of body): split into helpers, or give the "
         'reason in the docstring with a sentence starting "Long because":\n'
         + "\n".join(f"{k}:{n}" for k, n in sorted(offenders.items()))
-    )
-
-
-def test_pending_entries_are_still_needed() -> None:
-    stale = sorted(PENDING - set(_package_offenders()))
-    assert not stale, (
-        "no longer too long (or gone): remove from PENDING in tests/test_code_shape.py:\n"
-        + "\n".join(stale)
     )
 
 
