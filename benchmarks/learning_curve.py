@@ -59,9 +59,9 @@ def curve(warehouse: Path, sizes: list[str]) -> list[dict]:
             t1 = time.perf_counter()
             summary = score_with_booster(con, trained.booster, "test", dataset.industries)
             row = {
-                "train_queries": trained.counts["train_queries"],
-                "train_rows": trained.counts["train_rows"],
-                "valid_queries": trained.counts["valid_queries"],
+                "train_queries": trained.counts["fitted_train_queries"],
+                "train_rows": trained.counts["fitted_train_rows"],
+                "valid_queries": trained.counts["fitted_valid_queries"],
                 "best_iteration": int(trained.best_iteration),
                 "train_s": seconds,
                 "evaluate_s": time.perf_counter() - t1,
