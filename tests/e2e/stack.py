@@ -57,6 +57,9 @@ class DagsterStack:
     # A workspace file loading the location from a gRPC code server this stack starts first
     # (deploy/workspace.yaml; its port is replaced by a free one); None: `-m recsys_assets`.
     workspace_yaml: Path | None = None
+    # Settings of the project's run_monitoring section replaced for this stack (e.g. a shorter
+    # poll interval, so a test waits seconds, not minutes, for the monitor to act).
+    run_monitoring: dict | None = None
 
     @property
     def url(self) -> str:
@@ -84,6 +87,8 @@ class DagsterStack:
             shutil.copy(self.instance_yaml, self.dagster_home / "dagster.yaml")
         else:
             assert ensure_dagster_yaml(self.dagster_home) == []  # the project's instance settings
+            if self.run_monitoring:
+                self._override_run_monitoring(self.run_monitoring)
         ensure_storage(self.dagster_home)  # as `make ui` does: the two servers must not race on it
         target = ["-m", "recsys_assets"]
         if self.workspace_yaml is not None:
@@ -94,6 +99,16 @@ class DagsterStack:
         )
         self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", *target])
         wait_until(self._ready, timeout, f"dagster-webserver on {self.url}\n{self.tail()}")
+
+    def _override_run_monitoring(self, settings: dict) -> None:
+        """The project's dagster.yaml with some run_monitoring values replaced; only that section
+        then differs from the project's settings."""
+        path = self.dagster_home / "dagster.yaml"
+        instance = yaml.safe_load(path.read_text())
+        assert set(settings) <= set(instance["run_monitoring"]), settings
+        instance["run_monitoring"].update(settings)
+        path.write_text(yaml.safe_dump(instance, sort_keys=False))
+        assert ensure_dagster_yaml(self.dagster_home) == ["run_monitoring"]
 
     def _start_code_server(self, timeout: float) -> Path:
         """`dagster code-server start` on a free port; returns the workspace file pointing at it."""

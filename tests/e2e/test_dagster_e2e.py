@@ -82,7 +82,13 @@ def stack(tmp_path_factory, hook):
         RECSYS_ALERT_WEBHOOK=hook.url,
         RECSYS_LABELER="offline",
     )
-    s = DagsterStack(dagster_home=home / "dagster", env=env)
+    # Run monitoring as the project configures it, but polled every few seconds, not every 30
+    # (and slots given back 5 s, not 60 s, after a run ends): the killed-run test waits for it.
+    s = DagsterStack(
+        dagster_home=home / "dagster",
+        env=env,
+        run_monitoring={"poll_interval_seconds": 5, "free_slots_after_run_end_seconds": 5},
+    )
     s.recsys_home = home
     s.rebuilt = False
     try:
