@@ -82,12 +82,20 @@ def stack(tmp_path_factory, hook):
         RECSYS_ALERT_WEBHOOK=hook.url,
         RECSYS_LABELER="offline",
     )
-    # Run monitoring as the project configures it, but polled every few seconds, not every 30
-    # (and slots given back 5 s, not 60 s, after a run ends): the killed-run test waits for it.
+    # The project's instance settings, with shorter waits: run monitoring polls every 5 s, not
+    # 30 s, and gives back a slot 5 s, not 60 s, after a run ends (the killed-run test waits for
+    # it); the daemon takes queued runs every second, not every 5 s (each test launches runs).
     s = DagsterStack(
         dagster_home=home / "dagster",
         env=env,
-        run_monitoring={"poll_interval_seconds": 5, "free_slots_after_run_end_seconds": 5},
+        instance_settings={
+            "run_monitoring": {"poll_interval_seconds": 5, "free_slots_after_run_end_seconds": 5},
+            "run_coordinator": {
+                "module": "dagster.core.run_coordinator",
+                "class": "QueuedRunCoordinator",
+                "config": {"dequeue_interval_seconds": 1},
+            },
+        },
     )
     s.recsys_home = home
     s.rebuilt = False
