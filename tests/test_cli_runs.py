@@ -254,29 +254,42 @@ def test_starts_at_once_on_a_fresh_home_never_collide(tmp_path, good_data):
 
 def test_first_starts_set_up_the_storage_once(tmp_path):
     """Row 6: processes opening a fresh instance together (CLI runs, the crash check) do not race
-    on creating its SQLite schema."""
+    on creating its SQLite schema. One process imports the code, then forks the four that open the
+    instance at once (four cold starts of Dagster would cost seconds of CPU each, not add a race)."""
     home = tmp_path / "fresh_home"
     env = cli_env(RECSYS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
     code = (
+        "import os, sys, traceback\n"
         "from recsys_assets.config import load_settings\n"
         "from recsys_assets.orchestration.cli_runs import open_instance\n"
-        "print(open_instance(load_settings()).get_runs_count())\n"
+        "pids = []\n"
+        "for _ in range(4):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        code = 1\n"
+        "        try:\n"
+        "            print(open_instance(load_settings()).get_runs_count(), flush=True)\n"
+        "            code = 0\n"
+        "        except BaseException:\n"
+        "            traceback.print_exc()\n"
+        "        finally:\n"
+        "            sys.stderr.flush()\n"
+        "            os._exit(code)\n"
+        "    pids.append(pid)\n"
+        "codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]\n"
+        "print('exit codes:', codes, file=sys.stderr)\n"
+        "sys.exit(1 if any(codes) else 0)\n"
     )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
-    assert [(code, out.strip()) for code, out, _ in results] == [(0, "0")] * 4, [
-        e[-1500:] for *_, e in results
-    ]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (out.returncode, out.stdout.split()) == (0, ["0"] * 4), out.stderr[-3000:]
 
 
 @pytest.fixture

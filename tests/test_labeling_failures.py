@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -83,6 +84,35 @@ def _foreign_sqlite(path: Path) -> None:
     con.close()
 
 
+@pytest.fixture(scope="module")
+def paid_ledger(tmp_path_factory) -> Path:
+    """A ledger written by one real `recsys label` run (12 calls paid), copied by each case below."""
+    root = tmp_path_factory.mktemp("paid-ledger")
+    src, home = root / "in.csv", root / "home"
+    make_input(src, 12)
+    with FakeOpenAI() as srv:
+        srv.keep_bodies = False
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "OPENAI_"))},
+            "PYTHONPATH": str(REPO),
+            "RECSYS_HOME": str(home),
+            "OPENAI_API_KEY": fake_key(),
+            "OPENAI_BASE_URL": srv.base_url,
+            "RECSYS_LLM_MAX_CONCURRENCY": "1",
+        }
+        first = recsys(
+            ["label", str(src), "-o", str(root / "out.csv"), "--labeler", "llm", "--no-progress"],
+            env,
+        )
+        assert first.returncode == 0, first.stderr
+        assert srv.requests == 12
+    ledger = home / "labeling_ledger.sqlite"
+    assert ledger_rows(ledger) == {"ok": 12}
+    # The run closed it: everything is in the one file a case copies (no write-ahead log left).
+    assert [p.name for p in home.glob("labeling_ledger.sqlite*")] == [ledger.name]
+    return ledger
+
+
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
@@ -99,24 +129,20 @@ def _foreign_sqlite(path: Path) -> None:
     ids=["truncated", "garbage", "foreign-sqlite"],
 )
 def test_a_ledger_that_is_not_a_ledger_stops_the_run_before_any_call(
-    env, server, tmp_path, damage, expected
+    env, server, tmp_path, paid_ledger, damage, expected
 ):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     make_input(src, 12)
-    first = recsys(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], env)
-    assert first.returncode == 0, first.stderr
-    assert server.requests == 12
     ledger = Path(env["RECSYS_HOME"]) / "labeling_ledger.sqlite"
-    assert ledger_rows(ledger) == {"ok": 12}
+    shutil.copyfile(paid_ledger, ledger)  # 12 answers already paid for
 
     damage(ledger)
     before = ledger.read_bytes()
-    out.unlink()
     res = recsys(["label", str(src), "-o", str(out), "--labeler", "llm", "--no-progress"], env)
     assert res.returncode == 2, res.stderr
     assert str(ledger) in last_line(res.stderr) and expected in last_line(res.stderr)
     assert "Traceback" not in res.stderr
-    assert server.requests == 12  # not one call paid again
+    assert server.requests == 0  # not one call paid again
     assert ledger.read_bytes() == before  # the file is left exactly as it was
     assert not out.exists()
 

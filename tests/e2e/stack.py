@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from recsys_assets.instance import ensure_dagster_yaml, ensure_storage
+from recsys_assets.instance import ensure_dagster_yaml, ensure_storage, project_settings
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -57,6 +57,9 @@ class DagsterStack:
     # A workspace file loading the location from a gRPC code server this stack starts first
     # (deploy/workspace.yaml; its port is replaced by a free one); None: `-m recsys_assets`.
     workspace_yaml: Path | None = None
+    # Instance settings merged into the project's for this stack, section by section (e.g. a
+    # shorter run-monitoring poll interval, so a test waits seconds, not minutes, for it).
+    instance_settings: dict | None = None
 
     @property
     def url(self) -> str:
@@ -84,6 +87,8 @@ class DagsterStack:
             shutil.copy(self.instance_yaml, self.dagster_home / "dagster.yaml")
         else:
             assert ensure_dagster_yaml(self.dagster_home) == []  # the project's instance settings
+            if self.instance_settings:
+                self._merge_instance_settings(self.instance_settings)
         ensure_storage(self.dagster_home)  # as `make ui` does: the two servers must not race on it
         target = ["-m", "recsys_assets"]
         if self.workspace_yaml is not None:
@@ -94,6 +99,17 @@ class DagsterStack:
         )
         self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", *target])
         wait_until(self._ready, timeout, f"dagster-webserver on {self.url}\n{self.tail()}")
+
+    def _merge_instance_settings(self, settings: dict) -> None:
+        """The project's dagster.yaml with these values put in; the project's sections they touch
+        are then the only ones that differ from its settings."""
+        path = self.dagster_home / "dagster.yaml"
+        instance = yaml.safe_load(path.read_text())
+        for section, values in settings.items():
+            instance[section] = {**instance.get(section, {}), **values}
+        path.write_text(yaml.safe_dump(instance, sort_keys=False))
+        touched = [key for key in project_settings() if key in settings]
+        assert ensure_dagster_yaml(self.dagster_home) == touched
 
     def _start_code_server(self, timeout: float) -> Path:
         """`dagster code-server start` on a free port; returns the workspace file pointing at it."""

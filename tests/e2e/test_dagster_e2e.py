@@ -82,7 +82,21 @@ def stack(tmp_path_factory, hook):
         RECSYS_ALERT_WEBHOOK=hook.url,
         RECSYS_LABELER="offline",
     )
-    s = DagsterStack(dagster_home=home / "dagster", env=env)
+    # The project's instance settings, with shorter waits: run monitoring polls every 5 s, not
+    # 30 s, and gives back a slot 5 s, not 60 s, after a run ends (the killed-run test waits for
+    # it); the daemon takes queued runs every second, not every 5 s (each test launches runs).
+    s = DagsterStack(
+        dagster_home=home / "dagster",
+        env=env,
+        instance_settings={
+            "run_monitoring": {"poll_interval_seconds": 5, "free_slots_after_run_end_seconds": 5},
+            "run_coordinator": {
+                "module": "dagster.core.run_coordinator",
+                "class": "QueuedRunCoordinator",
+                "config": {"dequeue_interval_seconds": 1},
+            },
+        },
+    )
     s.recsys_home = home
     s.rebuilt = False
     try:
