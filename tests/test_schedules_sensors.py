@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import dagster as dg
 
 from recsys_assets.config import load_settings
@@ -145,3 +148,46 @@ def test_transient_errors_are_retried(recsys_home, monkeypatch):
 
     result = dg.materialize([flaky], instance=dg.DagsterInstance.ephemeral())
     assert result.success and len(calls) == 3
+
+
+def test_lazily_named_transient_errors_are_retried_and_others_fail_fast(recsys_home):
+    """An exception type named through a callable (as the MLflow assets do, so loading the
+    definitions does not import mlflow) is retried; any other error still fails at once."""
+    from recsys_assets.orchestration import retries
+
+    class StoreBusy(Exception):
+        pass
+
+    calls: list[str] = []
+
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
+    @retries.fail_fast_unless(lambda: (StoreBusy,))
+    def flaky():
+        calls.append("flaky")
+        if calls.count("flaky") < 3:
+            raise StoreBusy("the registry is locked")
+        return 1
+
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
+    @retries.fail_fast_unless(lambda: (StoreBusy,))
+    def broken():
+        calls.append("broken")
+        raise KeyError("no such column")
+
+    assert dg.materialize([flaky], instance=dg.DagsterInstance.ephemeral()).success
+    result = dg.materialize([broken], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    assert calls == ["flaky"] * 3 + ["broken"]
+
+
+def test_loading_the_definitions_imports_no_mlflow_lightgbm_or_matplotlib():
+    """Every process that only loads the definitions (webserver, daemon, code servers, each run
+    worker, `recsys materialize`) would pay their import time; the assets import them when run."""
+    code = (
+        "import sys, recsys_assets.definitions;"
+        "print(' '.join(m for m in ('mlflow', 'lightgbm', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == ""

@@ -236,7 +236,7 @@ def ranking_dataset(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.Ma
     description="LightGBM lambdarank trained with early stopping, logged to MLflow (params, metrics, "
     "plots, a pyfunc model) and registered as the `challenger`.",
 )
-@fail_fast_unless(*_mlflow_errors())
+@fail_fast_unless(_mlflow_errors)
 def ranker_model(
     context: dg.AssetExecutionContext,
     recsys: RecsysConfig,
@@ -315,7 +315,7 @@ def ranker_model(
     "against every baseline (industry, global and first-30-day popularity, menu-token association, "
     "menu kNN) with paired bootstrap CIs, the oracle on generated data; per-industry breakdown.",
 )
-@fail_fast_unless(*_mlflow_errors())
+@fail_fast_unless(_mlflow_errors)
 def ranker_evaluation(
     context: dg.AssetExecutionContext,
     recsys: RecsysConfig,
@@ -418,7 +418,7 @@ def _ratio_table(evaluation) -> pd.DataFrame:
     "baseline (as a pyfunc); the candidate becomes `champion` if it beats the champion (score cached "
     "per holdout) by the margin and meets the floor; the old champion keeps `previous`.",
 )
-@fail_fast_unless(*_mlflow_errors())
+@fail_fast_unless(_mlflow_errors)
 def champion_model(
     context: dg.AssetExecutionContext,
     recsys: RecsysConfig,
@@ -513,7 +513,7 @@ def champion_model(
     description=f"Top-{RECOMMENDATIONS_K} products per restaurant from the champion, in DuckDB "
     "`recommendations` and exports/recommendations.parquet (readers never need the warehouse lock).",
 )
-@fail_fast_unless(*_mlflow_errors())
+@fail_fast_unless(_mlflow_errors)
 def recommendations(
     recsys: RecsysConfig, warehouse: WarehouseResource, mlflow: MLflowResource
 ) -> dg.MaterializeResult:

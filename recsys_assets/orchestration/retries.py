@@ -6,7 +6,7 @@ with the reason instead of waiting through backoff for something that cannot cha
 """
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
@@ -46,13 +46,28 @@ def retry_only_on(*transient: type[BaseException]) -> Iterator[None]:
         ) from exc
 
 
-def fail_fast_unless(*transient: type[BaseException]):
-    """Decorator form of `retry_only_on` for a whole asset body."""
+def fail_fast_unless(
+    *transient: type[BaseException] | Callable[[], tuple[type[BaseException], ...]],
+):
+    """Decorator form of `retry_only_on` for a whole asset body.
+
+    An entry may be a zero-argument callable returning exception types, resolved when the asset
+    runs: naming MLflow's exception that way keeps mlflow out of every process that only loads
+    the definitions (webserver, daemon, code servers, `recsys materialize`)."""
+
+    def resolve() -> tuple[type[BaseException], ...]:
+        types: list[type[BaseException]] = []
+        for entry in transient:
+            if isinstance(entry, type):
+                types.append(entry)
+            else:
+                types.extend(entry())
+        return tuple(types)
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with retry_only_on(*transient):
+            with retry_only_on(*resolve()):
                 return fn(*args, **kwargs)
 
         return wrapper
