@@ -371,3 +371,24 @@ def test_model_beats_industry_popularity_on_generated_sample(tmp_path):
     assert model > ev.baselines["global_popularity"]["ndcg_at_10"]
     assert model < oracle  # the generator's expected demand is an upper bound
     con.close()
+
+
+def test_the_kept_iteration_is_the_best_of_the_smoothed_validation_curve():
+    from recsys_assets.ranking.train import smoothed_best_iteration
+
+    # One lucky iteration early (a small validation set's noise), a sustained plateau later.
+    curve = [0.40, 0.49, 0.41, 0.42, 0.44, 0.46, 0.47, 0.47, 0.48, 0.47, 0.47, 0.46]
+    assert smoothed_best_iteration(curve, 1) == 2  # what early stopping alone keeps
+    assert smoothed_best_iteration(curve, 5) == 9  # the middle of the plateau (1-based)
+    assert smoothed_best_iteration([], 5) == 0
+
+
+def test_the_trained_booster_holds_exactly_the_kept_trees(built):
+    from recsys_assets.ranking.train import train_ranker
+
+    con, dset = built
+    for window in (1, 21):
+        trained = train_ranker(con, dset, {"best_iteration_window": window})
+        assert trained.params["best_iteration_window"] == window
+        assert 1 <= trained.best_iteration == trained.booster.current_iteration()
+        assert trained.booster.best_iteration == trained.best_iteration
