@@ -267,6 +267,52 @@ def test_menu_token_association_finds_the_menu_driven_product(built):
     assert lift > 1.5 and lift > other
 
 
+def _features_for_menus(con, dset, menus: dict[str, list[str]], config=None):
+    """Candidate features at the cutoff for pizza restaurants with these menu tokens, through the
+    shared SQL (the way serving runs it: rk_queries / rk_menu_tokens as views of one cursor)."""
+    from dataclasses import replace
+
+    q = pd.DataFrame(
+        {
+            "restaurant_id": list(menus),
+            "snapshot": [dset.cutoff] * len(menus),
+            "industry": ["pizza"] * len(menus),
+            "industry_code": [0] * len(menus),
+            "label_confidence": [1.0] * len(menus),
+            "region_code": pd.array([None] * len(menus), dtype="Int64"),
+            "size_ord": pd.array([None] * len(menus), dtype="Int64"),
+        }
+    )
+    toks = pd.DataFrame(
+        [(rid, tok) for rid, ts in menus.items() for tok in ts], columns=["restaurant_id", "token"]
+    ).astype(object)
+    params = ds.candidate_params(replace(dset.config, **(config or {})))
+    cur = con.cursor()
+    try:
+        cur.register("rk_queries", q)
+        cur.register("rk_menu_tokens", toks)
+        frame = cur.execute(f"SELECT * FROM ({ds.candidate_feature_sql()})", params).df()
+    finally:
+        cur.close()
+    return frame.set_index(["restaurant_id", "product_id"])
+
+
+def test_a_dish_written_the_house_way_counts_as_the_dish(built):
+    """특치즈볼 and 치즈볼세트 are words no earlier menu had, but they contain the known token 치즈볼:
+    the restaurant gets the plain spelling's menu evidence; a word containing no known token gets
+    none, and so does the house spelling when the match is switched off."""
+    con, dset = built
+    menus = {"plain": ["치즈볼"], "house": ["특치즈볼", "치즈볼세트"], "other": ["특선메뉴"]}
+    f = _features_for_menus(con, dset, menus)
+    cols = ["token_lift_max", "token_log_lift_mean", "n_known_tokens", "token_pen_max"]
+    assert f.loc[("house", "P006"), cols].tolist() == f.loc[("plain", "P006"), cols].tolist()
+    assert f.loc[("house", "P006"), "token_lift_max"] > 1.5
+    assert (f.loc["other", "n_known_tokens"] == 0).all()
+    off = _features_for_menus(con, dset, menus, {"token_contain_min_len": 100})
+    assert (off.loc["house", "n_known_tokens"] == 0).all()
+    assert (off.loc["plain", "n_known_tokens"] == 1).all()
+
+
 def test_cutoff_from_environment(built, monkeypatch):
     from recsys_assets.config import load_settings
 
@@ -325,3 +371,24 @@ def test_model_beats_industry_popularity_on_generated_sample(tmp_path):
     assert model > ev.baselines["global_popularity"]["ndcg_at_10"]
     assert model < oracle  # the generator's expected demand is an upper bound
     con.close()
+
+
+def test_the_kept_iteration_is_the_best_of_the_smoothed_validation_curve():
+    from recsys_assets.ranking.train import smoothed_best_iteration
+
+    # One lucky iteration early (a small validation set's noise), a sustained plateau later.
+    curve = [0.40, 0.49, 0.41, 0.42, 0.44, 0.46, 0.47, 0.47, 0.48, 0.47, 0.47, 0.46]
+    assert smoothed_best_iteration(curve, 1) == 2  # what early stopping alone keeps
+    assert smoothed_best_iteration(curve, 5) == 9  # the middle of the plateau (1-based)
+    assert smoothed_best_iteration([], 5) == 0
+
+
+def test_the_trained_booster_holds_exactly_the_kept_trees(built):
+    from recsys_assets.ranking.train import train_ranker
+
+    con, dset = built
+    for window in (1, 21):
+        trained = train_ranker(con, dset, {"best_iteration_window": window})
+        assert trained.params["best_iteration_window"] == window
+        assert 1 <= trained.best_iteration == trained.booster.current_iteration()
+        assert trained.booster.best_iteration == trained.best_iteration

@@ -193,3 +193,22 @@ def test_an_industry_list_without_other_is_refused(tmp_path):
     with pytest.raises(ValueError, match="include 'other'"):
         ds.build_ranking_dataset(con, industries=["chicken", "pizza"])
     con.close()
+
+
+def test_a_model_logged_before_the_menu_word_match_is_served_without_it(trained_model, tmp_path):
+    """특치즈볼 contains the known token 치즈볼: a current model's serving counts it as 치즈볼, one
+    whose meta predates the match (no contain_min_len) gets the inputs it was trained with."""
+    import shutil
+
+    _, _, _, serving = trained_model
+    request = pd.DataFrame({"industry": ["chicken"], "menu": ["특치즈볼"], "k": [5]})
+    feats, _, _ = RankerServer(serving).features_for(request)
+    assert len(feats) and (feats["n_known_tokens"] == 1).all()
+
+    old = tmp_path / "old"
+    shutil.copytree(serving, old)
+    meta = json.loads((old / META_FILE).read_text(encoding="utf-8"))
+    del meta["candidate_params"]["contain_min_len"]
+    (old / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    feats, _, _ = RankerServer(old).features_for(request)
+    assert len(feats) and (feats["n_known_tokens"] == 0).all()

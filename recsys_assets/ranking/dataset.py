@@ -71,6 +71,8 @@ class RankingConfig:
     token_min_pair: int = 2  # token x product pairs seen on fewer restaurants count as unseen
     token_smoothing: float = 10.0  # pseudo-restaurants shrinking P(p | token) toward P(p)
     new_smoothing: float = 5.0  # pseudo-restaurants shrinking first-30-day penetration
+    # A menu word also counts as the longest known tokens (this many characters or more) it contains.
+    token_contain_min_len: int = 2
     valid_months: int = 1  # at least this many latest sign-up months validate
     min_valid_queries: int = 100  # ... and at least this many queries
     valid_fraction: float = 0.15  # ... and at least this share of the training queries
@@ -288,6 +290,7 @@ def candidate_params(cfg: RankingConfig) -> dict:
         "n_glob": cfg.n_global_candidates,
         "n_tok": cfg.n_token_candidates,
         "a": cfg.token_smoothing,
+        "contain_min_len": cfg.token_contain_min_len,
     }
 
 

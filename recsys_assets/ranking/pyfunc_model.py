@@ -147,7 +147,9 @@ class RankerServer:
         self.booster = lgb.Booster(model_file=artifacts["booster"])
         self.features = self.booster.feature_name()
         self.snapshot = pd.Timestamp(self.meta["serving_snapshot"]).date()
-        self.params = dict(self.meta["candidate_params"])
+        # A model logged before menu words counted as the known tokens they contain was trained
+        # without that match: it is served without it too (no known token is that long).
+        self.params = {"contain_min_len": 1_000_000, **self.meta["candidate_params"]}
         self.region_code = {r: i for i, r in enumerate(self.meta["regions"])}
         self.industry_code = model_industry_coder(self.meta)
         self._con = duckdb.connect(":memory:")

@@ -34,7 +34,10 @@ DEFAULT_PARAMS: dict = {
     "lambda_l2": 1.0,
     "lambdarank_truncation_level": 20,
     "num_boost_round": 400,
-    "early_stopping_rounds": 40,
+    "early_stopping_rounds": 60,
+    # The iteration kept is the best of the validation NDCG averaged over this many iterations
+    # (`smoothed_best_iteration`), not its single best one. Not a LightGBM parameter.
+    "best_iteration_window": 21,
     "seed": 42,
     "deterministic": True,
     "force_row_wise": True,
@@ -149,12 +152,31 @@ def _load_training_matrix(
     return _SplitMatrix(pd.DataFrame(x, columns=features, copy=False), relevance, group)
 
 
+def smoothed_best_iteration(curve: list[float], window: int) -> int:
+    """The 1-based iteration whose validation NDCG, averaged over the `window` iterations centred on
+    it (fewer at the ends), is highest.
+
+    Why: the validation cohort is a few hundred restaurants, so its single best iteration is mostly
+    noise: early stopping kept 4 to 280 trees for equally good models, and a model of 4 trees is
+    a worse ranker than its plateau. Averaging picks the middle of the best plateau instead.
+    """
+    c = np.asarray(curve, dtype=float)
+    if len(c) == 0:
+        return 0
+    half = window // 2
+    sums = np.concatenate([[0.0], np.cumsum(c)])
+    i = np.arange(len(c))
+    lo, hi = np.maximum(i - half, 0), np.minimum(i + half + 1, len(c))
+    return int(np.argmax((sums[hi] - sums[lo]) / (hi - lo))) + 1
+
+
 def train_ranker(
     con: duckdb.DuckDBPyConnection,
     dataset: RankingDataset | None = None,
     params: dict | None = None,
 ) -> TrainedRanker:
-    """Fit on the train split, early-stop on the valid split (NDCG@10 on the validation cohort).
+    """Fit on the train split, early-stop on the valid split (NDCG@10 on the validation cohort) and
+    keep the best iteration of that curve smoothed over `best_iteration_window` iterations.
 
     Queries without any positive are dropped from both: they carry no ranking signal and LightGBM
     would score them as perfect. LightGBM labels are the 0..4 relevance grades (< 31 as it requires).
@@ -166,6 +188,7 @@ def train_ranker(
     p = {**DEFAULT_PARAMS, **(params or {})}
     rounds = int(p.pop("num_boost_round"))
     stop = int(p.pop("early_stopping_rounds"))
+    window = int(p.pop("best_iteration_window", 1))
     features = list(feature_registry.FEATURES)
     cats = [c for c in feature_registry.CATEGORICAL_FEATURES if c in features]
 
@@ -197,6 +220,8 @@ def train_ranker(
     if dvalid is not None:
         valid_sets = [dvalid]
         callbacks.append(lgb.early_stopping(stop, first_metric_only=True, verbose=False))
+    curves: dict[str, dict[str, list[float]]] = {}
+    callbacks.append(lgb.record_evaluation(curves))
     t0 = time.perf_counter()
     booster = lgb.train(
         p,
@@ -205,9 +230,15 @@ def train_ranker(
         valid_sets=valid_sets,
         valid_names=["valid"],
         callbacks=callbacks,
+        # every tree is kept: the smoothed best iteration may come after early stopping's
+        keep_training_booster=True,
     )
     elapsed = time.perf_counter() - t0
     best = booster.best_iteration or booster.current_iteration()
+    if window > 1 and dvalid is not None:
+        best = smoothed_best_iteration(curves["valid"]["ndcg@10"], window)
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    booster.best_iteration = best
     # "fitted_": what LightGBM saw (queries with a positive candidate, capped by MAX_QUERIES). They
     # once shared the dataset's key names (train_queries = every train query) and overwrote them
     # in MLflow, so count_train_queries read 1042 next to 1044 train_queries_with_positives.
@@ -220,7 +251,12 @@ def train_ranker(
     return TrainedRanker(
         booster,
         features,
-        {**p, "num_boost_round": rounds, "early_stopping_rounds": stop},
+        {
+            **p,
+            "num_boost_round": rounds,
+            "early_stopping_rounds": stop,
+            "best_iteration_window": window,
+        },
         best,
         elapsed,
         counts,

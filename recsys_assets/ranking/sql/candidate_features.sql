@@ -7,10 +7,32 @@ WITH q AS (
     SELECT restaurant_id, snapshot, industry, industry_code, label_confidence, region_code, size_ord
     FROM rk_queries
 ),
+qt0 AS (
+    SELECT q.restaurant_id, q.snapshot, t.token FROM q JOIN rk_menu_tokens t USING (restaurant_id)
+),
+known AS (
+    SELECT snapshot, token, n_t FROM rk_snap_token
+    WHERE snapshot IN (SELECT DISTINCT snapshot FROM q)
+),
+-- A menu word also counts as the longest known token(s) it contains (at least $contain_min_len
+-- characters): a dish written the house way (특김치찌개, 김치찌개정식) keeps its dish's evidence.
+-- Mapped once per distinct (snapshot, word), not per restaurant.
+inside AS (
+    SELECT snapshot, token, known_token, n_t FROM (
+        SELECT u.snapshot, u.token, k.token AS known_token, k.n_t,
+               length(k.token) = max(length(k.token)) OVER (PARTITION BY u.snapshot, u.token)
+                   AS longest
+        FROM (SELECT DISTINCT snapshot, token FROM qt0) u
+        JOIN known k ON k.snapshot = u.snapshot AND length(k.token) >= $contain_min_len
+         AND length(u.token) > length(k.token) AND contains(u.token, k.token)
+    ) WHERE longest
+),
 qt AS (
-    SELECT q.restaurant_id, q.snapshot, t.token, st.n_t
-    FROM q JOIN rk_menu_tokens t USING (restaurant_id)
-    JOIN rk_snap_token st ON st.snapshot = q.snapshot AND st.token = t.token
+    SELECT qt0.restaurant_id, qt0.snapshot, k.token, k.n_t
+    FROM qt0 JOIN known k USING (snapshot, token)
+    UNION
+    SELECT qt0.restaurant_id, qt0.snapshot, i.known_token, i.n_t
+    FROM qt0 JOIN inside i USING (snapshot, token)
 ),
 cand AS (
     SELECT q.restaurant_id, ip.product_id FROM q
