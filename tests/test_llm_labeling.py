@@ -355,7 +355,7 @@ def test_stop_event_returns_partial_results(env, server):
 
 
 def test_rate_limiter_spaces_requests():
-    limiter = RateLimiter(rpm=600, tpm=None)  # 10/s, a burst of 10
+    limiter = RateLimiter(rpm=600, tpm=None)  # 10/s, a burst of 5
     stop = threading.Event()
     t0 = time.perf_counter()
     for _ in range(15):
