@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recsys_assets.ranking.names import CHAMPION, CHAMPION_URI, MODEL_NAME
 
@@ -353,13 +353,15 @@ def _clean(v) -> str | None:
     return s or None
 
 
-def _score_batches(con, db: str, server, k: int, n: int, threads: int) -> None:
-    """{db}.top_k: candidates + features by the shared SQL per block of restaurants, one LightGBM
-    predict per block, the best k of each restaurant kept by a window function; then the codes
-    back to ids in {db}.top_k_named. A block's predict (a C call without the GIL) runs in a
-    second thread while DuckDB builds the next block's features."""
+def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Path) -> None:
+    """{db}.top_k: candidates + features by the shared SQL per block of restaurants, one predict
+    per block (the booster compiled, see ranking/compiled.py; else LightGBM's), the best k of
+    each restaurant kept by a window function; then the codes back to ids in {db}.top_k_named.
+    The compile, then each block's predict (C calls without the GIL), run in a second thread
+    while DuckDB builds the next block's features."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from recsys_assets.ranking.compiled import compile_booster
     from recsys_assets.ranking.dataset import candidate_feature_sql
 
     feats = list(server.features)
@@ -370,6 +372,8 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int) -> None:
         "rank BIGINT)"
     )
     with ThreadPoolExecutor(1, thread_name_prefix="rk-predict") as pool:
+        booster_file = server.artifacts["booster"]
+        scorer = _Scorer(server.booster, pool.submit(compile_booster, booster_file, cache, n * 100))
         pending = None
         for lo in range(0, n, RESTAURANTS_PER_BATCH):
             con.execute(
@@ -382,7 +386,7 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int) -> None:
                 _keep_top_k(con, db, k, pending.result())
                 pending = None
             if block.num_rows:
-                pending = pool.submit(_predict_block, server.booster, block, feats, threads)
+                pending = pool.submit(_predict_block, scorer, block, feats, threads)
             del block
         if pending is not None:
             _keep_top_k(con, db, k, pending.result())
@@ -393,7 +397,26 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int) -> None:
     )
 
 
-def _predict_block(booster, block, feats: list[str], threads: int):
+class _Scorer:
+    """The compiled booster once it is compiled and checked against LightGBM on the first block,
+    else LightGBM's predict. Called from the one predict thread only."""
+
+    def __init__(self, booster, compiled) -> None:
+        self.booster, self._compiled = booster, compiled
+        self._use: Any = None  # the compiled predict, False (LightGBM), or None (not decided)
+
+    def __call__(self, x, threads: int):
+        from recsys_assets.ranking.compiled import checked
+
+        if self._use is None:
+            fast = self._compiled.result()
+            self._use = fast if checked(fast, self.booster, x) else False
+        if self._use:
+            return self._use(x, threads)
+        return self.booster.predict(x, num_threads=threads)
+
+
+def _predict_block(scorer: _Scorer, block, feats: list[str], threads: int):
     """(restaurant, product code, score) of one block: its features as one float64 matrix (NULL
     -> NaN, as the pyfunc's float64 cast), one predict."""
     import numpy as np
@@ -406,7 +429,7 @@ def _predict_block(booster, block, feats: list[str], threads: int):
         {
             "restaurant_id": block.column("restaurant_id"),
             "product_id": block.column("product_id"),
-            "score": booster.predict(x, num_threads=threads),
+            "score": scorer(x, threads),
         }
     )
 
@@ -442,7 +465,8 @@ def _scored(
     with _serving_database(con, server) as (db, home):
         n = _serving_queries(con, db, server, ids)
         _code_keys(con, db)
-        _score_batches(con, db, server, k, n, max(1, int(settings.duckdb_threads)))
+        threads = max(1, int(settings.duckdb_threads))
+        _score_batches(con, db, server, k, n, threads, settings.home / "cache" / "compiled")
         yield f"{db}.top_k_named", str(model_version or "unregistered"), home
 
 
