@@ -6,8 +6,8 @@ lleaves compiles the model file into one native function. Compiled as ONE cache 
 (fblocksize = number of trees) it adds the trees' outputs in LightGBM's order, starting from 0.0,
 so its scores are the same floats, not just close ones; every use re-checks that on a sample of
 rows against LightGBM, and a difference, a missing lleaves or a failed compile falls back to
-LightGBM. The machine code is cached per model file, lleaves version and CPU, so a champion is
-compiled once.
+LightGBM. The machine code is cached per model file, lleaves and llvmlite versions and CPU, so
+a champion is compiled once.
 """
 
 from __future__ import annotations
@@ -29,22 +29,23 @@ Predict = Callable[[Any, int], Any]  # (float64 matrix, threads) -> scores
 
 
 def _cache_file(model_file: Path, cache_dir: Path, inline: bool) -> Path:
-    import lleaves  # type: ignore[import-untyped]
+    from importlib.metadata import version
+
     import llvmlite.binding as llvm  # type: ignore[import-untyped]
 
     digest = hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
     cpu = hashlib.sha256(
         f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}".encode()
     ).hexdigest()[:8]
-    version = getattr(lleaves, "__version__", "0")
-    return cache_dir / f"{digest}-{'inline' if inline else 'plain'}-{version}-{cpu}.so"
+    tag = f"{'inline' if inline else 'plain'}-{version('lleaves')}-{version('llvmlite')}"
+    return cache_dir / f"{digest}-{tag}-{cpu}.so"
 
 
 def compile_booster(model_file: str | Path, cache_dir: Path, rows: int) -> Predict | None:
     """The compiled booster's predict, or None (no lleaves, or the compile failed: use
     LightGBM). `rows`: about how many rows it will score (decides whether to inline)."""
     try:
-        import lleaves
+        import lleaves  # type: ignore[import-untyped]
 
         model_file = Path(model_file)
         inline = rows >= INLINE_FROM_ROWS
