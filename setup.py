@@ -32,6 +32,10 @@ setup(
         "langchain-core>=1.7,<1.8",
         "langchain-openai>=1.7,<1.8",
         "lightgbm>=4.7,<4.8",
+        # The booster compiled to machine code for the `recommendations` batch (ranking/compiled.py);
+        # lleaves 1.3 needs llvmlite's legacy pass manager, removed in llvmlite 0.45.
+        "lleaves>=1.3,<1.4",
+        "llvmlite>=0.44,<0.45",
         "mlflow>=3.17,<3.18",
         "pandas>=2.2,<4",
         "pyarrow>=15",

@@ -49,17 +49,23 @@ class RateLimitedOpenAI(FakeOpenAI):
         self._limits_lock = threading.Lock()
         self._rpm = Bucket(rpm, burst_s) if rpm else None
         self._tpm = Bucket(tpm, burst_s) if tpm else None
+        self.admitted_tokens = 0  # charged to TPM by the requests it let through
         super().__init__(**kwargs)
 
-    def admit(self, body: dict[str, Any]) -> float:
-        """0 when the request fits both limits (and is charged to them), else seconds to wait."""
+    @staticmethod
+    def charge(body: dict[str, Any]) -> int:
+        """The tokens a request costs against TPM: its prompt plus its max_tokens."""
         prompt = "".join(
             m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
             for m in body.get("messages", [])
         )
-        tokens = approx_tokens(prompt) + int(
+        return approx_tokens(prompt) + int(
             body.get("max_tokens") or body.get("max_completion_tokens") or 0
         )
+
+    def admit(self, body: dict[str, Any]) -> float:
+        """0 when the request fits both limits (and is charged to them), else seconds to wait."""
+        tokens = self.charge(body)
         with self._limits_lock:
             now = time.monotonic()
             waits = [
@@ -73,6 +79,7 @@ class RateLimitedOpenAI(FakeOpenAI):
                     self._rpm.level -= 1.0
                 if self._tpm is not None:
                     self._tpm.level -= tokens
+                self.admitted_tokens += tokens
         return wait
 
     def _handler_class(self):

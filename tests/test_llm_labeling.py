@@ -19,6 +19,7 @@ from recsys_assets.labeling.ledger import Ledger
 from recsys_assets.labeling.llm import LLMOptions
 from recsys_assets.labeling.service import LabelingAborted, label_frame
 from tests.fake_openai_server import FakeOpenAI, keyword_label
+from tests.rate_limited_openai import RateLimitedOpenAI
 
 MENUS = [
     "짜장면, 짬뽕, 탕수육",
@@ -354,7 +355,7 @@ def test_stop_event_returns_partial_results(env, server):
 
 
 def test_rate_limiter_spaces_requests():
-    limiter = RateLimiter(rpm=600, tpm=None)  # 10/s, a burst of 10
+    limiter = RateLimiter(rpm=600, tpm=None)  # 10/s, a burst of 5
     stop = threading.Event()
     t0 = time.perf_counter()
     for _ in range(15):
@@ -367,6 +368,29 @@ def test_rate_limiter_spaces_requests():
     assert time.perf_counter() - t0 >= 0.9
     stop.set()
     assert tok.acquire(1000, stop) is False
+
+
+def test_engine_paced_at_the_provider_limit_draws_no_429(recsys_home):
+    """Configured at the provider's own TPM and RPM, the engine reserves what the provider
+    reserves (prompt + max_tokens) before each call, so the provider admits every call; and the
+    limit, not the workers, bounds the run (it is not paced more slowly than it may be)."""
+    tpm, rpm = 1_200_000, 3_000  # 20,000 tokens/s: ~18 calls/s of ~1,100 tokens; RPM 50/s
+    with RateLimitedOpenAI(rpm=rpm, tpm=tpm, latency_ms=30) as srv:
+        df = make_df(60)
+        opts = LLMOptions(base_url=srv.base_url, api_key=fake_key(), timeout_s=5)
+        cfg = EngineConfig(max_concurrency=8, rpm=rpm, tpm=tpm, backoff_base_s=0.05)
+        t0 = time.perf_counter()
+        out, rep = label_frame(
+            df, labeler="llm", settings=load_settings(), llm_options=opts, engine_config=cfg
+        )
+        wall = time.perf_counter() - t0
+        assert srv.faults.get("provider_limit", 0) == 0
+        assert_complete(df, out)
+        assert srv.requests == srv.answered == rep.llm_calls == 60 and not out["flagged"].any()
+        per_s = tpm / 60
+        assert srv.admitted_tokens > 2 * per_s  # more than the burst: the TPM had to bind
+        assert wall >= (srv.admitted_tokens - per_s) / per_s
+        assert wall < 3 * srv.admitted_tokens / per_s  # near the limit, not far below it
 
 
 def test_scrub_removes_keys():

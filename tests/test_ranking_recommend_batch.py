@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys_assets.ranking import compiled, sql
 from recsys_assets.ranking import dataset as ds
 from recsys_assets.ranking import recommend as rec
-from recsys_assets.ranking import sql
 from recsys_assets.ranking.pyfunc_model import RankerServer, export_serving_artifacts
 from recsys_assets.ranking.train import train_ranker
 from tests.test_ranking_dataset import make_synthetic_warehouse
 
+pytestmark = pytest.mark.usefixtures("recsys_home")  # the compiled booster's cache goes there
 K = 10
 # Requests the pyfunc must clean or label; each restaurant below is edited after the model is built.
 EDITS = [
@@ -138,3 +139,40 @@ def test_a_bad_table_name_is_refused(served):
     con, server = served
     with pytest.raises(ValueError, match="not a table name"):
         rec.write_recommendations(con, "x; DROP TABLE orders", server=server)
+
+
+def test_the_compiled_booster_scores_bit_for_bit_and_is_cached(served, tmp_path):
+    """LightGBM's floats from the compiled booster, on rows with NaNs and with category codes
+    seen, unseen and negative; a second compile of the same model loads the cached code."""
+    _, server = served
+    feats = server.features
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, len(feats))) * 3
+    x[rng.random(x.shape) < 0.1] = np.nan
+    cats = [feats.index(c) for c in ("industry_code", "region_code", "category_code")]
+    x[:, cats] = rng.integers(-1, 40, size=(5000, len(cats)))
+    fast = compiled.compile_booster(server.artifacts["booster"], tmp_path, rows=len(x))
+    assert fast is not None
+    assert np.array_equal(fast(x, 2), server.booster.predict(x))
+    assert compiled.checked(fast, server.booster, x)
+    cached = list(tmp_path.glob("*.so"))
+    assert len(cached) == 1
+    mtime = cached[0].stat().st_mtime_ns
+    again = compiled.compile_booster(server.artifacts["booster"], tmp_path, rows=len(x))
+    assert again is not None and np.array_equal(again(x, 1), server.booster.predict(x))
+    assert list(tmp_path.glob("*.so")) == cached and cached[0].stat().st_mtime_ns == mtime
+
+
+def test_the_batch_scores_with_the_compiled_booster_or_falls_back(served, monkeypatch):
+    """The asset's path really uses the compiled booster (its check passed), and without it
+    (a failed compile) LightGBM gives the same table."""
+    con, server = served
+    seen: list[bool] = []
+    check = compiled.checked
+    monkeypatch.setattr(compiled, "checked", lambda *a: seen.append(check(*a)) or seen[-1])
+    fast = rec.recommend_for_restaurants(con, k=K, server=server, restaurant_ids=EDITED)
+    assert seen == [True]
+    monkeypatch.setattr(compiled, "compile_booster", lambda *a, **kw: None)
+    slow = rec.recommend_for_restaurants(con, k=K, server=server, restaurant_ids=EDITED)
+    assert seen == [True, False]
+    pd.testing.assert_frame_equal(fast, slow)

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recsys_assets import taxonomy
-from recsys_assets.labeling.llm import LabelItem, approx_tokens, user_message
+from recsys_assets.labeling.llm import PER_MESSAGE_TOKENS, LabelItem, approx_tokens, user_message
 
-# Chat framing around each message (role, separators): OpenAI counts 3-4 tokens per message.
-PER_MESSAGE_TOKENS = 4
 # Per-call latency assumed when neither RECSYS_LLM_ASSUMED_LATENCY nor the ledger says better:
 # a hosted small model (first token ~0.4 s, then ~100 output tokens/s). A CPU server is far
 # slower (p50 ~23 s per call measured): set the variable, or let one real run fill the ledger.

@@ -618,6 +618,7 @@ class LLMLabeler:
         # JSON. We keep the raw message and parse and validate it strictly ourselves.
         self._bound = {m: _bind(self._chat, m, options.items_per_call) for m in PROBE_ORDER}
         self._systems = {m: system_prompt(options.items_per_call, method=m) for m in PROBE_ORDER}
+        self._system_tokens = {m: approx_tokens(p) for m, p in self._systems.items()}
         auto = options.structured == "auto"
         self._candidates = list(PROBE_ORDER) if auto else [options.structured]
         self._refused: dict[str, str] = {}  # method -> what the server said
@@ -663,6 +664,20 @@ class LLMLabeler:
             f"{self.options.model!r} (RECSYS_LLM_MODEL); its /models lists: {shown}. Set "
             "RECSYS_LLM_MODEL to one of them.",
         )
+
+    def request_tokens(self, items: Sequence[LabelItem]) -> int:
+        """What a provider's rate limiter reserves for one request of `items` before answering:
+        the prompt's approximate tokens (the longest system prompt of the methods this run may
+        still send, until the first answer settles one) plus max_tokens."""
+        methods = [self._method] if self._method else self._candidates
+        system = max(self._system_tokens[m] for m in methods)
+        framing = 2 * PER_MESSAGE_TOKENS  # the system and the user message
+        return system + approx_tokens(user_message(items)) + framing + self.max_tokens
+
+    @property
+    def max_tokens(self) -> int:
+        """The answer's token budget every request carries."""
+        return self.options.effective_max_tokens()
 
     def label(self, items: Sequence[LabelItem]) -> CallResult:
         if self._method is None:
@@ -1031,6 +1046,10 @@ def _usage(msg: Any) -> tuple[int, int, int]:
         int(usage.get("output_tokens", 0) or 0),
         int(details.get("cache_read", 0) or 0),
     )
+
+
+# Chat framing around each message (role, separators): OpenAI counts 3-4 tokens per message.
+PER_MESSAGE_TOKENS = 4
 
 
 def approx_tokens(text: str) -> int:

@@ -334,7 +334,7 @@ def _estimate(
         latency,
         rpm=cfg.rpm,
         tpm=cfg.tpm,
-        tokens=tokens_in + tokens_out,
+        tokens=tokens_in + len(calls) * opts.effective_max_tokens(),  # what the engine reserves
     )
     priced = price_per_1m(opts.model, opts.prices) is not None
     cost = opts.cost(tokens_in, tokens_out, 0, batch=batch) if priced else None

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recsys_assets.ranking.names import CHAMPION, CHAMPION_URI, MODEL_NAME
 
@@ -219,15 +219,60 @@ def _serving_database(con: duckdb.DuckDBPyConnection, server) -> Iterator[tuple[
     try:
         for table in () if _is_baseline(server) else TABLE_FILES:
             if table != "products":  # names only; the warehouse's products stays visible
-                con.execute(
-                    f"CREATE TABLE {db}.{table} AS SELECT * FROM read_parquet($p)",
-                    {"p": server.artifacts[table]},
-                )
+                _load_serving_table(con, f"{db}.{table}", server.artifacts[table])
         con.execute("SET search_path = $p", {"p": f"{db}.main,{home}.main"})
         yield db, home
     finally:
         con.execute("RESET search_path")
         con.execute(f"DETACH DATABASE IF EXISTS {db}")
+
+
+def _load_serving_table(con, name: str, path: str) -> None:
+    """A serving Parquet file as table `name`; its `snapshot` back to a DATE (the pandas export
+    made it a TIMESTAMP, which every join against the queries' DATE would cast row by row)."""
+    cols = [
+        r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet($p)", {"p": path}).fetchall()
+    ]
+    fix = " REPLACE (CAST(snapshot AS DATE) AS snapshot)" if "snapshot" in cols else ""
+    con.execute(f"CREATE TABLE {name} AS SELECT *{fix} FROM read_parquet($p)", {"p": path})
+
+
+# Key columns the candidate-feature SQL only joins, groups and orders on: serving replaces them by
+# integer codes (a code per distinct value, in the value's order), which DuckDB hashes and compares
+# far faster than strings (Hangul tokens are too long for its inlined short strings).
+_CODED = ("product_id", "token")
+
+
+def _code_keys(con, db: str) -> None:
+    """Recode {db}'s tables for the feature SQL: every `product_id` and `token` column by the
+    codes of {db}.product_id_codes / {db}.token_codes, and the queries' restaurant ids by their
+    `seq` (rk_menu_tokens here; the blocks of rk_queries in _score_batches). Codes follow the
+    values' order, so ties broken by product code are broken as by product id; equal values get
+    equal codes and NULL stays NULL, so every join, UNION and GROUP BY pairs the same rows."""
+    tables = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = $db", {"db": db}
+        ).fetchall()
+    ]
+    columns = {t: [r[0] for r in con.execute(f"DESCRIBE {db}.{t}").fetchall()] for t in tables}
+    con.execute(
+        f"CREATE OR REPLACE TABLE {db}.rk_menu_tokens AS SELECT q.seq AS restaurant_id, t.token "
+        f"FROM {db}.rk_menu_tokens t JOIN {db}.all_queries q USING (restaurant_id)"
+    )
+    for key in _CODED:
+        users = [t for t in tables if key in columns[t] and t.startswith("rk_")]
+        values = " UNION ".join(f"SELECT {key} FROM {db}.{t}" for t in users)
+        con.execute(
+            f"CREATE TABLE {db}.{key}_codes AS SELECT {key}, "
+            f"CAST(row_number() OVER (ORDER BY {key}) AS INTEGER) AS code FROM ({values}) "
+            f"WHERE {key} IS NOT NULL"
+        )
+        for t in users:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {db}.{t} AS SELECT x.* REPLACE (c.code AS {key}) "
+                f"FROM {db}.{t} x LEFT JOIN {db}.{key}_codes c USING ({key})"
+            )
 
 
 def _serving_queries(con, db: str, server, restaurant_ids: list[str] | None) -> int:
@@ -316,48 +361,98 @@ def _clean(v) -> str | None:
     return s or None
 
 
-def _score_batches(con, db: str, server, k: int, n: int, threads: int) -> None:
-    """{db}.top_k: candidates + features by the shared SQL per block of restaurants, one LightGBM
-    predict per block, the best k of each restaurant kept by a window function."""
-    import numpy as np
-    import pyarrow as pa
+def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Path) -> None:
+    """{db}.top_k: candidates + features by the shared SQL per block of restaurants, one predict
+    per block (the booster compiled, see ranking/compiled.py; else LightGBM's), the best k of
+    each restaurant kept by a window function; then the codes back to ids in {db}.top_k_named.
+    The compile, then each block's predict (C calls without the GIL), run in a second thread
+    while DuckDB builds the next block's features."""
+    from concurrent.futures import ThreadPoolExecutor
 
+    from recsys_assets.ranking.compiled import compile_booster
     from recsys_assets.ranking.dataset import candidate_feature_sql
 
     feats = list(server.features)
     cols = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in feats)
     text = f"SELECT restaurant_id, product_id, {cols} FROM ({candidate_feature_sql()})"
     con.execute(
-        f"CREATE TABLE {db}.top_k (restaurant_id VARCHAR, product_id VARCHAR, score DOUBLE, "
+        f"CREATE TABLE {db}.top_k (restaurant_id BIGINT, product_id INTEGER, score DOUBLE, "
         "rank BIGINT)"
     )
-    for lo in range(0, n, RESTAURANTS_PER_BATCH):
-        con.execute(
-            f"CREATE OR REPLACE TABLE {db}.rk_queries AS SELECT * EXCLUDE (seq) "
-            f"FROM {db}.all_queries WHERE seq >= $lo AND seq < $hi",
-            {"lo": lo, "hi": lo + RESTAURANTS_PER_BATCH},
-        )
-        block = con.sql(text, params=server.params).to_arrow_table()
-        if block.num_rows == 0:
-            continue
-        x = np.empty((block.num_rows, len(feats)), dtype=np.float64)
-        for j, c in enumerate(feats):
-            x[:, j] = block.column(c).to_numpy()  # NULL -> NaN, as the pyfunc's float64 cast
-        scored = pa.table(
-            {
-                "restaurant_id": block.column("restaurant_id"),
-                "product_id": block.column("product_id"),
-                "score": server.booster.predict(x, num_threads=threads),
-            }
-        )
-        del block, x
-        con.register("rk_srv_scored", scored)
-        # The pyfunc's order: score descending, ties by product id.
+    with ThreadPoolExecutor(1, thread_name_prefix="rk-predict") as pool:
+        booster_file = server.artifacts["booster"]
+        scorer = _Scorer(server.booster, pool.submit(compile_booster, booster_file, cache, n * 100))
+        pending = None
+        for lo in range(0, n, RESTAURANTS_PER_BATCH):
+            con.execute(
+                f"CREATE OR REPLACE TABLE {db}.rk_queries AS SELECT * EXCLUDE (restaurant_id, seq), "
+                f"seq AS restaurant_id FROM {db}.all_queries WHERE seq >= $lo AND seq < $hi",
+                {"lo": lo, "hi": lo + RESTAURANTS_PER_BATCH},
+            )
+            block = con.sql(text, params=server.params).to_arrow_table()
+            if pending is not None:
+                _keep_top_k(con, db, k, pending.result())
+                pending = None
+            if block.num_rows:
+                pending = pool.submit(_predict_block, scorer, block, feats, threads)
+            del block
+        if pending is not None:
+            _keep_top_k(con, db, k, pending.result())
+    con.execute(
+        f"CREATE VIEW {db}.top_k_named AS SELECT q.restaurant_id, c.product_id, t.score, t.rank "
+        f"FROM {db}.top_k t JOIN {db}.all_queries q ON q.seq = t.restaurant_id "
+        f"JOIN {db}.product_id_codes c ON c.code = t.product_id"
+    )
+
+
+class _Scorer:
+    """The compiled booster once it is compiled and checked against LightGBM on the first block,
+    else LightGBM's predict. Called from the one predict thread only."""
+
+    def __init__(self, booster, compiled) -> None:
+        self.booster, self._compiled = booster, compiled
+        self._use: Any = None  # the compiled predict, False (LightGBM), or None (not decided)
+
+    def __call__(self, x, threads: int):
+        from recsys_assets.ranking.compiled import checked
+
+        if self._use is None:
+            fast = self._compiled.result()
+            self._use = fast if checked(fast, self.booster, x) else False
+        if self._use:
+            return self._use(x, threads)
+        return self.booster.predict(x, num_threads=threads)
+
+
+def _predict_block(scorer: _Scorer, block, feats: list[str], threads: int):
+    """(restaurant, product code, score) of one block: its features as one float64 matrix (NULL
+    -> NaN, as the pyfunc's float64 cast), one predict."""
+    import numpy as np
+    import pyarrow as pa
+
+    x = np.empty((block.num_rows, len(feats)), dtype=np.float64)
+    for j, c in enumerate(feats):
+        x[:, j] = block.column(c).to_numpy()
+    return pa.table(
+        {
+            "restaurant_id": block.column("restaurant_id"),
+            "product_id": block.column("product_id"),
+            "score": scorer(x, threads),
+        }
+    )
+
+
+def _keep_top_k(con, db: str, k: int, scored) -> None:
+    """The best k rows of each restaurant of a scored block into {db}.top_k, in the pyfunc's
+    order: score descending, ties by product id (codes are in product id order)."""
+    con.register("rk_srv_scored", scored)
+    try:
         con.execute(
             f"INSERT INTO {db}.top_k SELECT *, row_number() OVER (PARTITION BY restaurant_id "
             "ORDER BY score DESC, product_id) AS rank FROM rk_srv_scored QUALIFY rank <= $k",
             {"k": k},
         )
+    finally:
         con.unregister("rk_srv_scored")
 
 
@@ -419,10 +514,12 @@ def _scored(
         if _is_baseline(server):
             server.set_threads(threads)
             _baseline_top_k(con, db, server, k, ids)
+            yield f"{db}.top_k", str(model_version or "unregistered"), home
         else:
             n = _serving_queries(con, db, server, ids)
-            _score_batches(con, db, server, k, n, threads)
-        yield f"{db}.top_k", str(model_version or "unregistered"), home
+            _code_keys(con, db)
+            _score_batches(con, db, server, k, n, threads, settings.home / "cache" / "compiled")
+            yield f"{db}.top_k_named", str(model_version or "unregistered"), home
 
 
 def write_recommendations(
