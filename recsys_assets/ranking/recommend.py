@@ -239,8 +239,9 @@ def _load_serving_table(con, name: str, path: str) -> None:
 
 # Key columns the candidate-feature SQL only joins, groups and orders on: serving replaces them by
 # integer codes (a code per distinct value, in the value's order), which DuckDB hashes and compares
-# far faster than strings (Hangul tokens are too long for its inlined short strings).
-_CODED = ("product_id", "token")
+# far faster than strings. Menu tokens stay text: the shared SQL matches a menu word against the
+# known tokens it contains (`contains`, `length`), which needs the characters.
+_CODED = ("product_id",)
 
 
 def _code_keys(con, db: str) -> None:

@@ -170,6 +170,28 @@ def smoothed_best_iteration(curve: list[float], window: int) -> int:
     return int(np.argmax((sums[hi] - sums[lo]) / (hi - lo))) + 1
 
 
+def _binned(con, split: str, features: list[str], cats: list[str], p: dict, reference=None):
+    """(binned Dataset, rows, queries): the float matrix is dropped once LightGBM has binned it."""
+    import lightgbm as lgb
+
+    m = _load_training_matrix(con, split, features, MAX_QUERIES.get(split))
+    if m.rows == 0:
+        return None, 0, 0
+    # The Dataset gets the training params up front (what lgb.train would give it) so that
+    # constructing it here bins exactly as training would.
+    ds = lgb.Dataset(
+        m.x,
+        label=m.relevance,
+        group=m.group,
+        feature_name=features,
+        categorical_feature=cats,
+        reference=reference,
+        params=dict(p),
+        free_raw_data=True,
+    ).construct()
+    return ds, m.rows, len(m.group)
+
+
 def train_ranker(
     con: duckdb.DuckDBPyConnection,
     dataset: RankingDataset | None = None,
@@ -192,29 +214,10 @@ def train_ranker(
     features = list(feature_registry.FEATURES)
     cats = [c for c in feature_registry.CATEGORICAL_FEATURES if c in features]
 
-    def mk(split: str, reference=None):
-        """(binned Dataset, rows, queries): the float matrix is dropped once LightGBM has binned it."""
-        m = _load_training_matrix(con, split, features, MAX_QUERIES.get(split))
-        if m.rows == 0:
-            return None, 0, 0
-        # The Dataset gets the training params up front (what lgb.train would give it) so that
-        # constructing it here bins exactly as training would.
-        ds = lgb.Dataset(
-            m.x,
-            label=m.relevance,
-            group=m.group,
-            feature_name=features,
-            categorical_feature=cats,
-            reference=reference,
-            params=dict(p),
-            free_raw_data=True,
-        ).construct()
-        return ds, m.rows, len(m.group)
-
-    dtrain, train_rows, train_queries = mk("train")
+    dtrain, train_rows, train_queries = _binned(con, "train", features, cats, p)
     if dtrain is None:
         raise ValueError("no training query has a positive: cannot train a ranker")
-    dvalid, valid_rows, valid_queries = mk("valid", dtrain)
+    dvalid, valid_rows, valid_queries = _binned(con, "valid", features, cats, p, dtrain)
     valid_sets = [dtrain]
     callbacks: list[Callable[..., Any]] = []
     if dvalid is not None:
