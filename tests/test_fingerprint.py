@@ -25,11 +25,14 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from recsys_assets import taxonomy
+from recsys_assets.cli import _register_optional, app
 from recsys_assets.config import load_settings
 from recsys_assets.labeling import estimate
 from recsys_assets.labeling.engine import EngineConfig
@@ -38,6 +41,7 @@ from recsys_assets.labeling.llm import LLMOptions
 from recsys_assets.labeling.service import label_frame
 from tests.fake_openai_server import FakeOpenAI
 
+_register_optional()
 REPO = Path(__file__).resolve().parents[1]
 MENUS = [
     "짜장면, 짬뽕",
@@ -109,7 +113,27 @@ def recsys(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comple
     )
 
 
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+class InProcess(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def recsys_here(args: list[str], env: dict[str, str], monkeypatch) -> InProcess:
+    """The same app in this process, for cases about output only: no cold start. Only for the
+    package as checked out (an edited copy needs the subprocess); the RECSYS_*/OPENAI_* variables
+    are exactly `env`'s, as in a subprocess given `env`."""
+    for var in [v for v in os.environ if v.startswith(("RECSYS_", "OPENAI_"))]:
+        if var not in env:
+            monkeypatch.delenv(var)
+    for var, value in env.items():
+        if var.startswith(("RECSYS_", "OPENAI_")):
+            monkeypatch.setenv(var, value)
+    res = CliRunner().invoke(app, args)
+    return InProcess(res.exit_code, res.stdout, res.stderr)
+
+
+def ok(proc: subprocess.CompletedProcess | InProcess) -> subprocess.CompletedProcess | InProcess:
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -383,7 +407,7 @@ def ledger_rows(path: Path) -> tuple[int, int]:
 
 
 def test_a_dry_run_predicts_the_real_run_and_sends_and_writes_nothing(
-    cli_env, server, tmp_path, recsys_home
+    cli_env, server, tmp_path, recsys_home, monkeypatch
 ):
     """Cascade, duplicates, a half-filled ledger and 3 per call: the dry run's rows, ledger hits,
     calls and tokens are what the real run then does and pays."""
@@ -398,7 +422,9 @@ def test_a_dry_run_predicts_the_real_run_and_sends_and_writes_nothing(
     df.to_csv(src, index=False)
     out = tmp_path / "out.csv"
 
-    cold = ok(recsys(["label", str(src), "--dry-run", "--labeler", "cascade"], env, tmp_path))
+    cold = ok(
+        recsys_here(["label", str(src), "--dry-run", "--labeler", "cascade"], env, monkeypatch)
+    )
     assert not ledger.exists()  # a dry run never creates the ledger
     first = plan_of(cold.stdout)
     assert first["in_ledger"] == 0 and 0 < first["to_llm"] < first["rows"] == 46
@@ -406,7 +432,7 @@ def test_a_dry_run_predicts_the_real_run_and_sends_and_writes_nothing(
     part = tmp_path / "part.csv"  # pay for part of it first
     df.iloc[:12].to_csv(part, index=False)
     ok(
-        recsys(
+        recsys_here(
             [
                 "label",
                 str(part),
@@ -417,14 +443,16 @@ def test_a_dry_run_predicts_the_real_run_and_sends_and_writes_nothing(
                 "--no-progress",
             ],
             env,
-            tmp_path,
+            monkeypatch,
         )
     )
     paid, rows_before = server.requests, ledger_rows(ledger)
 
     dry = ok(
-        recsys(
-            ["label", str(src), "--dry-run", "--labeler", "cascade", "-o", str(out)], env, tmp_path
+        recsys_here(
+            ["label", str(src), "--dry-run", "--labeler", "cascade", "-o", str(out)],
+            env,
+            monkeypatch,
         )
     )
     plan = plan_of(dry.stdout)
@@ -440,10 +468,10 @@ def test_a_dry_run_predicts_the_real_run_and_sends_and_writes_nothing(
     )
 
     real = ok(
-        recsys(
+        recsys_here(
             ["label", str(src), "-o", str(out), "--labeler", "cascade", "--no-progress"],
             env,
-            tmp_path,
+            monkeypatch,
         )
     )
     calls = server.requests - paid
@@ -476,12 +504,14 @@ def test_dry_run_without_a_key_or_an_output_still_plans(cli_env, tmp_path, recsy
     assert not (recsys_home / "labeling_ledger.sqlite").exists()
 
 
-def test_dry_run_wall_time_uses_the_setting_then_the_ledger_median(cli_env, server, tmp_path):
+def test_dry_run_wall_time_uses_the_setting_then_the_ledger_median(
+    cli_env, server, tmp_path, monkeypatch
+):
     src = tmp_path / "in.csv"
     make_input(src, 10)
     dry = ["label", str(src), "--dry-run", "--labeler", "llm"]
     env = {**cli_env, "RECSYS_LLM_ASSUMED_LATENCY": "2", "RECSYS_LLM_MAX_CONCURRENCY": "4"}
-    text = ok(recsys(dry, env, tmp_path)).stdout
+    text = ok(recsys_here(dry, env, monkeypatch)).stdout
     # 10 calls, 4 in flight, 2 s each: 3 waves of 2 s.
     assert re.search(
         r"^estimated wall time\s+6 s\s+\(10 calls, 4 in flight, 2\.00 s per call: "
@@ -489,11 +519,11 @@ def test_dry_run_wall_time_uses_the_setting_then_the_ledger_median(cli_env, serv
         text,
         re.M,
     ), text
-    text = ok(recsys(dry, {**env, "RECSYS_LLM_RPM": "60"}, tmp_path)).stdout
+    text = ok(recsys_here(dry, {**env, "RECSYS_LLM_RPM": "60"}, monkeypatch)).stdout
     assert re.search(r"^estimated wall time\s+12 s\s+.*bound: rpm\)", text, re.M), text
 
     ok(
-        recsys(
+        recsys_here(
             [
                 "label",
                 str(tmp_path / "in.csv"),
@@ -504,11 +534,11 @@ def test_dry_run_wall_time_uses_the_setting_then_the_ledger_median(cli_env, serv
                 "--no-progress",
             ],
             cli_env,
-            tmp_path,
+            monkeypatch,
         )
     )
     make_input(src, 5, offset=100)  # new inputs, same settings: the ledger knows their latency
-    text = ok(recsys(dry, cli_env, tmp_path)).stdout
+    text = ok(recsys_here(dry, cli_env, monkeypatch)).stdout
     assert "per call: median of 10 calls in the ledger" in text, text
 
 

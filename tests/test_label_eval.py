@@ -2,8 +2,9 @@
 
 The scores are checked against a hand count on a nine-row gold file whose answers are known: the
 fake server's keyword rule (written next to each row below, and checked against the rule) and the
-offline lexicon's label and margin. CLI cases run the real `recsys` in a subprocess against the fake
-OpenAI-compatible server and the real MLflow sqlite store.
+offline lexicon's label and margin. CLI cases run the real `recsys` against the fake
+OpenAI-compatible server and the real MLflow sqlite store: in a subprocess where the exit code or
+MLflow is checked, in this process (the same app, no cold start) where only the output is.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from recsys_assets.cli import _register_optional, app
 from recsys_assets.datafiles import DataFileError
 from recsys_assets.labeling import cascade
 from recsys_assets.labeling import evaluate as ev_mod
@@ -25,6 +29,7 @@ from recsys_assets.labeling.offline import OfflineLabeler, OfflinePrediction
 from tests.fake_openai_server import _BLOCK, FakeOpenAI, keyword_label
 from tests.test_labeling_cli import fake_key
 
+_register_optional()
 REPO = Path(__file__).resolve().parents[1]
 
 # name, menu, truth, what the fake model answers (its keyword rule), what the lexicon answers
@@ -353,6 +358,25 @@ def recsys(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+class InProcess(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def recsys_here(args: list[str], env: dict[str, str], monkeypatch) -> InProcess:
+    """The same `recsys` app in this process, for cases that check output only: no cold start.
+    The RECSYS_*/OPENAI_* variables are exactly `env`'s, as in a subprocess given `env`."""
+    for var in [v for v in os.environ if v.startswith(("RECSYS_", "OPENAI_"))]:
+        if var not in env:
+            monkeypatch.delenv(var)
+    for var, value in env.items():
+        if var.startswith(("RECSYS_", "OPENAI_")):
+            monkeypatch.setenv(var, value)
+    res = CliRunner().invoke(app, args)
+    return InProcess(res.exit_code, res.stdout, res.stderr)
+
+
 def mlflow_runs(home: Path) -> pd.DataFrame:
     import mlflow
 
@@ -424,10 +448,12 @@ def test_eval_prints_hand_checked_scores_logs_mlflow_and_reevaluates_for_free(
     )
 
 
-def test_eval_cascade_routing_and_calibration(env, server, recsys_home, tmp_path):
+def test_eval_cascade_routing_and_calibration(env, server, recsys_home, tmp_path, monkeypatch):
     gold = write_gold(tmp_path / "gold.csv")
-    res = recsys(
-        ["label", "eval", str(gold), "--labeler", "cascade", "--no-progress", "--no-mlflow"], env
+    res = recsys_here(
+        ["label", "eval", str(gold), "--labeler", "cascade", "--no-progress", "--no-mlflow"],
+        env,
+        monkeypatch,
     )
     assert res.returncode == 0, res.stderr
     assert "accuracy 0.7778 (7/9), 95% CI 0.4526-0.9368 (Wilson)" in res.stdout
@@ -435,15 +461,16 @@ def test_eval_cascade_routing_and_calibration(env, server, recsys_home, tmp_path
     assert "LLM: 4 rows sent; this run 4 calls" in res.stdout and server.requests == 4
 
     trusting = routing_file(tmp_path / "trust.yaml", 0.1, 0.8)
-    res = recsys(
+    res = recsys_here(
         ["label", "eval", str(gold), "--labeler", "cascade", "--no-progress", "--no-mlflow"],
         {**env, "RECSYS_CASCADE_ROUTING": str(trusting)},
+        monkeypatch,
     )
     assert "accuracy 0.6667 (6/9), 95% CI 0.3542-0.8794" in res.stdout  # row 9 now wrong
     assert server.requests == 4  # the routing is not part of the fingerprint: no new call
 
     out = tmp_path / "fitted.yaml"
-    res = recsys(
+    res = recsys_here(
         [
             "label",
             "eval",
@@ -457,6 +484,7 @@ def test_eval_cascade_routing_and_calibration(env, server, recsys_home, tmp_path
             str(out),
         ],
         env,
+        monkeypatch,
     )
     assert res.returncode == 0, res.stderr
     assert (
@@ -575,7 +603,7 @@ class _StrongModel(FakeOpenAI):
 
 
 def test_a_model_measured_better_than_the_lexicon_raises_the_cascade_above_offline(
-    recsys_home, tmp_path
+    recsys_home, tmp_path, monkeypatch
 ):
     """Issue 11 item 3, "and more with a strong one": calibration trusts a better model in the
     bands where it wins, and the cascade then beats the offline labeler on the gold rows."""
@@ -590,7 +618,7 @@ def test_a_model_measured_better_than_the_lexicon_raises_the_cascade_above_offli
             "RECSYS_LLM_MAX_CONCURRENCY": "2",
         }
         base = ["label", "eval", str(gold), "--labeler", "cascade", "--no-progress", "--no-mlflow"]
-        res = recsys(base, env)
+        res = recsys_here(base, env, monkeypatch)
         assert res.returncode == 0, res.stderr
         # the packaged default never trusts an unmeasured model: the offline labels, 7/9
         assert "accuracy 0.7778 (7/9)" in res.stdout
@@ -598,13 +626,13 @@ def test_a_model_measured_better_than_the_lexicon_raises_the_cascade_above_offli
         assert sent == 4  # rows 3, 5, 8 and 9 are below the cascade margin
 
         out = tmp_path / "fitted.yaml"
-        res = recsys([*base, "--calibrate", "--routing-out", str(out)], env)
+        res = recsys_here([*base, "--calibrate", "--routing-out", str(out)], env, monkeypatch)
         assert res.returncode == 0, res.stderr
         rule = cascade.load_routing(out).rule_for("gpt-4o-mini")
         assert rule.trust_below > 0  # trusted in the low-margin bands, where it was right
         assert rule.fitted["fitted_correct"] == 9 and rule.fitted["offline_correct"] == 7
 
-        res = recsys(base, {**env, "RECSYS_CASCADE_ROUTING": str(out)})
+        res = recsys_here(base, {**env, "RECSYS_CASCADE_ROUTING": str(out)}, monkeypatch)
         assert res.returncode == 0, res.stderr
         assert "accuracy 1.0000 (9/9)" in res.stdout  # above the offline labeler's 7/9
         assert strong.requests == sent  # answers came from the ledger: calibrating costs nothing
