@@ -25,14 +25,12 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from recsys_assets import taxonomy
-from recsys_assets.cli import _register_optional, app
+from recsys_assets.cli import _register_optional
 from recsys_assets.config import load_settings
 from recsys_assets.labeling import estimate
 from recsys_assets.labeling.engine import EngineConfig
@@ -40,6 +38,7 @@ from recsys_assets.labeling.ledger import fingerprint
 from recsys_assets.labeling.llm import LLMOptions
 from recsys_assets.labeling.service import label_frame
 from tests.fake_openai_server import FakeOpenAI
+from tests.in_process import InProcess, recsys_here
 
 _register_optional()
 REPO = Path(__file__).resolve().parents[1]
@@ -111,26 +110,6 @@ def recsys(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comple
         text=True,
         timeout=180,
     )
-
-
-class InProcess(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def recsys_here(args: list[str], env: dict[str, str], monkeypatch) -> InProcess:
-    """The same app in this process, for cases about output only: no cold start. Only for the
-    package as checked out (an edited copy needs the subprocess); the RECSYS_*/OPENAI_* variables
-    are exactly `env`'s, as in a subprocess given `env`."""
-    for var in [v for v in os.environ if v.startswith(("RECSYS_", "OPENAI_"))]:
-        if var not in env:
-            monkeypatch.delenv(var)
-    for var, value in env.items():
-        if var.startswith(("RECSYS_", "OPENAI_")):
-            monkeypatch.setenv(var, value)
-    res = CliRunner().invoke(app, args)
-    return InProcess(res.exit_code, res.stdout, res.stderr)
 
 
 def ok(proc: subprocess.CompletedProcess | InProcess) -> subprocess.CompletedProcess | InProcess:

@@ -15,18 +15,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from recsys_assets.cli import _register_optional, app
+from recsys_assets.cli import _register_optional
 from recsys_assets.datafiles import DataFileError
 from recsys_assets.labeling import cascade
 from recsys_assets.labeling import evaluate as ev_mod
 from recsys_assets.labeling.offline import OfflineLabeler, OfflinePrediction
 from tests.fake_openai_server import _BLOCK, FakeOpenAI, keyword_label
+from tests.in_process import recsys_here
 from tests.test_labeling_cli import fake_key
 
 _register_optional()
@@ -356,25 +355,6 @@ def recsys(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
         timeout=240,
         check=False,
     )
-
-
-class InProcess(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def recsys_here(args: list[str], env: dict[str, str], monkeypatch) -> InProcess:
-    """The same `recsys` app in this process, for cases that check output only: no cold start.
-    The RECSYS_*/OPENAI_* variables are exactly `env`'s, as in a subprocess given `env`."""
-    for var in [v for v in os.environ if v.startswith(("RECSYS_", "OPENAI_"))]:
-        if var not in env:
-            monkeypatch.delenv(var)
-    for var, value in env.items():
-        if var.startswith(("RECSYS_", "OPENAI_")):
-            monkeypatch.setenv(var, value)
-    res = CliRunner().invoke(app, args)
-    return InProcess(res.exit_code, res.stdout, res.stderr)
 
 
 def mlflow_runs(home: Path) -> pd.DataFrame:

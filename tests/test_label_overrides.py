@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import dagster as dg
 import duckdb
@@ -26,6 +25,7 @@ from recsys_assets.orchestration.resources import default_resources
 from recsys_assets.sample_data import generate_sample
 from recsys_assets.warehouse import overrides as sql
 from tests.fake_openai_server import FakeOpenAI
+from tests.in_process import recsys_here
 
 _register_optional()
 
@@ -46,19 +46,6 @@ def recsys(*args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-
-
-class InProcess(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def recsys_here(*args: str) -> InProcess:
-    """The same app in this process (no cold start), where a step's output, not its exit code or
-    its process, is what is checked; the environment is this process's (the test's RECSYS_*)."""
-    res = CliRunner().invoke(app, list(args))
-    return InProcess(res.exit_code, res.stdout, res.stderr)
 
 
 @pytest.fixture
@@ -115,7 +102,7 @@ def test_command_override_wins_and_survives_rebuilds(data):
     before = label_of(rid)[0]
     target = "pub" if before != "pub" else "bakery"
 
-    done = recsys_here("label", "override", rid, target, "--note", "a bar, not a restaurant")
+    done = recsys_here(["label", "override", rid, target, "--note", "a bar, not a restaurant"])
     assert done.returncode == 0, done.stderr
     assert f"{rid} -> {target}" in done.stdout and f"was {before}" in done.stdout
 
@@ -127,7 +114,7 @@ def test_command_override_wins_and_survives_rebuilds(data):
     # every other restaurant is still labeled by the labeler
     assert query("SELECT count(*) FROM restaurant_industry WHERE source = 'override'") == [(1,)]
 
-    removed = recsys_here("label", "override", "--remove", rid)
+    removed = recsys_here(["label", "override", "--remove", rid])
     assert removed.returncode == 0, removed.stderr
     materialize()
     assert label_of(rid)[:2] == (before, "offline")
@@ -170,7 +157,9 @@ def test_overrides_win_over_llm_and_ledger_and_are_never_sent(data, tmp_path, mo
         unique = frame[~frame["menu"].duplicated(keep=False)]
         never, later = unique["restaurant_id"].iloc[0], unique["restaurant_id"].iloc[1]
         never_menu = unique["menu"].iloc[0]
-        assert recsys_here("label", "override", never, "other", "--note", "closed").returncode == 0
+        assert (
+            recsys_here(["label", "override", never, "other", "--note", "closed"]).returncode == 0
+        )
 
         materialize()
         assert server.bodies and not any(never_menu in str(b) for b in server.bodies)
@@ -178,14 +167,14 @@ def test_overrides_win_over_llm_and_ledger_and_are_never_sent(data, tmp_path, mo
         assert label_of(later)[1] == "llm"
 
         assert (
-            recsys_here("label", "override", later, "bakery", "--note", "bread only").returncode
+            recsys_here(["label", "override", later, "bakery", "--note", "bread only"]).returncode
             == 0
         )
         materialize()
         assert label_of(later) == ("bakery", "override", 1.0, False)
 
         out = tmp_path / "labeled.csv"
-        run = recsys_here("label", str(data / "restaurants.csv"), "-o", str(out), "--no-progress")
+        run = recsys_here(["label", str(data / "restaurants.csv"), "-o", str(out), "--no-progress"])
         assert run.returncode == 0, run.stderr
         assert "plus 2 row(s) set by label overrides" in run.stderr
         labeled = pd.read_csv(out)
