@@ -412,7 +412,7 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
     add(_table(["what", "figure"], rows) + "\n")
 
     # budgets
-    add("## Budgets (large scale: ≈200,000 restaurants, ≈10M order lines)\n")
+    add("## Budgets of issue 15 (large: ≈200,000 restaurants, ≈10M order lines; medium: 20,000)\n")
     if scale and scale.get("budgets"):
         add(
             _table(
@@ -422,7 +422,7 @@ def write_report(path: Path, quick: bool, mach: dict, load_end, runs: dict, asse
                         b["what"],
                         b["scale"],
                         f"{b['value']:.1f} {b['unit']}",
-                        f"< {b['limit']} {b['unit']}",
+                        f"≤ {b['limit']} {b['unit']}",
                         "yes" if b["ok"] else "**NO**",
                     ]
                     for b in scale["budgets"]
