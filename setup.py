@@ -51,7 +51,11 @@ setup(
         "psycopg[binary]>=3.2,<4",
     ],
     extras_require={
+        # The code location's image under Dagster's Helm chart (deploy/): run pods load the
+        # instance, whose run launcher is dagster_k8s.K8sRunLauncher.
+        "k8s": ["dagster-k8s==0.29.27"],
         "dev": [
+            "dagster-k8s==0.29.27",  # tests/test_deploy_config.py checks the Helm values with it
             "pytest>=8",
             "pytest-timeout>=2.3",
             "PyYAML>=6",

@@ -100,3 +100,39 @@ def test_workspace_loads_the_location_the_image_serves():
         line for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("CMD")
     )
     assert '"-m", "recsys_assets"' in cmd and '"code-server", "start"' in cmd
+
+
+# How Dagster's chart renders values.runLauncher.config.k8sRunLauncher.runK8sConfig into the
+# instance's `run_k8s_config` (the chart's own key names; anything else it does not pass on).
+_CHART_RUN_K8S_CONFIG = {
+    "containerConfig": "container_config",
+    "podSpecConfig": "pod_spec_config",
+    "podTemplateSpecMetadata": "pod_template_spec_metadata",
+    "jobSpecConfig": "job_spec_config",
+    "jobMetadata": "job_metadata",
+}
+
+
+def test_run_pods_can_load_the_k8s_run_launcher_the_helm_values_configure():
+    """A run pod loads the instance, so the image needs dagster-k8s, and the per-run pod settings
+    must be ones K8sRunLauncher accepts (it would refuse the whole instance otherwise)."""
+    from importlib.metadata import requires
+
+    from dagster._config import process_config
+    from dagster_k8s import K8sRunLauncher, __version__
+
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    run_k8s = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+    assert set(run_k8s) <= set(_CHART_RUN_K8S_CONFIG), set(run_k8s) - set(_CHART_RUN_K8S_CONFIG)
+    config = {
+        "instance_config_map": "recsys-dagster-instance",  # the chart fills in its own
+        "run_k8s_config": {_CHART_RUN_K8S_CONFIG[k]: v for k, v in run_k8s.items()},
+    }
+    result = process_config(K8sRunLauncher.config_type(), config)
+    assert result.success, [e.message for e in result.errors or []]
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert 'RUN pip install -c constraints.txt ".[k8s]"' in dockerfile
+    extra = [r for r in requires("recsys-assets") or [] if 'extra == "k8s"' in r]
+    assert [r.split(";")[0].strip() for r in extra] == [f"dagster-k8s=={__version__}"]
