@@ -372,8 +372,8 @@ def _build_truth(con: duckdb.DuckDBPyConnection, thresholds: list[float]) -> Non
 
 
 # Queries per block of rk_candidates. One statement over every query (170k at the large scale, all
-# snapshots' token statistics in one hash table) took 119 s there; blocks of one snapshot's
-# queries, at most this many, 58 s.
+# snapshots' token statistics in one hash table) took 113 s there; blocks of one snapshot's
+# queries, at most this many, 85 s (back to back on a shared machine: benchmarks/REPORT.md).
 CANDIDATE_BLOCK_QUERIES = 10_000
 _QUERY_BLOCK = "rk_query_block"  # a temporary table: the block's rows of rk_queries
 _CREATE_CANDIDATES = "CREATE OR REPLACE TABLE rk_candidates AS"
