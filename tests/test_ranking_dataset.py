@@ -392,3 +392,32 @@ def test_the_trained_booster_holds_exactly_the_kept_trees(built):
         assert trained.params["best_iteration_window"] == window
         assert 1 <= trained.best_iteration == trained.booster.current_iteration()
         assert trained.booster.best_iteration == trained.best_iteration
+
+
+def test_candidates_built_in_blocks_equal_one_statement_over_all_queries(tmp_path, monkeypatch):
+    """rk_candidates is built per block of one snapshot's queries (here at most 7 of them, so
+    snapshots split too): the rows and values are those of the one statement over rk_queries."""
+    con = make_synthetic_warehouse(tmp_path / "w.duckdb", n_restaurants=150, seed=3)
+    monkeypatch.setattr(ds, "CANDIDATE_BLOCK_QUERIES", 7)
+    dset = ds.build_ranking_dataset(con)
+    blocks = con.execute(
+        "SELECT count(DISTINCT (snapshot, b)) FROM (SELECT snapshot, (row_number() OVER "
+        "(PARTITION BY snapshot ORDER BY restaurant_id) - 1) // 7 AS b FROM rk_queries)"
+    ).fetchall()[0][0]
+    assert blocks > con.execute("SELECT count(DISTINCT snapshot) FROM rk_queries").fetchall()[0][0]
+    from recsys_assets.ranking import sql
+
+    text = sql.load(
+        "candidates",
+        {"candidate_features": ds.candidate_feature_sql("rk_queries"), "queries": "rk_queries"},
+    )
+    whole = con.execute(
+        f"SELECT * FROM ({text}) ORDER BY restaurant_id, product_id",
+        sql.params_for(text, ds.candidate_params(dset.config)),
+    ).df()
+    built = con.execute("SELECT * FROM rk_candidates ORDER BY restaurant_id, product_id").df()
+    assert len(built) == len(whole) > 0
+    pd.testing.assert_frame_equal(built, whole, check_exact=False, rtol=1e-12, atol=1e-12)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert not tables & {"rk_query_block", "rk_query_blocks"}  # the work tables are gone
+    con.close()

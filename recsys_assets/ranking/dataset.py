@@ -276,12 +276,15 @@ def _build_snapshot(
         sql.run(con, table.removeprefix("rk_"), params, fragments, prefix=verb)
 
 
-def candidate_feature_sql() -> str:
+def candidate_feature_sql(queries: str = "rk_queries") -> str:
     """Candidates + features for every row of `rk_queries` (one definition for train, eval, serving).
 
-    Reads rk_queries, rk_menu_tokens and the rk_snap_* tables. Parameters: `candidate_params`.
+    Reads rk_queries (or the table `queries`: some of its rows), rk_menu_tokens and the rk_snap_*
+    tables. Parameters: `candidate_params`.
     """
-    return sql.load("candidate_features", {"feature_columns": feature_columns_sql()})
+    return sql.load(
+        "candidate_features", {"feature_columns": feature_columns_sql(), "queries": queries}
+    )
 
 
 def candidate_params(cfg: RankingConfig) -> dict:
@@ -368,10 +371,48 @@ def _build_truth(con: duckdb.DuckDBPyConnection, thresholds: list[float]) -> Non
     sql.run(con, "truth", {"threshold_1": t1, "threshold_2": t2, "threshold_3": t3})
 
 
+# Queries per block of rk_candidates. One statement over every query (170k at the large scale, all
+# snapshots' token statistics in one hash table) took 113 s there; blocks of one snapshot's
+# queries, at most this many, 85 s (back to back on a shared machine: benchmarks/REPORT.md).
+CANDIDATE_BLOCK_QUERIES = 10_000
+_QUERY_BLOCK = "rk_query_block"  # a temporary table: the block's rows of rk_queries
+_CREATE_CANDIDATES = "CREATE OR REPLACE TABLE rk_candidates AS"
+
+
 def _build_candidates(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> None:
-    sql.run(
-        con, "candidates", candidate_params(cfg), {"candidate_features": candidate_feature_sql()}
+    """rk_candidates, built block by block (queries of one snapshot, at most
+    CANDIDATE_BLOCK_QUERIES of them) in one transaction: the first block creates it, the others
+    append. The rows are those of one statement over all of rk_queries."""
+    from recsys_assets.warehouse.tables import transaction
+
+    text = sql.load(
+        "candidates",
+        {"candidate_features": candidate_feature_sql(_QUERY_BLOCK), "queries": _QUERY_BLOCK},
     )
+    params = sql.params_for(text, candidate_params(cfg))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rk_query_blocks AS SELECT restaurant_id, "
+        "dense_rank() OVER (ORDER BY snapshot) AS snap_block, (row_number() OVER (PARTITION BY "
+        "snapshot ORDER BY restaurant_id) - 1) // $n AS sub_block FROM rk_queries",
+        {"n": CANDIDATE_BLOCK_QUERIES},
+    )
+    blocks = con.execute(
+        "SELECT DISTINCT snap_block, sub_block FROM rk_query_blocks ORDER BY ALL"
+    ).fetchall() or [(0, 0)]  # no query: one empty block still creates the (empty) table
+    try:
+        with transaction(con):
+            for i, (snap_block, sub_block) in enumerate(blocks):
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {_QUERY_BLOCK} AS SELECT q.* FROM rk_queries q "
+                    "JOIN rk_query_blocks b USING (restaurant_id) "
+                    "WHERE b.snap_block = $s AND b.sub_block = $b",
+                    {"s": snap_block, "b": sub_block},
+                )
+                verb = "INSERT INTO rk_candidates BY NAME" if i else _CREATE_CANDIDATES
+                con.execute(f"{verb}\n{text}", params)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.{_QUERY_BLOCK}")
+        con.execute("DROP TABLE IF EXISTS temp.rk_query_blocks")
 
 
 def _dataset_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], dict[str, float]]:

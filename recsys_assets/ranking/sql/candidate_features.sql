@@ -2,24 +2,29 @@
 -- serving (the pyfunc registers its requests as rk_queries / rk_menu_tokens over the exported
 -- serving snapshot). rk_queries needs: restaurant_id, snapshot, industry, industry_code,
 -- label_confidence, region_code, size_ord. The feature columns come from the feature registry
--- (ranking/features.py), which references the aliases below: q, ip, ic, gp, tokf.
+-- (ranking/features.py), which references the aliases below: q, ip, ic, gp, tokf. {{queries}} is
+-- rk_queries, or a table holding a block of its rows (the dataset builds its candidates by blocks).
 WITH q AS (
     SELECT restaurant_id, snapshot, industry, industry_code, label_confidence, region_code, size_ord
-    FROM rk_queries
+    FROM {{queries}}
 ),
 qt0 AS (
     SELECT q.restaurant_id, q.snapshot, t.token FROM q JOIN rk_menu_tokens t USING (restaurant_id)
 ),
+-- Known tokens of the queries' snapshots, numbered (tid) so that the large joins below compare
+-- integers, not (snapshot, text) pairs.
 known AS (
-    SELECT snapshot, token, n_t FROM rk_snap_token
+    SELECT snapshot, token, n_t,
+           CAST(row_number() OVER (ORDER BY snapshot, token) AS INTEGER) AS tid
+    FROM rk_snap_token
     WHERE snapshot IN (SELECT DISTINCT snapshot FROM q)
 ),
 -- A menu word also counts as the longest known token(s) it contains (at least $contain_min_len
 -- characters): a dish written the house way (특김치찌개, 김치찌개정식) keeps its dish's evidence.
 -- Mapped once per distinct (snapshot, word), not per restaurant.
 inside AS (
-    SELECT snapshot, token, known_token, n_t FROM (
-        SELECT u.snapshot, u.token, k.token AS known_token, k.n_t,
+    SELECT snapshot, token, tid, n_t FROM (
+        SELECT u.snapshot, u.token, k.tid, k.n_t,
                length(k.token) = max(length(k.token)) OVER (PARTITION BY u.snapshot, u.token)
                    AS longest
         FROM (SELECT DISTINCT snapshot, token FROM qt0) u
@@ -28,11 +33,18 @@ inside AS (
     ) WHERE longest
 ),
 qt AS (
-    SELECT qt0.restaurant_id, qt0.snapshot, k.token, k.n_t
+    SELECT qt0.restaurant_id, k.tid, k.n_t
     FROM qt0 JOIN known k USING (snapshot, token)
     UNION
-    SELECT qt0.restaurant_id, qt0.snapshot, i.known_token, i.n_t
+    SELECT qt0.restaurant_id, i.tid, i.n_t
     FROM qt0 JOIN inside i USING (snapshot, token)
+),
+-- A token's default lift $a / (n_t + $a) (what it contributes for a product it has no entry for)
+-- and the logarithms, computed once per token and per entry, not per (query, candidate, token).
+qd AS (SELECT restaurant_id, tid, $a / (n_t + $a) AS d, ln($a / (n_t + $a)) AS ln_d FROM qt),
+tpk AS (
+    SELECT k.tid, tp.product_id, tp.lift, ln(tp.lift) AS ln_lift, tp.pen, tp.qty, tp.token_rank
+    FROM known k JOIN rk_snap_token_prod tp USING (snapshot, token)
 ),
 cand AS (
     SELECT q.restaurant_id, ip.product_id FROM q
@@ -43,21 +55,19 @@ cand AS (
     JOIN rk_snap_prod gp ON gp.snapshot = q.snapshot
     WHERE gp.global_rank <= $n_glob
     UNION
-    SELECT qt.restaurant_id, tp.product_id FROM qt
-    JOIN rk_snap_token_prod tp ON tp.snapshot = qt.snapshot AND tp.token = qt.token
-    WHERE tp.token_rank <= $n_tok
+    SELECT qt.restaurant_id, tpk.product_id FROM qt JOIN tpk USING (tid)
+    WHERE tpk.token_rank <= $n_tok
 ),
 tokf AS (
     SELECT c.restaurant_id, c.product_id,
-           max(coalesce(tp.lift, $a / (qt.n_t + $a))) AS token_lift_max,
-           avg(ln(coalesce(tp.lift, $a / (qt.n_t + $a)))) AS token_log_lift_mean,
+           max(coalesce(tpk.lift, qd.d)) AS token_lift_max,
+           avg(coalesce(tpk.ln_lift, qd.ln_d)) AS token_log_lift_mean,
            count(*) AS n_known_tokens,
-           max(coalesce(tp.pen, 0.0)) AS token_pen_max,
-           max(coalesce(tp.qty, 0.0)) AS token_qty_max,
-           avg(coalesce(tp.qty, 0.0)) AS token_qty_mean
-    FROM cand c JOIN qt USING (restaurant_id)
-    LEFT JOIN rk_snap_token_prod tp
-      ON tp.snapshot = qt.snapshot AND tp.token = qt.token AND tp.product_id = c.product_id
+           max(coalesce(tpk.pen, 0.0)) AS token_pen_max,
+           max(coalesce(tpk.qty, 0.0)) AS token_qty_max,
+           avg(coalesce(tpk.qty, 0.0)) AS token_qty_mean
+    FROM cand c JOIN qd USING (restaurant_id)
+    LEFT JOIN tpk ON tpk.tid = qd.tid AND tpk.product_id = c.product_id
     GROUP BY c.restaurant_id, c.product_id
 )
 SELECT
