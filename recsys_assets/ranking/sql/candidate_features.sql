@@ -2,7 +2,7 @@
 -- serving (the pyfunc registers its requests as rk_queries / rk_menu_tokens over the exported
 -- serving snapshot). rk_queries needs: restaurant_id, snapshot, industry, industry_code,
 -- label_confidence, region_code, size_ord. The feature columns come from the feature registry
--- (ranking/features.py), which references the aliases below: q, ip, ic, gp, tokf.
+-- (ranking/features.py), which references the aliases below: q, ip, ic, gp, tokf, tshf, gb.
 WITH q AS (
     SELECT restaurant_id, snapshot, industry, industry_code, label_confidence, region_code, size_ord
     FROM rk_queries
@@ -59,6 +59,24 @@ tokf AS (
     LEFT JOIN rk_snap_token_prod tp
       ON tp.snapshot = qt.snapshot AND tp.token = qt.token AND tp.product_id = c.product_id
     GROUP BY c.restaurant_id, c.product_id
+),
+-- Per known token: the mean basket share of the product among earlier restaurants with the token
+-- (rk_snap_token_share, their whole order history), smoothed toward its share among all of them
+-- (rk_snap_basket) with $share_a pseudo-restaurants; `g` that overall share.
+tsh AS (
+    SELECT c.restaurant_id, c.product_id, coalesce(b.basket_share, 0.0) AS g,
+           (coalesce(ts.share_sum, 0.0) + $share_a * coalesce(b.basket_share, 0.0))
+               / (qt.n_t + $share_a) AS sh
+    FROM cand c JOIN qt USING (restaurant_id)
+    LEFT JOIN rk_snap_basket b ON b.snapshot = qt.snapshot AND b.product_id = c.product_id
+    LEFT JOIN rk_snap_token_share ts
+      ON ts.snapshot = qt.snapshot AND ts.token = qt.token AND ts.product_id = c.product_id
+),
+tshf AS (
+    SELECT restaurant_id, product_id, max(sh) AS share_max, avg(sh) AS share_mean,
+           max(ln((sh + 1e-5) / (g + 1e-5))) AS share_log_lift_max,
+           sum(ln((sh + 1e-5) / (g + 1e-5))) AS share_log_lift_sum
+    FROM tsh GROUP BY restaurant_id, product_id
 )
 SELECT
     c.restaurant_id, c.product_id, q.industry,
@@ -71,3 +89,5 @@ LEFT JOIN rk_snap_ind_prod ip
 LEFT JOIN rk_snap_ind_cat ic
   ON ic.snapshot = q.snapshot AND ic.industry = q.industry AND ic.category = gp.category
 LEFT JOIN tokf ON tokf.restaurant_id = c.restaurant_id AND tokf.product_id = c.product_id
+LEFT JOIN tshf ON tshf.restaurant_id = c.restaurant_id AND tshf.product_id = c.product_id
+LEFT JOIN rk_snap_basket gb ON gb.snapshot = q.snapshot AND gb.product_id = c.product_id
