@@ -1,8 +1,9 @@
 """The shared candidate-feature SQL against a plain reference on hand-built snapshot tables.
 
-The SQL computes the menu-token aggregates sparsely (per-query totals plus the token x product
-entries that exist); the reference here walks every (query, candidate, known token) densely, the
-way the features are defined in features.md. Equal rows and equal values (1e-12) are required,
+The SQL numbers the known tokens and computes each token's default lift once; the reference here
+walks every (query, candidate, known token) densely, the way the features are defined in
+features.md (the basket-share features read empty share tables here: tests/test_ranking_features.py
+covers them). Equal rows and equal values (1e-12) are required,
 including: a restaurant with no known token, a product matched by only some tokens, ties in the
 default lift, a matched lift below an unmatched default, NULL statistics, and a menu word that
 counts as the known token it contains.
@@ -21,7 +22,7 @@ import pytest
 from recsys_assets.ranking import dataset as ds
 
 S = date(2025, 1, 1)
-PARAMS = {"n_ind": 3, "n_glob": 2, "n_tok": 2, "a": 10.0, "contain_min_len": 2}
+PARAMS = {"n_ind": 3, "n_glob": 2, "n_tok": 2, "a": 10.0, "contain_min_len": 2, "share_a": 5.0}
 TOKEN_FEATURES = (
     "token_lift_max",
     "token_log_lift_mean",
@@ -75,6 +76,13 @@ def _warehouse(known, token_prod, menus, n_products=8):
             rows.append((S, tok, p, 3, lift, pen, qty, rank))
     if rows:
         con.executemany("INSERT INTO rk_snap_token_prod VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute(
+        "CREATE TABLE rk_snap_basket (snapshot DATE, product_id VARCHAR, basket_share DOUBLE)"
+    )
+    con.execute(
+        "CREATE TABLE rk_snap_token_share (snapshot DATE, token VARCHAR, product_id VARCHAR, "
+        "share_sum DOUBLE)"
+    )
     q = pd.DataFrame(
         {
             "restaurant_id": list(menus),

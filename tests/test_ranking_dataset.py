@@ -267,6 +267,42 @@ def test_menu_token_association_finds_the_menu_driven_product(built):
     assert lift > 1.5 and lift > other
 
 
+def test_menu_token_basket_share_finds_the_menu_driven_product(built):
+    """A snapshot's basket shares are each restaurant's quantity shares averaged (so they sum to
+    one); restaurants with 치즈볼 on the menu give P006 a larger share than restaurants on
+    average, so a 치즈볼 menu lifts P006, and a menu without a known token gets no lift at all."""
+    con, dset = built
+    total = con.execute(
+        "SELECT sum(basket_share) FROM rk_snap_basket WHERE snapshot = ?", [dset.cutoff]
+    ).fetchall()[0][0]
+    assert total == pytest.approx(1.0)
+    mean_with_token, overall = con.execute(
+        "SELECT ts.share_sum / t.n_t, b.basket_share FROM rk_snap_token_share ts "
+        "JOIN rk_snap_token t USING (snapshot, token) "
+        "JOIN rk_snap_basket b USING (snapshot, product_id) "
+        "WHERE ts.snapshot = ? AND ts.token = '치즈볼' AND ts.product_id = 'P006'",
+        [dset.cutoff],
+    ).fetchall()[0]
+    assert mean_with_token > 2 * overall
+    f = _features_for_menus(con, dset, {"cheese": ["치즈볼"], "none": ["특선메뉴"]})
+    assert f.loc[("cheese", "P006"), "token_share_log_lift_max"] > 0.5
+    lifts = f.loc["cheese", "token_share_log_lift_max"]
+    assert lifts.idxmax() == "P006"
+    assert (
+        (f.loc["none", ["token_share_log_lift_max", "token_share_log_lift_sum"]] == 0).all().all()
+    )
+    # no menu evidence: the share features fall back to the product's overall basket share
+    basket = dict(
+        con.execute(
+            "SELECT product_id, basket_share FROM rk_snap_basket WHERE snapshot = ?", [dset.cutoff]
+        ).fetchall()
+    )
+    none = f.loc["none"]
+    assert none["token_share_max"].to_dict() == pytest.approx(
+        {p: basket.get(p, 0.0) for p in none.index}
+    )
+
+
 def _features_for_menus(con, dset, menus: dict[str, list[str]], config=None):
     """Candidate features at the cutoff for pizza restaurants with these menu tokens, through the
     shared SQL (the way serving runs it: rk_queries / rk_menu_tokens as views of one cursor)."""

@@ -195,6 +195,33 @@ def test_an_industry_list_without_other_is_refused(tmp_path):
     con.close()
 
 
+def test_a_model_logged_before_the_basket_share_tables_is_served_without_them(
+    trained_model, tmp_path
+):
+    """A model whose artefacts predate rk_snap_basket / rk_snap_token_share (and whose meta has no
+    share smoothing) still serves: the tables stand in empty, so the share features are those of a
+    menu without evidence, while a current model's serving reads the real ones."""
+    import shutil
+
+    _, _, _, serving = trained_model
+    request = pd.DataFrame({"industry": ["pizza"], "menu": ["치즈볼|감자튀김"], "k": [5]})
+    feats, _, _ = RankerServer(serving).features_for(request)
+    assert len(feats) and (feats["token_share_log_lift_sum"] != 0).any()
+
+    old = tmp_path / "old"
+    shutil.copytree(serving, old)
+    for name in ("snap_basket.parquet", "snap_token_share.parquet"):
+        (old / name).unlink()
+    meta = json.loads((old / META_FILE).read_text(encoding="utf-8"))
+    del meta["candidate_params"]["share_a"]
+    (old / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    server = RankerServer(old)
+    feats, _, _ = server.features_for(request)
+    assert len(feats) and (feats["n_known_tokens"] > 0).any()
+    assert (feats[["token_share_max", "token_share_log_lift_sum"]] == 0).all().all()
+    assert len(server.recommend(request)) == 5
+
+
 def test_a_model_logged_before_the_menu_word_match_is_served_without_it(trained_model, tmp_path):
     """특치즈볼 contains the known token 치즈볼: a current model's serving counts it as 치즈볼, one
     whose meta predates the match (no contain_min_len) gets the inputs it was trained with."""

@@ -48,6 +48,8 @@ SNAPSHOT_TABLES = (
     "rk_snap_ind_cat",
     "rk_snap_token",
     "rk_snap_token_prod",
+    "rk_snap_basket",
+    "rk_snap_token_share",
 )
 VOCAB_TABLES = ("rk_vocab_category", "rk_vocab_region", "rk_vocab_industry")
 # Copies of the industry x product statistics that older versions kept; rk_snap_ind_prod replaced them.
@@ -71,6 +73,7 @@ class RankingConfig:
     token_min_pair: int = 2  # token x product pairs seen on fewer restaurants count as unseen
     token_smoothing: float = 10.0  # pseudo-restaurants shrinking P(p | token) toward P(p)
     new_smoothing: float = 5.0  # pseudo-restaurants shrinking first-30-day penetration
+    share_smoothing: float = 5.0  # pseudo-restaurants shrinking a menu token's basket share
     # A menu word also counts as the longest known tokens (this many characters or more) it contains.
     token_contain_min_len: int = 2
     valid_months: int = 1  # at least this many latest sign-up months validate
@@ -294,6 +297,7 @@ def candidate_params(cfg: RankingConfig) -> dict:
         "n_tok": cfg.n_token_candidates,
         "a": cfg.token_smoothing,
         "contain_min_len": cfg.token_contain_min_len,
+        "share_a": cfg.share_smoothing,
     }
 
 

@@ -2,7 +2,8 @@
 
 An entry is the feature's name, the SQL expression that computes it in the candidate-feature query
 (`sql/candidate_features.sql`, whose table aliases are `q` the query, `ip` rk_snap_ind_prod, `ic`
-rk_snap_ind_cat, `gp` rk_snap_prod, `tokf` the menu-token aggregates), whether it is categorical,
+rk_snap_ind_cat, `gp` rk_snap_prod, `tokf` the menu-token aggregates incl. the basket shares, `gb`
+rk_snap_basket), whether it is categorical,
 and the definition / reason that `features.md` shows. The registry order is the booster's column
 order. Adding a feature: one line here, plus (if it needs a new statistic) one column in the
 snapshot SQL it references; then regenerate the docs with
@@ -157,6 +158,34 @@ REGISTRY: tuple[Feature, ...] = (
         "tokf.token_qty_mean",
         "mean over tokens of the mean first-30-day quantity of p among restaurants with t",
         "expected volume given the menu",
+    ),
+    Feature(
+        "token_share_max",
+        "coalesce(tokf.share_max, gb.basket_share, 0.0)",
+        "max over the restaurant's known menu tokens t of the mean basket share of p (p's share "
+        "of the quantity a restaurant ordered before S, its whole history) among restaurants "
+        "with t, smoothed toward the mean over all of them (`rk_snap_basket`) with 5 "
+        "pseudo-restaurants; that overall share when it has no known token",
+        "what a menu's dishes use, from every order of earlier restaurants (several times the "
+        "first-window evidence), per restaurant so large buyers do not dominate",
+    ),
+    Feature(
+        "token_share_mean",
+        "coalesce(tokf.share_mean, gb.basket_share, 0.0)",
+        "mean of the same smoothed basket share over the known tokens",
+        "consensus of all menu items",
+    ),
+    Feature(
+        "token_share_log_lift_max",
+        "coalesce(tokf.share_log_lift_max, 0.0)",
+        "max over known tokens of `ln(share(t,p) / overall share(p))`; 0 without tokens",
+        "products specific to one of the dishes",
+    ),
+    Feature(
+        "token_share_log_lift_sum",
+        "coalesce(tokf.share_log_lift_sum, 0.0)",
+        "sum of `ln(share(t,p) / overall share(p))` over known tokens; 0 without tokens",
+        "evidence adds up over dishes sharing an ingredient (and against products no dish uses)",
     ),
     Feature(
         "label_confidence",

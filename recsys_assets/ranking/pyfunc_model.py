@@ -18,6 +18,7 @@ rank, product_id, name, score.
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,7 +50,22 @@ TABLE_FILES = {
     "rk_snap_prod": "snap_prod.parquet",
     "rk_snap_token": "snap_token.parquet",
     "rk_snap_token_prod": "snap_token_prod.parquet",
+    "rk_snap_basket": "snap_basket.parquet",
+    "rk_snap_token_share": "snap_token_share.parquet",
     "products": "products.parquet",
+}
+# Tables a model logged before they existed lacks: it is served with them empty (its booster never
+# reads the features they feed), so the shared feature SQL still runs. Their columns, typed.
+ADDED_TABLES = {
+    "rk_snap_basket": "snapshot DATE, product_id VARCHAR, basket_share DOUBLE",
+    "rk_snap_token_share": "snapshot DATE, token VARCHAR, product_id VARCHAR, share_sum DOUBLE",
+}
+# Candidate parameters a model logged before them lacks (its meta.json), with values that leave
+# what it was trained on unchanged.
+_OLD_MODEL_PARAMS = {
+    # menu words counted as the known tokens they contain: no known token is this long
+    "contain_min_len": 1_000_000,
+    "share_a": 5.0,  # smoothing of the basket-share features (which such a booster never reads)
 }
 INPUT_COLUMNS = (
     "restaurant_id",
@@ -131,6 +147,37 @@ def _clean_str(v) -> str | None:
     return s or None
 
 
+class _Stubs:
+    """Empty Parquet files standing in for `ADDED_TABLES` a model lacks; removed with the object."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+        self._dir: tempfile.TemporaryDirectory | None = None
+
+    def add(self, table: str, columns: str) -> None:
+        import duckdb
+
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="recsys-stub-")
+        path = str(Path(self._dir.name) / f"{table}.parquet")
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"CREATE TABLE t ({columns})")
+            con.execute("COPY t TO $p (FORMAT parquet)", {"p": path})
+        finally:
+            con.close()
+        self.paths[table] = path
+
+
+def _empty_added_tables(artifacts: dict[str, str]) -> _Stubs:
+    """Stubs for the tables of `ADDED_TABLES` that a (older) model's artefacts do not have."""
+    stubs = _Stubs()
+    for table, columns in ADDED_TABLES.items():
+        if table not in artifacts or not Path(artifacts[table]).exists():
+            stubs.add(table, columns)
+    return stubs
+
+
 class RankerServer:
     """Loads the artefacts once; `recommend` serves batches of requests (thread-safe)."""
 
@@ -142,21 +189,24 @@ class RankerServer:
             base = Path(artifacts)
             artifacts = {t: str(base / f) for t, f in TABLE_FILES.items()}
             artifacts.update(booster=str(base / BOOSTER_FILE), meta=str(base / META_FILE))
-        self.artifacts = dict(artifacts)  # paths; batch scoring reads the snapshot tables
         self.meta = json.loads(Path(artifacts["meta"]).read_text(encoding="utf-8"))
+        self._stubs = _empty_added_tables(artifacts)  # kept: the stub files live as long as self
+        # paths; batch scoring reads the snapshot tables
+        self.artifacts = {**dict(artifacts), **self._stubs.paths}
         self.booster = lgb.Booster(model_file=artifacts["booster"])
         self.features = self.booster.feature_name()
         self.snapshot = pd.Timestamp(self.meta["serving_snapshot"]).date()
         # A model logged before menu words counted as the known tokens they contain was trained
-        # without that match: it is served without it too (no known token is that long).
-        self.params = {"contain_min_len": 1_000_000, **self.meta["candidate_params"]}
+        # without that match: it is served without it too (`_OLD_MODEL_PARAMS`).
+        self.params = {**_OLD_MODEL_PARAMS, **self.meta["candidate_params"]}
         self.region_code = {r: i for i, r in enumerate(self.meta["regions"])}
         self.industry_code = model_industry_coder(self.meta)
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET threads TO 1")
         for table in TABLE_FILES:
             self._con.execute(
-                f"CREATE TABLE {table} AS SELECT * FROM read_parquet($p)", {"p": artifacts[table]}
+                f"CREATE TABLE {table} AS SELECT * FROM read_parquet($p)",
+                {"p": self.artifacts[table]},
             )
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)

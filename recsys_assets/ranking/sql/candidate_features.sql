@@ -2,8 +2,9 @@
 -- serving (the pyfunc registers its requests as rk_queries / rk_menu_tokens over the exported
 -- serving snapshot). rk_queries needs: restaurant_id, snapshot, industry, industry_code,
 -- label_confidence, region_code, size_ord. The feature columns come from the feature registry
--- (ranking/features.py), which references the aliases below: q, ip, ic, gp, tokf. {{queries}} is
--- rk_queries, or a table holding a block of its rows (the dataset builds its candidates by blocks).
+-- (ranking/features.py), which references the aliases below: q, ip, ic, gp, tokf, gb. {{queries}}
+-- is rk_queries, or a table holding a block of its rows (the dataset builds its candidates by
+-- blocks).
 WITH q AS (
     SELECT restaurant_id, snapshot, industry, industry_code, label_confidence, region_code, size_ord
     FROM {{queries}}
@@ -41,10 +42,16 @@ qt AS (
 ),
 -- A token's default lift $a / (n_t + $a) (what it contributes for a product it has no entry for)
 -- and the logarithms, computed once per token and per entry, not per (query, candidate, token).
-qd AS (SELECT restaurant_id, tid, $a / (n_t + $a) AS d, ln($a / (n_t + $a)) AS ln_d FROM qt),
+qd AS (
+    SELECT restaurant_id, tid, n_t, $a / (n_t + $a) AS d, ln($a / (n_t + $a)) AS ln_d FROM qt
+),
 tpk AS (
     SELECT k.tid, tp.product_id, tp.lift, ln(tp.lift) AS ln_lift, tp.pen, tp.qty, tp.token_rank
     FROM known k JOIN rk_snap_token_prod tp USING (snapshot, token)
+),
+tsk AS (
+    SELECT k.tid, ts.product_id, ts.share_sum
+    FROM known k JOIN rk_snap_token_share ts USING (snapshot, token)
 ),
 cand AS (
     SELECT q.restaurant_id, ip.product_id FROM q
@@ -58,17 +65,38 @@ cand AS (
     SELECT qt.restaurant_id, tpk.product_id FROM qt JOIN tpk USING (tid)
     WHERE tpk.token_rank <= $n_tok
 ),
-tokf AS (
-    SELECT c.restaurant_id, c.product_id,
-           max(coalesce(tpk.lift, qd.d)) AS token_lift_max,
-           avg(coalesce(tpk.ln_lift, qd.ln_d)) AS token_log_lift_mean,
-           count(*) AS n_known_tokens,
-           max(coalesce(tpk.pen, 0.0)) AS token_pen_max,
-           max(coalesce(tpk.qty, 0.0)) AS token_qty_max,
-           avg(coalesce(tpk.qty, 0.0)) AS token_qty_mean
-    FROM cand c JOIN qd USING (restaurant_id)
+-- `g`: the product's basket share among all earlier restaurants (rk_snap_basket, their whole order
+-- history); `sh`: its mean basket share among those with the token (rk_snap_token_share),
+-- smoothed toward `g` with $share_a pseudo-restaurants.
+cg AS (
+    SELECT c.restaurant_id, c.product_id, coalesce(b.basket_share, 0.0) AS g
+    FROM cand c JOIN q USING (restaurant_id)
+    LEFT JOIN rk_snap_basket b ON b.snapshot = q.snapshot AND b.product_id = c.product_id
+),
+-- One row per (query, candidate, known token): the token-product statistics, or the defaults.
+tokr AS (
+    SELECT c.restaurant_id, c.product_id, c.g,
+           coalesce(tpk.lift, qd.d) AS lift, coalesce(tpk.ln_lift, qd.ln_d) AS ln_lift,
+           coalesce(tpk.pen, 0.0) AS pen, coalesce(tpk.qty, 0.0) AS qty,
+           (coalesce(tsk.share_sum, 0.0) + $share_a * c.g) / (qd.n_t + $share_a) AS sh
+    FROM cg c JOIN qd USING (restaurant_id)
     LEFT JOIN tpk ON tpk.tid = qd.tid AND tpk.product_id = c.product_id
-    GROUP BY c.restaurant_id, c.product_id
+    LEFT JOIN tsk ON tsk.tid = qd.tid AND tsk.product_id = c.product_id
+),
+-- The menu-token aggregates, in one pass over tokr.
+tokf AS (
+    SELECT restaurant_id, product_id,
+           max(lift) AS token_lift_max,
+           avg(ln_lift) AS token_log_lift_mean,
+           count(*) AS n_known_tokens,
+           max(pen) AS token_pen_max,
+           max(qty) AS token_qty_max,
+           avg(qty) AS token_qty_mean,
+           max(sh) AS share_max,
+           avg(sh) AS share_mean,
+           max(ln((sh + 1e-5) / (g + 1e-5))) AS share_log_lift_max,
+           sum(ln((sh + 1e-5) / (g + 1e-5))) AS share_log_lift_sum
+    FROM tokr GROUP BY restaurant_id, product_id
 )
 SELECT
     c.restaurant_id, c.product_id, q.industry,
@@ -81,3 +109,4 @@ LEFT JOIN rk_snap_ind_prod ip
 LEFT JOIN rk_snap_ind_cat ic
   ON ic.snapshot = q.snapshot AND ic.industry = q.industry AND ic.category = gp.category
 LEFT JOIN tokf ON tokf.restaurant_id = c.restaurant_id AND tokf.product_id = c.product_id
+LEFT JOIN rk_snap_basket gb ON gb.snapshot = q.snapshot AND gb.product_id = c.product_id
