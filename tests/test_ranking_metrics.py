@@ -84,3 +84,42 @@ def test_ndcg_curve_is_monotone_for_recall_like_case():
     curve = m.ndcg_curve({"q": ["a", "b", "c", "d"]}, {"q": {"d": 1.0}}, ["q"], ks=(1, 3, 4))
     assert curve[1] == 0.0 and curve[3] == 0.0
     assert curve[4] == pytest.approx(1 / math.log2(5))
+
+
+def test_fast_rankings_and_curve_equal_their_definitions_on_random_ties():
+    """rankings_from_frame sorts on integer codes and ndcg_curve makes one pass per query; both
+    must give exactly what the definitions give (sort by query, -score, item; mean NDCG@k)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    frame = pd.DataFrame(
+        {
+            "restaurant_id": rng.choice([f"r{i}" for i in range(150)], n),
+            "product_id": rng.choice([f"p{i}" for i in range(60)], n),
+            "score": rng.integers(0, 6, n) / 3.0,  # many ties
+            "rank": rng.integers(1, 9, n),
+        }
+    )
+    by_score = frame.assign(_neg=-frame["score"]).sort_values(
+        ["restaurant_id", "_neg", "product_id"], kind="mergesort"
+    )
+    by_rank = frame.sort_values(["restaurant_id", "rank"], kind="mergesort")
+    for ordered, got in (
+        (by_score, m.rankings_from_frame(frame)),
+        (by_rank, m.rankings_from_frame(frame, score_col=None, rank_col="rank")),
+    ):
+        expected = {q: g["product_id"].tolist() for q, g in ordered.groupby("restaurant_id")}
+        assert list(got) == sorted(expected) and got == expected
+
+    rankings = m.rankings_from_frame(frame)
+    truth = {
+        q: {f"p{i}": float(rng.integers(0, 4)) for i in rng.choice(60, rng.integers(0, 12))}
+        for q in rankings
+    }
+    queries = [*rankings, "never-ranked"]
+    ks = (1, 3, 10, 40, 80)
+    curve = m.ndcg_curve(rankings, truth, queries, ks)
+    for k in ks:
+        vals = [m.ndcg_at_k(rankings.get(q, []), truth.get(q, {}), k) for q in queries]
+        assert curve[k] == float(np.mean([v for v in vals if v is not None]))

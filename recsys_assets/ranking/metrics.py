@@ -17,6 +17,7 @@ Conventions (the same for the model, the baselines and the oracle):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,16 +111,22 @@ def rankings_from_frame(
     """query -> ranked item list, from a long frame sorted by score desc (ties: item id) or rank."""
     if frame.empty:
         return {}
+    # A stable sort on integer codes (sorted factorization keeps the string order): the order of
+    # the mergesort by (query, -score, item) or (query, rank), in a fraction of its time.
+    q_codes, _ = pd.factorize(frame[query_col], sort=True)
     if rank_col is not None:
-        ordered = frame.sort_values([query_col, rank_col], kind="mergesort")
+        order = np.lexsort((frame[rank_col].to_numpy(), q_codes))
     else:
-        ordered = frame.assign(_neg=-frame[score_col].astype(float)).sort_values(
-            [query_col, "_neg", item_col], kind="mergesort"
-        )
-    return {
-        str(q): [str(x) for x in g[item_col].tolist()]
-        for q, g in ordered.groupby(query_col, sort=False)
-    }
+        i_codes, _ = pd.factorize(frame[item_col], sort=True)
+        neg = -frame[score_col].astype(float).to_numpy()
+        order = np.lexsort((i_codes, neg, q_codes))
+    ordered = frame.iloc[order]
+    # Split the sorted columns at query boundaries (a pandas groupby costs ~50x more at 200k
+    # queries); queries come out in sorted order, as the groupby gave them.
+    qs = ordered[query_col].to_numpy()
+    items = ordered[item_col].astype(str).tolist()
+    starts = [0, *(np.flatnonzero(qs[1:] != qs[:-1]) + 1).tolist(), len(qs)]
+    return {str(qs[a]): items[a:b] for a, b in itertools.pairwise(starts)}
 
 
 def truth_from_frame(
@@ -167,10 +174,25 @@ def ndcg_curve(
 ) -> dict[int, float]:
     """Mean NDCG@k for each k, over queries with positives."""
     qs = [q for q in queries if any(r > 0 for r in truth.get(q, {}).values())]
-    out = {}
-    for k in ks:
-        # every query in qs has a positive, so its NDCG is defined (never None)
-        scores = (ndcg_at_k(list(rankings.get(q, ())), truth[q], k) for q in qs)
-        vals = [v for v in scores if v is not None]
-        out[k] = float(np.mean(vals)) if vals else float("nan")
-    return out
+    kmax = max(ks, default=0)
+    vals: dict[int, list[float]] = {k: [] for k in ks}
+    for q in qs:
+        # One pass per query: the running DCG and ideal DCG after i items are exactly the sums
+        # dcg_at_k / ndcg_at_k add up for k = i (same terms, same order).
+        t = truth[q]
+        ideal_rels = sorted((r for r in t.values() if r > 0), reverse=True)
+        ranked = list(rankings.get(q, ()))
+        dcg = ideal = 0.0
+        at: dict[int, float] = {}
+        for i in range(kmax):
+            if i < len(ranked):
+                rel = t.get(ranked[i], 0.0)
+                if rel > 0:
+                    dcg += (2.0**rel - 1.0) / math.log2(i + 2)
+            if i < len(ideal_rels):
+                ideal += (2.0 ** ideal_rels[i] - 1.0) / math.log2(i + 2)
+            at[i + 1] = dcg / ideal
+        for k in ks:
+            if k > 0:  # NDCG@0 is undefined, as in ndcg_at_k
+                vals[k].append(at[k])
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in vals.items()}
