@@ -332,12 +332,37 @@ def full_rebuild(
         "seconds": res.seconds,
         "peak_rss_gib": res.peak_rss_gib,
         "steps": {k: seconds for k, (_, _, seconds) in windows.items()},
+        "evaluate_seconds": (
+            materialization_value(home / "dagster", "ranker_model", "evaluate_seconds")
+            if res.returncode == 0
+            else None
+        ),
         "step_memory": step_memory(windows, res.memory_samples, res.epoch0),
         # 1/5/15-min load averages: on a shared machine, read the seconds next to them.
         "load_avg_start": load_start,
         "load_avg_end": os.getloadavg(),
         "log_tail": res.stdout[-3000:] if res.returncode != 0 else "",
     }
+
+
+def materialization_value(dagster_home: Path, asset: str, key: str) -> float | None:
+    """A numeric metadata value of `asset`'s newest materialization (e.g. ranker_model's
+    evaluate_seconds: the holdout scoring that runs inside that step)."""
+    import dagster as dg
+
+    old = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            mat = event.asset_materialization if event is not None else None
+            value = mat.metadata.get(key) if mat is not None else None
+            return float(value.value) if value is not None else None
+    finally:
+        if old is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = old
 
 
 def write_json(path: str | Path | None, payload: dict) -> None:
