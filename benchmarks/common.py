@@ -357,7 +357,8 @@ def materialization_value(dagster_home: Path, asset: str, key: str) -> float | N
             event = instance.get_latest_materialization_event(dg.AssetKey(asset))
             mat = event.asset_materialization if event is not None else None
             value = mat.metadata.get(key) if mat is not None else None
-            return float(value.value) if value is not None else None
+            number = value.value if value is not None else None
+            return float(number) if isinstance(number, int | float) else None
     finally:
         if old is None:
             os.environ.pop("DAGSTER_HOME", None)
