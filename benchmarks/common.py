@@ -227,35 +227,44 @@ def run_measured(
 # --- full rebuild --------------------------------------------------------------------------------
 
 
-def step_windows(dagster_home: Path) -> dict[str, tuple[float, float, float]]:
-    """(start, end, seconds) of each successful step of the newest run in `dagster_home`: Unix
-    times of its STEP_START and STEP_SUCCESS events, and the duration STEP_SUCCESS reports."""
+@contextlib.contextmanager
+def _instance(dagster_home: Path):
+    """The Dagster instance stored in `dagster_home` (DAGSTER_HOME set only meanwhile)."""
     import dagster as dg
 
     old = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     try:
         with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs(limit=1)
-            if not runs:
-                return {}
-            starts: dict[str, float] = {}
-            out: dict[str, tuple[float, float, float]] = {}
-            for rec in instance.all_logs(runs[0].run_id):
-                ev = rec.dagster_event
-                if ev is None or ev.step_key is None:
-                    continue
-                if ev.event_type == dg.DagsterEventType.STEP_START:
-                    starts[ev.step_key] = rec.timestamp
-                elif ev.event_type == dg.DagsterEventType.STEP_SUCCESS:
-                    end, seconds = rec.timestamp, ev.step_success_data.duration_ms / 1000.0
-                    out[ev.step_key] = (starts.get(ev.step_key, end - seconds), end, seconds)
-            return out
+            yield instance
     finally:
         if old is None:
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = old
+
+
+def step_windows(dagster_home: Path) -> dict[str, tuple[float, float, float]]:
+    """(start, end, seconds) of each successful step of the newest run in `dagster_home`: Unix
+    times of its STEP_START and STEP_SUCCESS events, and the duration STEP_SUCCESS reports."""
+    import dagster as dg
+
+    with _instance(dagster_home) as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return {}
+        starts: dict[str, float] = {}
+        out: dict[str, tuple[float, float, float]] = {}
+        for rec in instance.all_logs(runs[0].run_id):
+            ev = rec.dagster_event
+            if ev is None or ev.step_key is None:
+                continue
+            if ev.event_type == dg.DagsterEventType.STEP_START:
+                starts[ev.step_key] = rec.timestamp
+            elif ev.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                end, seconds = rec.timestamp, ev.step_success_data.duration_ms / 1000.0
+                out[ev.step_key] = (starts.get(ev.step_key, end - seconds), end, seconds)
+        return out
 
 
 def step_durations(dagster_home: Path) -> dict[str, float]:
@@ -350,20 +359,12 @@ def materialization_value(dagster_home: Path, asset: str, key: str) -> float | N
     evaluate_seconds: the holdout scoring that runs inside that step)."""
     import dagster as dg
 
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
-            mat = event.asset_materialization if event is not None else None
-            value = mat.metadata.get(key) if mat is not None else None
-            number = value.value if value is not None else None
-            return float(number) if isinstance(number, int | float) else None
-    finally:
-        if old is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = old
+    with _instance(dagster_home) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        mat = event.asset_materialization if event is not None else None
+        value = mat.metadata.get(key) if mat is not None else None
+        number = value.value if value is not None else None
+        return float(number) if isinstance(number, int | float) else None
 
 
 def write_json(path: str | Path | None, payload: dict) -> None:

@@ -273,7 +273,10 @@ def _build_snapshot(
     `s`). The first snapshot creates the tables (column types from the SELECT); later ones append.
     """
     params = _snapshot_params(s, cfg)
-    fragments = {"industry_product_stats": industry_product_stats_select()}
+    fragments = {
+        "industry_product_stats": industry_product_stats_select(),
+        "basket_shares": sql.load("basket_shares"),
+    }
     for table in SNAPSHOT_TABLES:
         verb = f"CREATE TABLE {table} AS" if create else f"INSERT INTO {table} BY NAME"
         sql.run(con, table.removeprefix("rk_"), params, fragments, prefix=verb)
