@@ -151,14 +151,14 @@ def test_the_compiled_booster_scores_bit_for_bit_and_is_cached(served, tmp_path)
     x[rng.random(x.shape) < 0.1] = np.nan
     cats = [feats.index(c) for c in ("industry_code", "region_code", "category_code")]
     x[:, cats] = rng.integers(-1, 40, size=(5000, len(cats)))
-    fast = compiled.compile_booster(server.artifacts["booster"], tmp_path, rows=len(x))
+    fast = compiled.compile_booster(server.artifacts["booster"], tmp_path)
     assert fast is not None
     assert np.array_equal(fast(x, 2), server.booster.predict(x))
     assert compiled.checked(fast, server.booster, x)
     cached = list(tmp_path.glob("*.so"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
-    again = compiled.compile_booster(server.artifacts["booster"], tmp_path, rows=len(x))
+    again = compiled.compile_booster(server.artifacts["booster"], tmp_path)
     assert again is not None and np.array_equal(again(x, 1), server.booster.predict(x))
     assert list(tmp_path.glob("*.so")) == cached and cached[0].stat().st_mtime_ns == mtime
 

@@ -8,6 +8,10 @@ so its scores are the same floats, not just close ones; every use re-checks that
 rows against LightGBM, and a difference, a missing lleaves or a failed compile falls back to
 LightGBM. The machine code is cached per model file, lleaves and llvmlite versions and CPU, so
 a champion is compiled once.
+
+Never with the trees inlined: inlining makes predict ~1.6x faster (1M large-scale rows: 3.9 against
+6.4 CPU-s) but the compile of a 246-tree booster took 159 CPU-s against 5 (benchmarks/REPORT.md),
+and every rebuild that trains a new champion pays the compile: it never repays itself there.
 """
 
 from __future__ import annotations
@@ -20,15 +24,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Below this many rows to score, inlining the trees (3-7x faster predict) does not repay its
-# compile time (~5x longer than without inlining).
-INLINE_FROM_ROWS = 5_000_000
 CHECK_ROWS = 2_000  # rows scored by both, on first use, before the compiled scores are trusted
 
 Predict = Callable[[Any, int], Any]  # (float64 matrix, threads) -> scores
 
 
-def _cache_file(model_file: Path, cache_dir: Path, inline: bool) -> Path:
+def _cache_file(model_file: Path, cache_dir: Path) -> Path:
     from importlib.metadata import version
 
     import llvmlite.binding as llvm  # type: ignore[import-untyped]
@@ -37,24 +38,23 @@ def _cache_file(model_file: Path, cache_dir: Path, inline: bool) -> Path:
     cpu = hashlib.sha256(
         f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}".encode()
     ).hexdigest()[:8]
-    tag = f"{'inline' if inline else 'plain'}-{version('lleaves')}-{version('llvmlite')}"
+    tag = f"plain-{version('lleaves')}-{version('llvmlite')}"
     return cache_dir / f"{digest}-{tag}-{cpu}.so"
 
 
-def compile_booster(model_file: str | Path, cache_dir: Path, rows: int) -> Predict | None:
+def compile_booster(model_file: str | Path, cache_dir: Path) -> Predict | None:
     """The compiled booster's predict, or None (no lleaves, or the compile failed: use
-    LightGBM). `rows`: about how many rows it will score (decides whether to inline)."""
+    LightGBM)."""
     try:
         import lleaves  # type: ignore[import-untyped]
 
         model_file = Path(model_file)
-        inline = rows >= INLINE_FROM_ROWS
         cache_dir.mkdir(parents=True, exist_ok=True)
         model = lleaves.Model(model_file=str(model_file))
         model.compile(
-            cache=str(_cache_file(model_file, cache_dir, inline)),
+            cache=str(_cache_file(model_file, cache_dir)),
             fblocksize=model.num_trees(),  # one block: LightGBM's summation order
-            finline=inline,
+            finline=False,
         )
     except Exception as exc:  # noqa: BLE001 - any failure: LightGBM scores instead
         log.warning("scoring with LightGBM: compiling the booster failed: %s", exc)

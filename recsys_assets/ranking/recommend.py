@@ -382,7 +382,7 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Pa
     )
     with ThreadPoolExecutor(1, thread_name_prefix="rk-predict") as pool:
         booster_file = server.artifacts["booster"]
-        scorer = _Scorer(server.booster, pool.submit(compile_booster, booster_file, cache, n * 100))
+        scorer = _Scorer(server.booster, pool.submit(compile_booster, booster_file, cache))
         pending = None
         for lo in range(0, n, RESTAURANTS_PER_BATCH):
             con.execute(
