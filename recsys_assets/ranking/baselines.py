@@ -15,7 +15,9 @@ as Parquet into a pyfunc, `BaselineServer`). A request needs only (name, menu, i
   log P(p | industry) + the largest log lift(token, p) over the menu's tokens (a sum over tokens
   over-counts menus that list many related dishes);
 - menu_knn: the first-30-day baskets of the K most similar earlier restaurants by TF-IDF cosine over
-  menu tokens (`dataset.menu_tokens`), weighted by similarity.
+  menu tokens (`dataset.menu_tokens`), weighted by similarity. Similarities and scores are rounded
+  to 9 decimals: DuckDB's parallel sums add in a varying order, and their last-bit differences
+  reordered tied neighbours and products from one run to the next (ties now go by id).
 Every list is padded to the same depth (industry first-window popularity, industry popularity, global
 popularity) so every method is scored at the same depth.
 """
@@ -119,14 +121,15 @@ BASELINES: dict[str, Baseline] = {
                 FROM bl_q_tok qt JOIN idf USING (token)
             ),
             sim AS (
-                SELECT qw.restaurant_id, k.restaurant_id AS neighbour, sum(qw.w * k.w) AS sim
+                SELECT qw.restaurant_id, k.restaurant_id AS neighbour,
+                       round(sum(qw.w * k.w), 9) AS sim
                 FROM qw JOIN bl_knn_tok k USING (token) GROUP BY ALL
             ),
             top AS (
                 SELECT * FROM sim QUALIFY row_number() OVER (
                     PARTITION BY restaurant_id ORDER BY sim DESC, neighbour) <= $neighbours
             )
-            SELECT t.restaurant_id, b.product_id, sum(t.sim) AS key
+            SELECT t.restaurant_id, b.product_id, round(sum(t.sim), 9) AS key
             FROM top t JOIN bl_knn_buy b ON b.restaurant_id = t.neighbour GROUP BY ALL
             """,
         ),
