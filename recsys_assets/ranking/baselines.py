@@ -185,6 +185,7 @@ class BaselineScorer:
                 self._con.execute(
                     f"CREATE TABLE {table} AS SELECT * FROM read_parquet($p)", {"p": str(src)}
                 )
+        self._products, self._tokens = _code_ids(self._con)
         self._lock = threading.Lock()
 
     def set_threads(self, threads: int) -> None:
@@ -199,13 +200,61 @@ class BaselineScorer:
         b = BASELINES[name]
         text = sql.load("baseline_rank", {"primary": b.primary})
         params = {**rank_params(depth), "pad_new": b.pad_new, "pad_ind": b.pad_ind}
+        # The SQL runs on integer codes (sorted like the ids, so every ORDER BY and tie-break is
+        # the ids' own); joins, windows and groups on integers cost a fraction of strings'.
+        q_codes, q_ids = pd.factorize(queries["restaurant_id"].astype(str), sort=True)
+        t_query = pd.Index(q_ids).get_indexer(tokens["restaurant_id"].astype(str))
+        known = t_query >= 0  # tokens of a restaurant not queried rank nothing
+        coded_q = pd.DataFrame(
+            {"restaurant_id": q_codes, "industry": queries["industry"].astype(object)}
+        )
+        coded_tok = pd.DataFrame(
+            {
+                "restaurant_id": t_query[known],
+                "token": self._tokens.get_indexer(tokens["token"].astype(str))[known],
+            }
+        )
         cur = self._con.cursor()
         try:
-            cur.register("bl_q", queries[["restaurant_id", "industry"]].astype(object))
-            cur.register("bl_q_tok", tokens[["restaurant_id", "token"]].astype(object))
-            return cur.execute(text, sql.params_for(text, params)).df()
+            cur.register("bl_q", coded_q)
+            cur.register("bl_q_tok", coded_tok)
+            out = cur.execute(text, sql.params_for(text, params)).df()
         finally:
             cur.close()
+        return pd.DataFrame(
+            {
+                "restaurant_id": pd.Categorical.from_codes(out["restaurant_id"], q_ids),
+                "product_id": pd.Categorical.from_codes(out["product_id"], self._products),
+                "rank": out["rank"],
+            }
+        )
+
+
+def _code_ids(con: duckdb.DuckDBPyConnection) -> tuple[pd.Index, pd.Index]:
+    """Replace the bl_* tables' product ids, token strings and kNN neighbour ids by integer codes
+    numbered in sorted order; (product ids, tokens) by code, to decode results and code queries."""
+    ids = {
+        "product_id": ("bl_prod", "bl_ind", "bl_token_prod", "bl_knn_buy"),
+        "token": ("bl_token_prod", "bl_knn_tok"),
+        "restaurant_id": ("bl_knn_tok", "bl_knn_buy"),
+    }
+    by_code = {}
+    for col, tables in ids.items():
+        union = " UNION ".join(f"SELECT {col} FROM {t}" for t in tables)
+        con.execute(
+            f"CREATE TABLE bl_code AS SELECT {col} AS id, "
+            f"CAST(row_number() OVER (ORDER BY {col}) - 1 AS INTEGER) AS code FROM ({union})"
+        )
+        for t in tables:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {t} AS SELECT t.* REPLACE (c.code AS {col}) "
+                f"FROM {t} t JOIN bl_code c ON c.id = t.{col}"
+            )
+        by_code[col] = pd.Index(
+            con.execute("SELECT id FROM bl_code ORDER BY code").fetchnumpy()["id"], dtype=object
+        )
+        con.execute("DROP TABLE bl_code")
+    return by_code["product_id"], by_code["token"]
 
 
 def holdout_rankings(

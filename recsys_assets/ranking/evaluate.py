@@ -181,13 +181,50 @@ def model_rankings(
     code = industry_coder(industries) if industries is not None else None
     if "industry_code" not in names:
         code = None
-    cols = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in names)
+    # Ids travel as integer codes in sorted id order (restaurants, products): the rows sort on
+    # them as on the ids, and the frame holds them as categoricals, never as millions of strings.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _eval_q AS SELECT restaurant_id, "
+        "CAST(row_number() OVER (ORDER BY restaurant_id) - 1 AS INTEGER) AS qc "
+        "FROM (SELECT DISTINCT restaurant_id FROM rk_candidates WHERE split = $s)",
+        {"s": split},
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _eval_p AS SELECT product_id, "
+        "CAST(row_number() OVER (ORDER BY product_id) - 1 AS INTEGER) AS pc "
+        "FROM (SELECT DISTINCT product_id FROM rk_candidates WHERE split = $s)",
+        {"s": split},
+    )
+    try:
+        q_ids, p_ids, qc, pc, scores = _score_coded(con, booster, split, names, code)
+    finally:
+        con.execute("DROP TABLE IF EXISTS _eval_q; DROP TABLE IF EXISTS _eval_p")
+
+    def ids(codes: list[np.ndarray], names: np.ndarray) -> pd.Categorical:
+        c = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)
+        return pd.Categorical.from_codes(c, categories=pd.Index(names, dtype=object))
+
+    return pd.DataFrame(
+        {
+            "restaurant_id": ids(qc, q_ids),
+            "product_id": ids(pc, p_ids),
+            "score": np.concatenate(scores) if scores else np.zeros(0),
+        }
+    )
+
+
+def _score_coded(con, booster, split: str, names: list[str], code):
+    """Stream the split (ids as the codes of _eval_q/_eval_p) through the booster in batches."""
+    cols = ", ".join(f"CAST(c.{c} AS DOUBLE) AS {c}" for c in names)
+    q_ids = con.execute("SELECT restaurant_id FROM _eval_q ORDER BY qc").fetchnumpy()
+    p_ids = con.execute("SELECT product_id FROM _eval_p ORDER BY pc").fetchnumpy()
     reader = con.sql(
-        f"SELECT restaurant_id, product_id, {'industry, ' if code else ''}{cols} FROM rk_candidates "
-        "WHERE split = $s ORDER BY restaurant_id, product_id",
+        f"SELECT q.qc, p.pc, {'c.industry, ' if code else ''}{cols} FROM rk_candidates c "
+        "JOIN _eval_q q USING (restaurant_id) JOIN _eval_p p USING (product_id) "
+        "WHERE c.split = $s ORDER BY q.qc, p.pc",
         params={"s": split},
     ).to_arrow_reader(_SCORE_ROWS)
-    ids, items, scores = [], [], []
+    qc, pc, scores = [], [], []
     for batch in reader:
         x = np.empty((batch.num_rows, len(names)), dtype=np.float64)
         for j, c in enumerate(names):
@@ -196,16 +233,10 @@ def model_rankings(
             at, uniques = pd.factorize(batch.column("industry").to_numpy(zero_copy_only=False))
             lookup = np.array([*(code(u) for u in uniques), code(None)], dtype=np.float64)
             x[:, names.index("industry_code")] = lookup[at]  # -1 (NULL): the last entry
-        ids.append(batch.column("restaurant_id").to_numpy(zero_copy_only=False))
-        items.append(batch.column("product_id").to_numpy(zero_copy_only=False))
+        qc.append(batch.column("qc").to_numpy())
+        pc.append(batch.column("pc").to_numpy())
         scores.append(booster.predict(x, num_iteration=booster.best_iteration or None))
-    return pd.DataFrame(
-        {
-            "restaurant_id": np.concatenate(ids) if ids else np.array([], dtype=object),
-            "product_id": np.concatenate(items) if items else np.array([], dtype=object),
-            "score": np.concatenate(scores) if scores else np.zeros(0),
-        }
-    )
+    return q_ids["restaurant_id"], p_ids["product_id"], qc, pc, scores
 
 
 def score_with_booster(

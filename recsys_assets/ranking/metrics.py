@@ -107,18 +107,21 @@ def ranking_order(
     item_col: str = "product_id",
     score_col: str | None = "score",
     rank_col: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(row order, query codes) of a long frame ranked by score desc (ties: item id) or by rank.
+) -> tuple[np.ndarray, np.ndarray, pd.Index, np.ndarray | None, pd.Index | None]:
+    """(row order, query codes, queries, item codes, items) of a long frame ranked by score desc
+    (ties: item id) or by rank; item codes only when the order needed them.
 
     A stable sort on integer codes (sorted factorization keeps the string order): the order of
     the mergesort by (query, -score, item) or (query, rank), in a fraction of its time.
     """
-    q_codes, _ = pd.factorize(frame[query_col], sort=True)
+    q_codes, q_uniques = pd.factorize(frame[query_col], sort=True)
     if rank_col is not None:
-        return np.lexsort((frame[rank_col].to_numpy(), q_codes)), q_codes
-    i_codes, _ = pd.factorize(frame[item_col], sort=True)
+        order = np.lexsort((frame[rank_col].to_numpy(), q_codes))
+        return order, q_codes, pd.Index(q_uniques), None, None
+    i_codes, i_uniques = pd.factorize(frame[item_col], sort=True)
     neg = -frame[score_col].astype(float).to_numpy()
-    return np.lexsort((i_codes, neg, q_codes)), q_codes
+    order = np.lexsort((i_codes, neg, q_codes))
+    return order, q_codes, pd.Index(q_uniques), i_codes, pd.Index(i_uniques)
 
 
 def rankings_from_frame(
@@ -131,7 +134,7 @@ def rankings_from_frame(
     """query -> ranked item list, from a long frame sorted by score desc (ties: item id) or rank."""
     if frame.empty:
         return {}
-    order, _ = ranking_order(frame, query_col, item_col, score_col, rank_col)
+    order = ranking_order(frame, query_col, item_col, score_col, rank_col)[0]
     ordered = frame.iloc[order]
     # Split the sorted columns at query boundaries (a pandas groupby costs ~50x more at 200k
     # queries); queries come out in sorted order, as the groupby gave them.
@@ -291,15 +294,18 @@ def _ranked_grids(
     gains, first_hits = np.zeros((n_q, depth)), np.zeros((n_q, depth), dtype=bool)
     if frame.empty:
         return gains, first_hits
-    query_col, item_col = cols.get("query_col", "restaurant_id"), cols.get("item_col", "product_id")
-    order, q_codes = ranking_order(frame, **cols)
+    item_col = cols.get("item_col", "product_id")
+    order, q_codes, q_uniques, i_codes, i_uniques = ranking_order(frame, **cols)
+    if i_codes is None or i_uniques is None:
+        i_codes, i_uniques = pd.factorize(frame[item_col])
     q_sorted = q_codes[order]
     starts = np.flatnonzero(np.r_[True, q_sorted[1:] != q_sorted[:-1]])
     pos = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     top = order[pos < depth]
     pos = pos[pos < depth]
-    q = truth.queries.get_indexer(frame[query_col].to_numpy()[top].astype(str))
-    i = truth.items.get_indexer(frame[item_col].to_numpy()[top].astype(str))
+    # Codes of the frame -> codes of the truth, through the (few) distinct ids only.
+    q = truth.queries.get_indexer(pd.Index(q_uniques).astype(str))[q_codes[top]]
+    i = truth.items.get_indexer(pd.Index(i_uniques).astype(str))[i_codes[top]]
     inside = q >= 0
     q, i, pos = q[inside], i[inside], pos[inside]
     rel = np.zeros(len(q))
