@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ def curve(warehouse: Path, sizes: list[str]) -> list[dict]:
                 "gain_ci": [gain["ci_low"], gain["ci_high"]],
                 "train_cpu_s": cpu,
                 "load_avg": os.getloadavg(),
+                # the process's peak RSS so far (sizes run in increasing order: this size's peak)
+                "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             }
             print(
                 f"  {row['train_queries']:>7,} queries: NDCG@10 {row['ndcg_at_10']:.4f}, "

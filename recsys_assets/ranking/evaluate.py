@@ -168,8 +168,9 @@ def model_rankings(
     dataset's (a champion trained before an industry was added); industry_code is re-derived from
     the industry names with it, as serving does.
 
-    The rows (`load_split`'s, in its order) stream from DuckDB in batches, each cast to one float64
-    matrix and scored (`score_frame`'s values): the whole split never sits in pandas.
+    The rows (`load_split`'s, returned in its order) stream from DuckDB in batches, each cast to
+    one float64 matrix and scored (`score_frame`'s values): the whole split never sits in pandas
+    nor in a DuckDB sort.
     """
     names = booster.feature_name()
     columns = set(con.execute("SELECT * FROM rk_candidates LIMIT 0").fetchdf().columns)
@@ -200,15 +201,13 @@ def model_rankings(
     finally:
         con.execute("DROP TABLE IF EXISTS _eval_q; DROP TABLE IF EXISTS _eval_p")
 
-    def ids(codes: list[np.ndarray], names: np.ndarray) -> pd.Categorical:
-        c = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)
-        return pd.Categorical.from_codes(c, categories=pd.Index(names, dtype=object))
-
+    q, p = (np.concatenate(c) if c else np.zeros(0, dtype=np.int32) for c in (qc, pc))
+    order = np.lexsort((p, q))  # load_split's order (by restaurant, then product)
     return pd.DataFrame(
         {
-            "restaurant_id": ids(qc, q_ids),
-            "product_id": ids(pc, p_ids),
-            "score": np.concatenate(scores) if scores else np.zeros(0),
+            "restaurant_id": pd.Categorical.from_codes(q[order], pd.Index(q_ids, dtype=object)),
+            "product_id": pd.Categorical.from_codes(p[order], pd.Index(p_ids, dtype=object)),
+            "score": np.concatenate(scores)[order] if scores else np.zeros(0),
         }
     )
 
@@ -221,7 +220,7 @@ def _score_coded(con, booster, split: str, names: list[str], code):
     reader = con.sql(
         f"SELECT q.qc, p.pc, {'c.industry, ' if code else ''}{cols} FROM rk_candidates c "
         "JOIN _eval_q q USING (restaurant_id) JOIN _eval_p p USING (product_id) "
-        "WHERE c.split = $s ORDER BY q.qc, p.pc",
+        "WHERE c.split = $s",  # no ORDER BY: DuckDB would hold the whole split to sort it
         params={"s": split},
     ).to_arrow_reader(_SCORE_ROWS)
     qc, pc, scores = [], [], []
