@@ -203,7 +203,7 @@ class BaselineScorer:
         # The SQL runs on integer codes (sorted like the ids, so every ORDER BY and tie-break is
         # the ids' own); joins, windows and groups on integers cost a fraction of strings'.
         q_codes, q_ids = pd.factorize(queries["restaurant_id"].astype(str), sort=True)
-        t_query = pd.Index(q_ids).get_indexer(tokens["restaurant_id"].astype(str))
+        t_query = pd.Index(q_ids).get_indexer(pd.Index(tokens["restaurant_id"].astype(str)))
         known = t_query >= 0  # tokens of a restaurant not queried rank nothing
         coded_q = pd.DataFrame(
             {"restaurant_id": q_codes, "industry": queries["industry"].astype(object)}
@@ -211,7 +211,7 @@ class BaselineScorer:
         coded_tok = pd.DataFrame(
             {
                 "restaurant_id": t_query[known],
-                "token": self._tokens.get_indexer(tokens["token"].astype(str))[known],
+                "token": self._tokens.get_indexer(pd.Index(tokens["token"].astype(str)))[known],
             }
         )
         cur = self._con.cursor()

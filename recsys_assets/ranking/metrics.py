@@ -261,7 +261,7 @@ def coded_truth(
         }
     ).drop_duplicates(["q", "i"], keep="last")  # a dict keeps the last value of a key
     t = t[t["r"].to_numpy() > 0]
-    q = uq.get_indexer(t["q"])
+    q = uq.get_indexer(pd.Index(t["q"]))
     t, q = t[q >= 0], q[q >= 0]
     i_codes, items = pd.factorize(t["i"])
     keys = q.astype(np.int64) * max(len(items), 1) + i_codes
