@@ -100,8 +100,8 @@ _FETCH_ROWS = 1_000_000
 # queries, 11.7M candidate rows) the cap is a time and memory budget, not a plateau:
 # - benchmarks/learning_curve.py (paired bootstrap CI of the gain between consecutive sizes, same
 #   test queries): at medium NDCG@10 rose 0.5304 (4k) -> 0.5380 (8k), +0.0076 (95% CI
-#   +0.0048..+0.0105), and 0.5273 (1k) -> 0.5316 (2k), +0.0043 (+0.0007..+0.0081): more data
-#   still helps, beyond noise, at every doubling measured.
+#   +0.0048..+0.0105), then all 10.8k 0.5399, +0.0019 (-0.0006..+0.0043, x1.35 the data, within
+#   noise); 1k -> 2k +0.0043 (+0.0007..+0.0081). Gains shrink but each doubling measured helped.
 # - but the full large set costs well over 7 minutes of lambdarank on 2 cores (the whole rebuild's
 #   budget is 5), and its float64 matrix alone is 11.7M rows x 29 features = 2.7 GB, beside
 #   DuckDB's sort of the same rows and LightGBM's binned copy: ~6 GB by that arithmetic (not
