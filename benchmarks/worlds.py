@@ -66,7 +66,7 @@ class _SummaryRecorder:
     def wrap(self, fn: Callable) -> Callable:
         def recorded(*args, **kwargs):
             out = fn(*args, **kwargs)
-            self.summaries.append(out)
+            self.summaries.append(out[0])  # summarize_frame: (MetricSummary, NDCG curve)
             return out
 
         return recorded
@@ -86,12 +86,12 @@ def _evaluate_recorded(con, trained, dset, gt) -> tuple[Any, _SummaryRecorder]:
     from recsys_assets.ranking import evaluate as ev_mod
 
     rec = _SummaryRecorder()
-    original = ev_mod.summarize
-    ev_mod.summarize = rec.wrap(original)
+    original = ev_mod.summarize_frame
+    ev_mod.summarize_frame = rec.wrap(original)
     try:
         ev = ev_mod.evaluate(con, trained, dset, ground_truth_dir=gt)
     finally:
-        ev_mod.summarize = original
+        ev_mod.summarize_frame = original
     return ev, rec
 
 

@@ -123,3 +123,46 @@ def test_fast_rankings_and_curve_equal_their_definitions_on_random_ties():
     for k in ks:
         vals = [m.ndcg_at_k(rankings.get(q, []), truth.get(q, {}), k) for q in queries]
         assert curve[k] == float(np.mean([v for v in vals if v is not None]))
+
+
+def test_summarize_frame_equals_the_per_query_metrics_exactly():
+    """The vectorised path (`summarize_frame`) gives the floats of `summarize` + `ndcg_curve` over
+    `rankings_from_frame`: ties, an item listed twice, a ranking longer than the depth, a ranked
+    query outside the cohort, a cohort query never ranked or without positives, a duplicate
+    cohort query, truth rows of relevance 0 and a truth key given twice (the last one counts)."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    n = 6000
+    frame = pd.DataFrame(
+        {
+            "restaurant_id": rng.choice([f"r{i}" for i in range(120)], n),
+            "product_id": rng.choice([f"p{i}" for i in range(90)], n),
+            "score": rng.integers(0, 8, n) / 7.0,
+            "rank": rng.integers(1, 70, n),
+        }
+    )
+    truth_frame = pd.DataFrame(
+        {
+            "restaurant_id": rng.choice([f"r{i}" for i in range(130)], 2500),
+            "product_id": rng.choice([f"p{i}" for i in range(100)], 2500),
+            "relevance": rng.integers(0, 5, 2500).astype(float),
+        }
+    )
+    queries = [f"r{i}" for i in range(5, 135)] + ["r7", "nobody"]  # r0-r4 ranked, not in cohort
+    ks = (1, 3, 5, 10, 20, 30, 50)
+    truth = m.truth_from_frame(truth_frame)
+    coded = m.coded_truth(truth_frame, queries, max(ks))
+    for cols in ({}, {"score_col": None, "rank_col": "rank"}):
+        want = m.summarize(m.rankings_from_frame(frame, **cols), truth, queries)
+        want_curve = m.ndcg_curve(m.rankings_from_frame(frame, **cols), truth, queries, ks)
+        got, got_curve = m.summarize_frame(frame, coded, ks, **cols)
+        assert got.metrics == want.metrics and got_curve == want_curve
+        assert (got.queries_evaluated, got.queries_without_positives) == (
+            want.queries_evaluated,
+            want.queries_without_positives,
+        )
+        pd.testing.assert_frame_equal(got.per_query, want.per_query, check_exact=True)
+    assert want.queries_without_positives > 0 and want.metrics["ndcg_at_10"] > 0
+    empty, _ = m.summarize_frame(frame.iloc[:0], coded, ks)
+    assert empty.metrics == m.summarize({}, truth, queries).metrics

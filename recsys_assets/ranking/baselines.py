@@ -15,7 +15,9 @@ as Parquet into a pyfunc, `BaselineServer`). A request needs only (name, menu, i
   log P(p | industry) + the largest log lift(token, p) over the menu's tokens (a sum over tokens
   over-counts menus that list many related dishes);
 - menu_knn: the first-30-day baskets of the K most similar earlier restaurants by TF-IDF cosine over
-  menu tokens (`dataset.menu_tokens`), weighted by similarity.
+  menu tokens (`dataset.menu_tokens`), weighted by similarity. Similarities and scores are rounded
+  to 9 decimals: DuckDB's parallel sums add in a varying order, and their last-bit differences
+  reordered tied neighbours and products from one run to the next (ties now go by id).
 Every list is padded to the same depth (industry first-window popularity, industry popularity, global
 popularity) so every method is scored at the same depth.
 """
@@ -119,14 +121,15 @@ BASELINES: dict[str, Baseline] = {
                 FROM bl_q_tok qt JOIN idf USING (token)
             ),
             sim AS (
-                SELECT qw.restaurant_id, k.restaurant_id AS neighbour, sum(qw.w * k.w) AS sim
+                SELECT qw.restaurant_id, k.restaurant_id AS neighbour,
+                       round(sum(qw.w * k.w), 9) AS sim
                 FROM qw JOIN bl_knn_tok k USING (token) GROUP BY ALL
             ),
             top AS (
                 SELECT * FROM sim QUALIFY row_number() OVER (
                     PARTITION BY restaurant_id ORDER BY sim DESC, neighbour) <= $neighbours
             )
-            SELECT t.restaurant_id, b.product_id, sum(t.sim) AS key
+            SELECT t.restaurant_id, b.product_id, round(sum(t.sim), 9) AS key
             FROM top t JOIN bl_knn_buy b ON b.restaurant_id = t.neighbour GROUP BY ALL
             """,
         ),
@@ -182,6 +185,7 @@ class BaselineScorer:
                 self._con.execute(
                     f"CREATE TABLE {table} AS SELECT * FROM read_parquet($p)", {"p": str(src)}
                 )
+        self._products, self._tokens = _code_ids(self._con)
         self._lock = threading.Lock()
 
     def set_threads(self, threads: int) -> None:
@@ -196,13 +200,61 @@ class BaselineScorer:
         b = BASELINES[name]
         text = sql.load("baseline_rank", {"primary": b.primary})
         params = {**rank_params(depth), "pad_new": b.pad_new, "pad_ind": b.pad_ind}
+        # The SQL runs on integer codes (sorted like the ids, so every ORDER BY and tie-break is
+        # the ids' own); joins, windows and groups on integers cost a fraction of strings'.
+        q_codes, q_ids = pd.factorize(queries["restaurant_id"].astype(str), sort=True)
+        t_query = pd.Index(q_ids).get_indexer(pd.Index(tokens["restaurant_id"].astype(str)))
+        known = t_query >= 0  # tokens of a restaurant not queried rank nothing
+        coded_q = pd.DataFrame(
+            {"restaurant_id": q_codes, "industry": queries["industry"].astype(object)}
+        )
+        coded_tok = pd.DataFrame(
+            {
+                "restaurant_id": t_query[known],
+                "token": self._tokens.get_indexer(pd.Index(tokens["token"].astype(str)))[known],
+            }
+        )
         cur = self._con.cursor()
         try:
-            cur.register("bl_q", queries[["restaurant_id", "industry"]].astype(object))
-            cur.register("bl_q_tok", tokens[["restaurant_id", "token"]].astype(object))
-            return cur.execute(text, sql.params_for(text, params)).df()
+            cur.register("bl_q", coded_q)
+            cur.register("bl_q_tok", coded_tok)
+            out = cur.execute(text, sql.params_for(text, params)).df()
         finally:
             cur.close()
+        return pd.DataFrame(
+            {
+                "restaurant_id": pd.Categorical.from_codes(out["restaurant_id"], q_ids),
+                "product_id": pd.Categorical.from_codes(out["product_id"], self._products),
+                "rank": out["rank"],
+            }
+        )
+
+
+def _code_ids(con: duckdb.DuckDBPyConnection) -> tuple[pd.Index, pd.Index]:
+    """Replace the bl_* tables' product ids, token strings and kNN neighbour ids by integer codes
+    numbered in sorted order; (product ids, tokens) by code, to decode results and code queries."""
+    ids = {
+        "product_id": ("bl_prod", "bl_ind", "bl_token_prod", "bl_knn_buy"),
+        "token": ("bl_token_prod", "bl_knn_tok"),
+        "restaurant_id": ("bl_knn_tok", "bl_knn_buy"),
+    }
+    by_code = {}
+    for col, tables in ids.items():
+        union = " UNION ".join(f"SELECT {col} FROM {t}" for t in tables)
+        con.execute(
+            f"CREATE TABLE bl_code AS SELECT {col} AS id, "
+            f"CAST(row_number() OVER (ORDER BY {col}) - 1 AS INTEGER) AS code FROM ({union})"
+        )
+        for t in tables:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {t} AS SELECT t.* REPLACE (c.code AS {col}) "
+                f"FROM {t} t JOIN bl_code c ON c.id = t.{col}"
+            )
+        by_code[col] = pd.Index(
+            con.execute("SELECT id FROM bl_code ORDER BY code").fetchnumpy()["id"], dtype=object
+        )
+        con.execute("DROP TABLE bl_code")
+    return by_code["product_id"], by_code["token"]
 
 
 def holdout_rankings(

@@ -28,18 +28,14 @@ from recsys_assets.ranking.dataset import (
     RankingDataset,
     industry_coder,
     load_queries,
-    load_split,
     load_truth,
 )
 from recsys_assets.ranking.metrics import (
     METRIC_NAMES,
     MetricSummary,
-    ndcg_curve,
-    rankings_from_frame,
-    summarize,
-    truth_from_frame,
+    coded_truth,
+    summarize_frame,
 )
-from recsys_assets.ranking.train import score_frame
 
 BASELINE_DEPTH = bl.DEPTH
 CURVE_KS = (1, 3, 5, 10, 20, 30, 50)
@@ -59,7 +55,6 @@ class Evaluation:
     candidate_recall: float
     per_industry: pd.DataFrame
     ndcg_curve: pd.DataFrame
-    model_rankings: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     # baseline -> {"ratio", "ci_low", "ci_high"}: model / baseline mean NDCG@10, paired bootstrap
     ratio_ci: dict[str, dict[str, float]] = field(default_factory=dict)
     # feature -> total gain of the model scored (so a later step plots it without the booster)
@@ -90,9 +85,8 @@ class Evaluation:
         return max(names, key=lambda n: _nan_low(self.baselines[n]["ndcg_at_10"]))
 
     def to_json(self) -> dict:
-        """Everything but the per-row rankings, JSON-safe (stored with the version it scored)."""
+        """Everything, JSON-safe (stored with the version it scored)."""
         d = asdict(self)
-        d.pop("model_rankings")
         d["per_industry"] = self.per_industry.to_dict("records")
         d["ndcg_curve"] = self.ndcg_curve.to_dict("records")
         return d
@@ -112,6 +106,20 @@ def _nan_low(x: float) -> float:
     return float("-inf") if x is None or np.isnan(x) else float(x)
 
 
+def _paired_resampled_sums(
+    a: np.ndarray, b: np.ndarray, samples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of `a` and of `b` over `samples` resamples of the same query indices (paired)."""
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    sa, sb = [], []
+    for start in range(0, samples, 100):  # chunks: samples x n indices would not fit at scale
+        idx = rng.integers(0, n, size=(min(100, samples - start), n))
+        sa.append(a[idx].sum(axis=1))
+        sb.append(b[idx].sum(axis=1))
+    return np.concatenate(sa), np.concatenate(sb)
+
+
 def paired_bootstrap_ratio(
     model: np.ndarray, baseline: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
 ) -> dict[str, float]:
@@ -121,22 +129,31 @@ def paired_bootstrap_ratio(
     consistently the model beats the baseline on the same restaurants, not the spread of either.
     """
     model, baseline = np.asarray(model, float), np.asarray(baseline, float)
-    n = len(model)
-    if n == 0 or baseline.sum() <= 0:
+    if len(model) == 0 or baseline.sum() <= 0:
         return {"ratio": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
-    rng = np.random.default_rng(seed)
-    ratios = []
-    for start in range(0, samples, 100):  # chunks: samples x n indices would not fit at scale
-        idx = rng.integers(0, n, size=(min(100, samples - start), n))
-        den = baseline[idx].sum(axis=1)
-        ratios.append(np.where(den > 0, model[idx].sum(axis=1) / np.maximum(den, 1e-12), np.nan))
-    r = np.concatenate(ratios)
+    num, den = _paired_resampled_sums(model, baseline, samples, seed)
+    r = np.where(den > 0, num / np.maximum(den, 1e-12), np.nan)
     lo, hi = np.nanpercentile(r, [2.5, 97.5])
     return {
         "ratio": float(model.mean() / baseline.mean()),
         "ci_low": float(lo),
         "ci_high": float(hi),
     }
+
+
+def paired_bootstrap_difference(
+    a: np.ndarray, b: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> dict[str, float]:
+    """mean(a) - mean(b) with a 95 % percentile CI, resampling queries in pairs (as the ratio)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) == 0:
+        return {"difference": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+    sa, sb = _paired_resampled_sums(a, b, samples, seed)
+    lo, hi = np.percentile((sa - sb) / len(a), [2.5, 97.5])
+    return {"difference": float(a.mean() - b.mean()), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+_SCORE_ROWS = 500_000  # candidate rows per predict while scoring a split (bounds the matrix)
 
 
 def model_rankings(
@@ -150,19 +167,75 @@ def model_rankings(
     `industries`: the industry list the booster was trained with, when it may differ from the
     dataset's (a champion trained before an industry was added); industry_code is re-derived from
     the industry names with it, as serving does.
+
+    The rows (`load_split`'s, returned in its order) stream from DuckDB in batches, each cast to
+    one float64 matrix and scored (`score_frame`'s values): the whole split never sits in pandas
+    nor in a DuckDB sort.
     """
-    frame = load_split(con, split)
+    names = booster.feature_name()
+    columns = set(con.execute("SELECT * FROM rk_candidates LIMIT 0").fetchdf().columns)
+    missing = [c for c in names if c not in columns]
+    if missing:
+        raise KeyError(f"booster needs features the frame lacks: {missing}")
     SCORING_CALLS["split_loaded"] += 1
     SCORING_CALLS["booster_scored"] += 1
-    if industries is not None:
-        frame["industry_code"] = frame["industry"].map(industry_coder(industries))
+    code = industry_coder(industries) if industries is not None else None
+    if "industry_code" not in names:
+        code = None
+    # Ids travel as integer codes in sorted id order (restaurants, products): the rows sort on
+    # them as on the ids, and the frame holds them as categoricals, never as millions of strings.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _eval_q AS SELECT restaurant_id, "
+        "CAST(row_number() OVER (ORDER BY restaurant_id) - 1 AS INTEGER) AS qc "
+        "FROM (SELECT DISTINCT restaurant_id FROM rk_candidates WHERE split = $s)",
+        {"s": split},
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _eval_p AS SELECT product_id, "
+        "CAST(row_number() OVER (ORDER BY product_id) - 1 AS INTEGER) AS pc "
+        "FROM (SELECT DISTINCT product_id FROM rk_candidates WHERE split = $s)",
+        {"s": split},
+    )
+    try:
+        q_ids, p_ids, qc, pc, scores = _score_coded(con, booster, split, names, code)
+    finally:
+        con.execute("DROP TABLE IF EXISTS _eval_q; DROP TABLE IF EXISTS _eval_p")
+
+    q, p = (np.concatenate(c) if c else np.zeros(0, dtype=np.int32) for c in (qc, pc))
+    order = np.lexsort((p, q))  # load_split's order (by restaurant, then product)
     return pd.DataFrame(
         {
-            "restaurant_id": frame["restaurant_id"],
-            "product_id": frame["product_id"],
-            "score": score_frame(booster, frame),
+            "restaurant_id": pd.Categorical.from_codes(q[order], pd.Index(q_ids, dtype=object)),
+            "product_id": pd.Categorical.from_codes(p[order], pd.Index(p_ids, dtype=object)),
+            "score": np.concatenate(scores)[order] if scores else np.zeros(0),
         }
     )
+
+
+def _score_coded(con, booster, split: str, names: list[str], code):
+    """Stream the split (ids as the codes of _eval_q/_eval_p) through the booster in batches."""
+    cols = ", ".join(f"CAST(c.{c} AS DOUBLE) AS {c}" for c in names)
+    q_ids = con.execute("SELECT restaurant_id FROM _eval_q ORDER BY qc").fetchnumpy()
+    p_ids = con.execute("SELECT product_id FROM _eval_p ORDER BY pc").fetchnumpy()
+    reader = con.sql(
+        f"SELECT q.qc, p.pc, {'c.industry, ' if code else ''}{cols} FROM rk_candidates c "
+        "JOIN _eval_q q USING (restaurant_id) JOIN _eval_p p USING (product_id) "
+        "WHERE c.split = $s",  # no ORDER BY: DuckDB would hold the whole split to sort it
+        params={"s": split},
+    ).to_arrow_reader(_SCORE_ROWS)
+    qc, pc, scores = [], [], []
+    for batch in reader:
+        x = np.empty((batch.num_rows, len(names)), dtype=np.float64)
+        for j, c in enumerate(names):
+            x[:, j] = batch.column(c).to_numpy(zero_copy_only=False)
+        if code is not None:  # serving's industry_code: industry_coder over the names (NULL too)
+            at, uniques = pd.factorize(batch.column("industry").to_numpy(zero_copy_only=False))
+            lookup = np.array([*(code(u) for u in uniques), code(None)], dtype=np.float64)
+            x[:, names.index("industry_code")] = lookup[at]  # -1 (NULL): the last entry
+        qc.append(batch.column("qc").to_numpy())
+        pc.append(batch.column("pc").to_numpy())
+        scores.append(booster.predict(x, num_iteration=booster.best_iteration or None))
+    return q_ids["restaurant_id"], p_ids["product_id"], qc, pc, scores
 
 
 def score_with_booster(
@@ -173,20 +246,18 @@ def score_with_booster(
 ) -> MetricSummary:
     """Metrics of any booster on the current holdout (the promotion gate re-scores the champion so)."""
     queries = load_queries(con, split)["restaurant_id"].astype(str).tolist()
-    truth = truth_from_frame(load_truth(con, split))
+    truth = coded_truth(load_truth(con, split), queries, max(CURVE_KS))
     ranked = model_rankings(con, booster, split, industries)
-    return summarize(rankings_from_frame(ranked), truth, queries)
+    return summarize_frame(ranked, truth)[0]
 
 
-def _oracle_rankings(
-    ground_truth_dir: str | Path, restaurant_ids: list[str]
-) -> dict[str, list[str]]:
+def _oracle_frame(ground_truth_dir: str | Path, restaurant_ids: list[str]) -> pd.DataFrame:
+    """The generator's expected demand of each restaurant's products (positive ones), the oracle's
+    ranking by score; the metrics read its first `BASELINE_DEPTH` (= the curve's depth)."""
     from recsys_assets.sample_data import oracle_scores
 
     scores = oracle_scores(ground_truth_dir, restaurant_ids)
-    scores = scores[scores["score"] > 0]
-    ranked = rankings_from_frame(scores)
-    return {q: r[:BASELINE_DEPTH] for q, r in ranked.items()}
+    return scores[scores["score"].to_numpy() > 0]
 
 
 def evaluate(
@@ -199,19 +270,26 @@ def evaluate(
 ) -> Evaluation:
     """Model (a TrainedRanker or a booster) vs baselines vs oracle on `split`, plus per industry.
 
-    `industries`: the list the booster was trained with (see `model_rankings`).
+    `industries`: the list the booster was trained with (see `model_rankings`). Every method is
+    scored by `summarize_frame` on its long ranked frame (the numbers of `summarize` and
+    `ndcg_curve` over per-query lists, without building them).
     """
     booster = getattr(ranker, "booster", ranker)
     qs = load_queries(con, split)
     queries = qs["restaurant_id"].astype(str).tolist()
-    truth = truth_from_frame(load_truth(con, split))
-    scored = model_rankings(con, booster, split, industries)
-    methods: dict[str, dict[str, list[str]]] = {"model": rankings_from_frame(scored)}
+    truth = coded_truth(load_truth(con, split), queries, max(CURVE_KS))
+    summaries, curves = {}, {}
+    summaries["model"], curves["model"] = summarize_frame(
+        model_rankings(con, booster, split, industries), truth, CURVE_KS
+    )
     for name, frame in bl.holdout_rankings(con, dataset, split, BASELINE_DEPTH).items():
-        methods[name] = rankings_from_frame(frame, score_col=None, rank_col="rank")
+        summaries[name], curves[name] = summarize_frame(
+            frame, truth, CURVE_KS, score_col=None, rank_col="rank"
+        )
     if ground_truth_dir is not None:
-        methods["oracle"] = _oracle_rankings(ground_truth_dir, queries)
-    summaries = {name: summarize(r, truth, queries) for name, r in methods.items()}
+        summaries["oracle"], curves["oracle"] = summarize_frame(
+            _oracle_frame(ground_truth_dir, queries), truth, CURVE_KS
+        )
 
     industry_of = dict(zip(qs["restaurant_id"].astype(str), qs["industry"], strict=True))
     per_ind: pd.DataFrame | None = None
@@ -232,8 +310,7 @@ def evaluate(
     per_ind = per_ind.reset_index().sort_values("queries", ascending=False, kind="mergesort")
 
     curve = pd.DataFrame({"k": list(CURVE_KS)})
-    for name, r in methods.items():
-        c = ndcg_curve(r, truth, queries, CURVE_KS)
+    for name, c in curves.items():
         curve[name] = [c[k] for k in CURVE_KS]
 
     model = summaries["model"]
@@ -250,7 +327,6 @@ def evaluate(
         candidate_recall=dataset.candidate_recall.get(split, float("nan")),
         per_industry=per_ind,
         ndcg_curve=curve,
-        model_rankings=scored,
     )
 
 

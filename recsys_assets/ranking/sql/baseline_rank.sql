@@ -17,9 +17,10 @@ allc AS (
     SELECT q.restaurant_id, p.product_id, 3, -p.global_rank FROM bl_q q CROSS JOIN bl_prod p
     WHERE p.global_rank <= $depth
 ),
-dedup AS (
-    SELECT * FROM allc
-    QUALIFY row_number() OVER (PARTITION BY restaurant_id, product_id ORDER BY prio, key DESC) = 1
+dedup AS (  -- each product once: from its first list (prio), with that list's best key
+    SELECT restaurant_id, product_id, min(prio) AS prio,
+           arg_min(key, [CAST(prio AS DOUBLE), -key]) AS key
+    FROM allc GROUP BY restaurant_id, product_id
 ),
 ranked AS (
     SELECT restaurant_id, product_id,

@@ -1,0 +1,115 @@
+"""`evaluate` scores every method on whole frames (`metrics.summarize_frame`) and streams the split
+through the booster in batches; its Evaluation must be the one the per-query code gave.
+
+The oracle below is the former `evaluate`, kept verbatim in spirit: the whole split in pandas,
+`score_frame`, per-query lists (`rankings_from_frame`) and per-query metrics (`summarize`,
+`ndcg_curve`). Real generator (with its ground truth, for the oracle ranking), real ingest, the
+offline labeler, the real dataset build and a real (small) LightGBM ranker.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_assets.ranking import baselines as bl
+from recsys_assets.ranking import dataset as ds
+from recsys_assets.ranking import evaluate as ev_mod
+from recsys_assets.ranking import metrics as m
+from recsys_assets.ranking.train import score_frame, train_ranker
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from recsys_assets.labeling.offline import OfflineLabeler
+    from recsys_assets.sample_data import generate_sample
+    from recsys_assets.warehouse.ingest import ingest_orders, ingest_products, ingest_restaurants
+
+    tmp = tmp_path_factory.mktemp("evaluate")
+    files = generate_sample(tmp / "sample", scale="small", seed=5, n_restaurants=800)
+    con = duckdb.connect(str(tmp / "w.duckdb"))
+    ingest_restaurants(con, files.restaurants)
+    ingest_products(con, files.products)
+    ingest_orders(con, files.orders)
+    rows = con.execute("SELECT restaurant_id, name, menu, description FROM restaurants").fetchall()
+    preds = OfflineLabeler().predict_many((n, mn, d) for _, n, mn, d in rows)
+    con.execute(
+        "CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, "
+        "confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP)"
+    )
+    con.executemany(
+        "INSERT INTO restaurant_industry VALUES (?, ?, ?, 'offline', now())",
+        [(r[0], p.industry, float(p.confidence)) for r, p in zip(rows, preds, strict=True)],
+    )
+    dset = ds.build_ranking_dataset(con)
+    trained = train_ranker(con, dset, {"num_boost_round": 40, "best_iteration_window": 1})
+    yield con, dset, trained, files.ground_truth
+    con.close()
+
+
+def _reference_evaluate(con, booster, dataset, ground_truth_dir, industries=None) -> dict:
+    """The former evaluate(): per-query lists and per-query metrics (the definitions)."""
+    from recsys_assets.sample_data import oracle_scores
+
+    qs = ds.load_queries(con, "test")
+    queries = qs["restaurant_id"].astype(str).tolist()
+    truth = m.truth_from_frame(ds.load_truth(con, "test"))
+    frame = ds.load_split(con, "test")
+    if industries is not None:
+        frame["industry_code"] = frame["industry"].map(ds.industry_coder(industries))
+    scored = pd.DataFrame(
+        {
+            "restaurant_id": frame["restaurant_id"],
+            "product_id": frame["product_id"],
+            "score": score_frame(booster, frame),
+        }
+    )
+    methods = {"model": m.rankings_from_frame(scored)}
+    for name, f in bl.holdout_rankings(con, dataset, "test", bl.DEPTH).items():
+        methods[name] = m.rankings_from_frame(f, score_col=None, rank_col="rank")
+    scores = oracle_scores(ground_truth_dir, queries)
+    oracle = m.rankings_from_frame(scores[scores["score"] > 0])
+    methods["oracle"] = {q: r[: bl.DEPTH] for q, r in oracle.items()}
+    summaries = {name: m.summarize(r, truth, queries) for name, r in methods.items()}
+    curves = {n: m.ndcg_curve(r, truth, queries, ev_mod.CURVE_KS) for n, r in methods.items()}
+    return {
+        "summaries": summaries,
+        "curves": curves,
+        "ratio_ci": ev_mod._ratio_cis(summaries),
+    }
+
+
+@pytest.mark.parametrize("recode", [False, True])
+def test_evaluation_equals_the_per_query_definitions(generated, recode):
+    con, dset, trained, gt = generated
+    industries = list(dset.industries) if recode else None
+    got = ev_mod.evaluate(con, trained, dset, ground_truth_dir=gt, industries=industries)
+    want = _reference_evaluate(con, trained.booster, dset, gt, industries)
+    summaries = want["summaries"]
+    assert got.metrics == summaries["model"].metrics
+    assert got.baselines == {n: s.metrics for n, s in summaries.items() if n != "model"}
+    assert set(got.baselines) == {*bl.BASELINES, "oracle"}
+    assert got.ratio_ci == want["ratio_ci"]
+    assert got.queries_evaluated == summaries["model"].queries_evaluated > 50
+    assert got.queries_without_positives == summaries["model"].queries_without_positives
+    for name, curve in want["curves"].items():
+        assert got.ndcg_curve[name].tolist() == [curve[k] for k in ev_mod.CURVE_KS], name
+    # The numbers are not degenerate: the methods differ and the oracle is the ceiling.
+    ndcg = {n: v["ndcg_at_10"] for n, v in got.baselines.items()}
+    assert len(set(ndcg.values())) == len(ndcg)
+    assert max(got.metrics["ndcg_at_10"], *ndcg.values()) == ndcg["oracle"]
+
+
+def test_model_rankings_stream_the_split_in_batches(generated, monkeypatch):
+    """Batches smaller than the split give the rows and scores of one pass over it."""
+    con, _dset, trained, _gt = generated
+    whole = ev_mod.model_rankings(con, trained.booster)
+    monkeypatch.setattr(ev_mod, "_SCORE_ROWS", 97)
+    batched = ev_mod.model_rankings(con, trained.booster)
+    pd.testing.assert_frame_equal(batched, whole, check_exact=True)
+    frame = ds.load_split(con, "test")
+    assert len(whole) == len(frame) > 97 * 3
+    assert np.array_equal(whole["score"].to_numpy(), score_frame(trained.booster, frame))
+    assert whole["product_id"].tolist() == frame["product_id"].tolist()
