@@ -8,3 +8,4 @@ n AS (
 summed AS (SELECT pid, j, sum(share) AS share FROM rk_basket_shares GROUP BY ALL)
 SELECT s.snapshot, p.product_id, b.share / n.n AS basket_share
 FROM summed b JOIN n USING (j) JOIN snaps s USING (j) JOIN pids p USING (pid)
+ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block

@@ -59,3 +59,4 @@ SELECT
     CAST(row_number() OVER (PARTITION BY snapshot, token ORDER BY lift DESC, b_tp DESC, product_id)
         AS INTEGER) AS token_rank
 FROM scored
+ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block

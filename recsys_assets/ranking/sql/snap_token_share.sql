@@ -22,3 +22,4 @@ summed AS (
 )
 SELECT s.snapshot, t.token, p.product_id, x.share_sum
 FROM summed x JOIN snaps s USING (j) JOIN tids t USING (tid) JOIN pids p USING (pid)
+ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
