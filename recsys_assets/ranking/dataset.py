@@ -54,6 +54,7 @@ SNAPSHOT_TABLES = (
 # Tables whose SQL builds every snapshot in one statement ($snapshots); the others run per snapshot.
 ALL_SNAPSHOT_TABLES = frozenset(
     {
+        "rk_snap_prod",
         "rk_snap_ind_prod",
         "rk_snap_token",
         "rk_snap_token_prod",
