@@ -38,7 +38,9 @@ KEYS = {
 
 
 def _oracle(name: str) -> str:
-    return (ORACLE / f"{name}.sql").read_text(encoding="utf-8")
+    """The previous SQL of `name`; a table still built per snapshot (rk_snap_ind_cat) has none."""
+    path = ORACLE / f"{name}.sql"
+    return path.read_text(encoding="utf-8") if path.exists() else sql.load(name)
 
 
 def _awkward_cases(con: duckdb.DuckDBPyConnection) -> None:
