@@ -51,6 +51,19 @@ SNAPSHOT_TABLES = (
     "rk_snap_basket",
     "rk_snap_token_share",
 )
+# Tables whose SQL builds every snapshot in one statement ($snapshots); the others run per snapshot.
+ALL_SNAPSHOT_TABLES = frozenset(
+    {
+        "rk_snap_prod",
+        "rk_snap_ind_prod",
+        "rk_snap_token",
+        "rk_snap_token_prod",
+        "rk_snap_basket",
+        "rk_snap_token_share",
+    }
+)
+# A temporary work table of rk_snap_basket and rk_snap_token_share (sql/basket_shares.sql).
+_BASKET_SHARES = "rk_basket_shares"
 VOCAB_TABLES = ("rk_vocab_category", "rk_vocab_region", "rk_vocab_industry")
 # Copies of the industry x product statistics that older versions kept; rk_snap_ind_prod replaced them.
 _RETIRED_TABLES = ("rk_industry_product_stats", "rk_industry_top_products")
@@ -251,35 +264,49 @@ def _build_menu_tokens(con: duckdb.DuckDBPyConnection) -> None:
         con.unregister("rk_menu_tokens_df")
 
 
-def _snapshot_params(s: date, cfg: RankingConfig) -> dict:
-    """Every knob a snapshot table's SQL may use (`sql.run` passes each file what it references)."""
+def _snapshot_params(snapshots: Sequence[date], cfg: RankingConfig) -> dict:
+    """Every knob a snapshot table's SQL may use (`sql.run` passes each file what it references):
+    `snapshots` for the tables built for all snapshots at once, `snapshot` is set per snapshot."""
     return {
-        "snapshot": s,
+        "snapshots": list(snapshots),
         "horizon_days": cfg.horizon_days,
         "new_smoothing": cfg.new_smoothing,
         "token_min_support": cfg.token_min_support,
         "token_min_pair": cfg.token_min_pair,
         "token_smoothing": cfg.token_smoothing,
-        **industry_product_stats_params(datetime(s.year, s.month, s.day)),
+        **industry_product_stats_params([datetime(s.year, s.month, s.day) for s in snapshots]),
     }
 
 
-def _build_snapshot(
-    con: duckdb.DuckDBPyConnection, s: date, cfg: RankingConfig, create: bool
+def _build_snapshots(
+    con: duckdb.DuckDBPyConnection, snapshots: Sequence[date], cfg: RankingConfig
 ) -> None:
-    """All statistics as of snapshot `s`: only orders before `s` and restaurants signed up before it.
+    """All statistics as of each snapshot `s`: only orders before `s` and restaurants signed up
+    before it.
 
-    One SQL file per table, run in SNAPSHOT_TABLES order (each may read the earlier ones' rows of
-    `s`). The first snapshot creates the tables (column types from the SELECT); later ones append.
+    One SQL file per table, run in SNAPSHOT_TABLES order (each may read the earlier tables). The
+    files of ALL_SNAPSHOT_TABLES compute every snapshot in one statement (each event counted from
+    the first snapshot it belongs to, then cumulative sums); the others run once per snapshot, the
+    first creating the table (column types from the SELECT), the later ones appending.
     """
-    params = _snapshot_params(s, cfg)
+    params = _snapshot_params(snapshots, cfg)
     fragments = {
         "industry_product_stats": industry_product_stats_select(),
-        "basket_shares": sql.load("basket_shares"),
+        "snapshot_buckets": sql.load("snapshot_buckets"),
     }
-    for table in SNAPSHOT_TABLES:
-        verb = f"CREATE TABLE {table} AS" if create else f"INSERT INTO {table} BY NAME"
-        sql.run(con, table.removeprefix("rk_"), params, fragments, prefix=verb)
+    try:
+        for table in SNAPSHOT_TABLES:
+            name = table.removeprefix("rk_")
+            if table == "rk_snap_basket":
+                sql.run(con, _BASKET_SHARES.removeprefix("rk_"), params, fragments)
+            if table in ALL_SNAPSHOT_TABLES:
+                sql.run(con, name, params, fragments, prefix=f"CREATE TABLE {table} AS")
+                continue
+            for i, s in enumerate(snapshots):
+                verb = f"INSERT INTO {table} BY NAME" if i else f"CREATE TABLE {table} AS"
+                sql.run(con, name, {**params, "snapshot": s}, fragments, prefix=verb)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.{_BASKET_SHARES}")
 
 
 def candidate_feature_sql(queries: str = "rk_queries") -> str:
@@ -477,8 +504,7 @@ def build_ranking_dataset(
     snapshots = monthly_snapshots(start + timedelta(days=cfg.min_history_days), cut)
     serving = end
     _build_base_tables(con, cfg, industries)
-    for i, s in enumerate([*snapshots, serving]):
-        _build_snapshot(con, s, cfg, create=i == 0)
+    _build_snapshots(con, [*snapshots, serving], cfg)
     _build_queries(con, cut, end, snapshots, cfg)
     thresholds = _relevance_thresholds(con)
     _build_truth(con, thresholds)

@@ -6,9 +6,10 @@ model and the baselines never see the future (one definition serves both uses).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from importlib.resources import files
 from typing import Any
 
 import duckdb
@@ -48,70 +49,25 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 def industry_product_stats_select() -> str:
-    """The SELECT behind `industry_product_stats`, as of `$as_of` (`industry_product_stats_params`).
+    """The SELECT behind `industry_product_stats` (industry_product_stats.sql), as of every
+    timestamp of `$as_of` (`industry_product_stats_params`), with an `as_of` column.
 
-    The one definition of the statistics: the ranking snapshots embed it as of each snapshot date.
+    The one definition of the statistics: the warehouse table is it as of now, the ranking
+    snapshots (rk_snap_ind_prod) are it as of every snapshot date, computed in one pass.
     """
-    return """
-    WITH labeled AS (
-        SELECT r.restaurant_id, ri.industry
-        FROM restaurants r
-        JOIN restaurant_industry ri USING (restaurant_id)
-        WHERE r.signup_date < CAST($as_of AS TIMESTAMP)
-    ),
-    past_orders AS (
-        SELECT o.restaurant_id, o.product_id, o.order_id, o.quantity, o.ordered_at
-        FROM orders o
-        WHERE o.ordered_at < CAST($as_of AS TIMESTAMP)
-    ),
-    industry_size AS (
-        SELECT industry, count(*) AS industry_restaurants FROM labeled GROUP BY industry
-    ),
-    n_total AS (SELECT count(*) AS n FROM labeled),
-    global_buyers AS (
-        SELECT po.product_id, count(DISTINCT po.restaurant_id) AS global_buyers
-        FROM past_orders po JOIN labeled l USING (restaurant_id)
-        GROUP BY po.product_id
-    ),
-    per_pair AS (
-        SELECT
-            l.industry,
-            po.product_id,
-            count(DISTINCT po.restaurant_id) AS buyers,
-            count(DISTINCT po.order_id) AS orders,
-            sum(po.quantity) AS quantity,
-            sum(
-                po.quantity * exp(
-                    -ln(2) * date_diff('second', po.ordered_at, CAST($as_of AS TIMESTAMP))
-                    / 86400.0 / $half_life
-                )
-            ) AS recency_quantity
-        FROM past_orders po JOIN labeled l USING (restaurant_id)
-        GROUP BY l.industry, po.product_id
-    )
-    SELECT
-        p.industry,
-        p.product_id,
-        p.buyers,
-        s.industry_restaurants,
-        p.buyers / s.industry_restaurants AS penetration,
-        p.orders,
-        p.quantity,
-        g.global_buyers / n_total.n AS global_penetration,
-        (p.buyers / s.industry_restaurants) / (g.global_buyers / n_total.n) AS lift,
-        p.recency_quantity / s.industry_restaurants AS recency_score,
-        (p.buyers + $smoothing * g.global_buyers / n_total.n)
-            / (s.industry_restaurants + $smoothing) AS smoothed_penetration
-    FROM per_pair p
-    JOIN industry_size s USING (industry)
-    JOIN global_buyers g USING (product_id)
-    CROSS JOIN n_total
-    """
+    return files(__package__).joinpath("industry_product_stats.sql").read_text(encoding="utf-8")
 
 
-def industry_product_stats_params(as_of: datetime) -> dict:
-    """Named parameters of `industry_product_stats_select`."""
-    return {"as_of": as_of, "smoothing": SMOOTHING_RESTAURANTS, "half_life": RECENCY_HALF_LIFE_DAYS}
+def industry_product_stats_params(as_of: Sequence[datetime]) -> dict:
+    """Named parameters of `industry_product_stats_select`: `as_of` sorted, without repeats."""
+    stamps = sorted(set(as_of))
+    if not stamps:
+        raise ValueError("industry_product_stats needs at least one as_of timestamp")
+    return {
+        "as_of": stamps,
+        "smoothing": SMOOTHING_RESTAURANTS,
+        "half_life": RECENCY_HALF_LIFE_DAYS,
+    }
 
 
 def build_industry_product_stats(
@@ -130,9 +86,12 @@ def build_industry_product_stats(
         newest = con.execute("SELECT max(ordered_at) FROM orders").fetchall()[0][0]
         as_of = newest + timedelta(seconds=1) if newest else _FAR_FUTURE
     select = industry_product_stats_select()
-    sql = f"CREATE OR REPLACE TABLE {table} AS {select} ORDER BY industry, product_id"
+    sql = (
+        f"CREATE OR REPLACE TABLE {table} AS SELECT * EXCLUDE (as_of) FROM ({select}) "
+        "ORDER BY industry, product_id"
+    )
     with transaction(con):
-        con.execute(sql, industry_product_stats_params(as_of))
+        con.execute(sql, industry_product_stats_params([as_of]))
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 

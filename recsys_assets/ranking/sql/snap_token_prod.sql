@@ -1,36 +1,62 @@
--- rk_snap_token_prod, one snapshot: menu token <-> product association. Among restaurants whose
--- first window ended before the snapshot, lift = P(bought p in the first window | menu has t) /
--- P(bought p in the first window), with P(p | t) smoothed toward P(p). First-window purchases (not
--- "ever bought") because long-lived restaurants eventually buy almost everything, which flattens
--- the lift toward 1. Reads the snapshot's rk_snap_token rows.
-WITH tokbase AS (
-    SELECT DISTINCT fw.restaurant_id
-    FROM rk_first_window fw JOIN restaurants r USING (restaurant_id)
-    WHERE r.signup_date + to_days(CAST($horizon_days AS INTEGER)) <= CAST($snapshot AS DATE)
+-- rk_snap_token_prod, every snapshot at once ($snapshots): menu token <-> product association. Among
+-- restaurants whose first window ended by the snapshot, lift = P(bought p in the first window | menu
+-- has t) / P(bought p in the first window), with P(p | t) smoothed toward P(p). First-window
+-- purchases (not "ever bought") because long-lived restaurants eventually buy almost everything,
+-- which flattens the lift toward 1. Counted per bucket of window ends (snapshot_buckets.sql) and
+-- summed over the buckets up to the snapshot; reads rk_snap_token (the tokens known at each).
+WITH {{snapshot_buckets}},
+tokbase AS (SELECT e.restaurant_id, e.j FROM ended e SEMI JOIN rk_first_window fw USING (restaurant_id)),
+n_b AS (SELECT j, count(*) AS n FROM tokbase GROUP BY j),
+n AS (
+    SELECT s.snapshot, CAST(sum(b.n) AS BIGINT) AS n FROM n_b b JOIN snaps s ON s.j >= b.j GROUP BY ALL
 ),
-n AS (SELECT count(*) AS n FROM tokbase),
 bought AS (
-    SELECT fw.restaurant_id, fw.product_id, fw.quantity FROM rk_first_window fw
-    JOIN tokbase USING (restaurant_id)
+    SELECT fw.restaurant_id, fw.product_id, fw.quantity, b.j FROM rk_first_window fw
+    JOIN tokbase b USING (restaurant_id)
 ),
-pb AS (SELECT product_id, count(*) AS b FROM bought GROUP BY product_id),
-tok AS (SELECT token, n_t FROM rk_snap_token WHERE snapshot = CAST($snapshot AS DATE)),
+pb_b AS (SELECT product_id, j, count(*) AS b FROM bought GROUP BY ALL),
+pb AS (
+    SELECT b.product_id, s.snapshot, CAST(sum(b.b) AS BIGINT) AS b
+    FROM pb_b b JOIN snaps s ON s.j >= b.j
+    GROUP BY ALL
+),
+-- Tokens known at some snapshot (numbered: the large sums group on integers); a restaurant
+-- counts toward every later snapshot too.
+tids AS (
+    SELECT token, CAST(row_number() OVER (ORDER BY token) AS INTEGER) AS tid
+    FROM (SELECT DISTINCT token FROM rk_snap_token)
+),
+pairs_b AS (
+    SELECT t.tid, p.pid, b.j, count(*) AS b_tp, sum(b.quantity) AS q_tp
+    FROM rk_menu_tokens m JOIN tids t USING (token)
+    JOIN bought b ON b.restaurant_id = m.restaurant_id
+    JOIN pids p ON p.product_id = b.product_id
+    GROUP BY ALL
+),
 pairs AS (
-    SELECT t.token, b.product_id, count(*) AS b_tp, sum(b.quantity) AS q_tp
-    FROM rk_menu_tokens t JOIN tok USING (token)
-    JOIN bought b ON b.restaurant_id = t.restaurant_id
-    GROUP BY t.token, b.product_id HAVING count(*) >= $token_min_pair
+    SELECT t.token, p.product_id, x.snapshot, x.b_tp, x.q_tp
+    FROM (
+        SELECT b.tid, b.pid, s.snapshot, CAST(sum(b.b_tp) AS BIGINT) AS b_tp, sum(b.q_tp) AS q_tp
+        FROM pairs_b b JOIN snaps s ON s.j >= b.j
+        GROUP BY ALL
+        HAVING sum(b.b_tp) >= $token_min_pair
+    ) x
+    JOIN tids t USING (tid) JOIN pids p USING (pid)
 ),
 scored AS (
-    SELECT pairs.token, pairs.product_id, pairs.b_tp,
+    SELECT pairs.snapshot, pairs.token, pairs.product_id, pairs.b_tp,
            ((pairs.b_tp + $token_smoothing * pb.b / n.n) / (tok.n_t + $token_smoothing))
                / (pb.b / n.n) AS lift,
            (pairs.b_tp + $token_smoothing * pb.b / n.n) / (tok.n_t + $token_smoothing) AS pen,
            pairs.q_tp / tok.n_t AS qty
-    FROM pairs JOIN tok USING (token) JOIN pb USING (product_id) CROSS JOIN n
+    FROM pairs
+    JOIN rk_snap_token tok USING (snapshot, token)
+    JOIN pb USING (snapshot, product_id)
+    JOIN n USING (snapshot)
 )
 SELECT
-    CAST($snapshot AS DATE) AS snapshot, token, product_id, b_tp, lift, pen, qty,
-    CAST(row_number() OVER (PARTITION BY token ORDER BY lift DESC, b_tp DESC, product_id) AS INTEGER)
-        AS token_rank
+    snapshot, token, product_id, b_tp, lift, pen, qty,
+    CAST(row_number() OVER (PARTITION BY snapshot, token ORDER BY lift DESC, b_tp DESC, product_id)
+        AS INTEGER) AS token_rank
 FROM scored
+ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block

@@ -1,0 +1,209 @@
+"""The snapshot tables built for every snapshot at once equal the per-snapshot SQL they replaced.
+
+tests/snapshot_oracle/ holds the previous SQL, which recomputed each snapshot from the whole order
+history; it runs here snapshot by snapshot on a copy of the same warehouse. Every rk_snap_* table
+must have the same rows and columns, identical keys, integers and ranks, and floats within 1e-9
+relative. The generated sample gets the awkward cases on top: a restaurant with two label rows
+(same industry) and one with two industries, orders before a sign-up, an order id shared by two
+restaurants, order lines exactly at a snapshot's midnight and at the cutoff, and products bought in
+exactly the same order lines (ties in every statistic but the product id).
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from recsys_assets import taxonomy
+from recsys_assets.ranking import dataset as ds
+from recsys_assets.ranking import sql
+from recsys_assets.warehouse import tables
+from tests.test_ranking_dataset import make_synthetic_warehouse
+
+ORACLE = Path(__file__).parent / "snapshot_oracle"
+KEYS = {
+    "rk_snap_prod": ["snapshot", "product_id"],
+    "rk_snap_ind_prod": ["snapshot", "industry", "product_id"],
+    "rk_snap_ind_cat": ["snapshot", "industry", "category"],
+    "rk_snap_token": ["snapshot", "token"],
+    "rk_snap_token_prod": ["snapshot", "token", "product_id"],
+    "rk_snap_basket": ["snapshot", "product_id"],
+    "rk_snap_token_share": ["snapshot", "token", "product_id"],
+}
+
+
+def _oracle(name: str) -> str:
+    """The previous SQL of `name`; a table still built per snapshot (rk_snap_ind_cat) has none."""
+    path = ORACLE / f"{name}.sql"
+    return path.read_text(encoding="utf-8") if path.exists() else sql.load(name)
+
+
+def _awkward_cases(con: duckdb.DuckDBPyConnection) -> None:
+    """Edits of the generated sample that the set-based SQL must count as the old SQL did."""
+    con.execute(
+        "INSERT INTO restaurant_industry SELECT * FROM restaurant_industry "
+        "WHERE restaurant_id = 'R0001'"
+    )
+    con.execute(
+        "INSERT INTO restaurant_industry SELECT restaurant_id, "
+        "CASE industry WHEN 'pizza' THEN 'korean' ELSE 'pizza' END, confidence, source, "
+        "labeled_at FROM restaurant_industry WHERE restaurant_id = 'R0002'"
+    )
+    first, cutoff = con.execute(
+        "SELECT min(ordered_at), max(ordered_at) - INTERVAL 90 DAY FROM orders"
+    ).fetchall()[0]
+    midnights = [datetime(first.year, first.month, 1) + timedelta(days=31 * k) for k in (3, 6, 9)]
+    midnights = [datetime(m.year, m.month, 1) for m in midnights]
+    midnights.append(datetime(cutoff.year, cutoff.month, cutoff.day) + timedelta(days=1))
+    rows = [(f"MID{i}", "R0005", "P003", 2.0, m) for i, m in enumerate(midnights)]
+    signup = con.execute("SELECT signup_date FROM restaurants WHERE restaurant_id = 'R0003'")
+    early = datetime.combine(signup.fetchall()[0][0], datetime.min.time()) - timedelta(days=3)
+    rows += [("EARLY", "R0003", "P001", 3.0, early), ("EARLY", "R0003", "P002", 1.0, early)]
+    rows += [("SHARED", "R0002", "P010", 1.0, early), ("SHARED", "R0004", "P010", 5.0, early)]
+    con.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?)", rows)
+    # Two more products bought in exactly P039's order lines: tied in everything but the id.
+    con.execute(
+        "INSERT INTO products SELECT 'P04' || k, name || k, category, unit_price "
+        "FROM products, range(2) t(k) WHERE product_id = 'P039'"
+    )
+    con.execute(
+        "INSERT INTO orders SELECT order_id, restaurant_id, 'P04' || k, quantity, ordered_at "
+        "FROM orders, range(2) t(k) WHERE product_id = 'P039'"
+    )
+
+
+def _build_with_oracle(con: duckdb.DuckDBPyConnection, dset: ds.RankingDataset) -> None:
+    """The snapshot tables as the previous code built them: every table, snapshot by snapshot."""
+    ds._build_base_tables(con, dset.config, dset.industries)
+    cfg = dset.config
+    fragments = {
+        "industry_product_stats": _oracle("industry_product_stats"),
+        "basket_shares": _oracle("basket_shares"),
+    }
+    for i, s in enumerate([*dset.snapshots, dset.serving_snapshot]):
+        params = {
+            "snapshot": s,
+            "horizon_days": cfg.horizon_days,
+            "new_smoothing": cfg.new_smoothing,
+            "token_min_support": cfg.token_min_support,
+            "token_min_pair": cfg.token_min_pair,
+            "token_smoothing": cfg.token_smoothing,
+            "as_of": datetime(s.year, s.month, s.day),
+            "smoothing": tables.SMOOTHING_RESTAURANTS,
+            "half_life": tables.RECENCY_HALF_LIFE_DAYS,
+        }
+        for table in ds.SNAPSHOT_TABLES:
+            verb = f"INSERT INTO {table} BY NAME" if i else f"CREATE TABLE {table} AS"
+            text = sql._FRAGMENT.sub(lambda m: fragments[m.group(1)], _oracle(table[3:]))
+            con.execute(f"{verb}\n{text}", sql.params_for(text, params))
+
+
+def _tied_rank(f: pd.DataFrame, tiers: pd.Series) -> pd.Series:
+    """ind_rank with every member of a tie group (`tiers`) given the group's best rank."""
+    return f["ind_rank"].groupby([f["snapshot"], f["industry"], tiers]).transform("min")
+
+
+def _recency_tiers(f: pd.DataFrame) -> pd.Series:
+    """Tie groups of ind_rank's order (smoothed penetration, recency score, ...): rows of equal
+    smoothed penetration whose recency scores are within 1e-12 relative (a float sum's last bits
+    depend on the order it adds in, in the previous SQL as in the new one)."""
+    part = ["snapshot", "industry"]
+    keys = ["ind_smoothed_penetration"]
+    f = f.sort_values([*part, *keys, "ind_recency_score"])
+    prev = f.groupby(part)[[*keys, "ind_recency_score"]].shift()
+    new_tier = (
+        prev["ind_recency_score"].isna()
+        | (prev[keys] != f[keys]).any(axis=1)
+        | (f["ind_recency_score"] - prev["ind_recency_score"] > 1e-12 * f["ind_recency_score"])
+    )
+    return new_tier.cumsum().sort_index()
+
+
+def _table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
+    keys = ", ".join(KEYS[table])
+    return con.execute(f"SELECT * FROM {table} ORDER BY {keys}").df()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """(new connection, oracle connection, dataset): one warehouse, built both ways."""
+    tmp = tmp_path_factory.mktemp("snaps")
+    con = make_synthetic_warehouse(tmp / "new.duckdb", n_restaurants=400, seed=5)
+    _awkward_cases(con)
+    con.close()
+    shutil.copy(tmp / "new.duckdb", tmp / "old.duckdb")
+    new = duckdb.connect(str(tmp / "new.duckdb"))
+    dset = ds.build_ranking_dataset(new, industries=taxonomy.INDUSTRY_CODES)
+    old = duckdb.connect(str(tmp / "old.duckdb"))
+    _build_with_oracle(old, dset)
+    yield new, old, dset
+    new.close()
+    old.close()
+
+
+@pytest.mark.parametrize("table", ds.SNAPSHOT_TABLES)
+def test_snapshot_table_equals_the_per_snapshot_sql(pair, table):
+    new, old, dset = pair
+    got, want = _table(new, table), _table(old, table)
+    assert len(got) == len(want) > 0
+    # Every snapshot is there, the cutoff (not a month start) and the serving snapshot included.
+    assert set(got["snapshot"].dt.date) == {*dset.snapshots, dset.serving_snapshot}
+    assert dset.cutoff.day != 1
+    assert list(got.columns) == list(want.columns)
+    assert got.dtypes.to_dict() == want.dtypes.to_dict()
+    floats = [c for c in got.columns if got[c].dtype.kind == "f"]
+    exact = [c for c in got.columns if c not in floats]
+    if table == "rk_snap_ind_prod":
+        # Identical ranks, except that products tied within float noise share their best rank.
+        tiers = _recency_tiers(want)
+        assert tiers.duplicated().any()  # the tied products of _awkward_cases
+        got["ind_rank"], want["ind_rank"] = _tied_rank(got, tiers), _tied_rank(want, tiers)
+    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
+    pd.testing.assert_frame_equal(got[floats], want[floats], check_exact=False, rtol=1e-9, atol=0)
+
+
+def test_the_awkward_cases_reach_the_statistics(pair):
+    """The edits above are in the compared tables (so the comparison covers them)."""
+    new, _, dset = pair
+    tied = new.execute(
+        "SELECT count(DISTINCT ind_rank), count(DISTINCT (ind_smoothed_penetration, "
+        "round(ind_recency_score, 9), ind_qty_per_restaurant)) FROM rk_snap_ind_prod "
+        "WHERE snapshot = $s AND industry = 'pizza' AND product_id IN ('P039', 'P040', 'P041')",
+        {"s": dset.cutoff},
+    ).fetchall()[0]
+    assert tied == (3, 1)
+    two_labels = new.execute(
+        "SELECT count(DISTINCT industry) FROM restaurant_industry WHERE restaurant_id = 'R0002'"
+    ).fetchall()[0][0]
+    assert two_labels == 2
+
+
+def test_the_warehouse_table_is_the_same_sql_as_of_now(pair):
+    """industry_product_stats (one as_of: just after the newest order) equals the previous SQL."""
+    new, _, _ = pair
+    newest = new.execute("SELECT max(ordered_at) FROM orders").fetchall()[0][0]
+    tables.build_industry_product_stats(new, table="t_stats_now")
+    got = new.execute("SELECT * FROM t_stats_now ORDER BY industry, product_id").df()
+    want = new.execute(
+        f"SELECT * FROM ({_oracle('industry_product_stats')}) ORDER BY industry, product_id",
+        {
+            "as_of": newest + timedelta(seconds=1),
+            "smoothing": tables.SMOOTHING_RESTAURANTS,
+            "half_life": tables.RECENCY_HALF_LIFE_DAYS,
+        },
+    ).df()
+    new.execute("DROP TABLE t_stats_now")
+    assert len(got) == len(want) > 0
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12, atol=0)
+
+
+def test_as_of_is_sorted_and_must_not_be_empty():
+    a, b = datetime(2025, 3, 1), datetime(2025, 1, 5)
+    assert tables.industry_product_stats_params([a, b, a])["as_of"] == [b, a]
+    with pytest.raises(ValueError, match="at least one"):
+        tables.industry_product_stats_params([])
