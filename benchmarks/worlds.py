@@ -208,7 +208,7 @@ def run_variants(work: Path, world: str, seed: int, scale: str, n_r, labels, var
 
     con, _ = prepare_warehouse(work, scale, seed, n_r, labels, world=world)
     out: dict = {"world": world, "seed": seed, "variants": {}}
-    built, dset = None, None
+    built: dict | None = None
     try:
         for name, v in variants:
             cfg = v.get("config", {})
