@@ -3,7 +3,7 @@
 Usage: .venv/bin/python benchmarks/worlds.py [--worlds default recipe menu_items long_tail
            house_menus random]
            [--seeds 1 2] [--scale small] [--n-restaurants N] [--labels offline|truth]
-           [--report-json PATH]
+           [--report-json PATH] [--variant NAME='{"config": {...}, "params": {...}}' ...]
 
 Why: a model developed against one data-generating process can learn that process instead of the
 problem. For each (world, seed) this generates the sample (recsys_assets/data/worlds.yaml), ingests
@@ -14,11 +14,19 @@ generically from the Evaluation, so new baselines appear without a change here),
 bootstrap 95 % CI of model / baseline over the test restaurants, and the share of the gap between
 industry popularity and the menu-visible ceiling (the generator's expected purchases given the true
 industry and the listed dishes) that the model covers. Exit 0 unless a run fails.
+
+With two or more `--variant`s it compares configurations instead: each variant overrides
+RankingConfig fields ("config") and/or LightGBM parameters ("params"); every variant is built,
+trained and scored on the same sample, and the table gives each one's model NDCG@10 / the first
+variant's on the same test restaurants (paired bootstrap 95 % CI), candidate rows per query,
+candidate recall, best iteration and the fit's CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import sys
 import tempfile
 import time
@@ -168,6 +176,111 @@ def run_one(work: Path, world: str, seed: int, scale: str, n_r: int | None, labe
     return res
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process, all threads (LightGBM fits on several)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """NAME=JSON with optional "config" (RankingConfig fields) and "params" (LightGBM) objects."""
+    name, _, body = spec.partition("=")
+    v = json.loads(body or "{}")
+    if not name or not isinstance(v, dict) or set(v) - {"config", "params"}:
+        raise argparse.ArgumentTypeError(f'expected NAME={{"config": ..., "params": ...}}: {spec}')
+    return name, v
+
+
+def run_variants(work: Path, world: str, seed: int, scale: str, n_r, labels, variants) -> dict:
+    """One (world, seed), every variant on the same sample: per variant its model's per-query
+    NDCG@10 on the test cohort, candidate rows per query and recall, best iteration, fit CPU s.
+    The dataset is rebuilt only when a variant's config differs from the previous one's."""
+    from benchmarks.ranking import prepare_warehouse
+    from recsys_assets.ranking.dataset import (
+        RankingConfig,
+        build_ranking_dataset,
+        load_queries,
+        load_truth,
+    )
+    from recsys_assets.ranking.evaluate import model_rankings
+    from recsys_assets.ranking.metrics import rankings_from_frame, summarize, truth_from_frame
+    from recsys_assets.ranking.train import train_ranker
+
+    con, _ = prepare_warehouse(work, scale, seed, n_r, labels, world=world)
+    out: dict = {"world": world, "seed": seed, "variants": {}}
+    built: dict | None = None
+    try:
+        for name, v in variants:
+            cfg = v.get("config", {})
+            if cfg != built:
+                dset, built = build_ranking_dataset(con, config=RankingConfig(**cfg)), cfg
+            cpu = _cpu_seconds()
+            trained = train_ranker(con, dset, v.get("params"))
+            cpu = _cpu_seconds() - cpu
+            queries = load_queries(con, "test")["restaurant_id"].astype(str).tolist()
+            truth = truth_from_frame(load_truth(con, "test"))
+            ranked = rankings_from_frame(model_rankings(con, trained.booster, "test"))
+            pq = summarize(ranked, truth, queries).per_query.set_index("query_id")[METRIC]
+            out["variants"][name] = {
+                "per_query": pq.reindex(queries).fillna(0.0).to_numpy(),
+                "rows_per_query": dset.counts["test_candidate_rows"] / max(len(queries), 1),
+                "recall": dset.candidate_recall.get("test", float("nan")),
+                "best_iteration": trained.best_iteration,
+                "fit_cpu_s": cpu,
+                "fit_s": trained.train_seconds,
+            }
+    finally:
+        con.close()
+    ref = out["variants"][variants[0][0]]["per_query"]
+    for r in out["variants"].values():
+        r["ratio_ci"] = paired_ratio_ci(r.pop("per_query"), ref)
+    return out
+
+
+def variants_markdown(results: list[dict]) -> str:
+    """One row per (variant, world, seed): new / reference with its CI and the cost figures, then
+    one line per variant over every run (mean and lowest ratio, runs with the CI below 1)."""
+    head = [
+        "variant",
+        "world",
+        "seed",
+        "new / ref (95 % CI)",
+        "rows/query",
+        "recall",
+        "best it",
+        "fit CPU s",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    names = list(results[0]["variants"]) if results else []
+    for n in names:
+        for r in results:
+            v = r["variants"][n]
+            lines.append(
+                f"| {n} | {r['world']} | {r['seed']} | {_ci(v['ratio_ci'])} | "
+                f"{v['rows_per_query']:.1f} | {v['recall']:.3f} | {v['best_iteration']} | "
+                f"{v['fit_cpu_s']:.1f} |"
+            )
+    head = [
+        "variant",
+        "mean ratio",
+        "lowest ratio",
+        "runs with CI below 1",
+        "rows/query",
+        "fit CPU s",
+    ]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in names:
+        vs = [r["variants"][n] for r in results]
+        ratios = [v["ratio_ci"][0] for v in vs]
+        below = sum(1 for v in vs if v["ratio_ci"][2] < 1.0)
+        lines.append(
+            f"| {n} | {np.mean(ratios):.3f} | {np.min(ratios):.3f} | {below} / {len(vs)} | "
+            f"{np.mean([v['rows_per_query'] for v in vs]):.1f} | "
+            f"{np.mean([v['fit_cpu_s'] for v in vs]):.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def _baseline_names(results: list[dict]) -> list[str]:
     names: list[str] = []
     for r in results:
@@ -246,9 +359,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", choices=["offline", "truth"], default="offline")
     ap.add_argument("--work-dir", default=None, help="cache dir for samples (default: a temp dir)")
     ap.add_argument("--report-json", default=None, help="also write the figures as JSON here")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        default=[],
+        help='NAME={"config": {...}, "params": {...}}; two or more: compare them to the first',
+    )
     args = ap.parse_args(argv)
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="worlds-"))
     work.mkdir(parents=True, exist_ok=True)
+    if len(args.variant) >= 2:
+        return _compare(work, args)
     results = []
     for world in args.worlds:
         for seed in args.seeds:
@@ -266,6 +388,26 @@ def main(argv: list[str] | None = None) -> int:
         args.report_json,
         {"scale": args.scale, "labels": args.labels, "results": results, "table_md": table},
     )
+    return 0
+
+
+def _compare(work: Path, args) -> int:
+    results = []
+    for world in args.worlds:
+        for seed in args.seeds:
+            r = run_variants(
+                work, world, seed, args.scale, args.n_restaurants, args.labels, args.variant
+            )
+            results.append(r)
+            write_json(args.report_json, {"scale": args.scale, "results": results})  # so far
+            print(
+                f"{world} seed {seed}: "
+                + ", ".join(f"{n} {v['ratio_ci'][0]:.3f}" for n, v in r["variants"].items()),
+                flush=True,
+            )
+    table = variants_markdown(results)
+    print("\n" + table)
+    write_json(args.report_json, {"scale": args.scale, "results": results, "table_md": table})
     return 0
 
 
