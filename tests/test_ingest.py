@@ -379,6 +379,28 @@ def test_bom_crlf_whitespace_and_header_case(con, tmp_path: Path) -> None:
     ]
 
 
+def test_trim_fast_path_equals_trim_with_the_character_set(con) -> None:
+    """The ingest's trim only runs on values that start or end with a trimmed character; on every
+    value it must give what the plain `trim(value, chars)` gives (the oracle)."""
+    import random
+
+    chars = ingest._TRIM_CHARS
+    alphabet = [*chars, "a", "가", "\u0301", "\u200b", "\f", "\v", "🍗", "\u200d", "\x00", ","]
+    rnd = random.Random(15)
+    values = ["", None, chars, *chars, "x" + chars + "y", "\u3000\u0301abc", "abc\u3000\u0301"]
+    values += ["".join(rnd.choices(alphabet, k=rnd.randint(1, 6))) for _ in range(5000)]
+    con.execute("CREATE TEMP TABLE v (i INTEGER, x VARCHAR)")
+    con.executemany("INSERT INTO v VALUES (?, ?)", list(enumerate(values)))
+    fast, oracle = ingest._trimmed("x"), f"trim(x, '{chars}')"
+    differ = con.execute(
+        f"SELECT i, x FROM v WHERE ({fast}) IS DISTINCT FROM ({oracle}) ORDER BY i"
+    ).fetchall()
+    assert differ == []
+    # the test covers both outcomes: values the fast path trims and values it leaves alone
+    trimmed = con.execute(f"SELECT count(*) FROM v WHERE ({oracle}) <> x").fetchone()
+    assert trimmed is not None and 1000 < trimmed[0] < len(values) - 1000
+
+
 def test_quoted_commas_pipes_korean_and_emoji(con, tmp_path: Path) -> None:
     f = write(
         tmp_path / "restaurants.csv",
