@@ -627,7 +627,9 @@ def expected_matrix(
 # -------------------------------------------------------------------------------------------------
 def _weighted_sample(rnd: random.Random, items: Sequence, weights: Sequence[float], k: int) -> list:
     """k distinct items, probability proportional to weight (Efraimidis-Spirakis keys)."""
-    keyed = sorted(((rnd.random() ** (1.0 / w), i) for i, w in enumerate(weights)), reverse=True)
+    draw = rnd.random  # one draw per item, in order: the keys (and the sample) of a seed stay put
+    keys = [draw() ** (1.0 / w) for w in weights]
+    keyed = sorted(zip(keys, range(len(keys)), strict=True), reverse=True)
     return [items[i] for _, i in keyed[:k]]
 
 
@@ -735,11 +737,8 @@ def _choose_items(
         flags.append("mixed_menu")
     elif rnd.random() < 0.25 and model.recipes[code].cross_sell:
         side = rnd.choice(model.recipes[code].cross_sell)
-        spool = [
-            it
-            for it in model.items_by_industry[side]
-            if it.names[0] not in {c.names[0] for c in chosen}
-        ]
+        taken = {c.names[0] for c in chosen}
+        spool = [it for it in model.items_by_industry[side] if it.names[0] not in taken]
         if spool:
             chosen.append(_weighted_sample(rnd, spool, [it.popularity for it in spool], 1)[0])
     rnd.shuffle(chosen)
@@ -975,16 +974,74 @@ def _sample_products(
         structural = ~is_noise[lo:hi]
         u = u_all[lo:hi]
         chunk_out = out[lo:hi]
-        offsets = np.arange(c1 - c0, dtype=float)[:, None]
+        sparse = SparseRows(weights)
         for m in np.unique(months[structural]):
             sel = structural & (months == m)
-            cum = np.cumsum(weights * model.season[m][None, :], axis=1)
-            cum /= cum[:, -1:]
-            flat = (cum + offsets).ravel()
-            idx = np.searchsorted(flat, rl[sel] + u[sel], side="right")
-            chunk_out[sel] = np.minimum(idx - rl[sel] * n_p, n_p - 1)
+            rows = np.unique(rl[sel])  # only the restaurants with a line in this month
+            vals, cols = sparse.rows(rows)
+            # offsets: each row's index in the chunk, as when every row of the chunk was searched
+            chunk_out[sel] = sparse.draw(
+                vals * model.season[m][cols],
+                cols,
+                rows,
+                np.searchsorted(rows, rl[sel]),
+                rl[sel] + u[sel],
+            )
         out[lo:hi] = chunk_out
     return out
+
+
+class SparseRows:
+    """Each row's non-zero weights, left-aligned and padded with zeros, for inverse-CDF draws.
+
+    Why: a restaurant buys a few dozen of the ~400 products, and the cumulative sums over the full
+    rows were most of a large sample's generation. Leaving out zero weights keeps every cumulative
+    sum (x + 0.0 is x) and every drawn product (a zero weight is never the first entry above the
+    draw); searching only the rows that have draws, each at its own offset, finds what searching
+    every row found (a row's values lie between its offset and the next). So the sample stays
+    byte-identical (tests/test_sample_data.py keeps the full-width code as the oracle). If a row
+    has no non-zero weight (a world with staple_weight 0), every row keeps its full width.
+    """
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.n_cols = weights.shape[1]
+        r, c = np.nonzero(weights)
+        self.nnz = np.bincount(r, minlength=len(weights))
+        if len(weights) and not self.nnz.all():
+            r, c = np.divmod(np.arange(weights.size), self.n_cols)
+            self.nnz = np.full(len(weights), self.n_cols)
+        width = int(self.nnz.max()) if len(weights) else 0
+        pos = np.arange(len(r)) - np.repeat(np.cumsum(self.nnz) - self.nnz, self.nnz)
+        self.cols = np.full((len(weights), width), self.n_cols - 1, dtype=np.int64)
+        self.cols[r, pos] = c
+        self.vals = np.zeros((len(weights), width))
+        self.vals[r, pos] = weights[r, c]
+
+    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(weights, product indices) of ``rows``, as wide as the widest of them."""
+        width = int(self.nnz[rows].max()) if len(rows) else 0
+        return self.vals[rows, :width], self.cols[rows, :width]
+
+    def draw(
+        self,
+        w: np.ndarray,
+        cols: np.ndarray,
+        offsets: np.ndarray,
+        line_row: np.ndarray,
+        q: np.ndarray,
+    ) -> np.ndarray:
+        """Column drawn for each line: the first whose normalised cumulative weight plus the row's
+        offset exceeds ``q`` (offset + uniform), searched in the rows laid end to end as the full
+        rows were; past the end of its row (rounding), the last column."""
+        cum = np.cumsum(w, axis=1)
+        cum /= cum[:, -1:]
+        width = cum.shape[1]
+        flat = (cum + offsets.astype(float)[:, None]).ravel()
+        k = np.searchsorted(flat, q, side="right") - line_row * width
+        inside = k < width
+        out = np.full(len(q), self.n_cols - 1, dtype=np.int64)
+        out[inside] = cols[line_row[inside], k[inside]]
+        return out
 
 
 def _write_orders(

@@ -503,8 +503,8 @@ def _draw_lines(
     out: np.ndarray,
 ) -> np.ndarray:
     """Inverse-CDF draws of one chunk's structural lines, per (month, onboarding) mix."""
-    n_p = model.n_products
     season, boost = _season(model, world), _boost_vector(model, world)
+    sparse = sd.SparseRows(weights)
     out = out.copy()
     for m in np.unique(months[structural]):
         for first_month in (False, True):
@@ -512,13 +512,12 @@ def _draw_lines(
             if not sel.any():
                 continue
             rows = np.unique(rl[sel])
-            w = weights[rows] * season[m][None, :] * (boost[None, :] if first_month else 1.0)
-            cum = np.cumsum(w, axis=1)
-            cum /= cum[:, -1:]
+            vals, cols = sparse.rows(rows)
+            w = vals * season[m][cols]
+            if first_month:
+                w = w * boost[cols]
             local = np.searchsorted(rows, rl[sel])
-            flat = (cum + np.arange(len(rows), dtype=float)[:, None]).ravel()
-            idx = np.searchsorted(flat, local + u[sel], side="right")
-            out[sel] = np.minimum(idx - local * n_p, n_p - 1)
+            out[sel] = sparse.draw(w, cols, np.arange(len(rows)), local, local + u[sel])
     return out
 
 
