@@ -556,7 +556,7 @@ def _write_orders(
     mu = np.maximum(1.0, model.base_qty[base] * sd._SIZE_QTY[size_idx[line_rest]])
     qty = 1 + rng.poisson(mu - 1.0)
     line_rank = order_rank[line_order]
-    srt = np.lexsort((product, line_rank))
+    srt = sd.rank_then_product(order_rank, n_lines, product)
     line_rank, product, qty, line_order = line_rank[srt], product[srt], qty[srt], line_order[srt]
     first = np.ones(len(line_rank), dtype=bool)
     first[1:] = (line_rank[1:] != line_rank[:-1]) | (product[1:] != product[:-1])

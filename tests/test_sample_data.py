@@ -433,12 +433,18 @@ def _sorted_weighted_sample(rnd, items, weights, k):
     return [items[i] for _, i in keyed[:k]]
 
 
+def _lexsort_rank_then_product(order_rank, n_lines, product):
+    """sample_data.rank_then_product before the block sort (the oracle)."""
+    return np.lexsort((product, order_rank[np.repeat(np.arange(len(order_rank)), n_lines)]))
+
+
 @pytest.mark.parametrize(("world", "fmt"), [("default", "parquet"), ("recipe", "csv")])
 def test_generated_files_are_byte_identical_to_the_dense_generator(
     tmp_path: Path, monkeypatch, world: str, fmt: str
 ):
-    """The sparse inverse-CDF draws and the faster weighted sample change no byte of a sample
-    (the worlds benchmarks and every seed's results depend on it): the old code is the oracle."""
+    """The sparse inverse-CDF draws, the block sort of the lines and the faster weighted sample
+    change no byte of a sample (the worlds benchmarks and every seed's results depend on it): the
+    old code is the oracle."""
     import recsys_assets.sample_data as sd
     import recsys_assets.sample_worlds as sw
 
@@ -449,6 +455,7 @@ def test_generated_files_are_byte_identical_to_the_dense_generator(
     monkeypatch.setattr(sd, "_sample_products", _dense_sample_products)
     monkeypatch.setattr(sw, "_draw_lines", _dense_draw_lines)
     monkeypatch.setattr(sd, "_weighted_sample", _sorted_weighted_sample)
+    monkeypatch.setattr(sd, "rank_then_product", _lexsort_rank_then_product)
     generate_sample(tmp_path / "old", n_restaurants=5000, seed=5, fmt=fmt, world=world)
     new, old = digests(tmp_path / "new"), digests(tmp_path / "old")
     assert len(new) >= 8 and new.keys() == old.keys()
