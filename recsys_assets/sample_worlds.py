@@ -503,8 +503,8 @@ def _draw_lines(
     out: np.ndarray,
 ) -> np.ndarray:
     """Inverse-CDF draws of one chunk's structural lines, per (month, onboarding) mix."""
-    n_p = model.n_products
     season, boost = _season(model, world), _boost_vector(model, world)
+    sparse = sd.SparseRows(weights)
     out = out.copy()
     for m in np.unique(months[structural]):
         for first_month in (False, True):
@@ -512,13 +512,12 @@ def _draw_lines(
             if not sel.any():
                 continue
             rows = np.unique(rl[sel])
-            w = weights[rows] * season[m][None, :] * (boost[None, :] if first_month else 1.0)
-            cum = np.cumsum(w, axis=1)
-            cum /= cum[:, -1:]
+            vals, cols = sparse.rows(rows)
+            w = vals * season[m][cols]
+            if first_month:
+                w = w * boost[cols]
             local = np.searchsorted(rows, rl[sel])
-            flat = (cum + np.arange(len(rows), dtype=float)[:, None]).ravel()
-            idx = np.searchsorted(flat, local + u[sel], side="right")
-            out[sel] = np.minimum(idx - local * n_p, n_p - 1)
+            out[sel] = sparse.draw(w, cols, np.arange(len(rows)), local, local + u[sel])
     return out
 
 
@@ -557,7 +556,7 @@ def _write_orders(
     mu = np.maximum(1.0, model.base_qty[base] * sd._SIZE_QTY[size_idx[line_rest]])
     qty = 1 + rng.poisson(mu - 1.0)
     line_rank = order_rank[line_order]
-    srt = np.lexsort((product, line_rank))
+    srt = sd.rank_then_product(order_rank, n_lines, product)
     line_rank, product, qty, line_order = line_rank[srt], product[srt], qty[srt], line_order[srt]
     first = np.ones(len(line_rank), dtype=bool)
     first[1:] = (line_rank[1:] != line_rank[:-1]) | (product[1:] != product[:-1])

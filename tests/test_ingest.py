@@ -379,6 +379,28 @@ def test_bom_crlf_whitespace_and_header_case(con, tmp_path: Path) -> None:
     ]
 
 
+def test_trim_fast_path_equals_trim_with_the_character_set(con) -> None:
+    """The ingest's trim only runs on values that start or end with a trimmed character; on every
+    value it must give what the plain `trim(value, chars)` gives (the oracle)."""
+    import random
+
+    chars = ingest._TRIM_CHARS
+    alphabet = [*chars, "a", "가", "\u0301", "\u200b", "\f", "\v", "🍗", "\u200d", "\x00", ","]
+    rnd = random.Random(15)
+    values = ["", None, chars, *chars, "x" + chars + "y", "\u3000\u0301abc", "abc\u3000\u0301"]
+    values += ["".join(rnd.choices(alphabet, k=rnd.randint(1, 6))) for _ in range(5000)]
+    con.execute("CREATE TEMP TABLE v (i INTEGER, x VARCHAR)")
+    con.executemany("INSERT INTO v VALUES (?, ?)", list(enumerate(values)))
+    fast, oracle = ingest._trimmed("x"), f"trim(x, '{chars}')"
+    differ = con.execute(
+        f"SELECT i, x FROM v WHERE ({fast}) IS DISTINCT FROM ({oracle}) ORDER BY i"
+    ).fetchall()
+    assert differ == []
+    # the test covers both outcomes: values the fast path trims and values it leaves alone
+    trimmed = con.execute(f"SELECT count(*) FROM v WHERE ({oracle}) <> x").fetchone()
+    assert trimmed is not None and 1000 < trimmed[0] < len(values) - 1000
+
+
 def test_quoted_commas_pipes_korean_and_emoji(con, tmp_path: Path) -> None:
     f = write(
         tmp_path / "restaurants.csv",
@@ -549,6 +571,49 @@ def test_parquet_timestamptz_is_converted_to_korea_time(con, tmp_path: Path) -> 
     assert con.execute("SELECT ordered_at FROM orders").fetchone()[0] == datetime.datetime(
         2024, 5, 2, 8, 30
     )
+
+
+def test_parquet_timestamps_load_as_their_text_would(tmp_path: Path) -> None:
+    """A typed Parquet TIMESTAMP is taken as is, not parsed from text: every value (edge cases
+    included) must load, or be rejected for the same reason, as the same value written as text."""
+    stamps = [
+        "2024-05-01 10:00:00",
+        "2026-03-01 12:34:56.789012",
+        "1970-01-01 00:00:00",
+        "1969-12-31 23:59:59.999999",
+        "2100-12-31 23:59:59.999999",
+        "2101-01-01 00:00:00",
+        "0001-01-01 00:00:00",
+        "0044-03-15 (BC) 00:00:00",
+        "12000-01-01 00:00:00",
+        "290309-12-22 (BC) 00:00:00",
+        "294247-01-10 04:00:54.775806",
+        "infinity",
+        None,
+    ]
+    rows = ", ".join(
+        f"('o{i}', 'r1', 'p1', 1, {'NULL' if t is None else repr(t)})" for i, t in enumerate(stamps)
+    )
+    values = f"(VALUES {rows}) t(order_id, restaurant_id, product_id, quantity, ordered_at)"
+    loaded = {}
+    for kind, cast in (("typed", "CAST(ordered_at AS TIMESTAMP)"), ("text", "ordered_at")):
+        folder = tmp_path / kind
+        folder.mkdir()
+        con = duckdb.connect(str(folder / "warehouse.duckdb"))
+        load_dims(con, folder)
+        f = folder / "orders.parquet"
+        duckdb.sql(f"SELECT * REPLACE ({cast} AS ordered_at) FROM {values}").write_parquet(str(f))
+        assert duckdb.sql(f"DESCRIBE SELECT * FROM '{f}'").fetchall()[4][1] == (
+            "TIMESTAMP" if kind == "typed" else "VARCHAR"
+        )
+        ingest_orders(con, f, allow_shrink=True)
+        loaded[kind] = (
+            con.execute("SELECT order_id, ordered_at FROM orders ORDER BY order_id").fetchall(),
+            rejects(con, "orders"),
+        )
+        con.close()
+    assert loaded["typed"] == loaded["text"]
+    assert len(loaded["text"][0]) >= 4 and len(loaded["text"][1]) >= 5  # both outcomes covered
 
 
 def test_unreadable_parquet(con, tmp_path: Path) -> None:

@@ -272,3 +272,90 @@ def test_split_menu_keeps_numbers_that_are_not_prices():
 
 def test_confidence_is_finite(labeler, predictions):
     assert all(math.isfinite(p.confidence) and math.isfinite(p.margin) for p in predictions)
+
+
+# --- the caches change nothing --------------------------------------------------------------------
+def _oracle_split_menu(menu) -> list[str]:
+    """split_menu as it was before the per-piece cache."""
+    from recsys_assets.labeling import offline as o
+
+    text = o._to_text(menu, o.MAX_FIELD_CHARS["menu"])
+    items: list[str] = []
+    for raw_piece in o._PRIMARY_SPLIT_RE.split(text) if text else []:
+        for sub in o._SECONDARY_SPLIT_RE.split(o._PRICE_RE.sub(" ", raw_piece)):
+            item = o._clean(sub)
+            if item and o._has_content(item):
+                items.append(item)
+                if len(items) >= o.MAX_ITEMS:
+                    return items
+    return items
+
+
+def _oracle_predict(lex, name, menu, description) -> OfflinePrediction:
+    """OfflineLabeler.predict before the name/description/menu-piece caches (no cache at all)."""
+    from recsys_assets.labeling import offline as o
+
+    scores, evidence = [0.0] * lex.n, []
+    text = o._canon(o._normalize(o._to_text(name, o.MAX_FIELD_CHARS["name"])))
+    if text:
+        vec, ev = o._score_name(lex, text)
+        scores = [a + b for a, b in zip(scores, vec, strict=False)]
+        evidence += ev
+    item_tops, rank = set(), 0
+    for item in _oracle_split_menu(menu):
+        scored = o._score_item(lex, o._canon(item.lower()))
+        if not scored.terms:
+            continue
+        weight = 1.0
+        if not scored.generic:
+            weight = 1.0 + o.POSITION_BONUS * o.POSITION_DECAY**rank
+            rank += 1
+            item_tops.add(scored.top)
+        for i, w in scored.sparse:
+            scores[i] += weight * w
+        evidence += ["menu:" + t for t in scored.terms]
+    text = o._canon(o._normalize(o._to_text(description, o.MAX_FIELD_CHARS["description"])))
+    if text:
+        vec, ev = o._score_description(lex, text)
+        scores = [a + b for a, b in zip(scores, vec, strict=False)]
+        evidence += ev
+    if lex.pub is not None and len(item_tops) >= 3 and scores[lex.pub] > 0:
+        scores[lex.pub] *= 1.5
+    order = sorted(range(lex.n), key=lambda i: (-scores[i], i))
+    top, second = order[0], order[1]
+    total = sum(s for s in scores if s > 0)
+    ev = tuple(dict.fromkeys(evidence))[: o.MAX_EVIDENCE]
+    if total < o.MIN_EVIDENCE or scores[top] <= 0:
+        runner = lex.codes[top] if scores[top] > 0 and top != lex.other else None
+        confidence = 0.05 + 0.2 * min(total / o.MIN_EVIDENCE, 1.0) if total else 0.05
+        return OfflinePrediction(OTHER, round(confidence, 4), 0.0, runner, ev)
+    strength = 1.0 - math.exp(-total / o.STRENGTH_SCALE)
+    p1, p2 = scores[top] / total, max(scores[second], 0.0) / total
+    confidence = min(max(p1 * strength, 0.0), 1.0)
+    margin = min(max((p1 - p2) * strength, 0.0), 1.0)
+    runner = lex.codes[second] if scores[second] > 0 else None
+    return OfflinePrediction(lex.codes[top], round(confidence, 4), round(margin, 4), runner, ev)
+
+
+def test_cached_predictions_equal_the_uncached_oracle(rows, tmp_path):
+    """Labels of a generated sample, the gold file and odd inputs, each predicted twice (the
+    second time from the caches), are exactly what the uncached scoring gives."""
+    import pyarrow.parquet as pq
+
+    from recsys_assets.sample_data import generate_sample
+
+    files = generate_sample(
+        tmp_path, scale="small", seed=3, n_restaurants=1500, world="house_menus"
+    )
+    sample = pq.read_table(files.restaurants, columns=["name", "menu", "description"])
+    inputs = list(zip(*(sample.column(c).to_pylist() for c in sample.column_names), strict=True))
+    inputs += [(r["name"], r["menu"], r["description"]) for r in rows]
+    many = "|".join(f"{i}번 김치찌개, 공기밥 / 콜라" for i in range(200))
+    inputs += [(None, many, float("nan")), (42, "짜장면|" * 3000, "x" * 9000), ("", "", None)]
+    labeler = OfflineLabeler()
+    split = [split_menu(menu) for _, menu, _ in inputs]
+    assert split == [_oracle_split_menu(menu) for _, menu, _ in inputs]
+    first, again = labeler.predict_many(inputs), labeler.predict_many(inputs)
+    oracle = [_oracle_predict(labeler._lex, *row) for row in inputs]
+    assert first == oracle and again == oracle
+    assert len({p.industry for p in oracle}) > 10  # the sample exercises most of the taxonomy

@@ -368,3 +368,122 @@ def test_menu_text_has_no_separator_artifacts(small):
     items = menus[menus != ""].str.split("|").explode()
     assert items.str.strip().ne("").all()
     assert not re.search(r"\|\|", "\n".join(menus))
+
+
+# --- the faster generator writes the same bytes ---------------------------------------------------
+def _dense_sample_products(model, rest, line_rest, line_month, rng):
+    """sample_data._sample_products before the sparse rows (the oracle: full-width sums)."""
+    import recsys_assets.sample_data as sd
+
+    n, n_p = len(rest["ids"]), model.n_products
+    out = np.empty(len(line_rest), dtype=np.int32)
+    noise_set = rng.integers(0, n_p, size=(n, sd._NOISE_SET))
+    is_noise = rng.random(len(line_rest)) < sd._NOISE_SHARE
+    pick = rng.integers(0, sd._NOISE_SET, size=len(line_rest))
+    out[is_noise] = noise_set[line_rest[is_noise], pick[is_noise]]
+    u_all = rng.random(len(line_rest))
+    item_rows, item_ids, chunk = rest["item_rows"], rest["item_ids"], sd._CHUNK_RESTAURANTS
+    bounds = np.searchsorted(line_rest, np.arange(0, n + chunk, chunk))
+    for c0 in range(0, n, chunk):
+        c1 = min(n, c0 + chunk)
+        lo, hi = bounds[c0 // chunk], bounds[c0 // chunk + 1]
+        sel_items = (item_rows >= c0) & (item_rows < c1)
+        counts = np.zeros((c1 - c0, len(model.items)))
+        np.add.at(counts, (item_rows[sel_items] - c0, item_ids[sel_items]), 1.0)
+        weights = model.structural_weights(rest["industry_idx"][c0:c1], counts)
+        rl, months, u = line_rest[lo:hi] - c0, line_month[lo:hi], u_all[lo:hi]
+        structural, chunk_out = ~is_noise[lo:hi], out[lo:hi]
+        offsets = np.arange(c1 - c0, dtype=float)[:, None]
+        for m in np.unique(months[structural]):
+            sel = structural & (months == m)
+            cum = np.cumsum(weights * model.season[m][None, :], axis=1)
+            cum /= cum[:, -1:]
+            idx = np.searchsorted((cum + offsets).ravel(), rl[sel] + u[sel], side="right")
+            chunk_out[sel] = np.minimum(idx - rl[sel] * n_p, n_p - 1)
+        out[lo:hi] = chunk_out
+    return out
+
+
+def _dense_draw_lines(model, world, weights, rl, months, early, u, structural, out):
+    """sample_worlds._draw_lines before the sparse rows (the oracle)."""
+    import recsys_assets.sample_worlds as sw
+
+    n_p = model.n_products
+    season, boost = sw._season(model, world), sw._boost_vector(model, world)
+    out = out.copy()
+    for m in np.unique(months[structural]):
+        for first_month in (False, True):
+            sel = structural & (months == m) & (early == first_month)
+            if not sel.any():
+                continue
+            rows = np.unique(rl[sel])
+            w = weights[rows] * season[m][None, :] * (boost[None, :] if first_month else 1.0)
+            cum = np.cumsum(w, axis=1)
+            cum /= cum[:, -1:]
+            local = np.searchsorted(rows, rl[sel])
+            flat = (cum + np.arange(len(rows), dtype=float)[:, None]).ravel()
+            idx = np.searchsorted(flat, local + u[sel], side="right")
+            out[sel] = np.minimum(idx - local * n_p, n_p - 1)
+    return out
+
+
+def _sorted_weighted_sample(rnd, items, weights, k):
+    """sample_data._weighted_sample before it drew the keys in a list (the oracle)."""
+    keyed = sorted(((rnd.random() ** (1.0 / w), i) for i, w in enumerate(weights)), reverse=True)
+    return [items[i] for _, i in keyed[:k]]
+
+
+def _lexsort_rank_then_product(order_rank, n_lines, product):
+    """sample_data.rank_then_product before the block sort (the oracle)."""
+    return np.lexsort((product, order_rank[np.repeat(np.arange(len(order_rank)), n_lines)]))
+
+
+@pytest.mark.parametrize(("world", "fmt"), [("default", "parquet"), ("recipe", "csv")])
+def test_generated_files_are_byte_identical_to_the_dense_generator(
+    tmp_path: Path, monkeypatch, world: str, fmt: str
+):
+    """The sparse inverse-CDF draws, the block sort of the lines and the faster weighted sample
+    change no byte of a sample (the worlds benchmarks and every seed's results depend on it): the
+    old code is the oracle."""
+    import recsys_assets.sample_data as sd
+    import recsys_assets.sample_worlds as sw
+
+    def digests(root: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+    generate_sample(tmp_path / "new", n_restaurants=5000, seed=5, fmt=fmt, world=world)
+    monkeypatch.setattr(sd, "_sample_products", _dense_sample_products)
+    monkeypatch.setattr(sw, "_draw_lines", _dense_draw_lines)
+    monkeypatch.setattr(sd, "_weighted_sample", _sorted_weighted_sample)
+    monkeypatch.setattr(sd, "rank_then_product", _lexsort_rank_then_product)
+    generate_sample(tmp_path / "old", n_restaurants=5000, seed=5, fmt=fmt, world=world)
+    new, old = digests(tmp_path / "new"), digests(tmp_path / "old")
+    assert len(new) >= 8 and new.keys() == old.keys()
+    assert [name for name in new if new[name] != old[name]] == []
+
+
+def test_sparse_rows_draw_what_the_full_rows_draw():
+    """Edge cases of the inverse-CDF draw: zero weights first and last, a draw that rounds to the
+    end of its row, rows of different widths; the full-width search is the oracle."""
+    from recsys_assets.sample_data import SparseRows
+
+    rng = np.random.default_rng(0)
+    weights = rng.random((300, 50)) * (rng.random((300, 50)) < 0.15)
+    weights[:, 0], weights[:, -1], weights[7, :] = 0.0, 0.0, 0.0
+    weights[7, 3] = 2.0  # a row with one product
+    rows_all = np.arange(300)
+    weights[rows_all, rng.integers(1, 49, 300)] += 0.5  # no empty row
+    rl = np.sort(rng.integers(0, 300, 20_000))
+    u = rng.random(len(rl))
+    u[-50:] = np.nextafter(1.0, 0.0)  # rl + u rounds up to the next row (rl >= 2)
+    sparse = SparseRows(weights)
+    rows = np.unique(rl)
+    vals, cols = sparse.rows(rows)
+    got = sparse.draw(vals, cols, rows, np.searchsorted(rows, rl), rl + u)
+    cum = np.cumsum(weights, axis=1)
+    cum /= cum[:, -1:]
+    flat = (cum + rows_all.astype(float)[:, None]).ravel()
+    want = np.minimum(np.searchsorted(flat, rl + u, side="right") - rl * 50, 49)
+    assert (got == want).all() and sparse.vals.shape[1] < 50
+    # past the end of the row, the last column (whose weight is 0: only reachable that way)
+    assert (got[-50:] == 49).all() and len(np.unique(got)) > 40

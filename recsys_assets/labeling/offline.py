@@ -141,8 +141,12 @@ class _Lexicon:
         self.other = self.idx[OTHER]
         self.pub = self.idx.get("pub")  # the anju-menu rule below needs a pub industry
         self.empty_item = _ItemScore((), (), False, self.other)
-        # items repeat across restaurants: one cache per compiled lexicon
+        # items, names, descriptions and menu pieces repeat across restaurants (chains, common
+        # dishes, templated descriptions): one cache each per compiled lexicon
         self.score_item = lru_cache(maxsize=200_000)(partial(_score_item, self))
+        self.score_piece = lru_cache(maxsize=200_000)(partial(_score_piece, self))
+        self.name_part = lru_cache(maxsize=200_000)(partial(_name_part, self))
+        self.desc_part = lru_cache(maxsize=200_000)(partial(_desc_part, self))
         parsed = _parse_lexicon(tax)
         menu: dict[str, _Entry] = {}
         for term, ws in parsed["dish"].items():
@@ -268,14 +272,18 @@ def split_menu(menu: str | None) -> list[str]:
         return []
     items: list[str] = []
     for raw_piece in _PRIMARY_SPLIT_RE.split(text):
-        piece = _PRICE_RE.sub(" ", raw_piece)
-        for sub in _SECONDARY_SPLIT_RE.split(piece):
-            item = _clean(sub)
-            if item and _has_content(item):
-                items.append(item)
-                if len(items) >= MAX_ITEMS:
-                    return items
+        items += _piece_items(raw_piece)
+        if len(items) >= MAX_ITEMS:
+            return items[:MAX_ITEMS]
     return items
+
+
+@lru_cache(maxsize=200_000)
+def _piece_items(raw_piece: str) -> tuple[str, ...]:
+    """The clean items of one '|'-separated piece of a menu (pieces repeat across menus)."""
+    piece = _PRICE_RE.sub(" ", raw_piece)
+    items = (_clean(sub) for sub in _SECONDARY_SPLIT_RE.split(piece))
+    return tuple(item for item in items if item and _has_content(item))
 
 
 def _has_content(item: str) -> bool:
@@ -342,6 +350,25 @@ def _score_item(lex: _Lexicon, item: str) -> _ItemScore:
     return _item_score(vec, terms, False)
 
 
+def _score_piece(lex: _Lexicon, raw_piece: str) -> tuple[tuple[_ItemScore, tuple[str, ...]], ...]:
+    """Each item of a menu piece scored, with its evidence (cached as ``lex.score_piece``)."""
+    scored = (lex.score_item(_canon(item.lower())) for item in _piece_items(raw_piece))
+    return tuple((s, tuple("menu:" + t for t in s.terms)) for s in scored)
+
+
+def _menu_items(lex: _Lexicon, menu: object) -> list[tuple[_ItemScore, tuple[str, ...]]]:
+    """``split_menu(menu)``'s items, scored: the same items, piece by piece from the cache."""
+    text = _to_text(menu, MAX_FIELD_CHARS["menu"])
+    if not text:
+        return []
+    out: list[tuple[_ItemScore, tuple[str, ...]]] = []
+    for raw_piece in _PRIMARY_SPLIT_RE.split(text):
+        out += lex.score_piece(raw_piece)
+        if len(out) >= MAX_ITEMS:
+            return out[:MAX_ITEMS]
+    return out
+
+
 def _item_score(vec: list[float], terms: tuple[str, ...], generic: bool) -> _ItemScore:
     sparse = tuple((i, w) for i, w in enumerate(vec) if w)
     top = max(range(len(vec)), key=lambda i: (vec[i], -i))
@@ -388,6 +415,26 @@ def _score_description(lex: _Lexicon, desc: str) -> tuple[list[float], list[str]
     return [min(v, DESC_CAP) for v in vec], evidence
 
 
+# A field's contribution: (score vector, evidence), or None when the field has no text.
+_Part = tuple[tuple[float, ...], tuple[str, ...]] | None
+
+
+def _name_part(lex: _Lexicon, name: object) -> _Part:
+    text = _canon(_normalize(_to_text(name, MAX_FIELD_CHARS["name"])))
+    if not text:
+        return None
+    vec, evidence = _score_name(lex, text)
+    return tuple(vec), tuple(evidence)
+
+
+def _desc_part(lex: _Lexicon, description: object) -> _Part:
+    text = _canon(_normalize(_to_text(description, MAX_FIELD_CHARS["description"])))
+    if not text:
+        return None
+    vec, evidence = _score_description(lex, text)
+    return tuple(vec), tuple(evidence)
+
+
 class OfflineLabeler:
     """Lexicon classifier: deterministic, stdlib-only, roughly 10,000 restaurants/s on one core."""
 
@@ -405,16 +452,15 @@ class OfflineLabeler:
         scores = [0.0] * lex.n
         evidence: list[str] = []
 
-        name_text = _canon(_normalize(_to_text(name, MAX_FIELD_CHARS["name"])))
-        if name_text:
-            vec, ev = _score_name(lex, name_text)
-            scores = [a + b for a, b in zip(scores, vec, strict=False)]
-            evidence += ev
+        # each field's part is cached by its text (None and NaN are not worth a cache entry)
+        part = lex.name_part(name) if isinstance(name, str) else _name_part(lex, name)
+        if part is not None:
+            scores = [a + b for a, b in zip(scores, part[0], strict=False)]
+            evidence += part[1]
 
         item_tops: set[int] = set()
         rank = 0
-        for item in split_menu(menu):
-            scored = lex.score_item(_canon(item.lower()))
+        for scored, item_evidence in _menu_items(lex, menu):
             if not scored.terms:
                 continue
             if scored.generic:
@@ -425,13 +471,15 @@ class OfflineLabeler:
                 item_tops.add(scored.top)
             for i, w in scored.sparse:
                 scores[i] += weight * w
-            evidence += ["menu:" + t for t in scored.terms]
+            evidence += item_evidence
 
-        desc_text = _canon(_normalize(_to_text(description, MAX_FIELD_CHARS["description"])))
-        if desc_text:
-            vec, ev = _score_description(lex, desc_text)
-            scores = [a + b for a, b in zip(scores, vec, strict=False)]
-            evidence += ev
+        if isinstance(description, str):
+            part = lex.desc_part(description)
+        else:
+            part = _desc_part(lex, description)
+        if part is not None:
+            scores = [a + b for a, b in zip(scores, part[0], strict=False)]
+            evidence += part[1]
 
         # A hodgepodge of dishes from three or more cuisines plus drinking snacks is a pub's anju
         # menu (고등어봉초밥 | 과일화채 | 모둠꼬치 is an izakaya, not a sushi bar).
@@ -461,8 +509,11 @@ def _decide(lex: _Lexicon, scores: list[float], evidence: tuple[str, ...]) -> Of
     """Turn raw scores into a prediction; ties break by taxonomy order (deterministic)."""
     codes = lex.codes
     total = sum(s for s in scores if s > 0)
-    order = sorted(range(lex.n), key=lambda i: (-scores[i], i))
-    top, second = order[0], order[1]
+    # the best two by score, ties to the lower index (as sorting by (-score, index) would give)
+    top = scores.index(max(scores))
+    rest = list(scores)
+    rest[top] = -math.inf
+    second = rest.index(max(rest))
     if total < MIN_EVIDENCE or scores[top] <= 0:
         runner = codes[top] if scores[top] > 0 and top != lex.other else None
         confidence = 0.05 + 0.2 * min(total / MIN_EVIDENCE, 1.0) if total else 0.05
