@@ -98,6 +98,8 @@ RESTAURANT_BAD = [
     ("r9,이름,메뉴,2024-13-45", "bad_date"),
     ("r9,이름,메뉴,0202-01-01", "bad_date"),
     ("r9,이름,메뉴,", "bad_date"),
+    ("r9,이름,메뉴,infinity", "bad_date"),  # DuckDB reads it; year() of it is NULL
+    ("r9,이름,메뉴,-infinity", "bad_date"),
 ]
 
 
@@ -196,6 +198,8 @@ ORDER_BAD = [
     ("o9,r1,p1,-2,2024-02-01 10:00:00", "non_positive_quantity"),
     ("o9,r1,p1,1,yesterday", "bad_timestamp"),
     ("o9,r1,p1,1,1900-01-01 00:00:00", "bad_timestamp"),
+    ("o9,r1,p1,1,infinity", "bad_timestamp"),  # was stored as 9999-12-31
+    ("o9,r1,p1,1,-infinity", "bad_timestamp"),
     ("o9,r404,p1,1,2024-02-01 10:00:00", "unknown_restaurant"),
     ("o9,r1,p404,1,2024-02-01 10:00:00", "unknown_product"),
 ]

@@ -238,7 +238,9 @@ def _session_timezone(con: duckdb.DuckDBPyConnection, tz: str) -> Iterator[None]
 
 
 def _plausible(expr: str) -> str:
-    return f"(year({expr}) BETWEEN {MIN_PLAUSIBLE_YEAR} AND {MAX_PLAUSIBLE_YEAR})"
+    """False, never NULL, for an implausible value: year() of 'infinity' is NULL, and
+    `NOT NULL` would have let it through (stored as 9999-12-31)."""
+    return f"coalesce(year({expr}) BETWEEN {MIN_PLAUSIBLE_YEAR} AND {MAX_PLAUSIBLE_YEAR}, false)"
 
 
 def _checked_sql(
