@@ -14,11 +14,15 @@ bought AS (
     SELECT fw.restaurant_id, fw.product_id, fw.quantity, b.j FROM rk_first_window fw
     JOIN tokbase b USING (restaurant_id)
 ),
-pb_b AS (SELECT product_id, j, count(*) AS b FROM bought GROUP BY ALL),
+pb_b AS (SELECT p.pid, b.j, count(*) AS b FROM bought b JOIN pids p USING (product_id) GROUP BY ALL),
+-- P(p) per snapshot: its first-window buyers over the base `n`.
 pb AS (
-    SELECT b.product_id, s.snapshot, CAST(sum(b.b) AS BIGINT) AS b
-    FROM pb_b b JOIN snaps s ON s.j >= b.j
-    GROUP BY ALL
+    SELECT x.pid, x.snapshot, x.b, n.n
+    FROM (
+        SELECT b.pid, s.snapshot, CAST(sum(b.b) AS BIGINT) AS b
+        FROM pb_b b JOIN snaps s ON s.j >= b.j
+        GROUP BY ALL
+    ) x JOIN n USING (snapshot)
 ),
 -- Tokens known at some snapshot (numbered: the large sums group on integers); a restaurant
 -- counts toward every later snapshot too.
@@ -26,6 +30,7 @@ tids AS (
     SELECT token, CAST(row_number() OVER (ORDER BY token) AS INTEGER) AS tid
     FROM (SELECT DISTINCT token FROM rk_snap_token)
 ),
+tok AS (SELECT t.tid, k.snapshot, k.n_t FROM rk_snap_token k JOIN tids t USING (token)),
 pairs_b AS (
     SELECT t.tid, p.pid, b.j, count(*) AS b_tp, sum(b.quantity) AS q_tp
     FROM rk_menu_tokens m JOIN tids t USING (token)
@@ -34,29 +39,31 @@ pairs_b AS (
     GROUP BY ALL
 ),
 pairs AS (
-    SELECT t.token, p.product_id, x.snapshot, x.b_tp, x.q_tp
-    FROM (
-        SELECT b.tid, b.pid, s.snapshot, CAST(sum(b.b_tp) AS BIGINT) AS b_tp, sum(b.q_tp) AS q_tp
-        FROM pairs_b b JOIN snaps s ON s.j >= b.j
-        GROUP BY ALL
-        HAVING sum(b.b_tp) >= $token_min_pair
-    ) x
-    JOIN tids t USING (tid) JOIN pids p USING (pid)
+    SELECT b.tid, b.pid, s.snapshot, CAST(sum(b.b_tp) AS BIGINT) AS b_tp, sum(b.q_tp) AS q_tp
+    FROM pairs_b b JOIN snaps s ON s.j >= b.j
+    GROUP BY ALL
+    HAVING sum(b.b_tp) >= $token_min_pair
 ),
+-- Every join on integer ids and the snapshot, the names put back last: joined on names that a
+-- subquery maps back, the planner matched the pairs to every product of their snapshot first
+-- (54M intermediate rows and 4 GiB at the small scale).
 scored AS (
-    SELECT pairs.snapshot, pairs.token, pairs.product_id, pairs.b_tp,
-           ((pairs.b_tp + $token_smoothing * pb.b / n.n) / (tok.n_t + $token_smoothing))
-               / (pb.b / n.n) AS lift,
-           (pairs.b_tp + $token_smoothing * pb.b / n.n) / (tok.n_t + $token_smoothing) AS pen,
+    SELECT pairs.snapshot, pairs.tid, pairs.pid, pairs.b_tp,
+           ((pairs.b_tp + $token_smoothing * pb.b / pb.n) / (tok.n_t + $token_smoothing))
+               / (pb.b / pb.n) AS lift,
+           (pairs.b_tp + $token_smoothing * pb.b / pb.n) / (tok.n_t + $token_smoothing) AS pen,
            pairs.q_tp / tok.n_t AS qty
     FROM pairs
-    JOIN rk_snap_token tok USING (snapshot, token)
-    JOIN pb USING (snapshot, product_id)
-    JOIN n USING (snapshot)
+    JOIN tok USING (snapshot, tid)
+    JOIN pb USING (snapshot, pid)
+),
+named AS (
+    SELECT s.snapshot, t.token, p.product_id, s.b_tp, s.lift, s.pen, s.qty
+    FROM scored s JOIN tids t USING (tid) JOIN pids p USING (pid)
 )
 SELECT
     snapshot, token, product_id, b_tp, lift, pen, qty,
     CAST(row_number() OVER (PARTITION BY snapshot, token ORDER BY lift DESC, b_tp DESC, product_id)
         AS INTEGER) AS token_rank
-FROM scored
+FROM named
 ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
