@@ -7,7 +7,7 @@ export RECSYS_HOME ?= $(CURDIR)/.recsys
 export DAGSTER_HOME ?= $(RECSYS_HOME)/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-e2e test-fast test-real-llm test-postgres-e2e lint ui mlflow-ui bench clean
+.PHONY: install demo test test-heavy test-e2e test-fast test-real-llm test-postgres-e2e lint ui mlflow-ui bench clean
 
 # The first install takes about 3-4 minutes on 2 cores (Dagster, MLflow, LightGBM, DuckDB, ...):
 # a banner per phase, and pip names every package as it goes.
@@ -37,7 +37,12 @@ demo: $(STAMP)
 # LLM servers (`make test-real-llm`) and the PostgreSQL deployment (`make test-postgres-e2e`).
 # This keeps `make test` under 10 minutes on 2 cores (it ran 10.5-12 min with the e2e suite).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not real_llm and not postgres_e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not real_llm and not postgres_e2e and not heavy" $(PYTEST_ARGS)
+
+# The longest integration tests (15-30 s each; ~1.5 min), split off so `make test` stays under
+# 10 minutes on 2 cores; .ci/run runs them right after it.
+test-heavy: $(STAMP)
+	$(BIN)/python -m pytest -m heavy $(PYTEST_ARGS)
 
 # The end-to-end suite: the real webserver and daemon started by PID, runs launched over GraphQL,
 # schedules and sensors, kill -9 of a run worker, alerts, and the UI in headless Chromium.

@@ -135,6 +135,7 @@ KILLS = {
 }
 
 
+@pytest.mark.heavy
 def test_kill_9_at_every_stage_resumes_without_submitting_twice(env, server, recsys_home, tmp_path):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     df = make_input(src)

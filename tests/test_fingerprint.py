@@ -196,6 +196,7 @@ def run_label(src: Path, env: dict[str, str], cwd: Path, server: FakeOpenAI) -> 
     return server.requests - before, m.group(1)
 
 
+@pytest.mark.heavy
 def test_each_edit_asks_every_row_again_once_and_a_rerun_asks_nothing(cli_env, server, tmp_path):
     checkout = copy_package(tmp_path)
     env = {**cli_env, "PYTHONPATH": str(checkout)}
@@ -220,6 +221,7 @@ def test_each_edit_asks_every_row_again_once_and_a_rerun_asks_nothing(cli_env, s
     assert run_label(src, env, tmp_path, server) == (0, fp)  # the last settings are cached too
 
 
+@pytest.mark.heavy
 def test_stats_and_dry_run_after_an_edit_show_the_current_fingerprint_and_the_repay(
     cli_env, server, tmp_path
 ):

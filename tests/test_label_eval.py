@@ -364,6 +364,7 @@ def mlflow_runs(home: Path) -> pd.DataFrame:
     return mlflow.search_runs(experiment_names=[ev_mod.EXPERIMENT], order_by=["start_time ASC"])
 
 
+@pytest.mark.heavy
 def test_eval_prints_hand_checked_scores_logs_mlflow_and_reevaluates_for_free(
     env, server, recsys_home, tmp_path
 ):

@@ -8,6 +8,7 @@ import textwrap
 
 import dagster as dg
 import duckdb
+import pytest
 
 from recsys_assets.config import load_settings
 from recsys_assets.definitions import build_defs
@@ -67,6 +68,7 @@ def _metadata(result, asset):
     return {k: v.value for k, v in mat.metadata.items()}
 
 
+@pytest.mark.heavy
 def test_shards_run_concurrently_then_assemble(recsys_home, tmp_path, monkeypatch):
     data = tmp_path / "data"
     generate_sample(data, n_restaurants=400, seed=3, fmt="csv")
