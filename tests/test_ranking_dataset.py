@@ -376,27 +376,11 @@ def test_menu_tokens():
 
 def test_model_beats_industry_popularity_on_generated_sample(tmp_path):
     """The real generator (reduced to 1,000 restaurants), the real ingest and the offline labeler."""
-    from recsys_assets.labeling.offline import OfflineLabeler
     from recsys_assets.ranking.evaluate import evaluate
     from recsys_assets.ranking.train import train_ranker
-    from recsys_assets.sample_data import generate_sample
-    from recsys_assets.warehouse.ingest import ingest_orders, ingest_products, ingest_restaurants
+    from tests.offline_warehouse import offline_labeled_warehouse
 
-    files = generate_sample(tmp_path / "sample", scale="small", seed=42, n_restaurants=1000)
-    con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    ingest_restaurants(con, files.restaurants)
-    ingest_products(con, files.products)
-    ingest_orders(con, files.orders)
-    rows = con.execute("SELECT restaurant_id, name, menu, description FROM restaurants").fetchall()
-    preds = OfflineLabeler().predict_many((n, m, d) for _, n, m, d in rows)
-    con.execute(
-        "CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, "
-        "confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP)"
-    )
-    con.executemany(
-        "INSERT INTO restaurant_industry VALUES (?, ?, ?, 'offline', now())",
-        [(r[0], p.industry, float(p.confidence)) for r, p in zip(rows, preds, strict=True)],
-    )
+    con, files = offline_labeled_warehouse(tmp_path, 42, 1000)
     dset = ds.build_ranking_dataset(con)
     ev = evaluate(con, train_ranker(con, dset), dset, ground_truth_dir=files.ground_truth)
     model = ev.metrics["ndcg_at_10"]

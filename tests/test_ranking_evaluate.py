@@ -9,7 +9,6 @@ offline labeler, the real dataset build and a real (small) LightGBM ranker.
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,30 +18,12 @@ from recsys_assets.ranking import dataset as ds
 from recsys_assets.ranking import evaluate as ev_mod
 from recsys_assets.ranking import metrics as m
 from recsys_assets.ranking.train import score_frame, train_ranker
+from tests.offline_warehouse import offline_labeled_warehouse
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    from recsys_assets.labeling.offline import OfflineLabeler
-    from recsys_assets.sample_data import generate_sample
-    from recsys_assets.warehouse.ingest import ingest_orders, ingest_products, ingest_restaurants
-
-    tmp = tmp_path_factory.mktemp("evaluate")
-    files = generate_sample(tmp / "sample", scale="small", seed=5, n_restaurants=800)
-    con = duckdb.connect(str(tmp / "w.duckdb"))
-    ingest_restaurants(con, files.restaurants)
-    ingest_products(con, files.products)
-    ingest_orders(con, files.orders)
-    rows = con.execute("SELECT restaurant_id, name, menu, description FROM restaurants").fetchall()
-    preds = OfflineLabeler().predict_many((n, mn, d) for _, n, mn, d in rows)
-    con.execute(
-        "CREATE TABLE restaurant_industry (restaurant_id VARCHAR, industry VARCHAR, "
-        "confidence DOUBLE, source VARCHAR, labeled_at TIMESTAMP)"
-    )
-    con.executemany(
-        "INSERT INTO restaurant_industry VALUES (?, ?, ?, 'offline', now())",
-        [(r[0], p.industry, float(p.confidence)) for r, p in zip(rows, preds, strict=True)],
-    )
+    con, files = offline_labeled_warehouse(tmp_path_factory.mktemp("evaluate"), 5, 800)
     dset = ds.build_ranking_dataset(con)
     trained = train_ranker(con, dset, {"num_boost_round": 40, "best_iteration_window": 1})
     yield con, dset, trained, files.ground_truth
