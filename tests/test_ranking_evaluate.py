@@ -94,3 +94,28 @@ def test_model_rankings_stream_the_split_in_batches(generated, monkeypatch):
     assert len(whole) == len(frame) > 97 * 3
     assert np.array_equal(whole["score"].to_numpy(), score_frame(trained.booster, frame))
     assert whole["product_id"].tolist() == frame["product_id"].tolist()
+
+
+def test_per_industry_baselines_equal_one_ranking_per_query(generated, monkeypatch):
+    """Ranked once per industry and copied: the same rows, ranks and order as the SQL ranking
+    every query (queries out of id order, an unknown industry, missing industries)."""
+    import dataclasses
+
+    con, dset, _trained, _gt = generated
+    scorer = bl.BaselineScorer(bl.baseline_tables(con, dset.cutoff), threads=2)
+    qs = con.execute("SELECT restaurant_id, industry FROM rk_queries WHERE split = 'test'").df()
+    qs = qs.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    qs["industry"] = qs["industry"].astype(object)
+    qs.loc[:4, "industry"] = [None, np.nan, "no_such_industry", None, pd.NA]
+    toks = con.execute("SELECT restaurant_id, token FROM rk_menu_tokens").df()
+    per_industry = [n for n, b in bl.BASELINES.items() if b.per_industry]
+    assert len(per_industry) == 3 and qs["industry"].nunique() > 3
+    got = {n: scorer.rank(n, qs, toks, bl.DEPTH) for n in per_industry}
+    for n in per_industry:
+        monkeypatch.setitem(
+            bl.BASELINES, n, dataclasses.replace(bl.BASELINES[n], per_industry=False)
+        )
+    for n in per_industry:
+        want = scorer.rank(n, qs, toks, bl.DEPTH)
+        assert len(want) == len(qs) * bl.DEPTH
+        pd.testing.assert_frame_equal(got[n], want, check_exact=True)
