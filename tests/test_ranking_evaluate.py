@@ -9,6 +9,8 @@ offline labeler, the real dataset build and a real (small) LightGBM ranker.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,11 +64,14 @@ def _reference_evaluate(con, booster, dataset, ground_truth_dir, industries=None
     }
 
 
-@pytest.mark.parametrize("recode", [False, True])
-def test_evaluation_equals_the_per_query_definitions(generated, recode):
+@pytest.mark.parametrize(("recode", "compiled"), [(False, False), (True, True)])
+def test_evaluation_equals_the_per_query_definitions(generated, recode, compiled, tmp_path):
     con, dset, trained, gt = generated
     industries = list(dset.industries) if recode else None
-    got = ev_mod.evaluate(con, trained, dset, ground_truth_dir=gt, industries=industries)
+    cache = tmp_path / "compiled" if compiled else None
+    got = ev_mod.evaluate(
+        con, trained, dset, ground_truth_dir=gt, industries=industries, compiled_cache=cache
+    )
     want = _reference_evaluate(con, trained.booster, dset, gt, industries)
     summaries = want["summaries"]
     assert got.metrics == summaries["model"].metrics
@@ -119,3 +124,28 @@ def test_per_industry_baselines_equal_one_ranking_per_query(generated, monkeypat
         want = scorer.rank(n, qs, toks, bl.DEPTH)
         assert len(want) == len(qs) * bl.DEPTH
         pd.testing.assert_frame_equal(got[n], want, check_exact=True)
+
+
+def test_the_compiled_booster_scores_and_is_the_one_serving_compiles(
+    generated, tmp_path, monkeypatch
+):
+    """With a cache, the split is scored by the compiled booster (checked against LightGBM on the
+    first batch, the same scores), compiled from the bytes the serving artefact holds: the
+    `recommendations` step finds that compile in the same cache."""
+    from recsys_assets.ranking import compiled
+    from recsys_assets.ranking.pyfunc_model import export_serving_artifacts
+
+    con, dset, trained, _gt = generated
+    verdicts: list[bool] = []
+    real_checked = compiled.checked
+    monkeypatch.setattr(
+        compiled, "checked", lambda *a: verdicts.append(real_checked(*a)) or verdicts[-1]
+    )
+    cache = tmp_path / "compiled"
+    fast = ev_mod.model_rankings(con, trained.booster, compiled_cache=cache)
+    assert verdicts == [True]  # used, after one check
+    pd.testing.assert_frame_equal(
+        fast, ev_mod.model_rankings(con, trained.booster), check_exact=True
+    )
+    served = export_serving_artifacts(con, trained, dset, tmp_path / "artefacts")["booster"]
+    assert [p.name for p in cache.iterdir()] == [compiled._cache_file(Path(served), cache).name]
