@@ -100,20 +100,22 @@ BASELINES: dict[str, Baseline] = {
                 SELECT qt.restaurant_id, tp.product_id, max(ln(tp.lift)) AS ll
                 FROM bl_q_tok qt JOIN bl_token_prod tp USING (token) GROUP BY ALL
             ),
-            cand AS (
-                SELECT q.restaurant_id, q.industry, i.product_id FROM bl_q q
+            prior AS (
+                SELECT q.restaurant_id, i.product_id FROM bl_q q
                 JOIN bl_ind i USING (industry) WHERE i.new_rank <= $token_prior_depth
-                UNION
-                SELECT q.restaurant_id, q.industry, l.product_id FROM bl_q q
-                JOIN lift l USING (restaurant_id)
+            ),
+            cand AS (  -- the prior list and the lifted products, each pair once (both unique)
+                SELECT coalesce(pr.restaurant_id, l.restaurant_id) AS restaurant_id,
+                       coalesce(pr.product_id, l.product_id) AS product_id, l.ll
+                FROM prior pr FULL JOIN lift l
+                    ON l.restaurant_id = pr.restaurant_id AND l.product_id = pr.product_id
             )
             SELECT c.restaurant_id, c.product_id,
                    ln(coalesce(i.ind_new_penetration, 0.5 * p.global_new_penetration, 0) + 1e-6)
-                   + coalesce(l.ll, 0) AS key
-            FROM cand c
-            LEFT JOIN bl_ind i ON i.industry = c.industry AND i.product_id = c.product_id
+                   + coalesce(c.ll, 0) AS key
+            FROM cand c JOIN bl_q q USING (restaurant_id)
+            LEFT JOIN bl_ind i ON i.industry = q.industry AND i.product_id = c.product_id
             LEFT JOIN bl_prod p ON p.product_id = c.product_id
-            LEFT JOIN lift l ON l.restaurant_id = c.restaurant_id AND l.product_id = c.product_id
             """,
         ),
         Baseline(
@@ -131,12 +133,14 @@ BASELINES: dict[str, Baseline] = {
                        round(sum(qw.w * k.w), 9) AS sim
                 FROM qw JOIN bl_knn_tok k USING (token) GROUP BY ALL
             ),
-            top AS (
-                SELECT * FROM sim QUALIFY row_number() OVER (
-                    PARTITION BY restaurant_id ORDER BY sim DESC, neighbour) <= $neighbours
+            top AS (  -- by sim, then neighbour: one integer (sim has 9 decimals), top-n per group
+                SELECT restaurant_id, unnest(arg_max({'neighbour': neighbour, 'sim': sim},
+                    CAST(round(sim * 1e9) AS BIGINT) * 4294967296 + (4294967295 - neighbour),
+                    $neighbours)) AS t
+                FROM sim GROUP BY restaurant_id
             )
-            SELECT t.restaurant_id, b.product_id, round(sum(t.sim), 9) AS key
-            FROM top t JOIN bl_knn_buy b ON b.restaurant_id = t.neighbour GROUP BY ALL
+            SELECT top.restaurant_id, b.product_id, round(sum(top.t.sim), 9) AS key
+            FROM top JOIN bl_knn_buy b ON b.restaurant_id = top.t.neighbour GROUP BY ALL
             """,
         ),
     )
