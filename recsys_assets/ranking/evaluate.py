@@ -316,28 +316,9 @@ def evaluate(
     qs = load_queries(con, split)
     queries = qs["restaurant_id"].astype(str).tolist()
     truth = coded_truth(load_truth(con, split), queries, max(CURVE_KS))
-    summaries, curves = {}, {}
-    cursor = con.cursor()
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="rk-baselines") as pool:
-            ranked = pool.submit(bl.holdout_rankings, cursor, dataset, split, BASELINE_DEPTH)
-            summaries["model"], curves["model"] = summarize_frame(
-                model_rankings(con, booster, split, industries, compiled_cache), truth, CURVE_KS
-            )
-            if ground_truth_dir is not None:
-                summaries["oracle"], curves["oracle"] = summarize_frame(
-                    _oracle_frame(ground_truth_dir, queries), truth, CURVE_KS
-                )
-            for name, frame in ranked.result().items():
-                summaries[name], curves[name] = summarize_frame(
-                    frame, truth, CURVE_KS, score_col=None, rank_col="rank"
-                )
-    finally:
-        cursor.close()
-    # The order of the former evaluate (model, baselines, oracle): the JSON and the reports keep it.
-    summaries = {n: summaries[n] for n in ("model", *bl.BASELINES, "oracle") if n in summaries}
-    curves = {n: curves[n] for n in summaries}
-
+    summaries, curves = _score_methods(
+        con, booster, dataset, split, industries, compiled_cache, ground_truth_dir, queries, truth
+    )
     industry_of = dict(zip(qs["restaurant_id"].astype(str), qs["industry"], strict=True))
     per_ind: pd.DataFrame | None = None
     for name, s in summaries.items():
@@ -375,6 +356,34 @@ def evaluate(
         per_industry=per_ind,
         ndcg_curve=curve,
     )
+
+
+def _score_methods(
+    con, booster, dataset, split, industries, compiled_cache, ground_truth_dir, queries, truth
+) -> tuple[dict[str, MetricSummary], dict[str, dict[int, float]]]:
+    """(summaries, curves) of the model, every baseline and the oracle, in that order. The
+    baselines' SQL runs on a second connection in a second thread while this one scores the model."""
+    summaries, curves = {}, {}
+    cursor = con.cursor()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="rk-baselines") as pool:
+            ranked = pool.submit(bl.holdout_rankings, cursor, dataset, split, BASELINE_DEPTH)
+            summaries["model"], curves["model"] = summarize_frame(
+                model_rankings(con, booster, split, industries, compiled_cache), truth, CURVE_KS
+            )
+            if ground_truth_dir is not None:
+                summaries["oracle"], curves["oracle"] = summarize_frame(
+                    _oracle_frame(ground_truth_dir, queries), truth, CURVE_KS
+                )
+            for name, frame in ranked.result().items():
+                summaries[name], curves[name] = summarize_frame(
+                    frame, truth, CURVE_KS, score_col=None, rank_col="rank"
+                )
+    finally:
+        cursor.close()
+    # The order of the former evaluate (model, baselines, oracle): the JSON and the reports keep it.
+    order = [n for n in ("model", *bl.BASELINES, "oracle") if n in summaries]
+    return {n: summaries[n] for n in order}, {n: curves[n] for n in order}
 
 
 def _ratio_cis(summaries: dict) -> dict[str, dict[str, float]]:
