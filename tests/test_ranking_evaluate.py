@@ -9,6 +9,8 @@ offline labeler, the real dataset build and a real (small) LightGBM ranker.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,11 +64,14 @@ def _reference_evaluate(con, booster, dataset, ground_truth_dir, industries=None
     }
 
 
-@pytest.mark.parametrize("recode", [False, True])
-def test_evaluation_equals_the_per_query_definitions(generated, recode):
+@pytest.mark.parametrize(("recode", "compiled"), [(False, False), (True, True)])
+def test_evaluation_equals_the_per_query_definitions(generated, recode, compiled, tmp_path):
     con, dset, trained, gt = generated
     industries = list(dset.industries) if recode else None
-    got = ev_mod.evaluate(con, trained, dset, ground_truth_dir=gt, industries=industries)
+    cache = tmp_path / "compiled" if compiled else None
+    got = ev_mod.evaluate(
+        con, trained, dset, ground_truth_dir=gt, industries=industries, compiled_cache=cache
+    )
     want = _reference_evaluate(con, trained.booster, dset, gt, industries)
     summaries = want["summaries"]
     assert got.metrics == summaries["model"].metrics
@@ -94,3 +99,168 @@ def test_model_rankings_stream_the_split_in_batches(generated, monkeypatch):
     assert len(whole) == len(frame) > 97 * 3
     assert np.array_equal(whole["score"].to_numpy(), score_frame(trained.booster, frame))
     assert whole["product_id"].tolist() == frame["product_id"].tolist()
+
+
+def test_per_industry_baselines_equal_one_ranking_per_query(generated, monkeypatch):
+    """Ranked once per industry and copied: the same rows, ranks and order as the SQL ranking
+    every query (queries out of id order, an unknown industry, missing industries)."""
+    import dataclasses
+
+    con, dset, _trained, _gt = generated
+    scorer = bl.BaselineScorer(bl.baseline_tables(con, dset.cutoff), threads=2)
+    qs = con.execute("SELECT restaurant_id, industry FROM rk_queries WHERE split = 'test'").df()
+    qs = qs.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    qs["industry"] = qs["industry"].astype(object)
+    qs.loc[:4, "industry"] = [None, np.nan, "no_such_industry", None, pd.NA]
+    toks = con.execute("SELECT restaurant_id, token FROM rk_menu_tokens").df()
+    per_industry = [n for n, b in bl.BASELINES.items() if b.per_industry]
+    assert len(per_industry) == 3 and qs["industry"].nunique() > 3
+    got = {n: scorer.rank(n, qs, toks, bl.DEPTH) for n in per_industry}
+    for n in per_industry:
+        monkeypatch.setitem(
+            bl.BASELINES, n, dataclasses.replace(bl.BASELINES[n], per_industry=False)
+        )
+    for n in per_industry:
+        want = scorer.rank(n, qs, toks, bl.DEPTH)
+        assert len(want) == len(qs) * bl.DEPTH
+        pd.testing.assert_frame_equal(got[n], want, check_exact=True)
+
+
+def test_the_compiled_booster_scores_and_is_the_one_serving_compiles(
+    generated, tmp_path, monkeypatch
+):
+    """With a cache, the split is scored by the compiled booster (checked against LightGBM on the
+    first batch, the same scores), compiled from the bytes the serving artefact holds: the
+    `recommendations` step finds that compile in the same cache."""
+    from recsys_assets.ranking import compiled
+    from recsys_assets.ranking.pyfunc_model import export_serving_artifacts
+
+    con, dset, trained, _gt = generated
+    verdicts: list[bool] = []
+    real_checked = compiled.checked
+    monkeypatch.setattr(
+        compiled, "checked", lambda *a: verdicts.append(real_checked(*a)) or verdicts[-1]
+    )
+    cache = tmp_path / "compiled"
+    fast = ev_mod.model_rankings(con, trained.booster, compiled_cache=cache)
+    assert verdicts == [True]  # used, after one check
+    pd.testing.assert_frame_equal(
+        fast, ev_mod.model_rankings(con, trained.booster), check_exact=True
+    )
+    served = export_serving_artifacts(con, trained, dset, tmp_path / "artefacts")["booster"]
+    assert [p.name for p in cache.iterdir()] == [compiled._cache_file(Path(served), cache).name]
+
+
+# The SQL before the per-query baselines were made cheaper (oracle): menu_token_association's
+# UNION + LEFT JOIN of the lifts, menu_knn's row_number window, the rank's arg_min over lists.
+_OLD_PRIMARY = {
+    "menu_token_association": """
+            WITH lift AS (
+                SELECT qt.restaurant_id, tp.product_id, max(ln(tp.lift)) AS ll
+                FROM bl_q_tok qt JOIN bl_token_prod tp USING (token) GROUP BY ALL
+            ),
+            cand AS (
+                SELECT q.restaurant_id, q.industry, i.product_id FROM bl_q q
+                JOIN bl_ind i USING (industry) WHERE i.new_rank <= $token_prior_depth
+                UNION
+                SELECT q.restaurant_id, q.industry, l.product_id FROM bl_q q
+                JOIN lift l USING (restaurant_id)
+            )
+            SELECT c.restaurant_id, c.product_id,
+                   ln(coalesce(i.ind_new_penetration, 0.5 * p.global_new_penetration, 0) + 1e-6)
+                   + coalesce(l.ll, 0) AS key
+            FROM cand c
+            LEFT JOIN bl_ind i ON i.industry = c.industry AND i.product_id = c.product_id
+            LEFT JOIN bl_prod p ON p.product_id = c.product_id
+            LEFT JOIN lift l ON l.restaurant_id = c.restaurant_id AND l.product_id = c.product_id
+            """,
+    "menu_knn": """
+            WITH idf AS (SELECT DISTINCT token, idf FROM bl_knn_tok),
+            qw AS (
+                SELECT qt.restaurant_id, qt.token,
+                       idf.idf / sqrt(sum(idf.idf * idf.idf) OVER (PARTITION BY qt.restaurant_id)) AS w
+                FROM bl_q_tok qt JOIN idf USING (token)
+            ),
+            sim AS (
+                SELECT qw.restaurant_id, k.restaurant_id AS neighbour,
+                       round(sum(qw.w * k.w), 9) AS sim
+                FROM qw JOIN bl_knn_tok k USING (token) GROUP BY ALL
+            ),
+            top AS (
+                SELECT * FROM sim QUALIFY row_number() OVER (
+                    PARTITION BY restaurant_id ORDER BY sim DESC, neighbour) <= $neighbours
+            )
+            SELECT t.restaurant_id, b.product_id, round(sum(t.sim), 9) AS key
+            FROM top t JOIN bl_knn_buy b ON b.restaurant_id = t.neighbour GROUP BY ALL
+            """,
+}
+_OLD_RANK = """-- Rank one baseline for every row of bl_q (restaurant_id, industry; menu tokens in bl_q_tok). The
+-- baseline's own list (its primary query: restaurant_id, product_id, key; higher key first) comes first,
+-- then, to the same depth for every method, its padding: industry first-window popularity,
+-- industry popularity, global popularity (each only where the baseline pads with it; global always).
+WITH prim AS (
+{{primary}}
+),
+allc AS (
+    SELECT restaurant_id, product_id, 0 AS prio, CAST(key AS DOUBLE) AS key FROM prim
+    UNION ALL
+    SELECT q.restaurant_id, i.product_id, 1, -i.new_rank FROM bl_q q JOIN bl_ind i USING (industry)
+    WHERE $pad_new AND i.new_rank <= $depth
+    UNION ALL
+    SELECT q.restaurant_id, i.product_id, 2, -i.ind_rank FROM bl_q q JOIN bl_ind i USING (industry)
+    WHERE $pad_ind AND i.ind_rank <= $depth
+    UNION ALL
+    SELECT q.restaurant_id, p.product_id, 3, -p.global_rank FROM bl_q q CROSS JOIN bl_prod p
+    WHERE p.global_rank <= $depth
+),
+dedup AS (  -- each product once: from its first list (prio), with that list's best key
+    SELECT restaurant_id, product_id, min(prio) AS prio,
+           arg_min(key, [CAST(prio AS DOUBLE), -key]) AS key
+    FROM allc GROUP BY restaurant_id, product_id
+),
+ranked AS (
+    SELECT restaurant_id, product_id,
+           CAST(row_number() OVER (PARTITION BY restaurant_id ORDER BY prio, key DESC, product_id)
+                AS INTEGER) AS rank
+    FROM dedup
+)
+SELECT restaurant_id, product_id, rank FROM ranked WHERE rank <= $depth
+ORDER BY restaurant_id, rank
+"""
+
+
+def test_baselines_rank_as_the_former_sql(generated, monkeypatch):
+    """Every baseline's frame (rows, ranks, order) equals the former SQL's, for the holdout's
+    queries with a few awkward ones (no industry, an unknown one, no tokens)."""
+    import dataclasses
+
+    from recsys_assets.ranking import sql
+
+    con, dset, _trained, _gt = generated
+    scorer = bl.BaselineScorer(bl.baseline_tables(con, dset.cutoff), threads=2)
+    qs = con.execute("SELECT restaurant_id, industry FROM rk_queries").df()
+    qs["industry"] = qs["industry"].astype(object)
+    qs.loc[:2, "industry"] = [None, "no_such_industry", None]
+    toks = con.execute("SELECT restaurant_id, token FROM rk_menu_tokens").df()
+    toks = toks[toks["restaurant_id"] != qs["restaurant_id"].iloc[5]]
+    got = {n: scorer.rank(n, qs, toks, bl.DEPTH) for n in bl.BASELINES}
+    monkeypatch.setattr(bl, "KNN_NEIGHBOURS", 3)  # more neighbours tied at the cut
+    got["menu_knn_3"] = scorer.rank("menu_knn", qs, toks, bl.DEPTH)
+    load = sql.load
+    monkeypatch.setattr(
+        sql,
+        "load",
+        lambda name, frags=None: (
+            _OLD_RANK.replace("{{primary}}", frags["primary"])
+            if name == "baseline_rank"
+            else load(name, frags)
+        ),
+    )
+    for n, text in _OLD_PRIMARY.items():
+        monkeypatch.setitem(bl.BASELINES, n, dataclasses.replace(bl.BASELINES[n], primary=text))
+    want = {"menu_knn_3": scorer.rank("menu_knn", qs, toks, bl.DEPTH)}
+    monkeypatch.setattr(bl, "KNN_NEIGHBOURS", 50)
+    want.update({n: scorer.rank(n, qs, toks, bl.DEPTH) for n in bl.BASELINES})
+    for n, frame in want.items():
+        assert len(frame) > len(qs) * 10, n
+        pd.testing.assert_frame_equal(got[n], frame, check_exact=True, obj=n)

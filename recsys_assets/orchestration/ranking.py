@@ -128,6 +128,13 @@ def _this_runs_version(context: dg.AssetExecutionContext, client, con=None) -> s
     return version
 
 
+def _compiled_cache(settings) -> Path:
+    """Where compiled boosters are cached: the directory `recommendations` compiles the champion
+    into (ranking/recommend.py), so the challenger compiled for its holdout scoring is not compiled
+    again when it is served."""
+    return settings.home / "cache" / "compiled"
+
+
 def _challenger_evaluation(con, client, version: str, dataset, settings, run_id: str | None):
     """(Evaluation, scored_here): the stored numbers of `version` on this holdout, or scored once now
     (a reused version on a rebuilt warehouse) and stored for the next step."""
@@ -145,6 +152,7 @@ def _challenger_evaluation(con, client, version: str, dataset, settings, run_id:
         dataset,
         ground_truth_dir=ground_truth_dir(settings),
         industries=meta.get("industries"),
+        compiled_cache=_compiled_cache(settings),
     )
     save_evaluation(con, key, hkey, ev, run_id)
     return ev, True
@@ -267,7 +275,13 @@ def ranker_model(
             return _reuse_version(context, con, client, existing, dataset, settings, digest)
         trained = train_ranker(con, dataset)
         started = time.perf_counter()
-        evaluation = evaluate(con, trained, dataset, ground_truth_dir=ground_truth_dir(settings))
+        evaluation = evaluate(
+            con,
+            trained,
+            dataset,
+            ground_truth_dir=ground_truth_dir(settings),
+            compiled_cache=_compiled_cache(settings),
+        )
         evaluate_seconds = time.perf_counter() - started
         logged = log_to_mlflow(
             con,

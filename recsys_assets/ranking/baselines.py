@@ -19,7 +19,8 @@ as Parquet into a pyfunc, `BaselineServer`). A request needs only (name, menu, i
   to 9 decimals: DuckDB's parallel sums add in a varying order, and their last-bit differences
   reordered tied neighbours and products from one run to the next (ties now go by id).
 Every list is padded to the same depth (industry first-window popularity, industry popularity, global
-popularity) so every method is scored at the same depth.
+popularity) so every method is scored at the same depth. The three popularity lists (and their
+padding) depend on the industry alone: they are ranked once per industry and copied to its queries.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from recsys_assets import taxonomy
@@ -60,6 +62,7 @@ class Baseline:
     primary: str  # SQL: restaurant_id, product_id, key (higher first) for the rows of bl_q
     pad_new: bool = True
     pad_ind: bool = True
+    per_industry: bool = False  # the list depends on the industry alone (not on the menu)
 
 
 BASELINES: dict[str, Baseline] = {
@@ -72,6 +75,7 @@ BASELINES: dict[str, Baseline] = {
             "FROM bl_q q CROSS JOIN bl_prod p WHERE p.global_rank <= $depth",
             pad_new=False,
             pad_ind=False,
+            per_industry=True,
         ),
         Baseline(
             "industry_popularity",
@@ -79,12 +83,14 @@ BASELINES: dict[str, Baseline] = {
             "SELECT q.restaurant_id, i.product_id, -i.ind_rank AS key "
             "FROM bl_q q JOIN bl_ind i USING (industry) WHERE i.ind_rank <= $depth",
             pad_new=False,
+            per_industry=True,
         ),
         Baseline(
             "industry_new_popularity",
             "what the industry's restaurants bought in their first 30 days",
             "SELECT q.restaurant_id, i.product_id, -i.new_rank AS key "
             "FROM bl_q q JOIN bl_ind i USING (industry) WHERE i.new_rank <= $depth",
+            per_industry=True,
         ),
         Baseline(
             "menu_token_association",
@@ -94,20 +100,22 @@ BASELINES: dict[str, Baseline] = {
                 SELECT qt.restaurant_id, tp.product_id, max(ln(tp.lift)) AS ll
                 FROM bl_q_tok qt JOIN bl_token_prod tp USING (token) GROUP BY ALL
             ),
-            cand AS (
-                SELECT q.restaurant_id, q.industry, i.product_id FROM bl_q q
+            prior AS (
+                SELECT q.restaurant_id, i.product_id FROM bl_q q
                 JOIN bl_ind i USING (industry) WHERE i.new_rank <= $token_prior_depth
-                UNION
-                SELECT q.restaurant_id, q.industry, l.product_id FROM bl_q q
-                JOIN lift l USING (restaurant_id)
+            ),
+            cand AS (  -- the prior list and the lifted products, each pair once (both unique)
+                SELECT coalesce(pr.restaurant_id, l.restaurant_id) AS restaurant_id,
+                       coalesce(pr.product_id, l.product_id) AS product_id, l.ll
+                FROM prior pr FULL JOIN lift l
+                    ON l.restaurant_id = pr.restaurant_id AND l.product_id = pr.product_id
             )
             SELECT c.restaurant_id, c.product_id,
                    ln(coalesce(i.ind_new_penetration, 0.5 * p.global_new_penetration, 0) + 1e-6)
-                   + coalesce(l.ll, 0) AS key
-            FROM cand c
-            LEFT JOIN bl_ind i ON i.industry = c.industry AND i.product_id = c.product_id
+                   + coalesce(c.ll, 0) AS key
+            FROM cand c JOIN bl_q q USING (restaurant_id)
+            LEFT JOIN bl_ind i ON i.industry = q.industry AND i.product_id = c.product_id
             LEFT JOIN bl_prod p ON p.product_id = c.product_id
-            LEFT JOIN lift l ON l.restaurant_id = c.restaurant_id AND l.product_id = c.product_id
             """,
         ),
         Baseline(
@@ -125,12 +133,14 @@ BASELINES: dict[str, Baseline] = {
                        round(sum(qw.w * k.w), 9) AS sim
                 FROM qw JOIN bl_knn_tok k USING (token) GROUP BY ALL
             ),
-            top AS (
-                SELECT * FROM sim QUALIFY row_number() OVER (
-                    PARTITION BY restaurant_id ORDER BY sim DESC, neighbour) <= $neighbours
+            top AS (  -- by sim, then neighbour: one integer (sim has 9 decimals), top-n per group
+                SELECT restaurant_id, unnest(arg_max({'neighbour': neighbour, 'sim': sim},
+                    CAST(round(sim * 1e9) AS BIGINT) * 4294967296 + (4294967295 - neighbour),
+                    $neighbours)) AS t
+                FROM sim GROUP BY restaurant_id
             )
-            SELECT t.restaurant_id, b.product_id, round(sum(t.sim), 9) AS key
-            FROM top t JOIN bl_knn_buy b ON b.restaurant_id = t.neighbour GROUP BY ALL
+            SELECT top.restaurant_id, b.product_id, round(sum(top.t.sim), 9) AS key
+            FROM top JOIN bl_knn_buy b ON b.restaurant_id = top.t.neighbour GROUP BY ALL
             """,
         ),
     )
@@ -203,24 +213,29 @@ class BaselineScorer:
         # The SQL runs on integer codes (sorted like the ids, so every ORDER BY and tie-break is
         # the ids' own); joins, windows and groups on integers cost a fraction of strings'.
         q_codes, q_ids = pd.factorize(queries["restaurant_id"].astype(str), sort=True)
-        t_query = pd.Index(q_ids).get_indexer(pd.Index(tokens["restaurant_id"].astype(str)))
-        known = t_query >= 0  # tokens of a restaurant not queried rank nothing
-        coded_q = pd.DataFrame(
-            {"restaurant_id": q_codes, "industry": queries["industry"].astype(object)}
-        )
-        coded_tok = pd.DataFrame(
-            {
-                "restaurant_id": t_query[known],
-                "token": self._tokens.get_indexer(pd.Index(tokens["token"].astype(str)))[known],
-            }
-        )
-        cur = self._con.cursor()
-        try:
-            cur.register("bl_q", coded_q)
-            cur.register("bl_q_tok", coded_tok)
-            out = cur.execute(text, sql.params_for(text, params)).df()
-        finally:
-            cur.close()
+        industries = queries["industry"].astype(object)
+        if b.per_industry and 0 < len(q_ids) == len(queries):
+            # One query per industry, its ranking copied to every query of that industry.
+            ind_codes, inds = pd.factorize(industries, use_na_sentinel=False)
+            one = pd.DataFrame(
+                {"restaurant_id": np.arange(len(inds)), "industry": _nulls_as_none(inds)}
+            )
+            none = np.zeros(0, dtype=np.int64)
+            out = self._run(text, params, one, pd.DataFrame({"restaurant_id": none, "token": none}))
+            order = np.empty(len(q_codes), dtype=np.int64)
+            order[q_codes] = np.arange(len(q_codes))
+            out = _broadcast(out, ind_codes[order])  # query code -> its industry's rows
+        else:
+            t_query = pd.Index(q_ids).get_indexer(pd.Index(tokens["restaurant_id"].astype(str)))
+            known = t_query >= 0  # tokens of a restaurant not queried rank nothing
+            coded_q = pd.DataFrame({"restaurant_id": q_codes, "industry": industries})
+            coded_tok = pd.DataFrame(
+                {
+                    "restaurant_id": t_query[known],
+                    "token": self._tokens.get_indexer(pd.Index(tokens["token"].astype(str)))[known],
+                }
+            )
+            out = self._run(text, params, coded_q, coded_tok)
         return pd.DataFrame(
             {
                 "restaurant_id": pd.Categorical.from_codes(out["restaurant_id"], q_ids),
@@ -228,6 +243,41 @@ class BaselineScorer:
                 "rank": out["rank"],
             }
         )
+
+    def _run(self, text: str, params: dict, q: pd.DataFrame, tok: pd.DataFrame) -> pd.DataFrame:
+        cur = self._con.cursor()
+        try:
+            cur.register("bl_q", q)
+            cur.register("bl_q_tok", tok)
+            return cur.execute(text, sql.params_for(text, params)).df()
+        finally:
+            cur.close()
+
+
+def _nulls_as_none(values) -> np.ndarray:
+    """An object array with every missing value (NaN, NA, None) as None: NULL in DuckDB."""
+    arr = np.asarray(values, dtype=object)
+    arr[pd.isna(arr)] = None
+    return arr
+
+
+def _broadcast(ranked: pd.DataFrame, group_of: np.ndarray) -> pd.DataFrame:
+    """Rows of `ranked` (restaurant_id = a group code, in (group, rank) order) repeated for every
+    query code i (0..n-1) of group `group_of[i]`, in (query, rank) order as the SQL returns them."""
+    groups = ranked["restaurant_id"].to_numpy()
+    n_groups = int(group_of.max(initial=-1)) + 1
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    lengths = counts[group_of]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    idx = np.arange(lengths.sum()) - np.repeat(offsets - starts[group_of], lengths)
+    return pd.DataFrame(
+        {
+            "restaurant_id": np.repeat(np.arange(len(group_of), dtype=np.int32), lengths),
+            "product_id": ranked["product_id"].to_numpy()[idx],
+            "rank": ranked["rank"].to_numpy()[idx],
+        }
+    )
 
 
 def _code_ids(con: duckdb.DuckDBPyConnection) -> tuple[pd.Index, pd.Index]:

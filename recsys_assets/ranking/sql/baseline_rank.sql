@@ -19,7 +19,8 @@ allc AS (
 ),
 dedup AS (  -- each product once: from its first list (prio), with that list's best key
     SELECT restaurant_id, product_id, min(prio) AS prio,
-           arg_min(key, [CAST(prio AS DOUBLE), -key]) AS key
+           coalesce(max(key) FILTER (WHERE prio = 0), max(key) FILTER (WHERE prio = 1),
+                    max(key) FILTER (WHERE prio = 2), max(key) FILTER (WHERE prio = 3)) AS key
     FROM allc GROUP BY restaurant_id, product_id
 ),
 ranked AS (
