@@ -89,7 +89,8 @@ def curve(warehouse: Path, sizes: list[str]) -> list[dict]:
             print(
                 f"  {row['train_queries']:>7,} queries: NDCG@10 {row['ndcg_at_10']:.4f}, "
                 f"{row['best_iteration']} trees, train {seconds:.1f} s, "
-                f"gain {gain['difference']:+.4f} ({gain['ci_low']:+.4f}..{gain['ci_high']:+.4f})",
+                f"gain {gain['difference']:+.4f} ({gain['ci_low']:+.4f}..{gain['ci_high']:+.4f}), "
+                f"train {cpu:.0f} CPU-s, peak RSS {row['max_rss_gib']:.2f} GiB",
                 flush=True,
             )
             out.append(row)

@@ -34,7 +34,10 @@ DEFAULT_PARAMS: dict = {
     "lambda_l2": 1.0,
     "lambdarank_truncation_level": 20,
     "num_boost_round": 400,
-    "early_stopping_rounds": 60,
+    # 30, not 60: the rounds after the best iteration are pure cost (each ~0.45 CPU-s at medium).
+    # Judged with benchmarks/worlds.py at medium (REPORT.md): the same model in most runs (the
+    # smoothed best lies well inside 30 rounds), 0.997 (CI 0.993-1.001) on `random` seed 1.
+    "early_stopping_rounds": 30,
     # The iteration kept is the best of the validation NDCG averaged over this many iterations
     # (`smoothed_best_iteration`), not its single best one. Not a LightGBM parameter.
     "best_iteration_window": 21,
@@ -97,17 +100,15 @@ class _SplitMatrix:
 _FETCH_ROWS = 1_000_000
 # Most queries (restaurants with at least one positive) LightGBM sees per split. The small and
 # medium samples stay below these, so they train on every query. At the large scale (~108k train
-# queries, 11.7M candidate rows) the cap is a time and memory budget, not a plateau:
-# - benchmarks/learning_curve.py (paired bootstrap CI of the gain between consecutive sizes, same
-#   test queries): at medium NDCG@10 rose 0.5304 (4k) -> 0.5380 (8k), +0.0076 (95% CI
-#   +0.0048..+0.0105), then all 10.8k 0.5399, +0.0019 (-0.0006..+0.0043, x1.35 the data, within
-#   noise); 1k -> 2k +0.0043 (+0.0007..+0.0081). Gains shrink but each doubling measured helped.
-# - but the full large set costs well over 7 minutes of lambdarank on 2 cores (the whole rebuild's
-#   budget is 5), and its float64 matrix alone is 11.7M rows x 29 features = 2.7 GB, beside
-#   DuckDB's sort of the same rows and LightGBM's binned copy: ~6 GB by that arithmetic (not
-#   measured), at the 6 GiB peak budget with nothing else in the process.
-# A fixed pseudo-random 12k subset keeps the fit near a minute. Raising it needs a chunked
-# Dataset construction (no whole float64 matrix) first; see benchmarks/REPORT.md for the curve.
+# queries) the cap is set from the large learning curve (benchmarks/learning_curve.py on the
+# 2026-12-03 large warehouse, nested md5 subsets, NDCG@10 on the same 32k test restaurants, paired
+# bootstrap 95 % CI of the gain; see benchmarks/REPORT.md):
+#   6k 0.5296 (108 CPU-s to load and fit) -> 12k 0.5303, +0.0006 (-0.0003..+0.0015), 102 CPU-s
+#   -> 24k 0.5316, +0.0014 (+0.0005..+0.0023), 415 CPU-s, 400 trees (the round cap).
+# Doubling past 12k still helps measurably, but by 0.26 % of NDCG@10 for 4x the training CPU; the
+# 48k point (stopped unfinished, peak RSS 4.6 GiB) and the full set cost more again, which the
+# 300 s rebuild budget (the fit's share about a minute) cannot pay. Halving to 6k saves nothing
+# measurable (more trees). So 12k: past the knee of the curve, about a minute of fit.
 MAX_QUERIES: dict[str, int | None] = {"train": 12_000, "valid": 4_000}  # None: all
 
 
