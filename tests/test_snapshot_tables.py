@@ -6,7 +6,9 @@ must have the same rows and columns, identical keys, integers and ranks, and flo
 relative. The generated sample gets the awkward cases on top: a restaurant with two label rows
 (same industry) and one with two industries, orders before a sign-up, an order id shared by two
 restaurants, order lines exactly at a snapshot's midnight and at the cutoff, and products bought in
-exactly the same order lines (ties in every statistic but the product id).
+exactly the same order lines (ties in every statistic but the product id). rk_snap_basket and
+rk_snap_token_share are summed in numpy (ranking/basket_shares.py), not in SQL: the same oracle
+holds them to the same rows and 1e-9.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
 from recsys_assets import taxonomy
+from recsys_assets.ranking import basket_shares, sql
 from recsys_assets.ranking import dataset as ds
-from recsys_assets.ranking import sql
 from recsys_assets.warehouse import tables
 from tests.test_ranking_dataset import make_synthetic_warehouse
 
@@ -207,3 +210,15 @@ def test_as_of_is_sorted_and_must_not_be_empty():
     assert tables.industry_product_stats_params([a, b, a])["as_of"] == [b, a]
     with pytest.raises(ValueError, match="at least one"):
         tables.industry_product_stats_params([])
+
+
+def test_basket_sums_without_any_share_are_empty_tables_of_the_right_types():
+    """No restaurant with a share at any snapshot (e.g. no window ended yet): empty, typed tables."""
+    none = {"rid": np.array([], np.int32), "pid": np.array([], np.int32)}
+    deltas = {**none, "j": np.array([], np.int32), "dq": np.array([], np.float64)}
+    known = {"tid": np.array([1], np.int32), "j": np.array([2], np.int32)}
+    menus = {"rid": np.array([1], np.int32), "tid": np.array([1], np.int32)}
+    means, sums = basket_shares._basket_sums(deltas, menus, known, n_snapshots=3)
+    assert means.num_rows == sums.num_rows == 0
+    assert [str(t) for t in sums.schema.types] == ["int32", "int32", "int32", "double"]
+    assert [str(t) for t in means.schema.types] == ["int32", "int32", "double"]
