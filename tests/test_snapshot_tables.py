@@ -222,3 +222,43 @@ def test_basket_sums_without_any_share_are_empty_tables_of_the_right_types():
     assert means.num_rows == sums.num_rows == 0
     assert [str(t) for t in sums.schema.types] == ["int32", "int32", "int32", "double"]
     assert [str(t) for t in means.schema.types] == ["int32", "int32", "double"]
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
+    """`table` := `frame` (an Arrow table: the column types stay as they were)."""
+    con.register("t_frame", frame)
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM t_frame")
+    con.unregister("t_frame")
+
+
+def test_the_candidate_frame_equals_the_one_from_the_oracle_basket_tables(pair):
+    """rk_candidates built again on the oracle's warehouse, with its rk_snap_basket and
+    rk_snap_token_share (per-snapshot SQL) and the new build's other snapshot tables (their ranks
+    differ on float ties, above): the same rows, identical integers and categories, floats within
+    1e-9 relative. A sum of logs of both signs (token_share_log_lift_sum) can cancel to ~1e-6 from
+    terms ~1, so its last-bit differences are held to 1e-12 absolute (the candidate SQL run twice
+    differs as much)."""
+    new, old, dset = pair
+    others = [t for t in ds.SNAPSHOT_TABLES if t not in ds.BASKET_TABLES]
+    kept = {t: old.sql(f"SELECT * FROM {t}").to_arrow_table() for t in others}
+    try:
+        for t in others:
+            _replace(old, t, new.sql(f"SELECT * FROM {t}").to_arrow_table())
+        ds._build_queries(old, dset.cutoff, dset.data_end, dset.snapshots, dset.config)
+        ds._build_truth(old, dset.relevance_thresholds)
+        ds._build_candidates(old, dset.config)
+    finally:
+        for t, frame in kept.items():
+            _replace(old, t, frame)
+    q = "SELECT * FROM rk_candidates ORDER BY restaurant_id, product_id"
+    got, want = new.execute(q).df(), old.execute(q).df()
+    assert len(got) == len(want) > 1000
+    assert (got["token_share_max"] > 0).any()  # the basket shares reach the frame
+    cancels = ["token_share_log_lift_sum"]
+    floats = [c for c in got.columns if got[c].dtype.kind == "f" and c not in cancels]
+    exact = [c for c in got.columns if c not in floats + cancels]
+    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
+    pd.testing.assert_frame_equal(got[floats], want[floats], check_exact=False, rtol=1e-9, atol=0)
+    pd.testing.assert_frame_equal(
+        got[cancels], want[cancels], check_exact=False, rtol=1e-9, atol=1e-12
+    )

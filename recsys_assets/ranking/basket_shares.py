@@ -69,7 +69,8 @@ def _snapshot_shares(
     pair_rid, pair_pid = (pairs // n_pid).astype(np.int32), (pairs % n_pid).astype(np.int32)
     first = np.full(len(pairs), n_snapshots + 1, np.int32)
     np.minimum.at(first, pair_of, j)
-    by_j = np.argsort(j, kind="stable")
+    small = np.int16 if n_snapshots < 2**15 else np.int32  # int16: numpy sorts by radix
+    by_j = np.argsort(j.astype(small), kind="stable")
     bounds = np.searchsorted(j[by_j], np.arange(n_snapshots + 2))
     qty = np.zeros(len(pairs))
     for jj in range(1, n_snapshots + 1):
