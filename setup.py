@@ -40,6 +40,8 @@ setup(
         "pandas>=2.2,<4",
         "pyarrow>=15",
         "numpy>=1.26",
+        # Sparse products for the basket-share snapshot tables (ranking/basket_shares.py).
+        "scipy>=1.10",
         "pydantic>=2.7,<3",
         "PyYAML>=6.0,<7",
         "typer>=0.12",

@@ -6,7 +6,9 @@ must have the same rows and columns, identical keys, integers and ranks, and flo
 relative. The generated sample gets the awkward cases on top: a restaurant with two label rows
 (same industry) and one with two industries, orders before a sign-up, an order id shared by two
 restaurants, order lines exactly at a snapshot's midnight and at the cutoff, and products bought in
-exactly the same order lines (ties in every statistic but the product id).
+exactly the same order lines (ties in every statistic but the product id). rk_snap_basket and
+rk_snap_token_share are summed in numpy (ranking/basket_shares.py), not in SQL: the same oracle
+holds them to the same rows and 1e-9.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
 from recsys_assets import taxonomy
+from recsys_assets.ranking import basket_shares, sql
 from recsys_assets.ranking import dataset as ds
-from recsys_assets.ranking import sql
 from recsys_assets.warehouse import tables
 from tests.test_ranking_dataset import make_synthetic_warehouse
 
@@ -207,3 +210,55 @@ def test_as_of_is_sorted_and_must_not_be_empty():
     assert tables.industry_product_stats_params([a, b, a])["as_of"] == [b, a]
     with pytest.raises(ValueError, match="at least one"):
         tables.industry_product_stats_params([])
+
+
+def test_basket_sums_without_any_share_are_empty_tables_of_the_right_types():
+    """No restaurant with a share at any snapshot (e.g. no window ended yet): empty, typed tables."""
+    none = {"rid": np.array([], np.int32), "pid": np.array([], np.int32)}
+    deltas = {**none, "j": np.array([], np.int32), "dq": np.array([], np.float64)}
+    known = {"tid": np.array([1], np.int32), "j": np.array([2], np.int32)}
+    menus = {"rid": np.array([1], np.int32), "tid": np.array([1], np.int32)}
+    means, sums = basket_shares._basket_sums(deltas, menus, known, n_snapshots=3)
+    assert means.num_rows == sums.num_rows == 0
+    assert [str(t) for t in sums.schema.types] == ["int32", "int32", "int32", "double"]
+    assert [str(t) for t in means.schema.types] == ["int32", "int32", "double"]
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, frame) -> None:
+    """`table` := `frame` (an Arrow table: the column types stay as they were)."""
+    con.register("t_frame", frame)
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM t_frame")
+    con.unregister("t_frame")
+
+
+def test_the_candidate_frame_equals_the_one_from_the_oracle_basket_tables(pair):
+    """rk_candidates built again on the oracle's warehouse, with its rk_snap_basket and
+    rk_snap_token_share (per-snapshot SQL) and the new build's other snapshot tables (their ranks
+    differ on float ties, above): the same rows, identical integers and categories, floats within
+    1e-9 relative. A sum of logs of both signs (token_share_log_lift_sum) can cancel to ~1e-6 from
+    terms ~1, so its last-bit differences are held to 1e-12 absolute (the candidate SQL run twice
+    differs as much)."""
+    new, old, dset = pair
+    others = [t for t in ds.SNAPSHOT_TABLES if t not in ds.BASKET_TABLES]
+    kept = {t: old.sql(f"SELECT * FROM {t}").to_arrow_table() for t in others}
+    try:
+        for t in others:
+            _replace(old, t, new.sql(f"SELECT * FROM {t}").to_arrow_table())
+        ds._build_queries(old, dset.cutoff, dset.data_end, dset.snapshots, dset.config)
+        ds._build_truth(old, dset.relevance_thresholds)
+        ds._build_candidates(old, dset.config)
+    finally:
+        for t, frame in kept.items():
+            _replace(old, t, frame)
+    q = "SELECT * FROM rk_candidates ORDER BY restaurant_id, product_id"
+    got, want = new.execute(q).df(), old.execute(q).df()
+    assert len(got) == len(want) > 1000
+    assert (got["token_share_max"] > 0).any()  # the basket shares reach the frame
+    cancels = ["token_share_log_lift_sum"]
+    floats = [c for c in got.columns if got[c].dtype.kind == "f" and c not in cancels]
+    exact = [c for c in got.columns if c not in floats + cancels]
+    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
+    pd.testing.assert_frame_equal(got[floats], want[floats], check_exact=False, rtol=1e-9, atol=0)
+    pd.testing.assert_frame_equal(
+        got[cancels], want[cancels], check_exact=False, rtol=1e-9, atol=1e-12
+    )

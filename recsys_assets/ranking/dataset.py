@@ -53,17 +53,10 @@ SNAPSHOT_TABLES = (
 )
 # Tables whose SQL builds every snapshot in one statement ($snapshots); the others run per snapshot.
 ALL_SNAPSHOT_TABLES = frozenset(
-    {
-        "rk_snap_prod",
-        "rk_snap_ind_prod",
-        "rk_snap_token",
-        "rk_snap_token_prod",
-        "rk_snap_basket",
-        "rk_snap_token_share",
-    }
+    {"rk_snap_prod", "rk_snap_ind_prod", "rk_snap_token", "rk_snap_token_prod"}
 )
-# A temporary work table of rk_snap_basket and rk_snap_token_share (sql/basket_shares.sql).
-_BASKET_SHARES = "rk_basket_shares"
+# Built together, for every snapshot, by basket_shares.py (numpy sums over the basket shares).
+BASKET_TABLES = ("rk_snap_basket", "rk_snap_token_share")
 VOCAB_TABLES = ("rk_vocab_category", "rk_vocab_region", "rk_vocab_industry")
 # Copies of the industry x product statistics that older versions kept; rk_snap_ind_prod replaced them.
 _RETIRED_TABLES = ("rk_industry_product_stats", "rk_industry_top_products")
@@ -290,27 +283,29 @@ def _build_snapshots(
 
     One SQL file per table, run in SNAPSHOT_TABLES order (each may read the earlier tables). The
     files of ALL_SNAPSHOT_TABLES compute every snapshot in one statement (each event counted from
-    the first snapshot it belongs to, then cumulative sums); the others run once per snapshot, the
-    first creating the table (column types from the SELECT), the later ones appending.
+    the first snapshot it belongs to, then cumulative sums), BASKET_TABLES are summed in numpy
+    (basket_shares.py); the others run once per snapshot, the first creating the table (column
+    types from the SELECT), the later ones appending.
     """
+    from recsys_assets.ranking.basket_shares import build_basket_tables
+
     params = _snapshot_params(snapshots, cfg)
     fragments = {
         "industry_product_stats": industry_product_stats_select(),
         "snapshot_buckets": sql.load("snapshot_buckets"),
     }
-    try:
-        for table in SNAPSHOT_TABLES:
-            name = table.removeprefix("rk_")
-            if table == "rk_snap_basket":
-                sql.run(con, _BASKET_SHARES.removeprefix("rk_"), params, fragments)
-            if table in ALL_SNAPSHOT_TABLES:
-                sql.run(con, name, params, fragments, prefix=f"CREATE TABLE {table} AS")
-                continue
-            for i, s in enumerate(snapshots):
-                verb = f"INSERT INTO {table} BY NAME" if i else f"CREATE TABLE {table} AS"
-                sql.run(con, name, {**params, "snapshot": s}, fragments, prefix=verb)
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS temp.{_BASKET_SHARES}")
+    for table in SNAPSHOT_TABLES:
+        name = table.removeprefix("rk_")
+        if table in BASKET_TABLES:
+            if table == BASKET_TABLES[0]:
+                build_basket_tables(con, params, fragments)
+            continue
+        if table in ALL_SNAPSHOT_TABLES:
+            sql.run(con, name, params, fragments, prefix=f"CREATE TABLE {table} AS")
+            continue
+        for i, s in enumerate(snapshots):
+            verb = f"INSERT INTO {table} BY NAME" if i else f"CREATE TABLE {table} AS"
+            sql.run(con, name, {**params, "snapshot": s}, fragments, prefix=verb)
 
 
 def candidate_feature_sql(queries: str = "rk_queries") -> str:
