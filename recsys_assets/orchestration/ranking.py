@@ -242,7 +242,7 @@ def ranking_dataset(recsys: RecsysConfig, warehouse: WarehouseResource) -> dg.Ma
     deps=[ranking_dataset],
     pool="warehouse",
     retry_policy=MLFLOW_RETRY_POLICY,
-    description="LightGBM lambdarank trained with early stopping, logged to MLflow (params, metrics, "
+    description="LightGBM ranker (rank_xendcg) trained with early stopping, logged to MLflow (params, metrics, "
     "plots, a pyfunc model) and registered as the `challenger`.",
 )
 @fail_fast_unless(_mlflow_errors)

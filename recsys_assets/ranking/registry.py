@@ -135,7 +135,7 @@ def unsynced_sqlite(db: Path) -> Iterator[None]:
 # What the MLflow UI shows on the experiment and the registered model ("mlflow.note.content" is the
 # description field of experiments and runs). Kept here, next to what they describe.
 EXPERIMENT_DESCRIPTION = (
-    "Weekly rebuilds of the cold-start ranker of recsys-assets: a LightGBM lambdarank that orders "
+    "Weekly rebuilds of the cold-start ranker of recsys-assets: a LightGBM ranker (rank_xendcg) that orders "
     "the food-supply catalog for a restaurant that just signed up. One run per Dagster "
     "`ranker_model` materialization, named rebuild-<date>-<Dagster run id>; metrics are on the "
     "cold-start holdout (NDCG@10 against every baseline, with paired bootstrap CIs of the ratio), "
