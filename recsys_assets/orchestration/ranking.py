@@ -129,10 +129,11 @@ def _this_runs_version(context: dg.AssetExecutionContext, client, con=None) -> s
 
 
 def _compiled_cache(settings) -> Path:
-    """Where compiled boosters are cached: the directory `recommendations` compiles the champion
-    into (ranking/recommend.py), so the challenger compiled for its holdout scoring is not compiled
-    again when it is served."""
-    return settings.home / "cache" / "compiled"
+    """The cache `recommendations` compiles the champion into: the challenger compiled for its
+    holdout scoring is not compiled again when it is served."""
+    from recsys_assets.ranking.recommend import compiled_cache_dir
+
+    return compiled_cache_dir(settings)
 
 
 def _challenger_evaluation(con, client, version: str, dataset, settings, run_id: str | None):

@@ -71,6 +71,13 @@ def _fast_champion(settings: Settings) -> tuple[str, str] | None:
     return str(rows[0][0]), str(rows[0][1])
 
 
+def compiled_cache_dir(settings: Settings) -> Path:
+    """Where compiled boosters are cached (keyed by the model file's bytes): serving compiles the
+    champion here, and `ranker_model` compiles the challenger here for its holdout scoring, so a
+    rebuild's new champion is compiled once."""
+    return settings.home / "cache" / "compiled"
+
+
 def _cache_dir(settings: Settings, version: str, run_id: str) -> Path:
     return settings.home / "cache" / "ranker" / f"{MODEL_NAME}-v{version}-{run_id}"
 
@@ -519,7 +526,7 @@ def _scored(
         else:
             n = _serving_queries(con, db, server, ids)
             _code_keys(con, db)
-            _score_batches(con, db, server, k, n, threads, settings.home / "cache" / "compiled")
+            _score_batches(con, db, server, k, n, threads, compiled_cache_dir(settings))
             yield f"{db}.top_k_named", str(model_version or "unregistered"), home
 
 
