@@ -20,6 +20,7 @@ from recsys_assets import taxonomy
 from recsys_assets.ranking import dataset as ds
 from recsys_assets.ranking import sql
 from tests.test_ranking_dataset import make_synthetic_warehouse
+from tests.test_snapshot_tables import assert_same_frame
 
 ORACLE = Path(__file__).parent / "candidate_oracle" / "candidate_features.sql"
 
@@ -56,12 +57,7 @@ def test_candidate_features_equal_the_previous_sql(built):
     got = _frame(con, ds.candidate_feature_sql(), params)
     want = _frame(con, _oracle_sql(), params)
     assert len(got) == len(want) > 1000
-    assert list(got.columns) == list(want.columns)
-    assert got.dtypes.to_dict() == want.dtypes.to_dict()
-    floats = [c for c in got.columns if got[c].dtype.kind == "f"]
-    exact = [c for c in got.columns if c not in floats]
-    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
-    pd.testing.assert_frame_equal(got[floats], want[floats], check_exact=False, rtol=1e-9, atol=0)
+    assert_same_frame(got, want)
     # The menu-token features are there, not only their defaults.
     assert (got["n_known_tokens"] > 0).mean() > 0.5
     assert (got["token_share_log_lift_sum"] != 0).any() and got["token_pen_max"].notna().any()

@@ -132,6 +132,20 @@ def _table(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
     return con.execute(f"SELECT * FROM {table} ORDER BY {keys}").df()
 
 
+def assert_same_frame(got: pd.DataFrame, want: pd.DataFrame, near_zero: tuple[str, ...] = ()):
+    """The oracle comparison: same columns and dtypes, every non-float column identical, floats
+    within 1e-9 relative (DuckDB's parallel sums add in a varying order); the `near_zero` float
+    columns (sums that cancel to ~0) also get 1e-12 absolute."""
+    assert list(got.columns) == list(want.columns)
+    assert got.dtypes.to_dict() == want.dtypes.to_dict()
+    floats = [c for c in got.columns if got[c].dtype.kind == "f" and c not in near_zero]
+    exact = [c for c in got.columns if c not in floats and c not in near_zero]
+    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
+    pd.testing.assert_frame_equal(got[floats], want[floats], check_exact=False, rtol=1e-9, atol=0)
+    near = list(near_zero)
+    pd.testing.assert_frame_equal(got[near], want[near], check_exact=False, rtol=1e-9, atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """(new connection, oracle connection, dataset): one warehouse, built both ways."""
@@ -157,17 +171,12 @@ def test_snapshot_table_equals_the_per_snapshot_sql(pair, table):
     # Every snapshot is there, the cutoff (not a month start) and the serving snapshot included.
     assert set(got["snapshot"].dt.date) == {*dset.snapshots, dset.serving_snapshot}
     assert dset.cutoff.day != 1
-    assert list(got.columns) == list(want.columns)
-    assert got.dtypes.to_dict() == want.dtypes.to_dict()
-    floats = [c for c in got.columns if got[c].dtype.kind == "f"]
-    exact = [c for c in got.columns if c not in floats]
     if table == "rk_snap_ind_prod":
         # Identical ranks, except that products tied within float noise share their best rank.
         tiers = _recency_tiers(want)
         assert tiers.duplicated().any()  # the tied products of _awkward_cases
         got["ind_rank"], want["ind_rank"] = _tied_rank(got, tiers), _tied_rank(want, tiers)
-    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
-    pd.testing.assert_frame_equal(got[floats], want[floats], check_exact=False, rtol=1e-9, atol=0)
+    assert_same_frame(got, want)
 
 
 def test_the_awkward_cases_reach_the_statistics(pair):
@@ -254,11 +263,4 @@ def test_the_candidate_frame_equals_the_one_from_the_oracle_basket_tables(pair):
     got, want = new.execute(q).df(), old.execute(q).df()
     assert len(got) == len(want) > 1000
     assert (got["token_share_max"] > 0).any()  # the basket shares reach the frame
-    cancels = ["token_share_log_lift_sum"]
-    floats = [c for c in got.columns if got[c].dtype.kind == "f" and c not in cancels]
-    exact = [c for c in got.columns if c not in floats + cancels]
-    pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
-    pd.testing.assert_frame_equal(got[floats], want[floats], check_exact=False, rtol=1e-9, atol=0)
-    pd.testing.assert_frame_equal(
-        got[cancels], want[cancels], check_exact=False, rtol=1e-9, atol=1e-12
-    )
+    assert_same_frame(got, want, near_zero=("token_share_log_lift_sum",))

@@ -106,7 +106,7 @@ _FETCH_ROWS = 1_000_000
 # medium samples stay below these, so they train on every query. At the large scale (~108k train
 # queries) the cap is set from the large learning curve (benchmarks/learning_curve.py on the
 # 2026-12-03 large warehouse, nested md5 subsets, NDCG@10 on the same 32k test restaurants, paired
-# bootstrap 95 % CI of the gain; see benchmarks/REPORT.md):
+# bootstrap 95 % CI of the gain; lambdarank, before rank_xendcg; see benchmarks/REPORT.md):
 #   6k 0.5296 (108 CPU-s to load and fit) -> 12k 0.5303, +0.0006 (-0.0003..+0.0015), 102 CPU-s
 #   -> 24k 0.5316, +0.0014 (+0.0005..+0.0023), 415 CPU-s, 400 trees (the round cap).
 # Doubling past 12k still helps measurably, but by 0.26 % of NDCG@10 for 4x the training CPU; the
