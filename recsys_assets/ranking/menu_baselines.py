@@ -140,11 +140,9 @@ def _summed(r, nb, units, buys: sparse.csr_matrix, shape) -> sparse.csr_matrix:
     sums, so both products below sum positive values: (units + 1) and 1 per purchase row."""
     plus = sparse.csr_matrix(((units + 1).astype(np.float64), (r, nb)), shape=shape) @ buys
     ones = sparse.csr_matrix((np.ones(len(r)), (r, nb)), shape=shape) @ buys
-    plus.sort_indices()
-    ones.sort_indices()
     if not (
         np.array_equal(plus.indptr, ones.indptr) and np.array_equal(plus.indices, ones.indices)
-    ):
+    ):  # the same pairs give the same stored entries in the same order
         raise AssertionError("the two products of the same pairs store different entries")
     plus.data = (plus.data - ones.data).astype(np.int64)
     return plus
@@ -202,6 +200,8 @@ def _top_k_ints(rows, cols, values, k: int, n_cols: int):
     column, in that order. One sort of one int64 per entry: row, inverted value and column
     packed into its bits (a lexsort of the three costs several times more)."""
     values = np.asarray(values, dtype=np.int64)
+    near = _near_top(rows, values, k)
+    rows, cols, values = rows[near], cols[near], values[near]
     cb = max(int(n_cols - 1).bit_length(), 1)
     top = int(values.max(initial=0))
     vb = max(top.bit_length(), 1)
@@ -232,6 +232,21 @@ def _top_k(keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     r, c, v = r[order], c[order], v[order]
     keep = _position_in_group(r) < k  # ties at the k-th key: the lowest columns
     return r[keep], c[keep], v[keep]
+
+
+def _near_top(rows: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """A mask of the entries that may be among their row's k largest values (non-negative
+    integers): those in the value bucket (256 per row) of the row's k-th largest, or above it.
+    Only these few are sorted; every row keeps its k largest and all their ties."""
+    if len(values) == 0:
+        return np.ones(0, dtype=bool)
+    bucket = values >> max(int(values.max()).bit_length() - 8, 0)  # 0 .. 255
+    width = int(bucket.max()) + 1
+    n_rows = int(rows.max()) + 1
+    counts = np.bincount(rows * width + bucket, minlength=n_rows * width).reshape(n_rows, width)
+    at_or_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # entries in bucket >= j
+    cut = np.maximum((at_or_above >= k).sum(axis=1) - 1, 0)  # the k-th largest's bucket
+    return bucket >= cut[rows]
 
 
 def _position_in_group(groups: np.ndarray) -> np.ndarray:
@@ -279,7 +294,7 @@ def pad(
     q_pad, p_pad, prio_pad, pos_pad = (np.concatenate(x) for x in zip(*rows, strict=True))
     parts.append(_merge(q_pad, p_pad, prio_pad, pos_pad, depth))
     q_all, p_all, pos_all = (np.concatenate(x) for x in zip(*parts, strict=True))
-    order = np.lexsort((pos_all, q_all))
+    order = np.argsort(q_all, kind="stable")  # two runs, each in (query, position) order
     return pd.DataFrame(
         {
             "restaurant_id": q_all[order],
