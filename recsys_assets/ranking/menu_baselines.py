@@ -3,8 +3,9 @@
 Their SQL joined every query's menu tokens with the kNN pool's and the association list's rows and
 grouped tens of millions of (query, neighbour) and (query, product) pairs in DuckDB: most of the
 holdout scoring's CPU at scale. Here the same numbers come from sparse products over the scorer's
-integer codes (ids numbered in sorted order, so ties by code are ties by id), a top-k per row by
-`np.partition`, and the padding lists merged only into the queries whose own list is too short.
+integer codes (ids numbered in sorted order, so ties by code are ties by id), a top-k per row (one
+sort of packed int64 keys of the entries near the top; `np.partition` over the few products for
+the token scores), and the padding lists merged only into the queries whose own list is too short.
 The former SQL stays in the tests as the oracle; the rows and ranks are the same:
 
 - menu_knn: cosine similarities rounded to 9 decimals as DuckDB's `round` does (half away from
