@@ -257,7 +257,9 @@ def test_baselines_rank_as_the_former_sql(generated, monkeypatch):
         ),
     )
     for n, text in _OLD_PRIMARY.items():
-        monkeypatch.setitem(bl.BASELINES, n, dataclasses.replace(bl.BASELINES[n], primary=text))
+        monkeypatch.setitem(
+            bl.BASELINES, n, dataclasses.replace(bl.BASELINES[n], primary=text, own=None)
+        )
     want = {"menu_knn_3": scorer.rank("menu_knn", qs, toks, bl.DEPTH)}
     monkeypatch.setattr(bl, "KNN_NEIGHBOURS", 50)
     want.update({n: scorer.rank(n, qs, toks, bl.DEPTH) for n in bl.BASELINES})

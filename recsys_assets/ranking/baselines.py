@@ -2,9 +2,10 @@
 
 A baseline is what we would ship without a model. Each entry of `BASELINES` is one ranked list built
 from precomputed tables (`baseline_tables`: bl_* frames as of a snapshot) and one SQL query
-(`sql/baseline_rank.sql` around the entry's own `primary` list), so the same code ranks the holdout
-offline (tables as of the cutoff) and serves a request (tables as of the serving snapshot, exported
-as Parquet into a pyfunc, `BaselineServer`). A request needs only (name, menu, industry).
+(`sql/baseline_rank.sql` around the entry's own `primary` list; the two menu baselines build their
+list and padding in numpy instead, `menu_baselines`, the same rows), so the same code ranks the
+holdout offline (tables as of the cutoff) and serves a request (tables as of the serving snapshot,
+exported as Parquet into a pyfunc, `BaselineServer`). A request needs only (name, menu, industry).
 
 - global_popularity: products by the share of all restaurants that bought them;
 - industry_popularity: `industry_top_products` as of the snapshot (the project's first baseline);
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets import taxonomy
+from recsys_assets.ranking import menu_baselines as mb
 from recsys_assets.ranking import sql
 from recsys_assets.ranking.dataset import HORIZON_DAYS, menu_tokens
 
@@ -59,10 +61,13 @@ META_FILE = "meta.json"
 class Baseline:
     name: str
     description: str
-    primary: str  # SQL: restaurant_id, product_id, key (higher first) for the rows of bl_q
+    # SQL: restaurant_id, product_id, key (higher first) for the rows of bl_q; or "" when `own`
+    # builds the list in numpy (menu_baselines: the two menu baselines)
+    primary: str
     pad_new: bool = True
     pad_ind: bool = True
     per_industry: bool = False  # the list depends on the industry alone (not on the menu)
+    own: Callable[[mb.MenuTables, mb.Queries, int], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 BASELINES: dict[str, Baseline] = {
@@ -95,53 +100,14 @@ BASELINES: dict[str, Baseline] = {
         Baseline(
             "menu_token_association",
             "industry first-30-day popularity x the menu tokens' strongest product lift",
-            """
-            WITH lift AS (
-                SELECT qt.restaurant_id, tp.product_id, max(ln(tp.lift)) AS ll
-                FROM bl_q_tok qt JOIN bl_token_prod tp USING (token) GROUP BY ALL
-            ),
-            prior AS (
-                SELECT q.restaurant_id, i.product_id FROM bl_q q
-                JOIN bl_ind i USING (industry) WHERE i.new_rank <= $token_prior_depth
-            ),
-            cand AS (  -- the prior list and the lifted products, each pair once (both unique)
-                SELECT coalesce(pr.restaurant_id, l.restaurant_id) AS restaurant_id,
-                       coalesce(pr.product_id, l.product_id) AS product_id, l.ll
-                FROM prior pr FULL JOIN lift l
-                    ON l.restaurant_id = pr.restaurant_id AND l.product_id = pr.product_id
-            )
-            SELECT c.restaurant_id, c.product_id,
-                   ln(coalesce(i.ind_new_penetration, 0.5 * p.global_new_penetration, 0) + 1e-6)
-                   + coalesce(c.ll, 0) AS key
-            FROM cand c JOIN bl_q q USING (restaurant_id)
-            LEFT JOIN bl_ind i ON i.industry = q.industry AND i.product_id = c.product_id
-            LEFT JOIN bl_prod p ON p.product_id = c.product_id
-            """,
+            "",
+            own=lambda t, q, depth: mb.token_lists(t, q, TOKEN_PRIOR_DEPTH, depth),
         ),
         Baseline(
             "menu_knn",
             f"first-30-day baskets of the {KNN_NEIGHBOURS} most similar menus (TF-IDF cosine)",
-            """
-            WITH idf AS (SELECT DISTINCT token, idf FROM bl_knn_tok),
-            qw AS (
-                SELECT qt.restaurant_id, qt.token,
-                       idf.idf / sqrt(sum(idf.idf * idf.idf) OVER (PARTITION BY qt.restaurant_id)) AS w
-                FROM bl_q_tok qt JOIN idf USING (token)
-            ),
-            sim AS (
-                SELECT qw.restaurant_id, k.restaurant_id AS neighbour,
-                       round(sum(qw.w * k.w), 9) AS sim
-                FROM qw JOIN bl_knn_tok k USING (token) GROUP BY ALL
-            ),
-            top AS (  -- by sim, then neighbour: one integer (sim has 9 decimals), top-n per group
-                SELECT restaurant_id, unnest(arg_max({'neighbour': neighbour, 'sim': sim},
-                    CAST(round(sim * 1e9) AS BIGINT) * 4294967296 + (4294967295 - neighbour),
-                    $neighbours)) AS t
-                FROM sim GROUP BY restaurant_id
-            )
-            SELECT top.restaurant_id, b.product_id, round(sum(top.t.sim), 9) AS key
-            FROM top JOIN bl_knn_buy b ON b.restaurant_id = top.t.neighbour GROUP BY ALL
-            """,
+            "",
+            own=lambda t, q, depth: mb.knn_lists(t, q, KNN_NEIGHBOURS, depth),
         ),
     )
 }
@@ -197,6 +163,14 @@ class BaselineScorer:
                 )
         self._products, self._tokens = _code_ids(self._con)
         self._lock = threading.Lock()
+        self._menu: mb.MenuTables | None = None
+
+    def _menu_tables(self) -> mb.MenuTables:
+        """The coded tables as arrays, loaded on first use (a popularity baseline needs none)."""
+        with self._lock:
+            if self._menu is None:
+                self._menu = mb.load_tables(self._con, len(self._products), len(self._tokens))
+            return self._menu
 
     def set_threads(self, threads: int) -> None:
         with self._lock:
@@ -235,7 +209,10 @@ class BaselineScorer:
                     "token": self._tokens.get_indexer(pd.Index(tokens["token"].astype(str)))[known],
                 }
             )
-            out = self._run(text, params, coded_q, coded_tok)
+            if b.own is None:
+                out = self._run(text, params, coded_q, coded_tok)
+            else:
+                out = self._rank_own(b, coded_q, coded_tok, int(depth))
         return pd.DataFrame(
             {
                 "restaurant_id": pd.Categorical.from_codes(out["restaurant_id"], q_ids),
@@ -243,6 +220,24 @@ class BaselineScorer:
                 "rank": out["rank"],
             }
         )
+
+    def _rank_own(
+        self, b: Baseline, q: pd.DataFrame, tok: pd.DataFrame, depth: int
+    ) -> pd.DataFrame:
+        """A numpy-ranked baseline (`b.own`) padded as baseline_rank.sql pads (`mb.pad`)."""
+        if b.own is None:
+            raise ValueError(f"{b.name} is ranked by its SQL")
+        tables = self._menu_tables()
+        codes = q["restaurant_id"].to_numpy(dtype=np.int64)
+        industry = np.full(int(codes.max(initial=-1)) + 1, -1, dtype=np.int64)
+        industry[codes] = mb.industry_index(tables, q["industry"])
+        queries = mb.Queries(
+            n=len(industry),
+            industry=industry,
+            tok_query=tok["restaurant_id"].to_numpy(dtype=np.int64),
+            tok_token=tok["token"].to_numpy(dtype=np.int64),
+        )
+        return mb.pad(tables, queries, b.own(tables, queries, depth), depth, b.pad_new, b.pad_ind)
 
     def _run(self, text: str, params: dict, q: pd.DataFrame, tok: pd.DataFrame) -> pd.DataFrame:
         cur = self._con.cursor()

@@ -308,9 +308,9 @@ def evaluate(
     `industries`: the list the booster was trained with (see `model_rankings`); `compiled_cache`:
     score with the compiled booster (see `model_rankings`). Every method is scored by
     `summarize_frame` on its long ranked frame (the numbers of `summarize` and `ndcg_curve` over
-    per-query lists, without building them). The baselines' SQL runs on a second connection in a
-    second thread while this one scores the model: DuckDB and the predict release the GIL, so both
-    cores work.
+    per-query lists, without building them). The baselines and the oracle are ranked and scored
+    in a second thread (the baselines' tables on a second connection) while this one scores the
+    model: numpy, DuckDB and the predict release the GIL, so both cores work.
     """
     booster = getattr(ranker, "booster", ranker)
     qs = load_queries(con, split)
@@ -362,28 +362,38 @@ def _score_methods(
     con, booster, dataset, split, industries, compiled_cache, ground_truth_dir, queries, truth
 ) -> tuple[dict[str, MetricSummary], dict[str, dict[int, float]]]:
     """(summaries, curves) of the model, every baseline and the oracle, in that order. The
-    baselines' SQL runs on a second connection in a second thread while this one scores the model."""
+    methods that do not need the model (the baselines on a second connection, the oracle) are
+    ranked and scored in a second thread while this one scores the model: numpy, DuckDB and the
+    predict release the GIL, so both cores work."""
     summaries, curves = {}, {}
     cursor = con.cursor()
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="rk-baselines") as pool:
-            ranked = pool.submit(bl.holdout_rankings, cursor, dataset, split, BASELINE_DEPTH)
+            side = pool.submit(
+                _side_methods, cursor, dataset, split, ground_truth_dir, queries, truth
+            )
             summaries["model"], curves["model"] = summarize_frame(
                 model_rankings(con, booster, split, industries, compiled_cache), truth, CURVE_KS
             )
-            if ground_truth_dir is not None:
-                summaries["oracle"], curves["oracle"] = summarize_frame(
-                    _oracle_frame(ground_truth_dir, queries), truth, CURVE_KS
-                )
-            for name, frame in ranked.result().items():
-                summaries[name], curves[name] = summarize_frame(
-                    frame, truth, CURVE_KS, score_col=None, rank_col="rank"
-                )
+            for name, (summary, curve) in side.result().items():
+                summaries[name], curves[name] = summary, curve
     finally:
         cursor.close()
     # The order of the former evaluate (model, baselines, oracle): the JSON and the reports keep it.
     order = [n for n in ("model", *bl.BASELINES, "oracle") if n in summaries]
     return {n: summaries[n] for n in order}, {n: curves[n] for n in order}
+
+
+def _side_methods(
+    cursor, dataset, split, ground_truth_dir, queries, truth
+) -> dict[str, tuple[MetricSummary, dict[int, float]]]:
+    """(summary, curve) of every baseline and of the oracle (when the ground truth is known)."""
+    out = {}
+    for name, frame in bl.holdout_rankings(cursor, dataset, split, BASELINE_DEPTH).items():
+        out[name] = summarize_frame(frame, truth, CURVE_KS, score_col=None, rank_col="rank")
+    if ground_truth_dir is not None:
+        out["oracle"] = summarize_frame(_oracle_frame(ground_truth_dir, queries), truth, CURVE_KS)
+    return out
 
 
 def _ratio_cis(summaries: dict) -> dict[str, dict[str, float]]:
