@@ -24,7 +24,6 @@ import json
 import math
 import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -94,8 +93,7 @@ def configure_mlflow(settings: Settings | None = None):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-@contextlib.contextmanager
-def unsynced_sqlite(db: Path) -> Iterator[None]:
+def unsynced_sqlite(db: Path) -> contextlib.AbstractContextManager[None]:
     """SQLite connections to `db` opened meanwhile skip fsync (`synchronous=OFF`) until it ends.
 
     MLflow creates a new sqlite store by running its ~60 schema migrations statement by statement,
@@ -105,31 +103,9 @@ def unsynced_sqlite(db: Path) -> Iterator[None]:
     connections get their setting back when this ends (MLflow keeps them in its pool), so what is
     logged afterwards is synced as before.
     """
-    import sqlite3
+    from recsys_assets.sqlite_sync import sqlite_synchronous
 
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    target = db.resolve()
-    opened: list[tuple[sqlite3.Connection, int]] = []
-
-    def on_connect(dbapi_conn, _record) -> None:
-        if not isinstance(dbapi_conn, sqlite3.Connection):
-            return
-        files = {row[1]: row[2] for row in dbapi_conn.execute("PRAGMA database_list")}
-        if not files.get("main") or Path(files["main"]).resolve() != target:
-            return
-        opened.append((dbapi_conn, dbapi_conn.execute("PRAGMA synchronous").fetchone()[0]))
-        dbapi_conn.execute("PRAGMA synchronous = OFF")
-
-    event.listen(Engine, "connect", on_connect)
-    try:
-        yield
-    finally:
-        event.remove(Engine, "connect", on_connect)
-        for conn, level in opened:
-            with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile
-                conn.execute(f"PRAGMA synchronous = {int(level)}")
+    return sqlite_synchronous([db], "OFF")
 
 
 # What the MLflow UI shows on the experiment and the registered model ("mlflow.note.content" is the
@@ -396,7 +372,6 @@ def _log_evaluation_artifacts(trained, evaluation, dataset, tmpd: Path) -> None:
 
 def _log_ranker_pyfunc(con, trained, dataset, serving_dir: Path):
     """The servable pyfunc (models-from-code, no pickle) with its serving artefacts; ModelInfo."""
-    import mlflow
 
     from recsys_assets.ranking.pyfunc_model import (
         MODEL_CODE,
