@@ -380,3 +380,21 @@ def test_log_pyfunc_writes_the_requirements_mlflows_checked_path_writes(tmp_path
         environment.warn_dependency_requirement_mismatches,
         mlflow.pyfunc.warn_dependency_requirement_mismatches,
     ) == checks
+
+
+def test_logged_plots_are_the_plots_drawn_again(env, tmp_path):
+    """ranker_evaluation reads the PNGs the training run logged instead of drawing them again:
+    they are the same bytes; a version whose run lacks them gives None (then they are drawn)."""
+    import mlflow
+
+    settings, con, dset, good, _weak, _worst = env
+    logged, ev = _log(con, good, dset, settings, run_id="dagster-run-plots")
+    client = mlflow.MlflowClient()
+    read = reg.logged_plots(client, logged.version, tmp_path / "read")
+    (tmp_path / "drawn").mkdir()
+    drawn = reg.evaluation_plots(good, ev, tmp_path / "drawn")
+    assert read is not None
+    assert [p.name for p in read] == [p.name for p in drawn] == list(reg.PLOT_FILES)
+    assert [p.read_bytes() for p in read] == [p.read_bytes() for p in drawn]
+    client.delete_model_version_tag(reg.MODEL_NAME, logged.version, "run_id")
+    assert reg.logged_plots(client, logged.version, tmp_path / "none") is None

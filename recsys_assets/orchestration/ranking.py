@@ -349,6 +349,7 @@ def ranker_evaluation(
         configure_mlflow,
         evaluation_plots,
         load_registered_booster,
+        logged_plots,
     )
 
     settings = run_settings(recsys, mlflow=mlflow)
@@ -369,9 +370,13 @@ def ranker_evaluation(
         importance = dict(zip(booster.feature_name(), map(float, gains), strict=True))
     table = _metrics_table(evaluation)
     with tempfile.TemporaryDirectory() as tmp:
+        # ranker_model drew them for the training run: read them there (matplotlib ~1 CPU-s).
+        pngs = logged_plots(client, version, Path(tmp)) or evaluation_plots(
+            trained, evaluation, Path(tmp)
+        )
         plots = {
             **_inline_plots(importance, evaluation),
-            "plots_full_size": _png_markdown(evaluation_plots(trained, evaluation, Path(tmp))),
+            "plots_full_size": _png_markdown(pngs),
         }
     per_industry = evaluation.per_industry
     industry_pop = evaluation.baselines["industry_popularity"]["ndcg_at_10"]

@@ -237,8 +237,30 @@ def log_pyfunc(**kwargs):
             setattr(module, name, check)
 
 
+# The PNG files of `evaluation_plots`, logged under evaluation/ with the training run.
+PLOT_FILES = ("feature_importance.png", "ndcg_at_k.png")
+
+
+def logged_plots(client, version: str, out: Path) -> list[Path] | None:
+    """The version's `PLOT_FILES` as its training run logged them, downloaded into `out`; None
+    when the run has not got them all (then draw them: `evaluation_plots`)."""
+    from mlflow.exceptions import MlflowException
+
+    run_id = client.get_model_version(MODEL_NAME, version).tags.get("run_id")
+    if not run_id:
+        return None
+    try:
+        return [
+            Path(client.download_artifacts(run_id, f"evaluation/{name}", str(out)))
+            for name in PLOT_FILES
+        ]
+    except (MlflowException, OSError):
+        return None
+
+
 def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
-    """Feature importance and the NDCG@k curve against the baselines, as PNG files in `out`.
+    """Feature importance and the NDCG@k curve against the baselines, as PNG files in `out`
+    (named `PLOT_FILES`).
 
     The importance comes from the evaluation when it carries it (then `trained` may be None).
     """
@@ -260,7 +282,7 @@ def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
     ax.barh(names, [by_feature[f] for f in names])
     ax.set_title("Feature importance (total gain)")
     fig.tight_layout()
-    files.append(out / "feature_importance.png")
+    files.append(out / PLOT_FILES[0])
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
 
@@ -275,7 +297,7 @@ def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    files.append(out / "ndcg_at_k.png")
+    files.append(out / PLOT_FILES[1])
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
     return files
