@@ -128,12 +128,16 @@ def _this_runs_version(context: dg.AssetExecutionContext, client, con=None) -> s
     return version
 
 
-def _compiled_cache(settings) -> Path:
+def _compiled_cache(settings, con) -> Path | None:
     """The cache `recommendations` compiles the champion into: the challenger compiled for its
-    holdout scoring is not compiled again when it is served."""
+    holdout scoring is not compiled again when it is served. None (LightGBM scores the holdout)
+    when the rows this rebuild scores with it do not repay the compile (a small sample)."""
+    from recsys_assets.ranking import sql
+    from recsys_assets.ranking.compiled import COMPILE_MIN_ROWS
     from recsys_assets.ranking.recommend import compiled_cache_dir
 
-    return compiled_cache_dir(settings)
+    rows = sql.run(con, "rows_to_score").fetchall()[0][0]
+    return compiled_cache_dir(settings) if rows >= COMPILE_MIN_ROWS else None
 
 
 def _challenger_evaluation(con, client, version: str, dataset, settings, run_id: str | None):
@@ -153,7 +157,7 @@ def _challenger_evaluation(con, client, version: str, dataset, settings, run_id:
         dataset,
         ground_truth_dir=ground_truth_dir(settings),
         industries=meta.get("industries"),
-        compiled_cache=_compiled_cache(settings),
+        compiled_cache=_compiled_cache(settings, con),
     )
     save_evaluation(con, key, hkey, ev, run_id)
     return ev, True
@@ -281,7 +285,7 @@ def ranker_model(
             trained,
             dataset,
             ground_truth_dir=ground_truth_dir(settings),
-            compiled_cache=_compiled_cache(settings),
+            compiled_cache=_compiled_cache(settings, con),
         )
         evaluate_seconds = time.perf_counter() - started
         logged = log_to_mlflow(
