@@ -390,3 +390,31 @@ def test_event_log_unsynced_while_the_run_executes_only(tmp_path):
         with _event_log_unsynced(instance, run.run_id):
             instance.report_engine_event("in memory", run)
         assert [e.message for e in instance.all_logs(run.run_id)][-1] == "in memory"
+
+
+def test_a_first_start_creates_dagsters_storage_unsynced_and_only_then(tmp_path, monkeypatch):
+    """open_instance creates the default SQLite storage with synchronous=OFF on exactly the files
+    it creates (the instance then works); a later start leaves the existing files alone."""
+    from types import SimpleNamespace
+
+    from recsys_assets import sqlite_sync
+    from recsys_assets.orchestration import cli_runs
+
+    seen: list[list[Path]] = []
+    real = sqlite_sync.sqlite_synchronous
+
+    def spy(files, level):
+        seen.append(sorted(files))
+        assert level == "OFF"
+        return real(files, level)
+
+    monkeypatch.setattr(sqlite_sync, "sqlite_synchronous", spy)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    settings = SimpleNamespace(dagster_home=tmp_path / "dagster")
+    expected = sorted(settings.dagster_home / p for p in cli_runs.DEFAULT_SQLITE_STORAGE)
+    with cli_runs.open_instance(settings) as instance:
+        assert instance.get_runs() == []
+    assert seen == [expected] and all(f.exists() for f in expected)
+    with cli_runs.open_instance(settings) as instance:
+        assert instance.get_runs() == []
+    assert seen[1] == []

@@ -40,6 +40,8 @@ from recsys_assets.run_markers import RunMarker
 CODE_LOCATION = "recsys_assets"  # pyproject.toml [tool.dagster] code_location_name
 PID_TAG = "recsys/pid"
 HOST_TAG = "recsys/host"
+# Where Dagster's default (unconfigured) SQLite storage lives under DAGSTER_HOME.
+DEFAULT_SQLITE_STORAGE = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
 
 
 def open_instance(
@@ -55,7 +57,13 @@ def open_instance(
     differs = ensure_dagster_yaml(home)
     if differs and warn:
         warn(differs_warning(home, differs))
-    with file_lock(home / ".init.lock"):
+    from recsys_assets.sqlite_sync import sqlite_synchronous
+
+    # A first start creates the default SQLite storage with ~300 fsyncs (each table and index its
+    # own commit, ~1 s of a first rebuild's wall time): skipped for the files created now, as
+    # for MLflow's store (ranking/registry.py).
+    new = [f for f in (home / p for p in DEFAULT_SQLITE_STORAGE) if not f.exists()]
+    with file_lock(home / ".init.lock"), sqlite_synchronous(new, "OFF"):
         return dg.DagsterInstance.get()
 
 
