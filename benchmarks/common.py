@@ -177,6 +177,9 @@ class CommandResult:
     stderr: str
     memory_samples: list = field(default_factory=list)
     epoch0: float = 0.0  # Unix time of the first memory sample's clock zero
+    # User + system CPU seconds of the process and every descendant it waited for: on a shared
+    # machine the figure to compare (wall seconds grow with the load, CPU seconds much less).
+    cpu_seconds: float = 0.0
 
     @property
     def peak_rss_gib(self) -> float:
@@ -191,6 +194,9 @@ def run_measured(
     log_path: Path | None = None,
 ) -> CommandResult:
     """Run `cmd` as a subprocess, timing it and sampling its process tree's RSS every 0.5 s."""
+    import resource
+
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with contextlib.ExitStack() as stack:
         out_fh: IO[str] | int = (
             stack.enter_context(open(log_path, "w")) if log_path else subprocess.PIPE
@@ -211,6 +217,10 @@ def run_measured(
                 proc.kill()
                 stdout, stderr = proc.communicate()
         seconds = time.perf_counter() - t0
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children_after.ru_utime - children_before.ru_utime) + (
+        children_after.ru_stime - children_before.ru_stime
+    )
     if log_path:
         stdout, stderr = Path(log_path).read_text(errors="replace"), ""
     return CommandResult(
@@ -221,6 +231,7 @@ def run_measured(
         stderr or "",
         sampler.samples,
         sampler.epoch0,
+        cpu,
     )
 
 
@@ -340,6 +351,7 @@ def full_rebuild(
         "ok": res.returncode == 0,
         "seconds": res.seconds,
         "peak_rss_gib": res.peak_rss_gib,
+        "cpu_seconds": res.cpu_seconds,
         "steps": {k: seconds for k, (_, _, seconds) in windows.items()},
         "evaluate_seconds": (
             materialization_value(home / "dagster", "ranker_model", "evaluate_seconds")

@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             print(r["log_tail"], file=sys.stderr)
         results.append(r)
         print(
-            f"  {scale}: {'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.1f} s, "
+            f"  {scale}: {'ok' if r['ok'] else 'FAILED'} in {r['seconds']:.1f} s "
+            f"({r['cpu_seconds']:.1f} CPU-s, load {r['load_avg_start'][0]:.1f} at the start), "
             f"peak {r['peak_rss_gib']:.2f} GiB",
             flush=True,
         )
@@ -275,13 +276,15 @@ def main(argv: list[str] | None = None) -> int:
         "\nfull rebuild vs scale (fresh RECSYS_HOME, offline labeler, sample generated in the run)"
     )
     print_table(
-        ["scale", "restaurants", "order lines", "rebuild s", "peak GiB", "ok"],
+        ["scale", "restaurants", "order lines", "rebuild s", "CPU-s", "load", "peak GiB", "ok"],
         [
             [
                 r["scale"],
                 f"{r['restaurants']:,}",
                 f"{r.get('orders', 0):,}",
                 f"{r['seconds']:.1f}",
+                f"{r['cpu_seconds']:.1f}",
+                f"{r['load_avg_start'][0]:.1f}-{r['load_avg_end'][0]:.1f}",
                 f"{r['peak_rss_gib']:.2f}",
                 r["ok"],
             ]

@@ -99,6 +99,9 @@ def _reap_crashed(settings) -> None:
 # each, at load ~10: small 0.77 against 0.79 GiB, medium 1.33 against 1.27 (benchmarks/REPORT.md).
 REBUILD_GC_THRESHOLD = (10_000, 10, 10)
 
+# Set once a rebuild ran in this process: `main` then ends it without the interpreter's teardown.
+_REBUILT: list[bool] = []
+
 
 def _materialize(selection: str | None, verbose: bool):
     """Run the rebuild in this process; exits 75 when another rebuild holds this RECSYS_HOME."""
@@ -107,6 +110,7 @@ def _materialize(selection: str | None, verbose: bool):
     from recsys_assets.run_markers import BUSY_EXIT_CODE, Busy, rebuild_lock
 
     gc.set_threshold(*REBUILD_GC_THRESHOLD)
+    _REBUILT.append(True)
     settings = _settings()
     _reap_crashed(settings)
     try:
@@ -329,9 +333,35 @@ def _register_optional() -> None:
     register_labeling(app)
 
 
+def _leave(code: int) -> None:
+    """End the process now: the exit handlers run and the output is flushed, but not the
+    interpreter's teardown. After a rebuild that teardown is its cyclic GC walking the ~1M objects
+    Dagster, MLflow, LightGBM and matplotlib left (3-4 s wall, 1-2 CPU-s of a rebuild,
+    benchmarks/REPORT.md); the OS frees the memory at once. Returns (the caller exits normally)
+    while a non-daemon thread still runs: the normal exit waits for it."""
+    import atexit
+    import os
+    import sys
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()  # logging's flush and close, the libraries' own handlers
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
+
+
 def main() -> None:
     _register_optional()
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        code = 0 if exc.code is None else exc.code
+        if _REBUILT and isinstance(code, int):
+            _leave(code)
+        raise
 
 
 if __name__ == "__main__":

@@ -63,6 +63,60 @@ def test_materialize_selection_then_summary(recsys_home, tmp_path, monkeypatch):
     assert "restaurant_industry" in summary.output and "Label distribution" in summary.output
 
 
+def test_console_script_rebuild_exits_with_its_code_and_flushed_output(recsys_home, tmp_path):
+    """The console script ends a rebuild without the interpreter's teardown (cli._leave): the
+    exit code, the terminal lines and the run's log file are still all there."""
+    import os
+
+    from recsys_assets.sample_data import generate_sample
+
+    generate_sample(tmp_path / "d", n_restaurants=150, seed=5, fmt="csv")
+    recsys = Path(sys.executable).parent / "recsys"
+    env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "d"), "RECSYS_LABELER": "offline"}
+    out = subprocess.run(
+        [str(recsys), "materialize", "--select", "restaurants"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "done    restaurants" in out.stderr and "materialize succeeded" in out.stdout
+    (log,) = (recsys_home / "logs").glob("*.log")
+    assert log.read_text().rstrip().splitlines()[-1].split(" - ")[-2:] == [
+        "RUN_SUCCESS",
+        'Finished execution of run for "rebuild_job".',
+    ]
+    bad = subprocess.run(
+        [str(recsys), "materialize", "--select", "restaurantz"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.rstrip().splitlines()[-1].startswith("error: no asset named restaurantz")
+
+
+def test_leave_waits_for_a_running_worker(monkeypatch):
+    """With a non-daemon thread alive `_leave` returns (the normal exit joins the thread)."""
+    import threading
+
+    from recsys_assets import cli
+
+    exits = []
+    monkeypatch.setattr("os._exit", exits.append)
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        cli._leave(0)
+    finally:
+        stop.set()
+        worker.join()
+    assert exits == []
+
+
 def test_console_script_is_installed():
     recsys = Path(sys.executable).parent / "recsys"
     out = subprocess.run([str(recsys), "--help"], capture_output=True, text=True, timeout=60)

@@ -353,3 +353,68 @@ def test_killed_run_is_failed_and_alerted_at_next_start(recsys_home, good_data, 
             assert instance.event_log_storage.get_concurrency_info("llm").claimed_slots == []
         assert alerts_json(env) == alerts  # found once, alerted once
         assert len(hook.payloads) == 1
+
+
+def test_event_log_unsynced_while_the_run_executes_only(tmp_path):
+    """During a CLI run Dagster's SQLite event log (the run's shard and the index) commits with
+    synchronous=NORMAL and is not checkpointed at each event's close; afterwards its
+    connections are at SQLite's default again, the log is checkpointed, and every event is
+    there."""
+    import sqlalchemy
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
+
+    from recsys_assets.orchestration.cli_runs import _event_log_unsynced
+
+    def synchronous(shard: str) -> int:
+        with instance.event_log_storage._connect(shard) as conn:
+            return conn.execute(sqlalchemy.text("PRAGMA synchronous")).scalar()
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        storage = instance.event_log_storage
+        before = synchronous(INDEX_SHARD_NAME)
+        with _event_log_unsynced(instance, run.run_id):
+            wal = Path(storage.path_for_shard(run.run_id) + "-wal")
+            for i in range(5):
+                instance.report_engine_event(f"event {i}", run)
+            assert wal.stat().st_size > 0  # not checkpointed away at each close
+            assert synchronous(run.run_id) == synchronous(INDEX_SHARD_NAME) == 1  # NORMAL
+        assert synchronous(run.run_id) == synchronous(INDEX_SHARD_NAME) == before != 1
+        assert not wal.exists() or wal.stat().st_size == 0
+        messages = [e.message for e in instance.all_logs(run.run_id)]
+        assert [f"event {i}" for i in range(5)] == [m for m in messages if m.startswith("event")]
+
+    # An event log that is not SQLite's files is left alone.
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        with _event_log_unsynced(instance, run.run_id):
+            instance.report_engine_event("in memory", run)
+        assert [e.message for e in instance.all_logs(run.run_id)][-1] == "in memory"
+
+
+def test_a_first_start_creates_dagsters_storage_unsynced_and_only_then(tmp_path, monkeypatch):
+    """open_instance creates the default SQLite storage with synchronous=OFF on exactly the files
+    it creates (the instance then works); a later start leaves the existing files alone."""
+    from types import SimpleNamespace
+
+    from recsys_assets import sqlite_sync
+    from recsys_assets.orchestration import cli_runs
+
+    seen: list[list[Path]] = []
+    real = sqlite_sync.sqlite_synchronous
+
+    def spy(files, level):
+        seen.append(sorted(files))
+        assert level == "OFF"
+        return real(files, level)
+
+    monkeypatch.setattr(sqlite_sync, "sqlite_synchronous", spy)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    settings = SimpleNamespace(dagster_home=tmp_path / "dagster")
+    expected = sorted(settings.dagster_home / p for p in cli_runs.DEFAULT_SQLITE_STORAGE)
+    with cli_runs.open_instance(settings) as instance:
+        assert instance.get_runs() == []
+    assert seen == [expected] and all(f.exists() for f in expected)
+    with cli_runs.open_instance(settings) as instance:
+        assert instance.get_runs() == []
+    assert seen[1] == []

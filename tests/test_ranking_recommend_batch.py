@@ -170,9 +170,55 @@ def test_the_batch_scores_with_the_compiled_booster_or_falls_back(served, monkey
     seen: list[bool] = []
     check = compiled.checked
     monkeypatch.setattr(compiled, "checked", lambda *a: seen.append(check(*a)) or seen[-1])
+    monkeypatch.setattr(compiled, "COMPILE_MIN_ROWS", 0)  # compiled whatever the rows
     fast = rec.recommend_for_restaurants(con, k=K, server=server, restaurant_ids=EDITED)
     assert seen == [True]
     monkeypatch.setattr(compiled, "compile_booster", lambda *a, **kw: None)
     slow = rec.recommend_for_restaurants(con, k=K, server=server, restaurant_ids=EDITED)
     assert seen == [True, False]
     pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_too_few_rows_are_scored_by_lightgbm_unless_already_compiled(served, tmp_path, monkeypatch):
+    """Below COMPILE_MIN_ROWS a booster is not compiled (the batch is LightGBM's, the same
+    table), but one already in the cache is used whatever the rows."""
+    con, server = served
+    booster = server.artifacts["booster"]
+    small = compiled.COMPILE_MIN_ROWS - 1
+    assert compiled.compile_booster(booster, tmp_path, rows=small) is None
+    assert not list(tmp_path.glob("*.so"))
+    assert compiled.compile_booster(booster, tmp_path, rows=compiled.COMPILE_MIN_ROWS) is not None
+    assert compiled.compile_booster(booster, tmp_path, rows=small) is not None  # the cached one
+
+    monkeypatch.setattr(compiled, "COMPILE_MIN_ROWS", 0)
+    fast = rec.recommend_for_restaurants(con, k=K, server=server, restaurant_ids=EDITED)
+    calls: list[int | None] = []
+    real = compiled.compile_booster
+    monkeypatch.setattr(
+        compiled, "compile_booster", lambda f, d, rows=None: calls.append(rows) or real(f, d, rows)
+    )
+    monkeypatch.setattr(compiled, "COMPILE_MIN_ROWS", 10**12)
+    monkeypatch.setattr(compiled, "_in_cache", lambda *a: False)
+    slow = rec.recommend_for_restaurants(con, k=K, server=server, restaurant_ids=EDITED)
+    assert len(calls) == 1 and 0 < calls[0] < 10**12  # the rows were counted, not compiled
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_ranker_model_compiles_only_when_the_rebuilds_rows_repay_it(served, tmp_path, monkeypatch):
+    """ranker_model's holdout scoring gets the compile cache only when the holdout's candidates
+    plus as many per restaurant for every restaurant served reach COMPILE_MIN_ROWS."""
+    from types import SimpleNamespace
+
+    from recsys_assets.orchestration.ranking import _compiled_cache
+
+    con, _ = served
+    test = con.execute(
+        "SELECT count(*), count(DISTINCT restaurant_id) FROM rk_candidates WHERE split = 'test'"
+    ).fetchone()
+    (restaurants,) = con.execute("SELECT count(*) FROM restaurants").fetchone()
+    rows = test[0] + test[0] / test[1] * restaurants
+    settings = SimpleNamespace(home=tmp_path)
+    monkeypatch.setattr(compiled, "COMPILE_MIN_ROWS", int(rows) + 1)
+    assert _compiled_cache(settings, con) is None
+    monkeypatch.setattr(compiled, "COMPILE_MIN_ROWS", int(rows))
+    assert _compiled_cache(settings, con) == rec.compiled_cache_dir(settings)

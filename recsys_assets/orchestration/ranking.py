@@ -128,12 +128,16 @@ def _this_runs_version(context: dg.AssetExecutionContext, client, con=None) -> s
     return version
 
 
-def _compiled_cache(settings) -> Path:
+def _compiled_cache(settings, con) -> Path | None:
     """The cache `recommendations` compiles the champion into: the challenger compiled for its
-    holdout scoring is not compiled again when it is served."""
+    holdout scoring is not compiled again when it is served. None (LightGBM scores the holdout)
+    when the rows this rebuild scores with it do not repay the compile (a small sample)."""
+    from recsys_assets.ranking import sql
+    from recsys_assets.ranking.compiled import COMPILE_MIN_ROWS
     from recsys_assets.ranking.recommend import compiled_cache_dir
 
-    return compiled_cache_dir(settings)
+    rows = sql.run(con, "rows_to_score").fetchall()[0][0]
+    return compiled_cache_dir(settings) if rows >= COMPILE_MIN_ROWS else None
 
 
 def _challenger_evaluation(con, client, version: str, dataset, settings, run_id: str | None):
@@ -153,7 +157,7 @@ def _challenger_evaluation(con, client, version: str, dataset, settings, run_id:
         dataset,
         ground_truth_dir=ground_truth_dir(settings),
         industries=meta.get("industries"),
-        compiled_cache=_compiled_cache(settings),
+        compiled_cache=_compiled_cache(settings, con),
     )
     save_evaluation(con, key, hkey, ev, run_id)
     return ev, True
@@ -281,7 +285,7 @@ def ranker_model(
             trained,
             dataset,
             ground_truth_dir=ground_truth_dir(settings),
-            compiled_cache=_compiled_cache(settings),
+            compiled_cache=_compiled_cache(settings, con),
         )
         evaluate_seconds = time.perf_counter() - started
         logged = log_to_mlflow(
@@ -349,6 +353,7 @@ def ranker_evaluation(
         configure_mlflow,
         evaluation_plots,
         load_registered_booster,
+        logged_plots,
     )
 
     settings = run_settings(recsys, mlflow=mlflow)
@@ -369,9 +374,13 @@ def ranker_evaluation(
         importance = dict(zip(booster.feature_name(), map(float, gains), strict=True))
     table = _metrics_table(evaluation)
     with tempfile.TemporaryDirectory() as tmp:
+        # ranker_model drew them for the training run: read them there (matplotlib ~1 CPU-s).
+        pngs = logged_plots(client, version, Path(tmp)) or evaluation_plots(
+            trained, evaluation, Path(tmp)
+        )
         plots = {
             **_inline_plots(importance, evaluation),
-            "plots_full_size": _png_markdown(evaluation_plots(trained, evaluation, Path(tmp))),
+            "plots_full_size": _png_markdown(pngs),
         }
     per_industry = evaluation.per_industry
     industry_pop = evaluation.baselines["industry_popularity"]["ndcg_at_10"]

@@ -26,7 +26,23 @@ log = logging.getLogger(__name__)
 
 CHECK_ROWS = 2_000  # rows scored by both, on first use, before the compiled scores are trusted
 
+# Fewer rows to score than this: a booster not compiled yet is not compiled (LightGBM scores).
+# Both the compile and the per-row saving grow with the trees (CPU-s, one process, 2 threads):
+# the 146-tree medium champion compiles in 2.35 CPU-s and scores 5.14 (LightGBM) against 2.27
+# (compiled) µs per row, so it repays itself after 0.82M rows; the 31-tree small one 0.37-0.45
+# CPU-s against 0.95 / 0.36 µs per row: 0.7M rows (benchmarks/REPORT.md).
+COMPILE_MIN_ROWS = 1_000_000
+
 Predict = Callable[[Any, int], Any]  # (float64 matrix, threads) -> scores
+
+
+def _model_digest(model_file: Path) -> str:
+    return hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
+
+
+def _in_cache(model_file: Path, cache_dir: Path) -> bool:
+    """Whether some compile of this model file is cached (checked without importing LLVM)."""
+    return any(cache_dir.glob(f"{_model_digest(model_file)}-*.so"))
 
 
 def _cache_file(model_file: Path, cache_dir: Path) -> Path:
@@ -34,7 +50,7 @@ def _cache_file(model_file: Path, cache_dir: Path) -> Path:
 
     import llvmlite.binding as llvm  # type: ignore[import-untyped]
 
-    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
+    digest = _model_digest(model_file)
     cpu = hashlib.sha256(
         f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}".encode()
     ).hexdigest()[:8]
@@ -42,13 +58,18 @@ def _cache_file(model_file: Path, cache_dir: Path) -> Path:
     return cache_dir / f"{digest}-{tag}-{cpu}.so"
 
 
-def compile_booster(model_file: str | Path, cache_dir: Path) -> Predict | None:
+def compile_booster(
+    model_file: str | Path, cache_dir: Path, rows: int | None = None
+) -> Predict | None:
     """The compiled booster's predict, or None (no lleaves, or the compile failed: use
-    LightGBM)."""
+    LightGBM). `rows`: how many rows it is to score; below `COMPILE_MIN_ROWS` only a booster
+    already in the cache is used (None when it is not)."""
+    model_file = Path(model_file)
+    if rows is not None and rows < COMPILE_MIN_ROWS and not _in_cache(model_file, cache_dir):
+        return None
     try:
         import lleaves  # type: ignore[import-untyped]
 
-        model_file = Path(model_file)
         cache_dir.mkdir(parents=True, exist_ok=True)
         model = lleaves.Model(model_file=str(model_file))
         model.compile(

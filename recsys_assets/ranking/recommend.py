@@ -373,8 +373,9 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Pa
     """{db}.top_k: candidates + features by the shared SQL per block of restaurants, one predict
     per block (the booster compiled, see ranking/compiled.py; else LightGBM's), the best k of
     each restaurant kept by a window function; then the codes back to ids in {db}.top_k_named.
-    The compile, then each block's predict (C calls without the GIL), run in a second thread
-    while DuckDB builds the next block's features."""
+    The compile (when the first block's rows times the blocks reach COMPILE_MIN_ROWS, or the
+    booster is cached), then each block's predict (C calls without the GIL), run in a second
+    thread while DuckDB builds the next block's features."""
     from concurrent.futures import ThreadPoolExecutor
 
     from recsys_assets.ranking.compiled import compile_booster
@@ -388,8 +389,7 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Pa
         "rank BIGINT)"
     )
     with ThreadPoolExecutor(1, thread_name_prefix="rk-predict") as pool:
-        booster_file = server.artifacts["booster"]
-        scorer = _Scorer(server.booster, pool.submit(compile_booster, booster_file, cache))
+        scorer = None
         pending = None
         for lo in range(0, n, RESTAURANTS_PER_BATCH):
             con.execute(
@@ -398,6 +398,12 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Pa
                 {"lo": lo, "hi": lo + RESTAURANTS_PER_BATCH},
             )
             block = con.sql(text, params=server.params).to_arrow_table()
+            if scorer is None:  # compiled only when the rows (as many per block) repay it
+                rows = block.num_rows * -(-n // RESTAURANTS_PER_BATCH)
+                booster_file = server.artifacts["booster"]
+                scorer = _Scorer(
+                    server.booster, pool.submit(compile_booster, booster_file, cache, rows)
+                )
             if pending is not None:
                 _keep_top_k(con, db, k, pending.result())
                 pending = None

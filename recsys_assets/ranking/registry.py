@@ -24,7 +24,6 @@ import json
 import math
 import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -94,8 +93,7 @@ def configure_mlflow(settings: Settings | None = None):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-@contextlib.contextmanager
-def unsynced_sqlite(db: Path) -> Iterator[None]:
+def unsynced_sqlite(db: Path) -> contextlib.AbstractContextManager[None]:
     """SQLite connections to `db` opened meanwhile skip fsync (`synchronous=OFF`) until it ends.
 
     MLflow creates a new sqlite store by running its ~60 schema migrations statement by statement,
@@ -105,31 +103,9 @@ def unsynced_sqlite(db: Path) -> Iterator[None]:
     connections get their setting back when this ends (MLflow keeps them in its pool), so what is
     logged afterwards is synced as before.
     """
-    import sqlite3
+    from recsys_assets.sqlite_sync import sqlite_synchronous
 
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    target = db.resolve()
-    opened: list[tuple[sqlite3.Connection, int]] = []
-
-    def on_connect(dbapi_conn, _record) -> None:
-        if not isinstance(dbapi_conn, sqlite3.Connection):
-            return
-        files = {row[1]: row[2] for row in dbapi_conn.execute("PRAGMA database_list")}
-        if not files.get("main") or Path(files["main"]).resolve() != target:
-            return
-        opened.append((dbapi_conn, dbapi_conn.execute("PRAGMA synchronous").fetchone()[0]))
-        dbapi_conn.execute("PRAGMA synchronous = OFF")
-
-    event.listen(Engine, "connect", on_connect)
-    try:
-        yield
-    finally:
-        event.remove(Engine, "connect", on_connect)
-        for conn, level in opened:
-            with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile
-                conn.execute(f"PRAGMA synchronous = {int(level)}")
+    return sqlite_synchronous([db], "OFF")
 
 
 # What the MLflow UI shows on the experiment and the registered model ("mlflow.note.content" is the
@@ -235,8 +211,56 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
+def log_pyfunc(**kwargs):
+    """`mlflow.pyfunc.log_model` (artifact "model") with `_pip_requirements()`, without MLflow's
+    check that the installed packages satisfy them.
+
+    The check maps every installed module to its distribution (`packages_distributions()`, which
+    reads every package's file list: 1-2.5 CPU-s per process) only to compare versions that
+    `_pip_requirements` read from those same installed packages: it cannot find a mismatch. It runs
+    twice per logged model (when saving it and when MLflow loads it back to validate the input
+    example); the requirements MLflow writes are the same (tests/test_ranking_registry.py).
+    """
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow.utils import environment
+
+    name = "warn_dependency_requirement_mismatches"
+    patched = [m for m in (environment, mlflow.pyfunc) if hasattr(m, name)]
+    checks = [getattr(m, name) for m in patched]
+    for module in patched:
+        setattr(module, name, lambda *_args, **_kwargs: None)
+    try:
+        return mlflow.pyfunc.log_model(name="model", pip_requirements=_pip_requirements(), **kwargs)
+    finally:
+        for module, check in zip(patched, checks, strict=True):
+            setattr(module, name, check)
+
+
+# The PNG files of `evaluation_plots`, logged under evaluation/ with the training run.
+PLOT_FILES = ("feature_importance.png", "ndcg_at_k.png")
+
+
+def logged_plots(client, version: str, out: Path) -> list[Path] | None:
+    """The version's `PLOT_FILES` as its training run logged them, downloaded into `out`; None
+    when the run has not got them all (then draw them: `evaluation_plots`)."""
+    from mlflow.exceptions import MlflowException
+
+    run_id = client.get_model_version(MODEL_NAME, version).tags.get("run_id")
+    if not run_id:
+        return None
+    try:
+        return [
+            Path(client.download_artifacts(run_id, f"evaluation/{name}", str(out)))
+            for name in PLOT_FILES
+        ]
+    except (MlflowException, OSError):
+        return None
+
+
 def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
-    """Feature importance and the NDCG@k curve against the baselines, as PNG files in `out`.
+    """Feature importance and the NDCG@k curve against the baselines, as PNG files in `out`
+    (named `PLOT_FILES`).
 
     The importance comes from the evaluation when it carries it (then `trained` may be None).
     """
@@ -258,7 +282,7 @@ def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
     ax.barh(names, [by_feature[f] for f in names])
     ax.set_title("Feature importance (total gain)")
     fig.tight_layout()
-    files.append(out / "feature_importance.png")
+    files.append(out / PLOT_FILES[0])
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
 
@@ -273,7 +297,7 @@ def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    files.append(out / "ndcg_at_k.png")
+    files.append(out / PLOT_FILES[1])
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
     return files
@@ -396,7 +420,6 @@ def _log_evaluation_artifacts(trained, evaluation, dataset, tmpd: Path) -> None:
 
 def _log_ranker_pyfunc(con, trained, dataset, serving_dir: Path):
     """The servable pyfunc (models-from-code, no pickle) with its serving artefacts; ModelInfo."""
-    import mlflow
 
     from recsys_assets.ranking.pyfunc_model import (
         MODEL_CODE,
@@ -408,14 +431,12 @@ def _log_ranker_pyfunc(con, trained, dataset, serving_dir: Path):
     artifacts = export_serving_artifacts(con, trained, dataset, serving_dir)
     code = serving_dir.parent / "ranker_model.py"
     code.write_text(MODEL_CODE, encoding="utf-8")
-    return mlflow.pyfunc.log_model(
-        name="model",
+    return log_pyfunc(
         python_model=str(code),
         artifacts=artifacts,
         code_paths=[str(Path(__file__).resolve().parents[1])],
         signature=model_signature(),
         input_example=input_example(),
-        pip_requirements=_pip_requirements(),
         # What the booster's inputs mean: serving maps industries by name with this list.
         metadata={
             "kind": "ranker",
@@ -591,14 +612,12 @@ def register_baseline(
         artifacts = export_baseline(con, name, dataset, Path(tmp) / "serving")
         code = Path(tmp) / "baseline_model.py"
         code.write_text(MODEL_CODE, encoding="utf-8")
-        info = mlflow.pyfunc.log_model(
-            name="model",
+        info = log_pyfunc(
             python_model=str(code),
             artifacts=artifacts,
             code_paths=[pkg_dir],
             signature=model_signature(),
             input_example=input_example(),
-            pip_requirements=_pip_requirements(),
             metadata={"kind": "baseline", "baseline": name},
         )
         mv = mlflow.register_model(info.model_uri, MODEL_NAME, tags=tags)
