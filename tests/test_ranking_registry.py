@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -326,60 +325,6 @@ def test_floor_blocks_and_a_worse_ranker_serves_the_baseline(env, tmp_path, monk
     dw = reg.promote_if_better(con, vw.version, dset, fresh, evaluation=evw)
     assert dw.promoted and dw.candidate_kind == "baseline" and dw.champion_version != vw.version
     assert reg.promote_if_better(con, v.version, dset, fresh, evaluation=ev).promoted
-
-
-_TINY_MODEL = """
-import mlflow.pyfunc
-from mlflow.models import set_model
-
-
-class Tiny(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
-        return model_input
-
-
-set_model(Tiny())
-"""
-
-
-def test_log_pyfunc_writes_the_requirements_mlflows_checked_path_writes(tmp_path, monkeypatch):
-    """`log_pyfunc` skips MLflow's installed-packages check only: the model's requirements,
-    conda and python environment files equal those of `log_model` with the check (the oracle),
-    and the check is MLflow's own again afterwards."""
-    import mlflow
-    import mlflow.pyfunc
-    from mlflow.utils import environment
-
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    store = f"sqlite:///{tmp_path}/m.db"
-    mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
-    code = tmp_path / "tiny.py"
-    code.write_text(_TINY_MODEL)
-    checks = (
-        environment.warn_dependency_requirement_mismatches,
-        mlflow.pyfunc.warn_dependency_requirement_mismatches,
-    )
-    try:
-        with mlflow.start_run():
-            checked = mlflow.pyfunc.log_model(
-                name="model", python_model=str(code), pip_requirements=reg._pip_requirements()
-            )
-            unchecked = reg.log_pyfunc(python_model=str(code))
-        old, new = (
-            Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / d)))
-            for info, d in ((checked, "old"), (unchecked, "new"))
-        )
-        for name in ("requirements.txt", "conda.yaml", "python_env.yaml"):
-            assert (old / name).read_text() == (new / name).read_text(), name
-        assert "lightgbm==" in (new / "requirements.txt").read_text()
-    finally:
-        mlflow.set_tracking_uri(_ORIGINAL_URI)
-        mlflow.set_registry_uri(_ORIGINAL_URI)
-    assert (
-        environment.warn_dependency_requirement_mismatches,
-        mlflow.pyfunc.warn_dependency_requirement_mismatches,
-    ) == checks
 
 
 def test_logged_plots_are_the_plots_drawn_again(env, tmp_path):
