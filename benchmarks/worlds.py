@@ -4,6 +4,7 @@ Usage: .venv/bin/python benchmarks/worlds.py [--worlds default recipe menu_items
            house_menus random]
            [--seeds 1 2] [--scale small] [--n-restaurants N] [--labels offline|truth]
            [--report-json PATH] [--variant NAME='{"config": {...}, "params": {...}}' ...]
+           [--lgb-seeds 42 43 44]
 
 Why: a model developed against one data-generating process can learn that process instead of the
 problem. For each (world, seed) this generates the sample (recsys_assets/data/worlds.yaml), ingests
@@ -19,7 +20,8 @@ With two or more `--variant`s it compares configurations instead: each variant o
 RankingConfig fields ("config") and/or LightGBM parameters ("params"); every variant is built,
 trained and scored on the same sample, and the table gives each one's model NDCG@10 / the first
 variant's on the same test restaurants (paired bootstrap 95 % CI), candidate rows per query,
-candidate recall, best iteration and the fit's CPU seconds.
+candidate recall, best iteration and the fit's CPU seconds. `--lgb-seeds` fits each variant once
+per LightGBM seed and compares the per-query NDCG@10 averaged over those models.
 """
 
 from __future__ import annotations
@@ -191,10 +193,23 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     return name, v
 
 
-def run_variants(work: Path, world: str, seed: int, scale: str, n_r, labels, variants) -> dict:
+def seeded_params(params: dict | None, lgb_seeds: list[int] | None) -> list[dict | None]:
+    """The LightGBM parameters of one fit per seed in `lgb_seeds` (each overriding "seed"), or
+    the variant's own parameters once when no seeds are given."""
+    if not lgb_seeds:
+        return [params]
+    return [{**(params or {}), "seed": s} for s in lgb_seeds]
+
+
+def run_variants(
+    work: Path, world: str, seed: int, scale: str, n_r, labels, variants, lgb_seeds=None
+) -> dict:
     """One (world, seed), every variant on the same sample: per variant its model's per-query
     NDCG@10 on the test cohort, candidate rows per query and recall, best iteration, fit CPU s.
-    The dataset is rebuilt only when a variant's config differs from the previous one's."""
+    The dataset is rebuilt only when a variant's config differs from the previous one's.
+    With `lgb_seeds` each variant is fitted once per LightGBM seed on the same dataset and its
+    per-query NDCG@10 is the mean over those models (best iteration and fit CPU s too): one
+    LightGBM seed's luck on a small world is as large as the effects judged (REPORT.md)."""
     from benchmarks.ranking import prepare_warehouse
     from recsys_assets.ranking.dataset import (
         RankingConfig,
@@ -214,20 +229,23 @@ def run_variants(work: Path, world: str, seed: int, scale: str, n_r, labels, var
             cfg = v.get("config", {})
             if cfg != built:
                 dset, built = build_ranking_dataset(con, config=RankingConfig(**cfg)), cfg
-            cpu = _cpu_seconds()
-            trained = train_ranker(con, dset, v.get("params"))
-            cpu = _cpu_seconds() - cpu
             queries = load_queries(con, "test")["restaurant_id"].astype(str).tolist()
             truth = truth_from_frame(load_truth(con, "test"))
-            ranked = rankings_from_frame(model_rankings(con, trained.booster, "test"))
-            pq = summarize(ranked, truth, queries).per_query.set_index("query_id")[METRIC]
+            fits = []
+            for params in seeded_params(v.get("params"), lgb_seeds):
+                cpu = _cpu_seconds()
+                trained = train_ranker(con, dset, params)
+                cpu = _cpu_seconds() - cpu
+                ranked = rankings_from_frame(model_rankings(con, trained.booster, "test"))
+                pq = summarize(ranked, truth, queries).per_query.set_index("query_id")[METRIC]
+                fits.append((pq.reindex(queries).fillna(0.0).to_numpy(), trained, cpu))
             out["variants"][name] = {
-                "per_query": pq.reindex(queries).fillna(0.0).to_numpy(),
+                "per_query": np.mean([f[0] for f in fits], axis=0),
                 "rows_per_query": dset.counts["test_candidate_rows"] / max(len(queries), 1),
                 "recall": dset.candidate_recall.get("test", float("nan")),
-                "best_iteration": trained.best_iteration,
-                "fit_cpu_s": cpu,
-                "fit_s": trained.train_seconds,
+                "best_iteration": float(np.mean([f[1].best_iteration for f in fits])),
+                "fit_cpu_s": float(np.mean([f[2] for f in fits])),
+                "fit_s": float(np.mean([f[1].train_seconds for f in fits])),
             }
     finally:
         con.close()
@@ -257,7 +275,7 @@ def variants_markdown(results: list[dict]) -> str:
             v = r["variants"][n]
             lines.append(
                 f"| {n} | {r['world']} | {r['seed']} | {_ci(v['ratio_ci'])} | "
-                f"{v['rows_per_query']:.1f} | {v['recall']:.3f} | {v['best_iteration']} | "
+                f"{v['rows_per_query']:.1f} | {v['recall']:.3f} | {v['best_iteration']:.0f} | "
                 f"{v['fit_cpu_s']:.1f} |"
             )
     head = [
@@ -366,6 +384,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help='NAME={"config": {...}, "params": {...}}; two or more: compare them to the first',
     )
+    ap.add_argument(
+        "--lgb-seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="with --variant: fit each variant once per LightGBM seed, average per query",
+    )
     args = ap.parse_args(argv)
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="worlds-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -396,7 +421,14 @@ def _compare(work: Path, args) -> int:
     for world in args.worlds:
         for seed in args.seeds:
             r = run_variants(
-                work, world, seed, args.scale, args.n_restaurants, args.labels, args.variant
+                work,
+                world,
+                seed,
+                args.scale,
+                args.n_restaurants,
+                args.labels,
+                args.variant,
+                args.lgb_seeds,
             )
             results.append(r)
             write_json(args.report_json, {"scale": args.scale, "results": results})  # so far
