@@ -1,14 +1,14 @@
-"""The candidate features of a set of queries, with the menu-token aggregates summed in numpy.
+"""The candidate features of a set of queries, with the menu-token aggregates computed in numpy.
 
 Each (query, candidate) pair aggregates the token x product statistics over the query's known menu
 tokens (max lift, mean ln lift, count, ...). As one SQL statement that was a row per (query,
-candidate, known token), ~100M for the large scale's serving, joined to the statistics and grouped
-back: most of rk_candidates' and `recommendations`' CPU. Here DuckDB finds the candidates and each
-query's known tokens (sql/cf_*.sql); numpy expands the pairs by their query's tokens (in chunks),
-looks each (token, product) up in a table of the statistics with the defaults filled in, and
-reduces with ufunc.reduceat; the feature registry's SELECT (sql/candidate_features.sql) then reads
-the pairs with their aggregates as the table `tokf`. The rows are those of the single statement
-(tests/candidate_oracle/).
+candidate, known token), ~200M for the large scale's serving, joined to the statistics and grouped
+back: most of rk_candidates' and `recommendations`' feature CPU. Here DuckDB finds the candidates
+and each query's known tokens (sql/cf_*.sql); numpy fills a (product x token) table of the values
+a row takes (the statistics, or the token's defaults: they depend on the token and the product
+only) and walks the pairs' token slots with whole-array lookups and running maxima and sums; the
+feature registry's SELECT (sql/candidate_features.sql) then reads the pairs with their aggregates
+as the table `tokf`. The rows are those of the single statement (tests/candidate_oracle/).
 """
 
 from __future__ import annotations
@@ -30,19 +30,25 @@ _CANDIDATES = "rk_cf_candidates"  # registered: the pairs with their token aggre
 ROWS_PER_CHUNK = 1 << 20
 # (token, product) cells of a value table (6 float64 each): more products take several tables.
 DENSE_LOOKUP_CELLS = 1 << 21
+# The values of a (query, candidate, token) row, per (token, product), and the aggregates that
+# take their maximum or their sum (the sums of the means divided by the count afterwards).
+_VALUES = ("lift", "pen", "qty", "sh", "share_log_lift", "ln_lift")
+_MAXIMA = {
+    "lift": "token_lift_max",
+    "pen": "token_pen_max",
+    "qty": "token_qty_max",
+    "sh": "share_max",
+    "share_log_lift": "share_log_lift_max",
+}
+_SUMS = {
+    "qty": "token_qty_mean",
+    "sh": "share_mean",
+    "share_log_lift": "share_log_lift_sum",
+    "ln_lift": "token_log_lift_mean",
+}
+_MEANS = ("token_qty_mean", "share_mean", "token_log_lift_mean")
 # The aggregates, as candidate_features.sql's registry expressions name them (tokf.<name>).
-AGGREGATES = (
-    "token_lift_max",
-    "token_log_lift_mean",
-    "n_known_tokens",
-    "token_pen_max",
-    "token_qty_max",
-    "token_qty_mean",
-    "share_max",
-    "share_mean",
-    "share_log_lift_max",
-    "share_log_lift_sum",
-)
+AGGREGATES = ("n_known_tokens", *_MAXIMA.values(), *_SUMS.values())
 
 
 @contextmanager
@@ -92,25 +98,6 @@ def _with_aggregates(con: duckdb.DuckDBPyConnection, pairs: pa.Table, params: di
     return pa.table(columns)
 
 
-# The values of a (query, candidate, token) row, per (token, product), and the aggregates that
-# take their maximum or their sum (the sums of the means divided by the count afterwards).
-_VALUES = ("lift", "pen", "qty", "sh", "share_log_lift", "ln_lift")
-_MAXIMA = {
-    "lift": "token_lift_max",
-    "pen": "token_pen_max",
-    "qty": "token_qty_max",
-    "sh": "share_max",
-    "share_log_lift": "share_log_lift_max",
-}
-_SUMS = {
-    "qty": "token_qty_mean",
-    "sh": "share_mean",
-    "share_log_lift": "share_log_lift_sum",
-    "ln_lift": "token_log_lift_mean",
-}
-_MEANS = ("token_qty_mean", "share_mean", "token_log_lift_mean")
-
-
 def token_aggregates(
     pairs: dict[str, np.ndarray],
     tokens: dict[str, np.ndarray],
@@ -126,9 +113,9 @@ def token_aggregates(
     the token's defaults. Every value a (query, candidate, token) row aggregates depends on the
     token and the product only (a token belongs to one snapshot, and so does `g` then), so it is
     computed once per (token, product) in a table (`_value_table`), and each row is one lookup in
-    it. The rows are taken by product (a product's column of the table stays in the CPU cache),
-    in chunks of ROWS_PER_CHUNK, and the tables cover ranges of products of DENSE_LOOKUP_CELLS
-    cells (one range unless the block knows many tokens)."""
+    it (`_slot_aggregates`). The pairs go most tokens first, then by product (a product's column
+    of the table stays in the CPU cache), in chunks of ROWS_PER_CHUNK token rows; a table covers
+    DENSE_LOOKUP_CELLS cells (all products unless the block knows very many tokens)."""
     n = len(pairs["rq"])
     n_rq = int(max(pairs["rq"].max(initial=-1), tokens["rq"].max(initial=-1))) + 1
     first = np.concatenate([[0], np.cumsum(np.bincount(tokens["rq"], minlength=n_rq))])
@@ -140,25 +127,19 @@ def token_aggregates(
         return values, has
     used, local = np.unique(tokens["tid"], return_inverse=True)  # the tables' columns
     sel = np.flatnonzero(has)
-    sel = sel[np.argsort(pairs["pc"][sel], kind="stable")]
+    sel = sel[np.lexsort((pairs["pc"][sel], -count[sel]))]  # most tokens first, then by product
     n_pc = int(max(pairs["pc"].max(), stats["pc"].max(initial=-1))) + 1
     width = max(1, min(n_pc, DENSE_LOOKUP_CELLS // len(used)))  # products per table
-    bounds = np.searchsorted(pairs["pc"][sel], np.arange(0, n_pc + width, width))
-    for r, p0 in enumerate(range(0, n_pc, width)):
+    for p0 in range(0, n_pc, width):
         products = np.arange(p0, min(p0 + width, n_pc))
         table = _value_table(pairs, known, stats, used, products, share_a)
-        for chunk in _chunks(sel[bounds[r] : bounds[r + 1]], count):
-            # Row i of a pair: its query's i-th token; its cell: (the product, that token).
-            c = count[chunk]
-            starts = np.concatenate([[0], np.cumsum(c)[:-1]])
-            token = np.arange(int(c.sum())) + np.repeat(first[pairs["rq"][chunk]] - starts, c)
-            cells = np.repeat((pairs["pc"][chunk] - p0) * len(used), c) + np.take(local, token)
-            for k, name in enumerate(_VALUES):
-                rows = np.take(table[k], cells)  # 1-D takes: far faster than 2-D fancy indexing
-                if name in _MAXIMA:
-                    values[_MAXIMA[name]][chunk] = np.maximum.reduceat(rows, starts)
-                if name in _SUMS:
-                    values[_SUMS[name]][chunk] = np.add.reduceat(rows, starts)
+        mine = sel[(pairs["pc"][sel] >= p0) & (pairs["pc"][sel] < p0 + len(products))]
+        for chunk in _chunks(mine, count):
+            cell = (pairs["pc"][chunk] - p0) * len(used)  # + the token: the pair's cell
+            first_token = first[pairs["rq"][chunk]]
+            acc = _slot_aggregates(table, cell, first_token, local, count[chunk])
+            for name, value in acc.items():
+                values[name][chunk] = value
     for name in _MEANS:
         values[name][has] /= count[has]
     return values, has
@@ -173,6 +154,27 @@ def _chunks(sel: np.ndarray, count: np.ndarray) -> Iterator[np.ndarray]:
         hi = max(int(np.searchsorted(ends, base + ROWS_PER_CHUNK, side="right")), lo + 1)
         yield sel[lo:hi]
         lo = hi
+
+
+def _slot_aggregates(table, cell, first_token, local, count) -> dict[str, np.ndarray]:
+    """The maxima and sums of pairs with `count` tokens each (descending) over their token slots:
+    slot k holds the k-th token of the pairs that have more than k (a prefix of them), so each slot
+    is a few whole-array operations (no per-segment loop as in ufunc.reduceat); the sums add the
+    tokens in their order."""
+    acc: dict[str, np.ndarray] = {}
+    have = np.searchsorted(-count, -np.arange(int(count[0])), side="left")  # pairs with > k
+    for k, m in enumerate(have):
+        cells = cell[:m] + np.take(local, first_token[:m] + k)
+        for j, name in enumerate(_VALUES):
+            v = np.take(table[j], cells)
+            for out, ufunc in ((_MAXIMA.get(name), np.maximum), (_SUMS.get(name), np.add)):
+                if out is None:
+                    continue
+                if k == 0:
+                    acc[out] = v.copy()
+                else:
+                    ufunc(acc[out][:m], v, out=acc[out][:m])
+    return acc
 
 
 def _value_table(pairs, known, stats, used, products, share_a: float) -> np.ndarray:
