@@ -394,17 +394,17 @@ def _build_truth(con: duckdb.DuckDBPyConnection, thresholds: list[float]) -> Non
     sql.run(con, "truth", {"threshold_1": t1, "threshold_2": t2, "threshold_3": t3})
 
 
-# Queries per block of rk_candidates. One statement over every query (170k at the large scale, all
-# snapshots' token statistics in one hash table) took 113 s there; blocks of one snapshot's
-# queries, at most this many, 85 s (back to back on a shared machine: benchmarks/REPORT.md).
+# Queries per block of rk_candidates (in snapshot order, so a block holds one or two snapshots'
+# queries: the token tables of token_features.py grow with the snapshots). Blocks bound the
+# memory; each costs a few fixed statements, which one block per snapshot paid 14 times at medium.
 CANDIDATE_BLOCK_QUERIES = 10_000
 _QUERY_BLOCK = "rk_query_block"  # a temporary table: the block's rows of rk_queries
 _NEW = "rk_candidates_new"  # rk_candidates while it is built
 
 
 def _build_candidates(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> None:
-    """rk_candidates, built block by block (queries of one snapshot, at most
-    CANDIDATE_BLOCK_QUERIES of them): the first block creates rk_candidates_new, the others
+    """rk_candidates, built block by block (CANDIDATE_BLOCK_QUERIES queries in snapshot order):
+    the first block creates rk_candidates_new, the others
     append, then one transaction puts it in rk_candidates' place; a failure drops it and leaves
     rk_candidates as it was. Each block commits on its own: inside one transaction DuckDB keeps
     every block's work tables and arrays until the commit (+1.3 GiB at the large scale). The rows
@@ -413,21 +413,19 @@ def _build_candidates(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> Non
 
     params = candidate_params(cfg)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE rk_query_blocks AS SELECT restaurant_id, "
-        "dense_rank() OVER (ORDER BY snapshot) AS snap_block, (row_number() OVER (PARTITION BY "
-        "snapshot ORDER BY restaurant_id) - 1) // $n AS sub_block FROM rk_queries",
+        "CREATE OR REPLACE TEMP TABLE rk_query_blocks AS SELECT restaurant_id, (row_number() "
+        "OVER (ORDER BY snapshot, restaurant_id) - 1) // $n AS block FROM rk_queries",
         {"n": CANDIDATE_BLOCK_QUERIES},
     )
     blocks = con.execute(
-        "SELECT DISTINCT snap_block, sub_block FROM rk_query_blocks ORDER BY ALL"
-    ).fetchall() or [(0, 0)]  # no query: one empty block still creates the (empty) table
+        "SELECT DISTINCT block FROM rk_query_blocks ORDER BY block"
+    ).fetchall() or [(0,)]  # no query: one empty block still creates the (empty) table
     try:
-        for i, (snap_block, sub_block) in enumerate(blocks):
+        for i, (block,) in enumerate(blocks):
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {_QUERY_BLOCK} AS SELECT q.* FROM rk_queries q "
-                "JOIN rk_query_blocks b USING (restaurant_id) "
-                "WHERE b.snap_block = $s AND b.sub_block = $b",
-                {"s": snap_block, "b": sub_block},
+                "JOIN rk_query_blocks b USING (restaurant_id) WHERE b.block = $b",
+                {"b": block},
             )
             verb = f"INSERT INTO {_NEW} BY NAME" if i else f"CREATE OR REPLACE TABLE {_NEW} AS"
             with candidate_features(con, params, _QUERY_BLOCK) as features:
