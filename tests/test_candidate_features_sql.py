@@ -1,6 +1,7 @@
-"""The shared candidate-feature SQL against a plain reference on hand-built snapshot tables.
+"""The candidate features (SQL + the numpy token aggregates) against a plain reference on
+hand-built snapshot tables.
 
-The SQL numbers the known tokens and computes each token's default lift once; the reference here
+The code numbers the known tokens and computes each token's default lift once; the reference here
 walks every (query, candidate, known token) densely, the way the features are defined in
 features.md (the basket-share features read empty share tables here: tests/test_ranking_features.py
 covers them). Equal rows and equal values (1e-12) are required,
@@ -19,7 +20,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from recsys_assets.ranking import dataset as ds
+from recsys_assets.ranking.token_features import candidate_features
 
 S = date(2025, 1, 1)
 PARAMS = {"n_ind": 3, "n_glob": 2, "n_tok": 2, "a": 10.0, "contain_min_len": 2, "share_a": 5.0}
@@ -105,8 +106,8 @@ def _warehouse(known, token_prod, menus, n_products=8):
 
 
 def _sql_features(con) -> dict:
-    text = ds.candidate_feature_sql()
-    frame = con.execute(f"SELECT * FROM ({text})", PARAMS).df()
+    with candidate_features(con, PARAMS) as text:
+        frame = con.execute(f"SELECT * FROM ({text})").df()
     return {
         (r.restaurant_id, r.product_id): {c: getattr(r, c) for c in TOKEN_FEATURES}
         for r in frame.itertuples()

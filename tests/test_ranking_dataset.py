@@ -6,6 +6,7 @@ menu items drive purchases, size scales quantities), so these tests do not depen
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import duckdb
@@ -15,6 +16,7 @@ import pytest
 
 from recsys_assets.ranking import dataset as ds
 from recsys_assets.ranking.features import FEATURES
+from recsys_assets.ranking.token_features import candidate_features
 
 SYN_INDUSTRIES = {
     # industry: (core product ids, {menu item: product ids it needs})
@@ -306,8 +308,6 @@ def test_menu_token_basket_share_finds_the_menu_driven_product(built):
 def _features_for_menus(con, dset, menus: dict[str, list[str]], config=None):
     """Candidate features at the cutoff for pizza restaurants with these menu tokens, through the
     shared SQL (the way serving runs it: rk_queries / rk_menu_tokens as views of one cursor)."""
-    from dataclasses import replace
-
     q = pd.DataFrame(
         {
             "restaurant_id": list(menus),
@@ -327,7 +327,8 @@ def _features_for_menus(con, dset, menus: dict[str, list[str]], config=None):
     try:
         cur.register("rk_queries", q)
         cur.register("rk_menu_tokens", toks)
-        frame = cur.execute(f"SELECT * FROM ({ds.candidate_feature_sql()})", params).df()
+        with candidate_features(cur, params) as text:
+            frame = cur.execute(f"SELECT * FROM ({text})").df()
     finally:
         cur.close()
     return frame.set_index(["restaurant_id", "product_id"])
@@ -415,29 +416,43 @@ def test_the_trained_booster_holds_exactly_the_kept_trees(built):
 
 
 def test_candidates_built_in_blocks_equal_one_statement_over_all_queries(tmp_path, monkeypatch):
-    """rk_candidates is built per block of one snapshot's queries (here at most 7 of them, so
-    snapshots split too): the rows and values are those of the one statement over rk_queries."""
+    """rk_candidates is built per block of queries in snapshot order (here 7 of them, so
+    snapshots split, and some blocks hold two): the rows and values are those of the one
+    statement over rk_queries."""
     con = make_synthetic_warehouse(tmp_path / "w.duckdb", n_restaurants=150, seed=3)
     monkeypatch.setattr(ds, "CANDIDATE_BLOCK_QUERIES", 7)
     dset = ds.build_ranking_dataset(con)
     blocks = con.execute(
-        "SELECT count(DISTINCT (snapshot, b)) FROM (SELECT snapshot, (row_number() OVER "
-        "(PARTITION BY snapshot ORDER BY restaurant_id) - 1) // 7 AS b FROM rk_queries)"
-    ).fetchall()[0][0]
-    assert blocks > con.execute("SELECT count(DISTINCT snapshot) FROM rk_queries").fetchall()[0][0]
+        "SELECT count(DISTINCT snapshot) AS n FROM (SELECT snapshot, (row_number() OVER "
+        "(ORDER BY snapshot, restaurant_id) - 1) // 7 AS b FROM rk_queries) GROUP BY b"
+    ).fetchall()
+    assert len(blocks) > 3 and max(blocks)[0] == 2
     from recsys_assets.ranking import sql
 
-    text = sql.load(
-        "candidates",
-        {"candidate_features": ds.candidate_feature_sql("rk_queries"), "queries": "rk_queries"},
-    )
-    whole = con.execute(
-        f"SELECT * FROM ({text}) ORDER BY restaurant_id, product_id",
-        sql.params_for(text, ds.candidate_params(dset.config)),
-    ).df()
+    with candidate_features(con, ds.candidate_params(dset.config)) as features:
+        text = sql.load("candidates", {"candidate_features": features, "queries": "rk_queries"})
+        whole = con.execute(f"SELECT * FROM ({text}) ORDER BY restaurant_id, product_id").df()
     built = con.execute("SELECT * FROM rk_candidates ORDER BY restaurant_id, product_id").df()
     assert len(built) == len(whole) > 0
     pd.testing.assert_frame_equal(built, whole, check_exact=False, rtol=1e-12, atol=1e-12)
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert not tables & {"rk_query_block", "rk_query_blocks"}  # the work tables are gone
+    assert not tables & {"rk_query_block", "rk_query_blocks", "rk_candidates_new"}  # gone
+    assert not {t for t in tables if t.startswith("rk_cf_")}
+
+    # A block that fails leaves the previous rk_candidates as it was, and no partial table.
+    real, calls = ds.candidate_features, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("block failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ds, "candidate_features", failing)
+    with pytest.raises(RuntimeError, match="block failed"):
+        ds._build_candidates(con, replace(dset.config, n_global_candidates=1))
+    again = con.execute("SELECT * FROM rk_candidates ORDER BY restaurant_id, product_id").df()
+    pd.testing.assert_frame_equal(again, built)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "rk_candidates_new" not in tables
     con.close()

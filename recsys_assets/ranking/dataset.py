@@ -10,8 +10,9 @@ first 30 days?" The dataset reproduces that situation for past restaurants witho
   training restaurant sees exactly what a new restaurant would have seen at that time. Their 30-day
   window ends before the cutoff, so no training relevance comes from after the cutoff either.
 - The latest training cohort month(s) are the validation set for early stopping.
-- The same SQL (`candidate_feature_sql`) computes features for training, evaluation and serving
-  (the pyfunc runs it on a snapshot exported as Parquet), so there is one definition of each feature.
+- The same code (`token_features.candidate_features`: SQL, and numpy for the menu-token aggregates)
+  computes features for training, evaluation and serving (the pyfunc runs it on a snapshot
+  exported as Parquet), so there is one definition of each feature.
 
 Features: the registry in `features.py`; definitions in `features.md` (generated from it).
 SQL: one file per table in `sql/`.
@@ -30,7 +31,7 @@ import pandas as pd
 
 from recsys_assets import taxonomy
 from recsys_assets.ranking import sql
-from recsys_assets.ranking.features import feature_columns_sql
+from recsys_assets.ranking.token_features import candidate_features
 from recsys_assets.warehouse.tables import (
     industry_product_stats_params,
     industry_product_stats_select,
@@ -308,17 +309,6 @@ def _build_snapshots(
             sql.run(con, name, {**params, "snapshot": s}, fragments, prefix=verb)
 
 
-def candidate_feature_sql(queries: str = "rk_queries") -> str:
-    """Candidates + features for every row of `rk_queries` (one definition for train, eval, serving).
-
-    Reads rk_queries (or the table `queries`: some of its rows), rk_menu_tokens and the rk_snap_*
-    tables. Parameters: `candidate_params`.
-    """
-    return sql.load(
-        "candidate_features", {"feature_columns": feature_columns_sql(), "queries": queries}
-    )
-
-
 def candidate_params(cfg: RankingConfig) -> dict:
     return {
         "n_ind": cfg.n_industry_candidates,
@@ -404,46 +394,48 @@ def _build_truth(con: duckdb.DuckDBPyConnection, thresholds: list[float]) -> Non
     sql.run(con, "truth", {"threshold_1": t1, "threshold_2": t2, "threshold_3": t3})
 
 
-# Queries per block of rk_candidates. One statement over every query (170k at the large scale, all
-# snapshots' token statistics in one hash table) took 113 s there; blocks of one snapshot's
-# queries, at most this many, 85 s (back to back on a shared machine: benchmarks/REPORT.md).
+# Queries per block of rk_candidates (in snapshot order, so a block holds one or two snapshots'
+# queries: the token tables of token_features.py grow with the snapshots). Blocks bound the
+# memory; each costs a few fixed statements, which one block per snapshot paid 14 times at medium.
 CANDIDATE_BLOCK_QUERIES = 10_000
 _QUERY_BLOCK = "rk_query_block"  # a temporary table: the block's rows of rk_queries
-_CREATE_CANDIDATES = "CREATE OR REPLACE TABLE rk_candidates AS"
+_NEW = "rk_candidates_new"  # rk_candidates while it is built
 
 
 def _build_candidates(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> None:
-    """rk_candidates, built block by block (queries of one snapshot, at most
-    CANDIDATE_BLOCK_QUERIES of them) in one transaction: the first block creates it, the others
-    append. The rows are those of one statement over all of rk_queries."""
+    """rk_candidates, built block by block (CANDIDATE_BLOCK_QUERIES queries in snapshot order):
+    the first block creates rk_candidates_new, the others
+    append, then one transaction puts it in rk_candidates' place; a failure drops it and leaves
+    rk_candidates as it was. Each block commits on its own: inside one transaction DuckDB keeps
+    every block's work tables and arrays until the commit (+1.3 GiB at the large scale). The rows
+    are those of one statement over all of rk_queries."""
     from recsys_assets.warehouse.tables import transaction
 
-    text = sql.load(
-        "candidates",
-        {"candidate_features": candidate_feature_sql(_QUERY_BLOCK), "queries": _QUERY_BLOCK},
-    )
-    params = sql.params_for(text, candidate_params(cfg))
+    params = candidate_params(cfg)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE rk_query_blocks AS SELECT restaurant_id, "
-        "dense_rank() OVER (ORDER BY snapshot) AS snap_block, (row_number() OVER (PARTITION BY "
-        "snapshot ORDER BY restaurant_id) - 1) // $n AS sub_block FROM rk_queries",
+        "CREATE OR REPLACE TEMP TABLE rk_query_blocks AS SELECT restaurant_id, (row_number() "
+        "OVER (ORDER BY snapshot, restaurant_id) - 1) // $n AS block FROM rk_queries",
         {"n": CANDIDATE_BLOCK_QUERIES},
     )
     blocks = con.execute(
-        "SELECT DISTINCT snap_block, sub_block FROM rk_query_blocks ORDER BY ALL"
-    ).fetchall() or [(0, 0)]  # no query: one empty block still creates the (empty) table
+        "SELECT DISTINCT block FROM rk_query_blocks ORDER BY block"
+    ).fetchall() or [(0,)]  # no query: one empty block still creates the (empty) table
     try:
+        for i, (block,) in enumerate(blocks):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {_QUERY_BLOCK} AS SELECT q.* FROM rk_queries q "
+                "JOIN rk_query_blocks b USING (restaurant_id) WHERE b.block = $b",
+                {"b": block},
+            )
+            verb = f"INSERT INTO {_NEW} BY NAME" if i else f"CREATE OR REPLACE TABLE {_NEW} AS"
+            with candidate_features(con, params, _QUERY_BLOCK) as features:
+                fragments = {"candidate_features": features, "queries": _QUERY_BLOCK}
+                con.execute(f"{verb}\n{sql.load('candidates', fragments)}")
         with transaction(con):
-            for i, (snap_block, sub_block) in enumerate(blocks):
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {_QUERY_BLOCK} AS SELECT q.* FROM rk_queries q "
-                    "JOIN rk_query_blocks b USING (restaurant_id) "
-                    "WHERE b.snap_block = $s AND b.sub_block = $b",
-                    {"s": snap_block, "b": sub_block},
-                )
-                verb = "INSERT INTO rk_candidates BY NAME" if i else _CREATE_CANDIDATES
-                con.execute(f"{verb}\n{text}", params)
+            con.execute("DROP TABLE IF EXISTS rk_candidates")
+            con.execute(f"ALTER TABLE {_NEW} RENAME TO rk_candidates")
     finally:
+        con.execute(f"DROP TABLE IF EXISTS {_NEW}")
         con.execute(f"DROP TABLE IF EXISTS temp.{_QUERY_BLOCK}")
         con.execute("DROP TABLE IF EXISTS temp.rk_query_blocks")
 

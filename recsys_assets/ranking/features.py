@@ -2,11 +2,12 @@
 
 An entry is the feature's name, the SQL expression that computes it in the candidate-feature query
 (`sql/candidate_features.sql`, whose table aliases are `q` the query, `ip` rk_snap_ind_prod, `ic`
-rk_snap_ind_cat, `gp` rk_snap_prod, `tokf` the menu-token aggregates incl. the basket shares, `gb`
-rk_snap_basket), whether it is categorical,
+rk_snap_ind_cat, `gp` rk_snap_prod, `tokf` the candidate with its menu-token aggregates incl. the
+basket shares, `gb` rk_snap_basket), whether it is categorical,
 and the definition / reason that `features.md` shows. The registry order is the booster's column
 order. Adding a feature: one line here, plus (if it needs a new statistic) one column in the
-snapshot SQL it references; then regenerate the docs with
+snapshot SQL it references, or for a new aggregate over the menu tokens one in
+`token_features.py`; then regenerate the docs with
 `python -m recsys_assets.ranking.features` (a test fails while features.md is stale).
 """
 

@@ -5,8 +5,8 @@ Why this shape:
   back through pickle, so the model is the booster's own text file plus Parquet/JSON tables.
 - The pyfunc is logged as *models from code* (a tiny script calling `mlflow.models.set_model`), so
   MLflow does not cloudpickle the Python object either.
-- Serving features are computed with the same SQL as training (`dataset.candidate_feature_sql`), run
-  by an in-memory DuckDB over the exported serving snapshot: one definition, no training/serving skew,
+- Serving features are computed with the same code as training (`token_features.candidate_features`),
+  run by an in-memory DuckDB over the exported serving snapshot: one definition, no training/serving skew,
   and no warehouse needed at serving time.
 
 Input rows: any of restaurant_id, industry, name, menu, description, region, size, label_confidence, k.
@@ -30,12 +30,12 @@ from recsys_assets import taxonomy
 from recsys_assets.ranking.dataset import (
     SIZE_ORD,
     RankingDataset,
-    candidate_feature_sql,
     candidate_params,
     industry_coder,
     menu_tokens,
 )
 from recsys_assets.ranking.features import CATEGORICAL_FEATURES
+from recsys_assets.ranking.token_features import candidate_features
 
 if TYPE_CHECKING:
     from recsys_assets.labeling.offline import OfflineLabeler
@@ -210,7 +210,6 @@ class RankerServer:
             )
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)
-        self._sql = f"SELECT * FROM ({candidate_feature_sql()}) ORDER BY restaurant_id, product_id"
         self._labeler: OfflineLabeler | None = None
         self._lock = threading.Lock()
 
@@ -286,7 +285,10 @@ class RankerServer:
             # The names the shared SQL reads; views of this cursor only, so requests never mix.
             cur.register("rk_queries", q)
             cur.register("rk_menu_tokens", t)
-            feats = cur.execute(self._sql, self.params).df()
+            with candidate_features(cur, self.params) as features:
+                feats = cur.execute(
+                    f"SELECT * FROM ({features}) ORDER BY restaurant_id, product_id"
+                ).df()
         finally:
             cur.close()
         return feats, q, ks

@@ -379,11 +379,10 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Pa
     from concurrent.futures import ThreadPoolExecutor
 
     from recsys_assets.ranking.compiled import compile_booster
-    from recsys_assets.ranking.dataset import candidate_feature_sql
+    from recsys_assets.ranking.token_features import candidate_features
 
     feats = list(server.features)
     cols = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in feats)
-    text = f"SELECT restaurant_id, product_id, {cols} FROM ({candidate_feature_sql()})"
     con.execute(
         f"CREATE TABLE {db}.top_k (restaurant_id BIGINT, product_id INTEGER, score DOUBLE, "
         "rank BIGINT)"
@@ -397,7 +396,10 @@ def _score_batches(con, db: str, server, k: int, n: int, threads: int, cache: Pa
                 f"seq AS restaurant_id FROM {db}.all_queries WHERE seq >= $lo AND seq < $hi",
                 {"lo": lo, "hi": lo + RESTAURANTS_PER_BATCH},
             )
-            block = con.sql(text, params=server.params).to_arrow_table()
+            with candidate_features(con, server.params) as features:
+                block = con.sql(
+                    f"SELECT restaurant_id, product_id, {cols} FROM ({features})"
+                ).to_arrow_table()
             if scorer is None:  # compiled only when the rows (as many per block) repay it
                 rows = block.num_rows * -(-n // RESTAURANTS_PER_BATCH)
                 booster_file = server.artifacts["booster"]

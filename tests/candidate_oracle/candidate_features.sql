@@ -53,6 +53,11 @@ tsk AS (
     SELECT k.tid, ts.product_id, ts.share_sum
     FROM known k JOIN rk_snap_token_share ts USING (snapshot, token)
 ),
+-- Both token x product tables as one, so each (query, candidate, token) row needs one lookup.
+tps AS (
+    SELECT tid, product_id, tpk.lift, tpk.ln_lift, tpk.pen, tpk.qty, tsk.share_sum
+    FROM tpk FULL JOIN tsk USING (tid, product_id)
+),
 cand AS (
     SELECT q.restaurant_id, ip.product_id FROM q
     JOIN rk_snap_ind_prod ip ON ip.snapshot = q.snapshot AND ip.industry = q.industry
@@ -76,12 +81,11 @@ cg AS (
 -- One row per (query, candidate, known token): the token-product statistics, or the defaults.
 tokr AS (
     SELECT c.restaurant_id, c.product_id, c.g,
-           coalesce(tpk.lift, qd.d) AS lift, coalesce(tpk.ln_lift, qd.ln_d) AS ln_lift,
-           coalesce(tpk.pen, 0.0) AS pen, coalesce(tpk.qty, 0.0) AS qty,
-           (coalesce(tsk.share_sum, 0.0) + $share_a * c.g) / (qd.n_t + $share_a) AS sh
+           coalesce(tps.lift, qd.d) AS lift, coalesce(tps.ln_lift, qd.ln_d) AS ln_lift,
+           coalesce(tps.pen, 0.0) AS pen, coalesce(tps.qty, 0.0) AS qty,
+           (coalesce(tps.share_sum, 0.0) + $share_a * c.g) / (qd.n_t + $share_a) AS sh
     FROM cg c JOIN qd USING (restaurant_id)
-    LEFT JOIN tpk ON tpk.tid = qd.tid AND tpk.product_id = c.product_id
-    LEFT JOIN tsk ON tsk.tid = qd.tid AND tsk.product_id = c.product_id
+    LEFT JOIN tps ON tps.tid = qd.tid AND tps.product_id = c.product_id
 ),
 -- The menu-token aggregates, in one pass over tokr.
 tokf AS (

@@ -5,4 +5,4 @@
 WITH {{snapshot_buckets}}
 SELECT s.snapshot, p.product_id, x.basket_share
 FROM rk_basket_means x JOIN snaps s USING (j) JOIN pids p USING (pid)
-ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
+ORDER BY snapshot  -- rows of one snapshot together: a candidate block reads one or two snapshots

@@ -48,4 +48,4 @@ FROM st
 LEFT JOIN nsize ns USING (snapshot, industry)
 LEFT JOIN npair np USING (snapshot, industry, product_id)
 LEFT JOIN rk_snap_prod gp USING (snapshot, product_id)
-ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
+ORDER BY snapshot  -- rows of one snapshot together: a candidate block reads one or two snapshots

@@ -70,4 +70,4 @@ SELECT
                             t.global_new_penetration DESC, t.product_id) AS INTEGER) AS global_rank,
     vc.code AS category_code
 FROM prod t LEFT JOIN rk_vocab_category vc USING (category)
-ORDER BY t.snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
+ORDER BY t.snapshot  -- rows of one snapshot together: a candidate block reads one or two snapshots

@@ -15,4 +15,4 @@ counted AS (
     GROUP BY ALL
 )
 SELECT snapshot, token, n_t FROM counted WHERE n_t >= $token_min_support
-ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
+ORDER BY snapshot  -- rows of one snapshot together: a candidate block reads one or two snapshots

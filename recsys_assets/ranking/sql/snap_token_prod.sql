@@ -66,4 +66,4 @@ SELECT
     CAST(row_number() OVER (PARTITION BY snapshot, token ORDER BY lift DESC, b_tp DESC, product_id)
         AS INTEGER) AS token_rank
 FROM named
-ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
+ORDER BY snapshot  -- rows of one snapshot together: a candidate block reads one or two snapshots

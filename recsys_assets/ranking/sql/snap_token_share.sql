@@ -8,4 +8,4 @@
 WITH {{snapshot_buckets}}
 SELECT s.snapshot, t.token, p.product_id, x.share_sum
 FROM rk_token_share_sums x JOIN snaps s USING (j) JOIN rk_share_tids t USING (tid) JOIN pids p USING (pid)
-ORDER BY snapshot  -- rows of one snapshot together: the candidate SQL reads one snapshot per block
+ORDER BY snapshot  -- rows of one snapshot together: a candidate block reads one or two snapshots
