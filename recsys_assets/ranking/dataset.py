@@ -71,11 +71,14 @@ class RankingConfig:
     )
     holdout_days: int = HOLDOUT_DAYS
     horizon_days: int = HORIZON_DAYS
-    # 60, not 100: ~27 % fewer candidate rows (every step that builds, fits or scores them pays per
-    # row) for the same model NDCG@10 across the generating worlds (new / old 0.991-1.007, mean
-    # 0.998 over 6 worlds x 2 seeds; benchmarks/REPORT.md), although candidate recall drops a few
-    # points: the products ranked 61-100 in an industry rarely make a cold-start top 10.
-    n_industry_candidates: int = 60
+    # 50 (was 100, then 60): every step that builds, fits or scores candidates pays per row. 100 -> 60
+    # cut ~27 % of the rows, 60 -> 50 another ~7-9 % (medium default 77.1 -> 70.5 per query), each
+    # for the same model NDCG@10 across the generating worlds (60 -> 50: new / old 0.988-1.011,
+    # mean 1.003 over 6 worlds x 2 seeds at small, no paired 95 % CI below 1; medium default
+    # and random see benchmarks/REPORT.md), although candidate recall drops ~0.5-2 points: the
+    # products ranked 51-100 in an industry rarely make a cold-start top 10. The global top 30 and
+    # the token top 10 stay: cutting them lowered menu_items, recipe and random in both seeds.
+    n_industry_candidates: int = 50
     n_global_candidates: int = 30
     n_token_candidates: int = 10
     min_history_days: int = 60  # first training snapshot = data start + this
