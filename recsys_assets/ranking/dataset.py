@@ -72,13 +72,17 @@ class RankingConfig:
     )
     holdout_days: int = HOLDOUT_DAYS
     horizon_days: int = HORIZON_DAYS
-    # 60, not 100: ~27 % fewer candidate rows (every step that builds, fits or scores them pays per
-    # row) for the same model NDCG@10 across the generating worlds (new / old 0.991-1.007, mean
-    # 0.998 over 6 worlds x 2 seeds; benchmarks/REPORT.md), although candidate recall drops a few
-    # points: the products ranked 61-100 in an industry rarely make a cold-start top 10.
-    n_industry_candidates: int = 60
+    # Every step that builds, fits or scores candidates pays per row. Industry top 100 -> 60 cut
+    # ~27 % of the rows; industry top 60 -> 50 and token top 10 -> 7 another ~12 % (medium: 77.1 ->
+    # 67.0 rows per query in the default world, rk_candidates 1.33M -> 1.16M rows), each for the
+    # same model NDCG@10 across the generating worlds (the second: new / old 0.990-1.017, mean
+    # 1.006 over 6 worlds x 2 seeds at small, no paired 95 % CI below 1; medium in
+    # benchmarks/REPORT.md), although candidate recall drops 1-4 points: products ranked below 50
+    # in an industry or 8-10 for a token rarely make a cold-start top 10. The global top 30 stays:
+    # cutting it to 10 lowered menu_items, recipe and random in both seeds.
+    n_industry_candidates: int = 50
     n_global_candidates: int = 30
-    n_token_candidates: int = 10
+    n_token_candidates: int = 7
     min_history_days: int = 60  # first training snapshot = data start + this
     token_min_support: int = 5  # a menu token must be on this many past restaurants' menus
     token_min_pair: int = 2  # token x product pairs seen on fewer restaurants count as unseen
