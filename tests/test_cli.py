@@ -73,13 +73,17 @@ def test_console_script_rebuild_exits_with_its_code_and_flushed_output(recsys_ho
     generate_sample(tmp_path / "d", n_restaurants=150, seed=5, fmt="csv")
     recsys = Path(sys.executable).parent / "recsys"
     env = {**os.environ, "RECSYS_DATA_DIR": str(tmp_path / "d"), "RECSYS_LABELER": "offline"}
-    out = subprocess.run(
-        [str(recsys), "materialize", "--select", "restaurants"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+
+    def materialize(asset: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(recsys), "materialize", "--select", asset],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
+    out = materialize("restaurants")
     assert out.returncode == 0, out.stderr
     assert "done    restaurants" in out.stderr and "materialize succeeded" in out.stdout
     (log,) = (recsys_home / "logs").glob("*.log")
@@ -87,13 +91,7 @@ def test_console_script_rebuild_exits_with_its_code_and_flushed_output(recsys_ho
         "RUN_SUCCESS",
         'Finished execution of run for "rebuild_job".',
     ]
-    bad = subprocess.run(
-        [str(recsys), "materialize", "--select", "restaurantz"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    bad = materialize("restaurantz")
     assert bad.returncode == 2
     assert bad.stderr.rstrip().splitlines()[-1].startswith("error: no asset named restaurantz")
 
