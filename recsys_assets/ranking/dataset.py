@@ -408,9 +408,8 @@ _NEW = "rk_candidates_new"  # rk_candidates while it is built
 
 def _build_candidates(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> None:
     """rk_candidates, built block by block (CANDIDATE_BLOCK_QUERIES queries in snapshot order):
-    the first block creates rk_candidates_new, the others
-    append, then one transaction puts it in rk_candidates' place; a failure drops it and leaves
-    rk_candidates as it was. Each block commits on its own: inside one transaction DuckDB keeps
+    the first block creates rk_candidates_new, the others append, then one transaction puts it in
+    rk_candidates' place; a failure drops it and leaves rk_candidates as it was. Each block commits on its own: inside one transaction DuckDB keeps
     every block's work tables and arrays until the commit (+1.3 GiB at the large scale). The rows
     are those of one statement over all of rk_queries."""
     from recsys_assets.warehouse.tables import transaction

@@ -404,7 +404,6 @@ def _log_evaluation_artifacts(trained, evaluation, dataset, tmpd: Path) -> None:
 
 def _log_ranker_pyfunc(con, trained, dataset, serving_dir: Path):
     """The servable pyfunc (models-from-code, no pickle) with its serving artefacts; ModelInfo."""
-
     from recsys_assets.ranking.pyfunc_model import (
         MODEL_CODE,
         export_serving_artifacts,
