@@ -487,3 +487,55 @@ def test_sparse_rows_draw_what_the_full_rows_draw():
     assert (got == want).all() and sparse.vals.shape[1] < 50
     # past the end of the row, the last column (whose weight is 0: only reachable that way)
     assert (got[-50:] == 49).all() and len(np.unique(got)) > 40
+
+
+def _sequential_sample(out: Path, n_restaurants: int, seed: int, fmt: str) -> None:
+    """generate_sample before the worker threads (the oracle): restaurants, their files, the order
+    lines and the ground truth one after the other, the products' chunks in order on one thread."""
+    import recsys_assets.sample_data as sd
+
+    model = sd._model()
+    out.mkdir(parents=True)
+    (out / "ground_truth").mkdir()
+    files = sd.SampleFiles(
+        out / f"restaurants.{fmt}",
+        out / f"products.{fmt}",
+        out / f"orders.{fmt}",
+        out / "ground_truth",
+    )
+    rng = np.random.default_rng(np.random.SeedSequence([seed, n_restaurants, 20261031]))
+    rest = sd._make_restaurants(model, n_restaurants, rng)
+    products_tbl = sd.pa.table(
+        {
+            "product_id": [f"P{i + 1:04d}" for i in range(model.n_products)],
+            "name": [p.name for p in model.products],
+            "category": [p.category for p in model.products],
+            "unit_price": sd.pa.array([p.price for p in model.products], sd.pa.int64()),
+        }
+    )
+    sd._write_table(rest["table"], files.restaurants, fmt)
+    sd._write_table(products_tbl, files.products, fmt)
+    scale_r, scale_lines = sd.SCALES["small"]
+    params = sd._order_params(rest, scale_lines * n_restaurants / scale_r)
+    lines = sd._draw_order_lines(model, rest, params, rng)
+    n_lines = sd._write_order_lines(files.orders, fmt, rest["ids"], products_tbl, *lines)
+    sd._write_ground_truth(
+        model, rest, params, files.ground_truth, seed=seed, scale="small", n_lines=n_lines
+    )
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_threaded_generation_writes_the_sequential_bytes(tmp_path: Path, monkeypatch, fmt: str):
+    """The restaurant texts drawn beside the order lines, the products' chunks on two threads and
+    the files written in parallel change no byte of the sample (several chunks: 3 x 4096 + 1808)."""
+    import recsys_assets.sample_data as sd
+
+    def digests(root: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+    generate_sample(tmp_path / "new", n_restaurants=14_096, seed=11, fmt=fmt)
+    monkeypatch.setattr(sd, "_THREADS", 1)
+    _sequential_sample(tmp_path / "old", n_restaurants=14_096, seed=11, fmt=fmt)
+    new, old = digests(tmp_path / "new"), digests(tmp_path / "old")
+    assert len(new) >= 8 and new.keys() == old.keys()
+    assert [name for name in new if new[name] != old[name]] == []
