@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 
@@ -524,18 +525,83 @@ def _sequential_sample(out: Path, n_restaurants: int, seed: int, fmt: str) -> No
     )
 
 
+class _Synchronous:
+    """A ThreadPoolExecutor stand-in that runs every task at once on the calling thread."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        del max_workers
+
+    def __enter__(self) -> _Synchronous:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    def map(self, fn, *iterables) -> list:
+        return list(map(fn, *iterables))
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_threaded_generation_writes_the_sequential_bytes(tmp_path: Path, monkeypatch, fmt: str):
     """The restaurant texts drawn beside the order lines, the products' chunks on two threads and
-    the files written in parallel change no byte of the sample (several chunks: 3 x 4096 + 1808)."""
+    the files written in parallel change no byte of the sample (several chunks of restaurants,
+    3 x 4096 + 1808, and of written lines)."""
     import recsys_assets.sample_data as sd
 
     def digests(root: Path) -> dict[str, bytes]:
         return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
 
+    monkeypatch.setattr(sd, "_WRITE_CHUNK_LINES", 200_000)
     generate_sample(tmp_path / "new", n_restaurants=14_096, seed=11, fmt=fmt)
-    monkeypatch.setattr(sd, "_THREADS", 1)
+    monkeypatch.setattr(sd, "ThreadPoolExecutor", _Synchronous)
     _sequential_sample(tmp_path / "old", n_restaurants=14_096, seed=11, fmt=fmt)
     new, old = digests(tmp_path / "new"), digests(tmp_path / "old")
     assert len(new) >= 8 and new.keys() == old.keys()
     assert [name for name in new if new[name] != old[name]] == []
+
+
+def test_orders_grouped_by_restaurant_as_the_stable_sort_groups_them():
+    """group_by_restaurant against the stable argsort it replaces (the oracle), with restaurants
+    that have no stream order."""
+    from recsys_assets.sample_data import group_by_restaurant
+
+    rng = np.random.default_rng(3)
+    n_orders = rng.poisson(2.0, size=500)
+    n_orders[:3] = 0
+    first_day = rng.integers(0, 1000, size=500)
+    stream_day = rng.integers(0, 1000, size=int(n_orders.sum()))
+    stream_rest = np.repeat(np.arange(500, dtype=np.int32), n_orders)
+    order_rest = np.concatenate([np.arange(500, dtype=np.int32), stream_rest])
+    by_rest = np.argsort(order_rest, kind="stable")
+    got_rest, got_day = group_by_restaurant(n_orders, first_day, stream_day)
+    assert got_rest.dtype == order_rest.dtype
+    assert np.array_equal(got_rest, order_rest[by_rest])
+    assert np.array_equal(got_day, np.concatenate([first_day, stream_day])[by_rest])
+
+
+def test_weighted_sample_breaks_ties_as_the_pair_sort_did():
+    """Equal keys (equal draws and weights) go to the larger index first, as sorting the (key,
+    index) pairs in reverse did (the oracle, with the same draws)."""
+    import random
+
+    from recsys_assets.sample_data import _weighted_sample
+
+    class Draws(random.Random):
+        def __init__(self, values: list[float]) -> None:
+            super().__init__(0)
+            self.values = iter(values)
+
+        def random(self) -> float:
+            return next(self.values)
+
+    draws = [0.5, 0.9, 0.5, 0.2, 0.9, 0.0, 0.0, 0.7]
+    weights = [1.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0, 3.0]
+    items = list("abcdefgh")
+    for k in range(len(items) + 1):
+        got = _weighted_sample(Draws(draws), items, weights, k)
+        assert got == _sorted_weighted_sample(Draws(draws), items, weights, k)
