@@ -14,7 +14,10 @@ The catalog is ``recsys_assets/data/catalog.csv``; what each industry's restaura
 in the taxonomy registry ``recsys_assets/data/taxonomy.yaml``.
 
 Large scale (200k restaurants, ~10M order lines) is vectorized with numpy and the orders are
-written in chunks, so memory stays bounded.
+written in chunks, so memory stays bounded. The second core is used where the work is independent:
+the restaurant texts' Python loop (its own `random.Random`) runs beside the numpy order draws, the
+products are drawn chunk by chunk on two threads, and files are written beside one another. The
+random draws keep their order, so a seed gives the same bytes as the sequential code.
 """
 
 from __future__ import annotations
