@@ -764,3 +764,117 @@ def test_bad_bytes_deep_in_file_keep_previous_table(con, tmp_path: Path) -> None
     with pytest.raises(IngestError, match="encoding"):
         ingest_orders(con, bad)
     assert con.execute("SELECT order_id FROM orders").fetchall() == [("o1",)]
+
+
+# ------------------------------------------------------------- the orders checks against the oracle
+def _window_orders_sql(base: str, max_qty: float, ts: str, qty: str) -> str:
+    """ingest._orders_sql before the hash lookup of repeated keys (the oracle): a window numbers
+    every (order, product) and the quantity is always parsed from text."""
+    del qty
+    return f"""
+        WITH t AS ({base}),
+        typed AS (
+            SELECT *,
+                row_number() OVER (PARTITION BY order_id, product_id ORDER BY __row_number)
+                    AS __dup_rank,
+                TRY_CAST(quantity AS DOUBLE) AS __qty,
+                {ts} AS __ts
+            FROM t
+        )
+        SELECT __row_number, __rid,
+            typed.order_id, typed.restaurant_id, typed.product_id,
+            __qty AS quantity, __ts AS ordered_at,
+            CASE
+                WHEN typed.order_id IS NULL OR typed.restaurant_id IS NULL
+                     OR typed.product_id IS NULL THEN 'missing_id'
+                WHEN {_regex_per_id("typed.order_id", "typed.restaurant_id", "typed.product_id")}
+                     THEN 'bad_id'
+                WHEN __dup_rank > 1 THEN 'duplicate_id'
+                WHEN __qty IS NULL OR NOT isfinite(__qty) OR __qty > {max_qty!r} THEN 'bad_number'
+                WHEN __qty <= 0 THEN 'non_positive_quantity'
+                WHEN __ts IS NULL OR NOT {ingest._plausible("__ts")} THEN 'bad_timestamp'
+                WHEN kr.restaurant_id IS NULL THEN 'unknown_restaurant'
+                WHEN kp.product_id IS NULL THEN 'unknown_product'
+            END AS __reason
+        FROM typed
+        LEFT JOIN (SELECT DISTINCT restaurant_id FROM restaurants) kr
+            ON kr.restaurant_id = typed.restaurant_id
+        LEFT JOIN (SELECT DISTINCT product_id FROM products) kp
+            ON kp.product_id = typed.product_id
+        """
+
+
+def _regex_per_id(*exprs: str) -> str:
+    """ingest._bad_id before it joined the ids (the oracle): one regex per id."""
+    return (
+        "("
+        + " OR ".join(
+            f"regexp_matches({e}, '{ingest._ID_FORBIDDEN}') OR length({e}) > {ingest.MAX_ID_CHARS}"
+            for e in exprs
+        )
+        + ")"
+    )
+
+
+HOSTILE_ORDERS = [
+    "o1,r1,p1,2,2024-02-01 10:00:00",
+    "o1,r1,p1,3,2024-02-01 10:00:00",  # repeat
+    " o1 ,r1,p1\u3000,4,2024-02-01 10:00:00",  # the same key once trimmed
+    "o2,r1,p1,x,2024-02-01 10:00:00",  # bad number first, then repeated
+    "o2,r1,p1,1,2024-02-01 10:00:00",
+    ",r1,p1,1,2024-02-01 10:00:00",  # missing ids, twice
+    ",r1,p1,1,2024-02-01 10:00:00",
+    "o3,,p1,1,2024-02-01 10:00:00",
+    "o4,r1,p\u200b1,1,2024-02-01 10:00:00",  # zero-width space in the product id
+    "o5\x01,r1,p1,1,2024-02-01 10:00:00",  # control character in the order id
+    "o6,r\u20281,p1,1,2024-02-01 10:00:00",  # line separator in the restaurant id
+    f"{'o' * 201},r1,p1,1,2024-02-01 10:00:00",
+    f"o7,r1,{'p' * 201},1,2024-02-01 10:00:00",
+    "o8,r9,p1,1,2024-02-01 10:00:00",  # unknown restaurant, then its repeat
+    "o8,r9,p1,1,2024-02-01 10:00:00",
+    "o9,r1,p9,0,2024-02-01 10:00:00",
+    "o9,r1,p2,-1,2024-02-01 10:00:00",
+    "o10,r2,p2,1.5,1969-12-31 23:00:00",
+    "o10,r2,p2,1.5,infinity",
+    "o11,r2,p2,1e400,2024-02-01 10:00:00",
+    "o12,r2,p1,7,2024-03-01 10:00:00+00:00",
+    "o12,r2,p2,8,2024-03-01 10:00:00",
+    "o1,r1,p1,9,2024-02-01 10:00:00",  # a third occurrence
+]
+
+
+def _orders_result(con) -> tuple[list, list]:
+    loaded = con.execute("SELECT * FROM orders ORDER BY rowid").fetchall()
+    rejected = con.execute(
+        "SELECT table_name, row_number, reason, raw_row FROM rejected_rows ORDER BY rowid"
+    ).fetchall()
+    return loaded, rejected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_orders_checks_match_the_window_oracle(con, tmp_path: Path, monkeypatch, fmt: str) -> None:
+    """The repeated keys looked up by hash, the ids' regex joined and an integer Parquet quantity
+    cast directly load the same rows and quarantine the same rows, for the same reasons."""
+    load_dims(con, tmp_path)
+    f = write(tmp_path / "orders.csv", [O_HEADER, *HOSTILE_ORDERS])
+    if fmt == "parquet":  # integer quantities (NULL where not one), typed timestamps
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = [line.split(",") for line in HOSTILE_ORDERS]
+        cols = {name: [r[i] for r in rows] for i, name in enumerate(O_HEADER.split(","))}
+        cols["quantity"] = [int(q) if q.lstrip("-").isdigit() else None for q in cols["quantity"]]
+        cols["ordered_at"] = [
+            datetime.datetime.fromisoformat(t) if t[:1] == "2" and "+" not in t else None
+            for t in cols["ordered_at"]
+        ]
+        f = tmp_path / "orders.parquet"
+        pq.write_table(pa.table(cols), f)
+    ingest_orders(con, f)
+    new = _orders_result(con)
+    monkeypatch.setattr(ingest, "_orders_sql", _window_orders_sql)
+    monkeypatch.setattr(ingest, "_INTEGER_TYPES", ())
+    ingest_orders(con, f, allow_shrink=True)
+    old = _orders_result(con)
+    assert new == old
+    assert {r[2] for r in new[1]} >= {"duplicate_id", "bad_id", "missing_id", "unknown_restaurant"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 
@@ -487,3 +488,120 @@ def test_sparse_rows_draw_what_the_full_rows_draw():
     assert (got == want).all() and sparse.vals.shape[1] < 50
     # past the end of the row, the last column (whose weight is 0: only reachable that way)
     assert (got[-50:] == 49).all() and len(np.unique(got)) > 40
+
+
+def _sequential_sample(out: Path, n_restaurants: int, seed: int, fmt: str) -> None:
+    """generate_sample before the worker threads (the oracle): restaurants, their files, the order
+    lines and the ground truth one after the other, the products' chunks in order on one thread."""
+    import recsys_assets.sample_data as sd
+
+    model = sd._model()
+    out.mkdir(parents=True)
+    (out / "ground_truth").mkdir()
+    files = sd.SampleFiles(
+        out / f"restaurants.{fmt}",
+        out / f"products.{fmt}",
+        out / f"orders.{fmt}",
+        out / "ground_truth",
+    )
+    rng = np.random.default_rng(np.random.SeedSequence([seed, n_restaurants, 20261031]))
+    rest = sd._make_restaurants(model, n_restaurants, rng)
+    products_tbl = sd.pa.table(
+        {
+            "product_id": [f"P{i + 1:04d}" for i in range(model.n_products)],
+            "name": [p.name for p in model.products],
+            "category": [p.category for p in model.products],
+            "unit_price": sd.pa.array([p.price for p in model.products], sd.pa.int64()),
+        }
+    )
+    sd._write_table(rest["table"], files.restaurants, fmt)
+    sd._write_table(products_tbl, files.products, fmt)
+    scale_r, scale_lines = sd.SCALES["small"]
+    params = sd._order_params(rest, scale_lines * n_restaurants / scale_r)
+    lines = sd._draw_order_lines(model, rest, params, rng)
+    n_lines = sd._write_order_lines(files.orders, fmt, rest["ids"], products_tbl, *lines)
+    sd._write_ground_truth(
+        model, rest, params, files.ground_truth, seed=seed, scale="small", n_lines=n_lines
+    )
+
+
+class _Synchronous:
+    """A ThreadPoolExecutor stand-in that runs every task at once on the calling thread."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        del max_workers
+
+    def __enter__(self) -> _Synchronous:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    def map(self, fn, *iterables) -> list:
+        return list(map(fn, *iterables))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_threaded_generation_writes_the_sequential_bytes(tmp_path: Path, monkeypatch, fmt: str):
+    """The restaurant texts drawn beside the order lines, the products' chunks on two threads and
+    the files written in parallel change no byte of the sample (several chunks of restaurants,
+    3 x 4096 + 1808, and of written lines)."""
+    import recsys_assets.sample_data as sd
+
+    def digests(root: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+    monkeypatch.setattr(sd, "_WRITE_CHUNK_LINES", 200_000)
+    generate_sample(tmp_path / "new", n_restaurants=14_096, seed=11, fmt=fmt)
+    monkeypatch.setattr(sd, "ThreadPoolExecutor", _Synchronous)
+    _sequential_sample(tmp_path / "old", n_restaurants=14_096, seed=11, fmt=fmt)
+    new, old = digests(tmp_path / "new"), digests(tmp_path / "old")
+    assert len(new) >= 8 and new.keys() == old.keys()
+    assert [name for name in new if new[name] != old[name]] == []
+
+
+def test_orders_grouped_by_restaurant_as_the_stable_sort_groups_them():
+    """group_by_restaurant against the stable argsort it replaces (the oracle), with restaurants
+    that have no stream order."""
+    from recsys_assets.sample_data import group_by_restaurant
+
+    rng = np.random.default_rng(3)
+    n_orders = rng.poisson(2.0, size=500)
+    n_orders[:3] = 0
+    first_day = rng.integers(0, 1000, size=500)
+    stream_day = rng.integers(0, 1000, size=int(n_orders.sum()))
+    stream_rest = np.repeat(np.arange(500, dtype=np.int32), n_orders)
+    order_rest = np.concatenate([np.arange(500, dtype=np.int32), stream_rest])
+    by_rest = np.argsort(order_rest, kind="stable")
+    got_rest, got_day = group_by_restaurant(n_orders, first_day, stream_day)
+    assert got_rest.dtype == order_rest.dtype
+    assert np.array_equal(got_rest, order_rest[by_rest])
+    assert np.array_equal(got_day, np.concatenate([first_day, stream_day])[by_rest])
+
+
+def test_weighted_sample_breaks_ties_as_the_pair_sort_did():
+    """Equal keys (equal draws and weights) go to the larger index first, as sorting the (key,
+    index) pairs in reverse did (the oracle, with the same draws)."""
+    import random
+
+    from recsys_assets.sample_data import _weighted_sample
+
+    class Draws(random.Random):
+        def __init__(self, values: list[float]) -> None:
+            super().__init__(0)
+            self.values = iter(values)
+
+        def random(self) -> float:
+            return next(self.values)
+
+    draws = [0.5, 0.9, 0.5, 0.2, 0.9, 0.0, 0.0, 0.7]
+    weights = [1.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0, 3.0]
+    items = list("abcdefgh")
+    for k in range(len(items) + 1):
+        got = _weighted_sample(Draws(draws), items, weights, k)
+        assert got == _sorted_weighted_sample(Draws(draws), items, weights, k)

@@ -116,6 +116,9 @@ _RESTAURANT_SIZES = ("small", "medium", "large")
 STORED_UTC_OFFSET = "+09:00"
 _STORAGE_TZ = "Etc/GMT-9"  # POSIX sign convention: this *is* UTC+09:00
 
+# Parquet column types whose values `_checked_sql` casts to DOUBLE directly, not through text.
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+
 # An id longer than this is a pasted value, not a key.
 MAX_ID_CHARS = 200
 # Unicode control, format (zero-width, BOM, bidi) and line/paragraph separators: invisible in ids.
@@ -209,14 +212,11 @@ def _trimmed(expr: str) -> str:
 
 def _bad_id(*exprs: str) -> str:
     """True when an id holds control/format characters (NUL, zero-width space, ...) or is absurdly
-    long: such ids look identical to clean ones yet never match them."""
-    return (
-        "("
-        + " OR ".join(
-            f"regexp_matches({e}, '{_ID_FORBIDDEN}') OR length({e}) > {MAX_ID_CHARS}" for e in exprs
-        )
-        + ")"
-    )
+    long: such ids look identical to clean ones yet never match them. One regex over the ids
+    joined (they are not NULL here): a pattern of one character class matches the joined text
+    iff it matches one of them, and each regex call costs ~0.1 CPU-s per million values."""
+    too_long = " OR ".join(f"length({e}) > {MAX_ID_CHARS}" for e in exprs)
+    return f"(regexp_matches({' || '.join(exprs)}, '{_ID_FORBIDDEN}') OR {too_long})"
 
 
 def _stored_ts(expr: str) -> str:
@@ -263,6 +263,11 @@ def _checked_sql(
     typed_ts = ts_col is not None and (types or {}).get(ts_col) == "TIMESTAMP"
     if typed_ts:
         cols += f", r.{_qi(str(ts_col))} AS __typed_ts"
+    # An integer quantity needs no parsing either: its text parses back to the same double.
+    qty_col = mapping.get("quantity") if table == "orders" else None
+    typed_qty = qty_col is not None and (types or {}).get(qty_col) in _INTEGER_TYPES
+    if typed_qty:
+        cols += f", CAST(r.{_qi(str(qty_col))} AS DOUBLE) AS __typed_qty"
     row_number, gaps_join = reader.row_number_sql(raw, "r")
     base = f"""
         SELECT {row_number} AS __row_number, r.rowid AS __rid,
@@ -276,7 +281,12 @@ def _checked_sql(
     if table == "products":
         return _products_sql(base, n)
     if table == "orders":
-        return _orders_sql(base, max_qty, "__typed_ts" if typed_ts else _stored_ts("ordered_at"))
+        return _orders_sql(
+            base,
+            max_qty,
+            "__typed_ts" if typed_ts else _stored_ts("ordered_at"),
+            "__typed_qty" if typed_qty else "TRY_CAST(quantity AS DOUBLE)",
+        )
     raise ValueError(table)
 
 
@@ -333,18 +343,29 @@ def _products_sql(base: str, n: int) -> str:
         """
 
 
-def _orders_sql(base: str, max_qty: float, ts: str) -> str:
+def _orders_sql(base: str, max_qty: float, ts: str, qty: str) -> str:
     """The first failing rule names the reason; an order line must name a loaded restaurant
-    and product (the tables are ingested first). ``ts``: SQL for the stored timestamp."""
+    and product (the tables are ingested first). ``ts``, ``qty``: SQL for the stored timestamp
+    and quantity. A line repeats an earlier one when a line with its (order, product) has a
+    smaller row number: looked up only among the lines whose key hash repeats (a cheap integer
+    GROUP BY; equal keys have equal hashes), not by a window over every line (~40 % of the
+    statement at 10M lines)."""
     return f"""
         WITH t AS ({base}),
+        repeated_hashes AS (
+            SELECT hash(order_id, product_id) AS __h FROM t GROUP BY ALL HAVING count(*) > 1
+        ),
+        firsts AS (
+            SELECT order_id, product_id, min(__row_number) AS __first FROM t
+            WHERE hash(order_id, product_id) IN (SELECT __h FROM repeated_hashes)
+            GROUP BY ALL
+        ),
         typed AS (
-            SELECT *,
-                row_number() OVER (PARTITION BY order_id, product_id ORDER BY __row_number)
-                    AS __dup_rank,
-                TRY_CAST(quantity AS DOUBLE) AS __qty,
+            SELECT t.*,
+                coalesce(t.__row_number > f.__first, false) AS __repeat,
+                {qty} AS __qty,
                 {ts} AS __ts
-            FROM t
+            FROM t LEFT JOIN firsts f ON f.order_id = t.order_id AND f.product_id = t.product_id
         )
         SELECT __row_number, __rid,
             typed.order_id, typed.restaurant_id, typed.product_id,
@@ -354,7 +375,7 @@ def _orders_sql(base: str, max_qty: float, ts: str) -> str:
                      OR typed.product_id IS NULL THEN 'missing_id'
                 WHEN {_bad_id("typed.order_id", "typed.restaurant_id", "typed.product_id")}
                      THEN 'bad_id'
-                WHEN __dup_rank > 1 THEN 'duplicate_id'
+                WHEN __repeat THEN 'duplicate_id'
                 WHEN __qty IS NULL OR NOT isfinite(__qty) OR __qty > {max_qty!r} THEN 'bad_number'
                 WHEN __qty <= 0 THEN 'non_positive_quantity'
                 WHEN __ts IS NULL OR NOT {_plausible("__ts")} THEN 'bad_timestamp'
