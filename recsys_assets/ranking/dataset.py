@@ -494,7 +494,8 @@ def _in_background(
 ) -> Iterator[None]:
     """`work(cursor)` on a second thread (its own cursor on the same database) while the block
     runs: numpy and Python work there release the GIL to DuckDB, and DuckDB work to numpy. Its
-    failure is raised after the block; the block's own failure first waits for it to end."""
+    failure is raised after the block; the block's own failure first waits for it to end. The
+    cursor sees committed tables only, so `con` must not be inside a transaction."""
     from concurrent.futures import ThreadPoolExecutor
 
     with con.cursor() as cur, ThreadPoolExecutor(1, thread_name_prefix="rk-dataset") as pool:
