@@ -456,3 +456,36 @@ def test_candidates_built_in_blocks_equal_one_statement_over_all_queries(tmp_pat
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert "rk_candidates_new" not in tables
     con.close()
+
+
+def test_work_in_background_runs_on_its_own_cursor_and_its_failure_is_raised_after_the_block():
+    """`_in_background`: the work sees the database (not the connection's temporary tables) and
+    runs beside the block; its failure surfaces once the block is done, and the block's own
+    failure wins (after the work has ended)."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT 1 AS x")
+    con.execute("CREATE TEMP TABLE mine AS SELECT 1 AS x")
+    seen: list[tuple] = []
+
+    def work(cur: duckdb.DuckDBPyConnection) -> None:
+        seen.append(cur.execute("SELECT x FROM t").fetchall()[0])
+        temp = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'mine'"
+        seen.append(cur.execute(temp).fetchall()[0])
+
+    with ds._in_background(con, work):
+        con.execute("INSERT INTO t VALUES (2)")
+    assert seen[1] == (0,) and seen[0] in {(1,), (2,)}
+
+    def fails(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute("SELECT * FROM no_such_table")
+
+    done = []
+    with (
+        pytest.raises(duckdb.CatalogException, match="no_such_table"),
+        ds._in_background(con, fails),
+    ):
+        done.append(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
+    assert done == [2]  # the block ran to its end
+    with pytest.raises(ValueError, match="block"), ds._in_background(con, fails):
+        raise ValueError("block")
+    con.close()

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -242,10 +244,11 @@ def monthly_snapshots(first: date, cutoff: date) -> list[date]:
 def _build_base_tables(
     con: duckdb.DuckDBPyConnection, cfg: RankingConfig, industries: Sequence[str]
 ) -> None:
-    """Tables every snapshot reads: first purchases, first windows, menu tokens, vocabularies."""
-    sql.run(con, "first_purchase")
-    sql.run(con, "first_window", {"horizon_days": cfg.horizon_days})
-    _build_menu_tokens(con)
+    """Tables every snapshot reads: first purchases, first windows, menu tokens (tokenized in
+    Python on a second thread while DuckDB builds the first two), vocabularies."""
+    with _in_background(con, _build_menu_tokens):
+        sql.run(con, "first_purchase")
+        sql.run(con, "first_window", {"horizon_days": cfg.horizon_days})
     for table in VOCAB_TABLES:
         sql.run(con, table.removeprefix("rk_"), {"industries": list(industries)})
     for table in (*SNAPSHOT_TABLES, *_RETIRED_TABLES):
@@ -286,11 +289,13 @@ def _build_snapshots(
     """All statistics as of each snapshot `s`: only orders before `s` and restaurants signed up
     before it.
 
-    One SQL file per table, run in SNAPSHOT_TABLES order (each may read the earlier tables). The
-    files of ALL_SNAPSHOT_TABLES compute every snapshot in one statement (each event counted from
-    the first snapshot it belongs to, then cumulative sums), BASKET_TABLES are summed in numpy
+    One SQL file per table (each may read the tables before it in SNAPSHOT_TABLES). The files of
+    ALL_SNAPSHOT_TABLES compute every snapshot in one statement (each event counted from the first
+    snapshot it belongs to, then cumulative sums), BASKET_TABLES are summed in numpy
     (basket_shares.py); the others run once per snapshot, the first creating the table (column
-    types from the SELECT), the later ones appending.
+    types from the SELECT), the later ones appending. The basket tables only read rk_snap_token of
+    the snapshot tables, so they are built on a second thread (their numpy sums run while DuckDB
+    builds the other tables) once it is there.
     """
     from recsys_assets.ranking.basket_shares import build_basket_tables
 
@@ -299,18 +304,29 @@ def _build_snapshots(
         "industry_product_stats": industry_product_stats_select(),
         "snapshot_buckets": sql.load("snapshot_buckets"),
     }
-    for table in SNAPSHOT_TABLES:
-        name = table.removeprefix("rk_")
-        if table in BASKET_TABLES:
-            if table == BASKET_TABLES[0]:
-                build_basket_tables(con, params, fragments)
-            continue
-        if table in ALL_SNAPSHOT_TABLES:
-            sql.run(con, name, params, fragments, prefix=f"CREATE TABLE {table} AS")
-            continue
-        for i, s in enumerate(snapshots):
-            verb = f"INSERT INTO {table} BY NAME" if i else f"CREATE TABLE {table} AS"
-            sql.run(con, name, {**params, "snapshot": s}, fragments, prefix=verb)
+    first = "rk_snap_token"
+    _build_snapshot_table(con, first, snapshots, params, fragments)
+    with _in_background(con, lambda cur: build_basket_tables(cur, params, fragments)):
+        for table in SNAPSHOT_TABLES:
+            if table not in (first, *BASKET_TABLES):
+                _build_snapshot_table(con, table, snapshots, params, fragments)
+
+
+def _build_snapshot_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    snapshots: Sequence[date],
+    params: dict,
+    fragments: dict[str, str],
+) -> None:
+    """One table of SNAPSHOT_TABLES but the basket tables, for every snapshot."""
+    name = table.removeprefix("rk_")
+    if table in ALL_SNAPSHOT_TABLES:
+        sql.run(con, name, params, fragments, prefix=f"CREATE TABLE {table} AS")
+        return
+    for i, s in enumerate(snapshots):
+        verb = f"INSERT INTO {table} BY NAME" if i else f"CREATE TABLE {table} AS"
+        sql.run(con, name, {**params, "snapshot": s}, fragments, prefix=verb)
 
 
 def candidate_params(cfg: RankingConfig) -> dict:
@@ -402,45 +418,139 @@ def _build_truth(con: duckdb.DuckDBPyConnection, thresholds: list[float]) -> Non
 # queries: the token tables of token_features.py grow with the snapshots). Blocks bound the
 # memory; each costs a few fixed statements, which one block per snapshot paid 14 times at medium.
 CANDIDATE_BLOCK_QUERIES = 10_000
-_QUERY_BLOCK = "rk_query_block"  # a temporary table: the block's rows of rk_queries
+# Blocks built at once, each on its own thread and cursor: one block's numpy token aggregates
+# (single-threaded) run while DuckDB works on the other's statements, so both cores stay busy.
+CANDIDATE_WORKERS = 2
+_QUERY_BLOCK = "rk_query_block"  # a temporary table (each cursor its own): a block of queries
 _NEW = "rk_candidates_new"  # rk_candidates while it is built
 
 
 def _build_candidates(con: duckdb.DuckDBPyConnection, cfg: RankingConfig) -> None:
-    """rk_candidates, built block by block (CANDIDATE_BLOCK_QUERIES queries in snapshot order):
-    the first block creates rk_candidates_new, the others append, then one transaction puts it in
-    rk_candidates' place; a failure drops it and leaves rk_candidates as it was. Each block commits on its own: inside one transaction DuckDB keeps
+    """rk_candidates, built block by block (at most CANDIDATE_BLOCK_QUERIES queries each, in
+    snapshot order, as many blocks as a multiple of CANDIDATE_WORKERS), CANDIDATE_WORKERS blocks
+    at a time: an empty block creates rk_candidates_new (the column types), every block appends
+    to it, then one transaction puts it in rk_candidates' place; a failure drops it and leaves
+    rk_candidates as it was. Each block commits on its own: inside one transaction DuckDB keeps
     every block's work tables and arrays until the commit (+1.3 GiB at the large scale). The rows
     are those of one statement over all of rk_queries."""
     from recsys_assets.warehouse.tables import transaction
 
-    params = candidate_params(cfg)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE rk_query_blocks AS SELECT restaurant_id, (row_number() "
-        "OVER (ORDER BY snapshot, restaurant_id) - 1) // $n AS block FROM rk_queries",
-        {"n": CANDIDATE_BLOCK_QUERIES},
-    )
-    blocks = con.execute(
-        "SELECT DISTINCT block FROM rk_query_blocks ORDER BY block"
-    ).fetchall() or [(0,)]  # no query: one empty block still creates the (empty) table
+    n = con.execute("SELECT count(*) FROM rk_queries").fetchall()[0][0]
+    n_blocks = -(-max(n, 1) // CANDIDATE_BLOCK_QUERIES)
+    n_blocks = -(-n_blocks // CANDIDATE_WORKERS) * CANDIDATE_WORKERS
+    firsts = con.execute(  # each block's first query: a block runs up to the next one's
+        "SELECT snapshot, restaurant_id FROM (SELECT snapshot, restaurant_id, row_number() OVER "
+        "(ORDER BY snapshot, restaurant_id) - 1 AS i FROM rk_queries) WHERE i % $n = 0 ORDER BY i",
+        {"n": max(-(-n // n_blocks), 1)},
+    ).fetchall()
+    ends = [*firsts[1:], (None, None)]
+    blocks = [(*first, *end) for first, end in zip(firsts, ends, strict=True)]
     try:
-        for i, (block,) in enumerate(blocks):
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {_QUERY_BLOCK} AS SELECT q.* FROM rk_queries q "
-                "JOIN rk_query_blocks b USING (restaurant_id) WHERE b.block = $b",
-                {"b": block},
-            )
-            verb = f"INSERT INTO {_NEW} BY NAME" if i else f"CREATE OR REPLACE TABLE {_NEW} AS"
-            with candidate_features(con, params, _QUERY_BLOCK) as features:
-                fragments = {"candidate_features": features, "queries": _QUERY_BLOCK}
-                con.execute(f"{verb}\n{sql.load('candidates', fragments)}")
+        _candidate_block(con, cfg, None, f"CREATE OR REPLACE TABLE {_NEW} AS")
+        _in_threads(con, blocks, lambda cur, b: _candidate_block(cur, cfg, b))
         with transaction(con):
             con.execute("DROP TABLE IF EXISTS rk_candidates")
             con.execute(f"ALTER TABLE {_NEW} RENAME TO rk_candidates")
     finally:
         con.execute(f"DROP TABLE IF EXISTS {_NEW}")
+
+
+# The queries of a block: from its first (snapshot, restaurant_id) up to the next block's first.
+_BLOCK_QUERIES = """
+SELECT * FROM rk_queries
+WHERE (snapshot > CAST($s0 AS DATE) OR (snapshot = CAST($s0 AS DATE) AND restaurant_id >= $r0))
+  AND ($s1 IS NULL OR snapshot < CAST($s1 AS DATE)
+       OR (snapshot = CAST($s1 AS DATE) AND restaurant_id < $r1))
+"""
+
+
+def _candidate_block(
+    con: duckdb.DuckDBPyConnection,
+    cfg: RankingConfig,
+    block: tuple | None,
+    verb: str = f"INSERT INTO {_NEW} BY NAME",
+) -> None:
+    """The rows of one block's queries into rk_candidates_new: `block` = (snapshot, restaurant_id)
+    of its first query and of the next block's first (None, None for the last); None: no query."""
+    if block is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_QUERY_BLOCK} AS FROM rk_queries LIMIT 0")
+    else:
+        s0, r0, s1, r1 = block
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_QUERY_BLOCK} AS {_BLOCK_QUERIES}",
+            {"s0": s0, "r0": r0, "s1": s1, "r1": r1},
+        )
+    try:
+        with candidate_features(con, candidate_params(cfg), _QUERY_BLOCK) as features:
+            fragments = {"candidate_features": features, "queries": _QUERY_BLOCK}
+            con.execute(f"{verb}\n{sql.load('candidates', fragments)}")
+    finally:
         con.execute(f"DROP TABLE IF EXISTS temp.{_QUERY_BLOCK}")
-        con.execute("DROP TABLE IF EXISTS temp.rk_query_blocks")
+
+
+@contextmanager
+def _in_background(
+    con: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], None]
+) -> Iterator[None]:
+    """`work(cursor)` on a second thread (its own cursor on the same database) while the block
+    runs: numpy and Python work there release the GIL to DuckDB, and DuckDB work to numpy. Its
+    failure is raised after the block; the block's own failure first waits for it to end. The
+    cursor sees committed tables only, so `con` must not be inside a transaction."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with con.cursor() as cur, ThreadPoolExecutor(1, thread_name_prefix="rk-dataset") as pool:
+        _copy_settings(con, cur)
+        future = pool.submit(work, cur)
+        try:
+            yield
+        finally:
+            error = future.exception()  # waits
+    if error is not None:
+        raise error
+
+
+def _copy_settings(con: duckdb.DuckDBPyConnection, cur: duckdb.DuckDBPyConnection) -> None:
+    """A cursor starts with default settings: it gets the connection's progress-bar setting."""
+    on = con.execute("SELECT current_setting('enable_progress_bar')").fetchall()[0][0]
+    cur.execute(f"SET enable_progress_bar = {'true' if on else 'false'}")
+
+
+def _in_threads(
+    con: duckdb.DuckDBPyConnection,
+    items: Sequence[tuple],
+    work: Callable[[duckdb.DuckDBPyConnection, tuple], None],
+) -> None:
+    """`work(cursor, item)` for every item, on CANDIDATE_WORKERS threads with a cursor each (its
+    own temporary tables, the same database). The first failure stops the items not yet started
+    and is raised once every started one has finished."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = iter(items)
+    lock, failed = threading.Lock(), threading.Event()
+
+    def worker(cur: duckdb.DuckDBPyConnection) -> None:
+        while not failed.is_set():
+            with lock:
+                item = next(pending, None)
+            if item is None:
+                return
+            try:
+                work(cur, item)
+            except BaseException:
+                failed.set()
+                raise
+
+    cursors = [con.cursor() for _ in range(CANDIDATE_WORKERS)]
+    for cur in cursors:
+        _copy_settings(con, cur)
+    try:
+        with ThreadPoolExecutor(CANDIDATE_WORKERS, thread_name_prefix="rk-candidates") as pool:
+            futures = [pool.submit(worker, cur) for cur in cursors]
+    finally:
+        for cur in cursors:
+            cur.close()
+    for future in futures:
+        future.result()
 
 
 def _dataset_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], dict[str, float]]:

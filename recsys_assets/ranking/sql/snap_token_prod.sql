@@ -38,11 +38,19 @@ pairs_b AS (
     JOIN pids p ON p.product_id = b.product_id
     GROUP BY ALL
 ),
+-- The running sums over each pair's buckets (a window), each spread over the snapshots from its
+-- bucket to the pair's next one: the same rows as joining every bucket to every later snapshot and
+-- grouping (3.3M rows into 1.1M groups at medium; the statement 1.4 -> 1.0 CPU-s).
 pairs AS (
-    SELECT b.tid, b.pid, s.snapshot, CAST(sum(b.b_tp) AS BIGINT) AS b_tp, sum(b.q_tp) AS q_tp
-    FROM pairs_b b JOIN snaps s ON s.j >= b.j
-    GROUP BY ALL
-    HAVING sum(b.b_tp) >= $token_min_pair
+    SELECT c.tid, c.pid, s.snapshot, c.b_tp, c.q_tp
+    FROM (
+        SELECT tid, pid, j,
+               CAST(sum(b_tp) OVER w AS BIGINT) AS b_tp, sum(q_tp) OVER w AS q_tp,
+               coalesce(lead(j) OVER (PARTITION BY tid, pid ORDER BY j), 2147483647) AS j_next
+        FROM pairs_b
+        WINDOW w AS (PARTITION BY tid, pid ORDER BY j ROWS UNBOUNDED PRECEDING)
+    ) c JOIN snaps s ON s.j >= c.j AND s.j < c.j_next
+    WHERE c.b_tp >= $token_min_pair
 ),
 -- Every join on integer ids and the snapshot, the names put back last: joined on names that a
 -- subquery maps back, the planner matched the pairs to every product of their snapshot first
