@@ -163,6 +163,22 @@ def test_the_compiled_booster_scores_bit_for_bit_and_is_cached(served, tmp_path)
     assert list(tmp_path.glob("*.so")) == cached and cached[0].stat().st_mtime_ns == mtime
 
 
+@pytest.mark.parametrize("block_trees", [1, 3, 34, 1000])
+def test_any_cache_block_size_adds_the_trees_in_lightgbms_order(
+    served, tmp_path, monkeypatch, block_trees
+):
+    """Blocks of trees (one, a ragged split of the 40, two, all in one) give LightGBM's floats:
+    each block goes on from the row's partial score, so the sum's order is LightGBM's."""
+    _, server = served
+    monkeypatch.setattr(compiled, "BLOCK_TREES", block_trees)
+    x = np.random.default_rng(2).normal(size=(20_000, len(server.features))) * 3
+    x[np.random.default_rng(3).random(x.shape) < 0.1] = np.nan
+    fast = compiled.compile_booster(server.artifacts["booster"], tmp_path)
+    assert fast is not None
+    assert np.array_equal(fast(x, 2), server.booster.predict(x))
+    assert [p.name.split("-")[1] for p in tmp_path.glob("*.so")] == [f"blocks{block_trees}"]
+
+
 def test_the_batch_scores_with_the_compiled_booster_or_falls_back(served, monkeypatch):
     """The asset's path really uses the compiled booster (its check passed), and without it
     (a failed compile) LightGBM gives the same table."""
