@@ -8,6 +8,8 @@ requests the pyfunc has to clean or label (no label, an unknown label, padded st
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -177,6 +179,19 @@ def test_any_cache_block_size_adds_the_trees_in_lightgbms_order(
     assert fast is not None
     assert np.array_equal(fast(x, 2), server.booster.predict(x))
     assert [p.name.split("-")[1] for p in tmp_path.glob("*.so")] == [f"blocks{block_trees}"]
+
+
+def test_a_compile_with_another_block_size_is_not_the_cached_one(served, tmp_path, monkeypatch):
+    """The block size is part of the cache key: a file compiled with other blocks (or by the
+    former one-block layout) is neither loaded nor counted as cached."""
+    _, server = served
+    booster = server.artifacts["booster"]
+    (tmp_path / f"{compiled._model_digest(Path(booster))}-plain-1.3.0-0.44.0-x.so").write_bytes(b"")
+    assert not compiled._in_cache(Path(booster), tmp_path)
+    assert compiled.compile_booster(booster, tmp_path) is not None
+    assert compiled._in_cache(Path(booster), tmp_path)
+    monkeypatch.setattr(compiled, "BLOCK_TREES", compiled.BLOCK_TREES + 1)
+    assert not compiled._in_cache(Path(booster), tmp_path)
 
 
 def test_the_batch_scores_with_the_compiled_booster_or_falls_back(served, monkeypatch):

@@ -36,7 +36,9 @@ CHECK_ROWS = 2_000  # rows scored by both, on first use, before the compiled sco
 # Both the compile and the per-row saving grow with the trees (CPU-s, one process, 2 threads):
 # the 146-tree medium champion compiles in 2.35 CPU-s and scores 5.14 (LightGBM) against 2.27
 # (compiled) µs per row, so it repays itself after 0.82M rows; the 31-tree small one 0.37-0.45
-# CPU-s against 0.95 / 0.36 µs per row: 0.7M rows (benchmarks/REPORT.md).
+# CPU-s against 0.95 / 0.36 µs per row: 0.7M rows (benchmarks/REPORT.md). Those were one-block
+# compiles; in blocks the 262-tree large champion compiles in 3.2 CPU-s and scores 5.8 against
+# 1.7 µs per row (1 thread): 0.8M rows, so the threshold stands.
 COMPILE_MIN_ROWS = 1_000_000
 
 # Trees per cache block: lleaves' default; 16-64 were within 5 % (262 trees, large rows), 8 and
