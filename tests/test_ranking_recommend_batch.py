@@ -8,6 +8,8 @@ requests the pyfunc has to clean or label (no label, an unknown label, padded st
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -161,6 +163,35 @@ def test_the_compiled_booster_scores_bit_for_bit_and_is_cached(served, tmp_path)
     again = compiled.compile_booster(server.artifacts["booster"], tmp_path)
     assert again is not None and np.array_equal(again(x, 1), server.booster.predict(x))
     assert list(tmp_path.glob("*.so")) == cached and cached[0].stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("block_trees", [1, 3, 34, 1000])
+def test_any_cache_block_size_adds_the_trees_in_lightgbms_order(
+    served, tmp_path, monkeypatch, block_trees
+):
+    """Blocks of trees (one, a ragged split of the 40, two, all in one) give LightGBM's floats:
+    each block goes on from the row's partial score, so the sum's order is LightGBM's."""
+    _, server = served
+    monkeypatch.setattr(compiled, "BLOCK_TREES", block_trees)
+    x = np.random.default_rng(2).normal(size=(20_000, len(server.features))) * 3
+    x[np.random.default_rng(3).random(x.shape) < 0.1] = np.nan
+    fast = compiled.compile_booster(server.artifacts["booster"], tmp_path)
+    assert fast is not None
+    assert np.array_equal(fast(x, 2), server.booster.predict(x))
+    assert [p.name.split("-")[1] for p in tmp_path.glob("*.so")] == [f"blocks{block_trees}"]
+
+
+def test_a_compile_with_another_block_size_is_not_the_cached_one(served, tmp_path, monkeypatch):
+    """The block size is part of the cache key: a file compiled with other blocks (or by the
+    former one-block layout) is neither loaded nor counted as cached."""
+    _, server = served
+    booster = server.artifacts["booster"]
+    (tmp_path / f"{compiled._model_digest(Path(booster))}-plain-1.3.0-0.44.0-x.so").write_bytes(b"")
+    assert not compiled._in_cache(Path(booster), tmp_path)
+    assert compiled.compile_booster(booster, tmp_path) is not None
+    assert compiled._in_cache(Path(booster), tmp_path)
+    monkeypatch.setattr(compiled, "BLOCK_TREES", compiled.BLOCK_TREES + 1)
+    assert not compiled._in_cache(Path(booster), tmp_path)
 
 
 def test_the_batch_scores_with_the_compiled_booster_or_falls_back(served, monkeypatch):
