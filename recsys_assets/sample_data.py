@@ -472,10 +472,20 @@ def generate_sample(
             fmt=fmt,
             registry=registry,
         )
-    model = _model(registry)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, n_r, 20261031]))
-    bar = _progress_bar(progress, total=3, desc=f"sample {scale}")
-    products_tbl = pa.table(
+    return _generate_default(
+        _model(registry),
+        files,
+        n_r,
+        target_lines,
+        seed=seed,
+        scale=scale,
+        fmt=fmt,
+        progress=progress,
+    )
+
+
+def _products_table(model: _Model) -> pa.Table:
+    return pa.table(
         {
             "product_id": [f"P{i + 1:04d}" for i in range(model.n_products)],
             "name": [p.name for p in model.products],
@@ -483,6 +493,24 @@ def generate_sample(
             "unit_price": pa.array([p.price for p in model.products], pa.int64()),
         }
     )
+
+
+def _generate_default(
+    model: _Model,
+    files: SampleFiles,
+    n_r: int,
+    target_lines: float,
+    *,
+    seed: int,
+    scale: str,
+    fmt: str,
+    progress: bool,
+) -> SampleFiles:
+    """The default world's sample, the restaurant texts and the other files on a worker thread
+    beside the order draws and the orders' writing (same draws, same bytes as sequentially)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, n_r, 20261031]))
+    bar = _progress_bar(progress, total=3, desc=f"sample {scale}")
+    products_tbl = _products_table(model)
     # the same draws as _make_restaurants, the texts' Python loop on a worker thread
     facts = _draw_restaurant_facts(model, n_r, rng)
     rnd = random.Random(int(rng.integers(0, 2**63 - 1)))
