@@ -116,10 +116,12 @@ _FETCH_ROWS = 1_000_000
 # bootstrap 95 % CI of the gain; lambdarank, before rank_xendcg; see benchmarks/REPORT.md):
 #   6k 0.5296 (108 CPU-s to load and fit) -> 12k 0.5303, +0.0006 (-0.0003..+0.0015), 102 CPU-s
 #   -> 24k 0.5316, +0.0014 (+0.0005..+0.0023), 415 CPU-s, 400 trees (the round cap).
-# Doubling past 12k still helps measurably, but by 0.26 % of NDCG@10 for 4x the training CPU; the
-# 48k point (stopped unfinished, peak RSS 4.6 GiB) and the full set cost more again, which the
-# 300 s rebuild budget (the fit's share about a minute) cannot pay. Halving to 6k saves nothing
-# measurable (more trees). So 12k: past the knee of the curve, about a minute of fit.
+# Doubling past 12k still helps measurably, but by 0.26 % of NDCG@10 for 4x the training CPU.
+# Re-measured by `make bench` on 2026-12-04 (rank_xendcg, a faster machine; benchmarks/REPORT.md,
+# learning curve): 8k 0.5307 (11.7 s to fit) -> 16k 0.5310 (21.1 s) -> 32k 0.5323 (36.9 s) -> 64k
+# 0.5338 (82.0 s) -> all 107,861 queries 0.5351 (102.7 s, 7.2M rows). The whole set is +0.8 % of
+# NDCG@10 for ~6x the fit and a bigger model to score in serving (the large `recommendations`
+# step is 24 s of its 30 s budget with a 166-tree champion). So 12k: past the knee of the curve.
 MAX_QUERIES: dict[str, int | None] = {"train": 12_000, "valid": 4_000}  # None: all
 
 
