@@ -248,6 +248,8 @@ def _predictor(con, booster, compiled_cache: Path | None):
 
 def _score_coded(con, predict, split: str, names: list[str], code):
     """Stream the split (ids as the codes of _eval_q/_eval_p) through `predict` in batches."""
+    from recsys_assets.ranking.compiled import feature_matrix
+
     cols = ", ".join(f"CAST(c.{c} AS DOUBLE) AS {c}" for c in names)
     q_ids = con.execute("SELECT restaurant_id FROM _eval_q ORDER BY qc").fetchnumpy()
     p_ids = con.execute("SELECT product_id FROM _eval_p ORDER BY pc").fetchnumpy()
@@ -259,9 +261,7 @@ def _score_coded(con, predict, split: str, names: list[str], code):
     ).to_arrow_reader(_SCORE_ROWS)
     qc, pc, scores = [], [], []
     for batch in reader:
-        x = np.empty((batch.num_rows, len(names)), dtype=np.float64)
-        for j, c in enumerate(names):
-            x[:, j] = batch.column(c).to_numpy(zero_copy_only=False)
+        x = feature_matrix(batch, names)
         if code is not None:  # serving's industry_code: industry_coder over the names (NULL too)
             at, uniques = pd.factorize(batch.column("industry").to_numpy(zero_copy_only=False))
             lookup = np.array([*(code(u) for u in uniques), code(None)], dtype=np.float64)
