@@ -120,8 +120,9 @@ def _oracle_recommend(server: RankerServer, requests: pd.DataFrame) -> pd.DataFr
 
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory):
-    """(current model's artefacts, an old model's artefacts): a ranker trained on the synthetic
-    warehouse with some Latin menus, some token shares deleted (pairs one table lacks)."""
+    """The artefacts of a ranker trained on the synthetic warehouse with some Latin menus, some
+    token shares deleted (pairs one table lacks): as logged ("new"), as a model logged before the
+    share tables and the containment match ("old"), and with no known token at all ("bare")."""
     root = tmp_path_factory.mktemp("rk-request")
     con = make_synthetic_warehouse(root / "w.duckdb", n_restaurants=300, seed=21)
     con.execute(
@@ -142,12 +143,17 @@ def serving(tmp_path_factory):
     for param in pyfunc_model._OLD_MODEL_PARAMS:
         del meta["candidate_params"][param]
     (old / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
-    return root / "new", old
+    bare = root / "bare"  # a snapshot that knows no menu token
+    shutil.copytree(root / "new", bare)
+    for table in ("rk_snap_token", "rk_snap_token_prod", "rk_snap_token_share"):
+        path = bare / pyfunc_model.TABLE_FILES[table]
+        pd.read_parquet(path).head(0).to_parquet(path, index=False)
+    return {"new": root / "new", "old": old, "bare": bare}
 
 
-@pytest.mark.parametrize("model", ["new", "old"])
+@pytest.mark.parametrize("model", ["new", "old", "bare"])
 def test_each_request_gets_the_features_and_list_of_the_batch_path(serving, model):
-    server = RankerServer(serving[0] if model == "new" else serving[1])
+    server = RankerServer(serving[model])
     if model == "new":
         assert server.index.inside  # the containment match is on, and Latin tokens are known
         assert {"pepperoni", "cheese ball"} <= set(server.index.tid)
@@ -161,12 +167,12 @@ def test_each_request_gets_the_features_and_list_of_the_batch_path(serving, mode
         )
 
 
-@pytest.mark.parametrize("model", ["new", "old"])
+@pytest.mark.parametrize("model", ["new", "old", "bare"])
 def test_many_requests_at_once_equal_the_batch_path(serving, model):
-    server = RankerServer(serving[0] if model == "new" else serving[1])
+    server = RankerServer(serving[model])
     requests = _requests(seed=2, n=120)
     got, want = server.features_for(requests)[0], _oracle_features(server, requests)[0]
-    assert len(got) > 1000 and got["n_known_tokens"].gt(1).any()
+    assert len(got) > 1000 and got["n_known_tokens"].gt(1).any() == (model != "bare")
     assert got["token_share_log_lift_sum"].ne(0).any() == (model == "new")  # old: no shares
     assert_same_frame(got, want, NEAR_ZERO)
     pd.testing.assert_frame_equal(
@@ -175,7 +181,7 @@ def test_many_requests_at_once_equal_the_batch_path(serving, model):
 
 
 def test_concurrent_requests_do_not_mix(serving):
-    server = RankerServer(serving[0])
+    server = RankerServer(serving["new"])
     requests = [_requests(seed=s, n=1 + s % 3) for s in range(3, 27)]
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(server.recommend, requests))
@@ -184,7 +190,7 @@ def test_concurrent_requests_do_not_mix(serving):
 
 
 def test_an_empty_request_frame_gets_no_rows(serving):
-    server = RankerServer(serving[0])
+    server = RankerServer(serving["new"])
     empty = _requests(seed=0, n=0)
     assert list(server.recommend(empty).columns) == list(pyfunc_model.OUTPUT_COLUMNS)
     assert server.recommend(empty).empty

@@ -70,23 +70,19 @@ class SnapshotIndex:
         ids = [f"i{i:09d}" for i in range(len(industries))] + ["g"]
         ids += [f"t{i:09d}" for i in range(len(tokens))]
         n = len(ids)
+        typed = {  # arrow, typed even when a list is empty (no industry or no known token)
+            "restaurant_id": pa.array(ids, pa.string()),
+            "snapshot": pa.array([snapshot] * n, pa.date32()),
+            "industry": pa.array([*industries, *([None] * (n - len(industries)))], pa.string()),
+            "industry_code": pa.array([0] * n, pa.int64()),
+            "label_confidence": pa.array([1.0] * n, pa.float64()),
+            "region_code": pa.nulls(n, pa.int64()),
+            "size_ord": pa.nulls(n, pa.int64()),
+        }
+        cur.register("rk_queries", pa.table(typed))
+        menus = {"restaurant_id": ids[len(industries) + 1 :], "token": tokens}
         cur.register(
-            "rk_queries",
-            pd.DataFrame(
-                {
-                    "restaurant_id": ids,
-                    "snapshot": [snapshot] * n,
-                    "industry": [*industries, *([None] * (n - len(industries)))],
-                    "industry_code": [0] * n,
-                    "label_confidence": [1.0] * n,
-                    "region_code": pd.array([None] * n, dtype="Int64"),
-                    "size_ord": pd.array([None] * n, dtype="Int64"),
-                }
-            ),
-        )
-        cur.register(
-            "rk_menu_tokens",
-            pd.DataFrame({"restaurant_id": ids[len(industries) + 1 :], "token": tokens}),
+            "rk_menu_tokens", pa.table({c: pa.array(v, pa.string()) for c, v in menus.items()})
         )
         # Each token query knows its own token only: no containment match for it.
         alone = {**params, "contain_min_len": 1 << 30}
