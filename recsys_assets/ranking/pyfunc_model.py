@@ -31,6 +31,7 @@ from recsys_assets import taxonomy
 from recsys_assets.ranking.compiled import feature_matrix
 from recsys_assets.ranking.dataset import (
     SIZE_ORD,
+    RankingConfig,
     RankingDataset,
     candidate_params,
     industry_coder,
@@ -69,7 +70,8 @@ ADDED_TABLES = {
 _OLD_MODEL_PARAMS = {
     # menu words counted as the known tokens they contain: no known token is this long
     "contain_min_len": 1_000_000,
-    "share_a": 5.0,  # smoothing of the basket-share features (which such a booster never reads)
+    # smoothing of the basket-share features (which such a booster never reads): the default
+    "share_a": RankingConfig.share_smoothing,
 }
 INPUT_COLUMNS = (
     "restaurant_id",
