@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from recsys_assets.labeling.offline import OfflineLabeler
 
 DEFAULT_K = 10
+MAX_K = 100
 # Feature rows from which LightGBM predicts with its OpenMP threads (a request has ~100).
 PARALLEL_ROWS = 20_000
-MAX_K = 100
 BOOSTER_FILE = "booster.txt"
 META_FILE = "meta.json"
 TABLE_FILES = {
