@@ -216,9 +216,19 @@ class RankerServer:
             )
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)
-        self.index = SnapshotIndex(self._con, self.snapshot, self.params)
+        self._index: SnapshotIndex | None = None
         self._labeler: OfflineLabeler | None = None
         self._lock = threading.Lock()
+
+    @property
+    def index(self) -> SnapshotIndex:
+        """Built by the first request: the `recommendations` asset loads the server for its
+        artefacts and scores set-based, so it never pays for it."""
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    self._index = SnapshotIndex(self._con, self.snapshot, self.params)
+        return self._index
 
     def set_threads(self, threads: int) -> None:
         """One thread keeps single requests fast; batch scoring of a whole base wants them all."""
