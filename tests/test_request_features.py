@@ -2,7 +2,7 @@
 
 A RankerServer answered each request with `token_features.candidate_features` over the request
 registered as rk_queries / rk_menu_tokens (about a dozen SQL statements); it now runs that SQL once
-at load (`SnapshotIndex`) and one statement per request. The previous path is kept here as the
+per server (`SnapshotIndex`) and one statement per request. The previous path is kept here as the
 oracle (`_oracle_features`, `_oracle_recommend`: the code the server ran before): for the same
 requests the feature rows must be the same (identical ids and integers, floats within 1e-9
 relative), and so the ranked lists and scores. Requests cover every industry given, labeled or

@@ -3,9 +3,9 @@
 `token_features.candidate_features` serves any set of queries with about a dozen SQL statements
 (work tables, candidates, statistics, the registry SELECT): for one request, ~35 ms of the warm
 pyfunc's ~45. All but the request is fixed for a server, so `SnapshotIndex` runs those same
-cf_*.sql statements once, at load, over synthetic queries (one per industry without a menu, one
-without an industry, one per known token holding that token alone) and keeps their answers as
-arrays. A request then takes its industry's candidates and each of its known tokens' (the UNION of
+cf_*.sql statements once per server (on its first request) over synthetic queries (one per
+industry without a menu, one without an industry, one per known token holding that token alone)
+and keeps their answers as arrays. A request then takes its industry's candidates and each of its known tokens' (the UNION of
 cf_candidates.sql, every part of which depends on the industry or on one token), matches its menu
 words against the known tokens as cf_query_tokens.sql does, aggregates with
 `token_features.token_aggregates`, and runs one statement: the feature registry's SELECT.
