@@ -5,9 +5,10 @@ Why this shape:
   back through pickle, so the model is the booster's own text file plus Parquet/JSON tables.
 - The pyfunc is logged as *models from code* (a tiny script calling `mlflow.models.set_model`), so
   MLflow does not cloudpickle the Python object either.
-- Serving features are computed with the same code as training (`token_features.candidate_features`),
-  run by an in-memory DuckDB over the exported serving snapshot: one definition, no training/serving skew,
-  and no warehouse needed at serving time.
+- Serving features are computed with the same SQL and numpy as training (`token_features`), run by
+  an in-memory DuckDB over the exported serving snapshot: one definition, no training/serving skew,
+  and no warehouse needed at serving time. What does not depend on the request is computed once per
+  server (`request_features.SnapshotIndex`), so a request runs one SQL statement.
 
 Input rows: any of restaurant_id, industry, name, menu, description, region, size, label_confidence, k.
 A row without a valid industry is labeled from name + menu with the OfflineLabeler.
@@ -27,21 +28,25 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets import taxonomy
+from recsys_assets.ranking.compiled import feature_matrix
 from recsys_assets.ranking.dataset import (
     SIZE_ORD,
+    RankingConfig,
     RankingDataset,
     candidate_params,
     industry_coder,
     menu_tokens,
 )
 from recsys_assets.ranking.features import CATEGORICAL_FEATURES
-from recsys_assets.ranking.token_features import candidate_features
+from recsys_assets.ranking.request_features import SnapshotIndex
 
 if TYPE_CHECKING:
     from recsys_assets.labeling.offline import OfflineLabeler
 
 DEFAULT_K = 10
 MAX_K = 100
+# Feature rows from which LightGBM predicts with its OpenMP threads (a request has ~100).
+PARALLEL_ROWS = 20_000
 BOOSTER_FILE = "booster.txt"
 META_FILE = "meta.json"
 TABLE_FILES = {
@@ -65,7 +70,8 @@ ADDED_TABLES = {
 _OLD_MODEL_PARAMS = {
     # menu words counted as the known tokens they contain: no known token is this long
     "contain_min_len": 1_000_000,
-    "share_a": 5.0,  # smoothing of the basket-share features (which such a booster never reads)
+    # smoothing of the basket-share features (which such a booster never reads): the default
+    "share_a": RankingConfig.share_smoothing,
 }
 INPUT_COLUMNS = (
     "restaurant_id",
@@ -210,8 +216,19 @@ class RankerServer:
             )
         products = self._con.execute("SELECT product_id, name FROM products").fetchall()
         self.product_names = dict(products)
+        self._index: SnapshotIndex | None = None
         self._labeler: OfflineLabeler | None = None
         self._lock = threading.Lock()
+
+    @property
+    def index(self) -> SnapshotIndex:
+        """Built by the first request: the `recommendations` asset loads the server for its
+        artefacts and scores set-based, so it never pays for it."""
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    self._index = SnapshotIndex(self._con, self.snapshot, self.params)
+        return self._index
 
     def set_threads(self, threads: int) -> None:
         """One thread keeps single requests fast; batch scoring of a whole base wants them all."""
@@ -226,9 +243,10 @@ class RankerServer:
         pred = self._labeler.predict(name or "", menu or "", description)
         return pred.industry, float(pred.confidence)
 
-    def _queries(self, requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
+    def _queries(self, requests: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]], list[int]]:
+        """The requests as rk_queries rows (ids q00000000, ...), their menu tokens, their ks."""
         rows: list[tuple] = []
-        toks: list[tuple[str, str]] = []
+        words: list[list[str]] = []
         ks: list[int] = []
         for i, rec in enumerate(requests.to_dict("records")):
             get = rec.get  # a column the request lacks reads as None
@@ -259,7 +277,7 @@ class RankerServer:
                     SIZE_ORD.get((size or "").lower()),
                 )
             )
-            toks.extend((qid, t) for t in menu_tokens(_clean_str(get("menu"))))
+            words.append(menu_tokens(_clean_str(get("menu"))))
         q = pd.DataFrame(
             rows,
             columns=[
@@ -274,62 +292,60 @@ class RankerServer:
         )
         q["region_code"] = q["region_code"].astype("Int64")
         q["size_ord"] = q["size_ord"].astype("Int64")
-        t = pd.DataFrame(toks, columns=["restaurant_id", "token"]).astype(object)
-        return q, t, ks
+        return q, words, ks
 
     def features_for(self, requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[int]]:
         """Candidate feature rows for the requests (query ids q00000000, ...), plus queries and ks."""
-        q, t, ks = self._queries(requests)
-        cur = self._con.cursor()
+        return self._features(requests, lambda cur, text: cur.execute(text).df())
+
+    def _features(self, requests: pd.DataFrame, fetch):
+        """(`fetch`(cursor, SQL of the feature rows sorted by query and product), queries, ks)."""
+        q, words, ks = self._queries(requests)
+        cur = self._con.cursor()  # its registered views are its own: requests never mix
         try:
-            # The names the shared SQL reads; views of this cursor only, so requests never mix.
-            cur.register("rk_queries", q)
-            cur.register("rk_menu_tokens", t)
-            with candidate_features(cur, self.params) as features:
-                feats = cur.execute(
-                    f"SELECT * FROM ({features}) ORDER BY restaurant_id, product_id"
-                ).df()
+            with self.index.candidate_features(cur, q, words) as features:
+                got = fetch(cur, f"SELECT * FROM ({features}) ORDER BY restaurant_id, product_id")
         finally:
             cur.close()
-        return feats, q, ks
+        return got, q, ks
 
     def recommend(self, requests: pd.DataFrame) -> pd.DataFrame:
-        feats, q, ks = self.features_for(requests)
-        if feats.empty:
+        """The top k of each request: score descending, ties by product id. Arrays, not pandas
+        operations, past the features (a few ms of a single request's ~20)."""
+        feats, q, ks = self._features(requests, lambda cur, text: cur.sql(text).to_arrow_table())
+        if feats.num_rows == 0:
             return pd.DataFrame(columns=list(OUTPUT_COLUMNS))
-        x = feats[self.features].astype("float64").to_numpy()
-        feats["score"] = self.booster.predict(x)
-        feats = feats.sort_values(
-            ["restaurant_id", "score", "product_id"],
-            ascending=[True, False, True],
-            kind="mergesort",
-        )
-        feats["rank"] = feats.groupby("restaurant_id", sort=False).cumcount() + 1
+        x = feature_matrix(feats, self.features)
+        # One request's rows gain nothing from OpenMP threads (which spin on a busy machine).
+        score = np.asarray(self.booster.predict(x, num_threads=1 if len(x) < PARALLEL_ROWS else 0))
         qi = {qid: i for i, qid in enumerate(q["restaurant_id"])}
-        feats["request_index"] = feats["restaurant_id"].map(qi)
-        # Per request, then indexed per row (no Python per candidate row).
-        keep = feats["rank"].to_numpy() <= np.asarray(ks)[feats["request_index"].to_numpy()]
-        feats = feats[keep]
+        request = np.array([qi[r] for r in feats.column("restaurant_id").to_pylist()])
+        # Rows come sorted by request, then product id: the row number breaks score ties.
+        order = np.lexsort((np.arange(len(score)), -score, request))
+        request, score = request[order], score[order]
+        first = np.flatnonzero(np.r_[True, request[1:] != request[:-1]])
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)])) + 1
+        keep = rank <= np.asarray(ks)[request]
+        idx, rank, score, order = request[keep], rank[keep], score[keep], order[keep]
+        products = feats.column("product_id").take(order).to_pylist()
         ids = (
             requests["restaurant_id"].tolist()
             if "restaurant_id" in requests.columns
             else [None] * len(q)
         )
         rids = np.array([_clean_str(i) or "" for i in ids], dtype=object)
-        idx = feats["request_index"].to_numpy()
-        out = pd.DataFrame(
+        return pd.DataFrame(
             {
                 "request_index": idx.astype("int64"),
                 "restaurant_id": rids[idx].tolist(),
                 "industry": q["industry"].to_numpy()[idx],
                 "label_confidence": q["label_confidence"].to_numpy(dtype="float64")[idx],
-                "rank": feats["rank"].to_numpy(dtype="int64"),
-                "product_id": feats["product_id"].astype(str).to_numpy(),
-                "name": feats["product_id"].map(self.product_names).fillna("").tolist(),
-                "score": feats["score"].to_numpy(dtype="float64"),
+                "rank": rank.astype("int64"),
+                "product_id": np.array(products, dtype=object),
+                "name": [self.product_names.get(p) or "" for p in products],
+                "score": score,
             }
         )
-        return out.sort_values(["request_index", "rank"], kind="mergesort").reset_index(drop=True)
 
 
 def server_for(artifacts: dict[str, str] | str | Path):

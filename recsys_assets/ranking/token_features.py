@@ -59,22 +59,39 @@ def candidate_features(
     of some of its rows), valid inside the block: one definition for training, evaluation and
     serving. Reads rk_menu_tokens and the rk_snap_* tables; `params`: dataset.candidate_params.
     The work tables are temporary (this connection's own) and dropped on exit."""
+    with work_tables(con, params, queries):
+        text = sql.load("cf_candidates")
+        pairs = con.sql(text, params=sql.params_for(text, params)).to_arrow_table()
+        con.register(_CANDIDATES, _with_aggregates(con, pairs, params))
+        try:
+            yield features_sql()
+        finally:
+            con.unregister(_CANDIDATES)
+
+
+@contextmanager
+def work_tables(
+    con: duckdb.DuckDBPyConnection, params: dict, queries: str = "rk_queries"
+) -> Iterator[None]:
+    """rk_cf_queries, rk_cf_products, rk_cf_known, rk_cf_query_tokens of `queries` (see
+    sql/cf_*.sql) as this connection's temporary tables inside the block."""
     fragments = {"queries": queries}
     try:
         for table in _WORK_TABLES:
             verb = f"CREATE OR REPLACE TEMP TABLE {table} AS"
             sql.run(con, table.removeprefix("rk_"), params, fragments, prefix=verb)
-        text = sql.load("cf_candidates")
-        pairs = con.sql(text, params=sql.params_for(text, params)).to_arrow_table()
-        con.register(_CANDIDATES, _with_aggregates(con, pairs, params))
-        yield sql.load(
-            "candidate_features",
-            {"feature_columns": feature_columns_sql(), "candidates": _CANDIDATES},
-        )
+        yield
     finally:
-        con.unregister(_CANDIDATES)
         for table in _WORK_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
+def features_sql(candidates: str = _CANDIDATES) -> str:
+    """The feature registry's SELECT (sql/candidate_features.sql) over `candidates`: the pairs
+    with their aggregates (`aggregates_table`), joined to rk_cf_queries by rq."""
+    return sql.load(
+        "candidate_features", {"feature_columns": feature_columns_sql(), "candidates": candidates}
+    )
 
 
 def _arrays(result: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
@@ -82,16 +99,28 @@ def _arrays(result: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
 
 
 def _with_aggregates(con: duckdb.DuckDBPyConnection, pairs: pa.Table, params: dict) -> pa.Table:
-    """The candidates' ids with the aggregates (NULL for a query without a known token)."""
+    """The candidates' ids with the aggregates, from the work tables of `con`."""
     known = _arrays(con.execute("SELECT tid, si, n_t, d, ln_d FROM rk_cf_known"))
     tokens = _arrays(con.execute("SELECT rq, tid FROM rk_cf_query_tokens ORDER BY rq, tid"))
     stats = _arrays(sql.run(con, "cf_token_stats", params))
+    return aggregates_table(pairs, tokens, known, stats, float(params["share_a"]))
+
+
+def aggregates_table(
+    pairs: pa.Table,
+    tokens: dict[str, np.ndarray],
+    known: dict[str, np.ndarray],
+    stats: dict[str, np.ndarray],
+    share_a: float,
+) -> pa.Table:
+    """`pairs` (rq, si, pc, g, restaurant_id, product_id)' ids with the aggregates (NULL for a
+    query without a known token): the table `features_sql` reads; arguments as token_aggregates'."""
     values, has = token_aggregates(
         {c: pairs.column(c).to_numpy() for c in ("rq", "si", "pc", "g")},
         tokens,
         known,
         stats,
-        float(params["share_a"]),
+        share_a,
     )
     columns = {c: pairs.column(c) for c in ("rq", "restaurant_id", "product_id")}
     columns.update({c: pa.array(values[c], mask=~has) for c in AGGREGATES})
