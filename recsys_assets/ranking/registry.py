@@ -297,7 +297,14 @@ def log_to_mlflow(
     register: bool = True,
     digest: str | None = None,
 ) -> LoggedModel:
-    """Log one training run and (by default) register it as the `challenger` version."""
+    """Log one training run and (by default) register it as the `challenger` version.
+
+    `evaluation`: the Evaluation, or a callable that waits for it (`ranker_model` scores the
+    holdout in a thread meanwhile). What does not need it is logged first: the run, its datasets,
+    params and the pyfunc (~1.5 s of single-threaded Python); then its description, the metrics
+    (MLflow links metrics logged after a model to it, as it copies earlier ones when logging it),
+    the evaluation artefacts and the registration, last, so a failure leaves no version.
+    """
     import mlflow
 
     settings = settings or load_settings()
@@ -311,13 +318,11 @@ def log_to_mlflow(
     }
     if dagster_run_id:
         tags["dagster_run_id"] = dagster_run_id
-    trained_on = _trained_on(dataset, evaluation, dagster_run_id)
     run_tags = {
         **tags,
         # Without these MLflow shows the entry point's file (`__main__.py`) as the run's source.
         "mlflow.source.name": "recsys_assets.orchestration.ranking:ranker_model",
         "mlflow.source.type": "JOB",
-        "mlflow.note.content": trained_on,
     }
     with (
         tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp,
@@ -333,9 +338,12 @@ def log_to_mlflow(
                 for k, v in _run_params(trained, dataset).items()
             }
         )
+        info = _log_ranker_pyfunc(con, trained, dataset, tmpd / "serving")
+        evaluation = evaluation() if callable(evaluation) else evaluation
+        trained_on = _trained_on(dataset, evaluation, dagster_run_id)
+        mlflow.set_tag("mlflow.note.content", trained_on)
         mlflow.log_metrics(_run_metrics(trained, evaluation, dataset))
         _log_evaluation_artifacts(trained, evaluation, dataset, tmpd)
-        info = _log_ranker_pyfunc(con, trained, dataset, tmpd / "serving")
         version = None
         if register:
             version = _register_challenger(
