@@ -385,7 +385,8 @@ def _former_log_to_mlflow(con, trained, evaluation, dataset, settings, dagster_r
             }
         )
         mlflow.log_metrics(reg._run_metrics(trained, evaluation, dataset))
-        reg._log_evaluation_artifacts(trained, evaluation, dataset, Path(tmp))
+        plots = reg.evaluation_plots(trained, evaluation, Path(tmp))
+        reg._log_evaluation_artifacts(plots, evaluation, dataset, Path(tmp))
         info = reg._log_ranker_pyfunc(con, trained, dataset, Path(tmp) / "serving")
         version = reg._register_challenger(
             client, info.model_uri, tags, trained_on, run.info.run_id, evaluation
