@@ -207,6 +207,22 @@ def _score_holdout(con, trained, dataset, settings, compiled_cache):
     return evaluation, time.perf_counter() - started
 
 
+def _registry_and_training_rows(con, settings, digest: str):
+    """(MlflowClient, the version registered with `digest` or None, the training matrices or None
+    with that version). The rows load in a thread on their own cursor (DuckDB: GIL-free) while
+    this one opens (on a new home: creates) the MLflow store and imports lightgbm (~1.5 s of
+    Python); a reused version wastes that one read."""
+    from recsys_assets.ranking.registry import configure_mlflow, find_version_by_digest
+    from recsys_assets.ranking.train import import_lightgbm, load_training_matrices
+
+    with con.cursor() as cur, in_thread("rk-train-rows", load_training_matrices, cur) as rows:
+        client = configure_mlflow(settings)
+        existing = find_version_by_digest(client, digest)
+        if existing is None:
+            import_lightgbm()
+    return client, existing, (rows.result() if existing is None else None)
+
+
 def _log_beside_scoring(context, con, trained, dataset, settings, digest: str):
     """(LoggedModel, Evaluation, its seconds): the holdout scoring (DuckDB, LLVM, predict: mostly
     GIL-free) runs in a thread on its own cursor while this one logs the run and the pyfunc to
@@ -299,25 +315,18 @@ def ranker_model(
 ) -> dg.MaterializeResult:
     from recsys_assets.ranking.dataset import load_dataset_summary
     from recsys_assets.ranking.evaluate import save_evaluation
-    from recsys_assets.ranking.registry import (
-        configure_mlflow,
-        find_version_by_digest,
-        holdout_key,
-        model_digest,
-        model_key,
-    )
+    from recsys_assets.ranking.registry import holdout_key, model_digest, model_key
     from recsys_assets.ranking.train import DEFAULT_PARAMS, train_ranker
 
     settings = run_settings(recsys, mlflow=mlflow)
-    client = configure_mlflow(settings)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
         digest = model_digest("ranker", dataset, DEFAULT_PARAMS)
-        existing = find_version_by_digest(client, digest)
+        client, existing, matrices = _registry_and_training_rows(con, settings, digest)
         if existing is not None:
             # Same code, recipe and data: training again would register an identical copy.
             return _reuse_version(context, con, client, existing, dataset, settings, digest)
-        trained = train_ranker(con, dataset)
+        trained = train_ranker(con, dataset, matrices=matrices)
         logged, evaluation, evaluate_seconds = _log_beside_scoring(
             context, con, trained, dataset, settings, digest
         )
