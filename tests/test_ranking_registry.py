@@ -7,8 +7,10 @@ on the aliases the previous one left.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -343,3 +345,160 @@ def test_logged_plots_are_the_plots_drawn_again(env, tmp_path):
     assert [p.read_bytes() for p in read] == [p.read_bytes() for p in drawn]
     client.delete_model_version_tag(reg.MODEL_NAME, logged.version, "run_id")
     assert reg.logged_plots(client, logged.version, tmp_path / "none") is None
+
+
+def _former_log_to_mlflow(con, trained, evaluation, dataset, settings, dagster_run_id):
+    """The oracle: log_to_mlflow as it was before the holdout scoring ran beside it (main
+    278f82f): the description at the start, the metrics and plots before the pyfunc."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    client = reg.configure_mlflow(settings)
+    exp_id = reg._experiment_id(client, settings)
+    tags = {
+        "data_snapshot_hash": dataset.snapshot_hash,
+        "cutoff": str(dataset.cutoff),
+        "kind": "ranker",
+        "model_digest": reg.model_digest("ranker", dataset, trained.params),
+        "dagster_run_id": dagster_run_id,
+    }
+    trained_on = reg._trained_on(dataset, evaluation, dagster_run_id)
+    run_tags = {
+        **tags,
+        "mlflow.source.name": "recsys_assets.orchestration.ranking:ranker_model",
+        "mlflow.source.type": "JOB",
+        "mlflow.note.content": trained_on,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp,
+        mlflow.start_run(
+            experiment_id=exp_id, run_name=reg.run_name(dagster_run_id), tags=run_tags
+        ) as run,
+    ):
+        reg._log_datasets(con)
+        mlflow.log_params(
+            {
+                k: (json.dumps(v) if isinstance(v, list | dict) else v)
+                for k, v in reg._run_params(trained, dataset).items()
+            }
+        )
+        mlflow.log_metrics(reg._run_metrics(trained, evaluation, dataset))
+        plots = reg.evaluation_plots(trained, evaluation, Path(tmp))
+        reg._log_evaluation_artifacts(plots, evaluation, dataset, Path(tmp))
+        info = reg._log_ranker_pyfunc(con, trained, dataset, Path(tmp) / "serving")
+        version = reg._register_challenger(
+            client, info.model_uri, tags, trained_on, run.info.run_id, evaluation
+        )
+    return reg.LoggedModel(run.info.run_id, info.model_uri, version, exp_id)
+
+
+# What differs between two loggings of the same model: ids and clocks.
+_VOLATILE = re.compile(
+    r"^(run_id|model_uuid|model_id|utc_time_created|artifact_path|mlflow\.log-model\.history)$"
+)
+
+
+def _files(root) -> dict[str, object]:
+    """Relative path -> bytes (MLmodel: its YAML without the ids, the clock and the temporary
+    directory)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            rel = p.relative_to(root).as_posix()
+            if p.name == "MLmodel":
+                # artifacts' "uri": where they were written, a temporary directory
+                text = re.sub(r"rk-mlflow-[^/]+", "rk-mlflow-*", p.read_text(encoding="utf-8"))
+                doc = yaml.safe_load(text)
+                out[rel] = {k: v for k, v in doc.items() if not _VOLATILE.match(k)}
+            else:
+                out[rel] = p.read_bytes()
+    return out
+
+
+def _logged_outputs(settings, logged, where) -> dict:
+    """Everything one logging left in MLflow, minus ids and clocks: the run (params, metrics and
+    their history, tags, dataset inputs, evaluation artefacts), the logged model (params, metrics,
+    tags, files) and the registered version (tags, description, aliases)."""
+    import mlflow
+
+    client = reg.configure_mlflow(settings)
+    run = client.get_run(logged.run_id)
+    model_id = run.outputs.model_outputs[0].model_id
+    lm = client.get_logged_model(model_id)
+    mv = client.get_model_version(reg.MODEL_NAME, logged.version)
+    evaluation_dir = client.download_artifacts(logged.run_id, "evaluation", str(where / "run"))
+    model_dir = mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=str(where / "model"))
+    return {
+        "params": run.data.params,
+        "metrics": run.data.metrics,
+        "history": {k: len(client.get_metric_history(logged.run_id, k)) for k in run.data.metrics},
+        "tags": {k: v for k, v in run.data.tags.items() if not _VOLATILE.match(k)},
+        "inputs": sorted(
+            (i.dataset.name, i.dataset.digest, sorted((t.key, t.value) for t in i.tags))
+            for i in run.inputs.dataset_inputs
+        ),
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "evaluation_files": _files(Path(evaluation_dir)),
+        "model_params": lm.params,
+        "model_metrics": sorted((m.key, m.value, m.step) for m in lm.metrics or []),
+        "model_tags": {k: v for k, v in lm.tags.items() if not _VOLATILE.match(k)},
+        "model_files": _files(Path(model_dir)),
+        "version_tags": {k: v for k, v in mv.tags.items() if not _VOLATILE.match(k)},
+        "version_description": mv.description,
+        "aliases": reg.aliases(settings),
+    }
+
+
+def test_logging_beside_the_holdout_scoring_leaves_what_the_former_order_left(
+    env, tmp_path, monkeypatch
+):
+    """ranker_model scores the holdout in a thread while log_to_mlflow logs what does not need it:
+    the run, the logged model and the version are those of the former order (the oracle above),
+    including the metrics MLflow links to the model, and the Evaluation is the one scored here."""
+    from recsys_assets.threads import in_thread
+
+    _settings, con, dset, good, _weak, _worst = env
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    stores = {}
+    for name in ("former", "threaded"):
+        monkeypatch.setenv("RECSYS_HOME", str(tmp_path / name))  # a fresh registry each
+        stores[name] = load_settings()
+    expected = evaluate(con, good, dset)
+    former = _former_log_to_mlflow(con, good, expected, dset, stores["former"], "dagster-run-9")
+    with con.cursor() as cur, in_thread("t-holdout", evaluate, cur, good, dset) as scored:
+        threaded = reg.log_to_mlflow(
+            con, good, scored.result, dset, stores["threaded"], dagster_run_id="dagster-run-9"
+        )
+    assert json.dumps(scored.result().to_json()) == json.dumps(expected.to_json())
+    old = _logged_outputs(stores["former"], former, tmp_path / "former-files")
+    new = _logged_outputs(stores["threaded"], threaded, tmp_path / "threaded-files")
+    assert len(old["metrics"]) > 50 and len(old["model_metrics"]) == len(old["metrics"])
+    assert set(old["history"].values()) == {1} and old["model_files"]
+    for key in old:
+        assert new[key] == old[key], key
+
+
+def test_a_failed_scoring_leaves_a_failed_run_and_no_version(env, tmp_path, monkeypatch):
+    """The error of the holdout scoring surfaces from log_to_mlflow itself; nothing is registered."""
+    import mlflow
+
+    _settings, con, dset, good, _weak, _worst = env
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    fresh = load_settings()
+
+    def scoring_failed():
+        raise KeyError("booster needs features the frame lacks: ['x']")
+
+    with pytest.raises(KeyError, match="features the frame lacks"):
+        reg.log_to_mlflow(con, good, scoring_failed, dset, fresh, dagster_run_id="dagster-run-f")
+    client = reg.configure_mlflow(fresh)
+    runs = mlflow.search_runs(experiment_names=[reg.EXPERIMENT_NAME], output_format="list")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert client.search_model_versions(f"name = '{reg.MODEL_NAME}'") == []
+    assert reg.aliases(fresh) == {}

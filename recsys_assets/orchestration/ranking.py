@@ -32,6 +32,7 @@ from recsys_assets.orchestration.resources import (
 )
 from recsys_assets.orchestration.retries import backoff_policy, fail_fast_unless
 from recsys_assets.sources import ground_truth_dir
+from recsys_assets.threads import in_thread
 from recsys_assets.warehouse.tables import transaction
 
 GROUP = "ranking"
@@ -191,6 +192,61 @@ def _reuse_version(context, con, client, version, dataset, settings, digest):
     )
 
 
+def _score_holdout(con, trained, dataset, settings, compiled_cache):
+    """(Evaluation, seconds) of the challenger on the holdout: `evaluate` against the baselines."""
+    from recsys_assets.ranking.evaluate import evaluate
+
+    started = time.perf_counter()
+    evaluation = evaluate(
+        con,
+        trained,
+        dataset,
+        ground_truth_dir=ground_truth_dir(settings),
+        compiled_cache=compiled_cache,
+    )
+    return evaluation, time.perf_counter() - started
+
+
+def _registry_and_training_rows(con, settings, digest: str):
+    """(MlflowClient, the version registered with `digest` or None, the training matrices or None
+    with that version). The rows load in a thread on their own cursor (DuckDB: GIL-free) while
+    this one opens (on a new home: creates) the MLflow store and imports lightgbm (~1.5 s of
+    Python); a reused version wastes that one read."""
+    from recsys_assets.ranking.registry import configure_mlflow, find_version_by_digest
+    from recsys_assets.ranking.train import import_lightgbm, load_training_matrices
+
+    with con.cursor() as cur, in_thread("rk-train-rows", load_training_matrices, cur) as rows:
+        client = configure_mlflow(settings)
+        existing = find_version_by_digest(client, digest)
+        if existing is None:
+            import_lightgbm()
+    return client, existing, (rows.result() if existing is None else None)
+
+
+def _log_beside_scoring(context, con, trained, dataset, settings, digest: str):
+    """(LoggedModel, Evaluation, its seconds): the holdout scoring (DuckDB, LLVM, predict: mostly
+    GIL-free) runs in a thread on its own cursor while this one logs the run and the pyfunc to
+    MLflow (single-threaded Python); the metrics and the registration wait for it."""
+    from recsys_assets.ranking.registry import log_to_mlflow
+
+    cache = _compiled_cache(settings, con)
+    with (
+        con.cursor() as cur,
+        in_thread("rk-holdout", _score_holdout, cur, trained, dataset, settings, cache) as scored,
+    ):
+        logged = log_to_mlflow(
+            con,
+            trained,
+            lambda: scored.result()[0],
+            dataset,
+            settings=settings,
+            dagster_run_id=context.run_id,
+            digest=digest,
+        )
+    evaluation, seconds = scored.result()
+    return logged, evaluation, seconds
+
+
 def _metrics_table(evaluation) -> pd.DataFrame:
     rows = [{"ranker": "model", **{m: evaluation.metrics.get(m) for m in METRICS}}]
     for name, values in evaluation.baselines.items():
@@ -258,44 +314,21 @@ def ranker_model(
     mlflow: MLflowResource,
 ) -> dg.MaterializeResult:
     from recsys_assets.ranking.dataset import load_dataset_summary
-    from recsys_assets.ranking.evaluate import evaluate, save_evaluation
-    from recsys_assets.ranking.registry import (
-        configure_mlflow,
-        find_version_by_digest,
-        holdout_key,
-        log_to_mlflow,
-        model_digest,
-        model_key,
-    )
+    from recsys_assets.ranking.evaluate import save_evaluation
+    from recsys_assets.ranking.registry import holdout_key, model_digest, model_key
     from recsys_assets.ranking.train import DEFAULT_PARAMS, train_ranker
 
     settings = run_settings(recsys, mlflow=mlflow)
-    client = configure_mlflow(settings)
     with warehouse.get_connection() as con:
         dataset = load_dataset_summary(con)
         digest = model_digest("ranker", dataset, DEFAULT_PARAMS)
-        existing = find_version_by_digest(client, digest)
+        client, existing, matrices = _registry_and_training_rows(con, settings, digest)
         if existing is not None:
             # Same code, recipe and data: training again would register an identical copy.
             return _reuse_version(context, con, client, existing, dataset, settings, digest)
-        trained = train_ranker(con, dataset)
-        started = time.perf_counter()
-        evaluation = evaluate(
-            con,
-            trained,
-            dataset,
-            ground_truth_dir=ground_truth_dir(settings),
-            compiled_cache=_compiled_cache(settings, con),
-        )
-        evaluate_seconds = time.perf_counter() - started
-        logged = log_to_mlflow(
-            con,
-            trained,
-            evaluation,
-            dataset,
-            settings=settings,
-            dagster_run_id=context.run_id,
-            digest=digest,
+        trained = train_ranker(con, dataset, matrices=matrices)
+        logged, evaluation, evaluate_seconds = _log_beside_scoring(
+            context, con, trained, dataset, settings, digest
         )
         if logged.version is not None:
             save_evaluation(

@@ -248,28 +248,41 @@ def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
 
     The importance comes from the evaluation when it carries it (then `trained` may be None).
     """
+    by_feature = getattr(evaluation, "feature_importance", None) or booster_gains(trained)
+    return [importance_plot(by_feature, out), ndcg_plot(evaluation, out)]
+
+
+def booster_gains(trained) -> dict[str, float]:
+    """feature -> total gain of the trained booster (what `evaluate` stores with its numbers)."""
+    gains = trained.booster.feature_importance(importance_type="gain")
+    return dict(zip(trained.features, gains, strict=True))
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
-    by_feature = getattr(evaluation, "feature_importance", None) or dict(
-        zip(
-            trained.features,
-            trained.booster.feature_importance(importance_type="gain"),
-            strict=True,
-        )
-    )
+    return plt
+
+
+def importance_plot(by_feature: dict[str, float], out: Path) -> Path:
+    """`PLOT_FILES[0]` in `out`: the features by total gain."""
+    plt = _pyplot()
     names = sorted(by_feature, key=lambda f: by_feature[f])
     fig, ax = plt.subplots(figsize=(7, 6))
     ax.barh(names, [by_feature[f] for f in names])
     ax.set_title("Feature importance (total gain)")
     fig.tight_layout()
-    files.append(out / PLOT_FILES[0])
-    fig.savefig(files[-1], dpi=90)
+    fig.savefig(out / PLOT_FILES[0], dpi=90)
     plt.close(fig)
+    return out / PLOT_FILES[0]
 
+
+def ndcg_plot(evaluation, out: Path) -> Path:
+    """`PLOT_FILES[1]` in `out`: NDCG@k of the model and every baseline."""
+    plt = _pyplot()
     curve = evaluation.ndcg_curve
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for col in curve.columns:
@@ -281,10 +294,9 @@ def evaluation_plots(trained, evaluation, out: Path) -> list[Path]:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    files.append(out / PLOT_FILES[1])
-    fig.savefig(files[-1], dpi=90)
+    fig.savefig(out / PLOT_FILES[1], dpi=90)
     plt.close(fig)
-    return files
+    return out / PLOT_FILES[1]
 
 
 def log_to_mlflow(
@@ -297,7 +309,14 @@ def log_to_mlflow(
     register: bool = True,
     digest: str | None = None,
 ) -> LoggedModel:
-    """Log one training run and (by default) register it as the `challenger` version."""
+    """Log one training run and (by default) register it as the `challenger` version.
+
+    `evaluation`: the Evaluation, or a callable that waits for it (`ranker_model` scores the
+    holdout in a thread meanwhile). What does not need it is logged first: the run, its datasets,
+    params and the pyfunc (~1.5 s of single-threaded Python); then its description, the metrics
+    (MLflow links metrics logged after a model to it, as it copies earlier ones when logging it),
+    the evaluation artefacts and the registration, last, so a failure leaves no version.
+    """
     import mlflow
 
     settings = settings or load_settings()
@@ -311,13 +330,11 @@ def log_to_mlflow(
     }
     if dagster_run_id:
         tags["dagster_run_id"] = dagster_run_id
-    trained_on = _trained_on(dataset, evaluation, dagster_run_id)
     run_tags = {
         **tags,
         # Without these MLflow shows the entry point's file (`__main__.py`) as the run's source.
         "mlflow.source.name": "recsys_assets.orchestration.ranking:ranker_model",
         "mlflow.source.type": "JOB",
-        "mlflow.note.content": trained_on,
     }
     with (
         tempfile.TemporaryDirectory(prefix="rk-mlflow-") as tmp,
@@ -333,9 +350,15 @@ def log_to_mlflow(
                 for k, v in _run_params(trained, dataset).items()
             }
         )
-        mlflow.log_metrics(_run_metrics(trained, evaluation, dataset))
-        _log_evaluation_artifacts(trained, evaluation, dataset, tmpd)
         info = _log_ranker_pyfunc(con, trained, dataset, tmpd / "serving")
+        # The gains the Evaluation carries are the booster's: drawn before waiting for it.
+        importance = importance_plot(booster_gains(trained), tmpd)
+        evaluation = evaluation() if callable(evaluation) else evaluation
+        trained_on = _trained_on(dataset, evaluation, dagster_run_id)
+        mlflow.set_tag("mlflow.note.content", trained_on)
+        mlflow.log_metrics(_run_metrics(trained, evaluation, dataset))
+        plots = [importance, ndcg_plot(evaluation, tmpd)]
+        _log_evaluation_artifacts(plots, evaluation, dataset, tmpd)
         version = None
         if register:
             version = _register_challenger(
@@ -387,11 +410,12 @@ def _run_metrics(trained, evaluation, dataset) -> dict[str, float]:
     return metrics
 
 
-def _log_evaluation_artifacts(trained, evaluation, dataset, tmpd: Path) -> None:
-    """Plots, the per-industry table, the NDCG@k curve and the dataset summary under evaluation/."""
+def _log_evaluation_artifacts(plots: list[Path], evaluation, dataset, tmpd: Path) -> None:
+    """The plots, the per-industry table, the NDCG@k curve and the dataset summary under
+    evaluation/."""
     import mlflow
 
-    for f in evaluation_plots(trained, evaluation, tmpd):
+    for f in plots:
         mlflow.log_artifact(str(f), artifact_path="evaluation")
     per_ind = tmpd / "per_industry.csv"
     write_csv(evaluation.per_industry, per_ind)

@@ -190,11 +190,30 @@ def smoothed_best_iteration(curve: list[float], window: int) -> int:
     return int(np.argmax((sums[hi] - sums[lo]) / (hi - lo))) + 1
 
 
-def _binned(con, split: str, features: list[str], cats: list[str], p: dict, reference=None):
-    """(binned Dataset, rows, queries): the float matrix is dropped once LightGBM has binned it."""
+def load_training_matrices(con: duckdb.DuckDBPyConnection) -> dict[str, _SplitMatrix]:
+    """The train and valid splits' matrices, as `train_ranker` loads them: `ranker_model` loads
+    them in a thread (DuckDB, GIL-free) while it sets up MLflow and imports lightgbm."""
+    features = list(feature_registry.FEATURES)
+    return {
+        s: _load_training_matrix(con, s, features, MAX_QUERIES.get(s)) for s in ("train", "valid")
+    }
+
+
+def import_lightgbm():
+    """lightgbm, loaded with passive OpenMP threads (`_passive_openmp`)."""
+    _passive_openmp()
+    import lightgbm
+
+    return lightgbm
+
+
+def _binned(con, split: str, features: list[str], cats: list[str], p: dict, reference=None, m=None):
+    """(binned Dataset, rows, queries): the float matrix (`m`, or loaded now) is dropped once
+    LightGBM has binned it."""
     import lightgbm as lgb
 
-    m = _load_training_matrix(con, split, features, MAX_QUERIES.get(split))
+    if m is None:
+        m = _load_training_matrix(con, split, features, MAX_QUERIES.get(split))
     if m.rows == 0:
         return None, 0, 0
     # The Dataset gets the training params up front (what lgb.train would give it) so that
@@ -216,6 +235,7 @@ def train_ranker(
     con: duckdb.DuckDBPyConnection,
     dataset: RankingDataset | None = None,
     params: dict | None = None,
+    matrices: dict[str, _SplitMatrix] | None = None,
 ) -> TrainedRanker:
     """Fit on the train split, early-stop on the valid split (NDCG@10 on the validation cohort) and
     keep the best iteration of that curve smoothed over `best_iteration_window` iterations.
@@ -223,9 +243,11 @@ def train_ranker(
     Queries without any positive are dropped from both: they carry no ranking signal and LightGBM
     would score them as perfect. LightGBM labels are the 0..4 relevance grades (< 31 as it requires).
     Above `MAX_QUERIES` per split, a fixed md5-chosen subset of the queries is used.
+    `matrices`: those of `load_training_matrices`, loaded already (taken out of the dict as they
+    are binned, so each is freed once LightGBM has it).
     """
-    _passive_openmp()
-    import lightgbm as lgb
+    lgb = import_lightgbm()
+    matrices = {} if matrices is None else matrices
 
     p = {**DEFAULT_PARAMS, **(params or {})}
     rounds = int(p.pop("num_boost_round"))
@@ -234,10 +256,14 @@ def train_ranker(
     features = list(feature_registry.FEATURES)
     cats = [c for c in feature_registry.CATEGORICAL_FEATURES if c in features]
 
-    dtrain, train_rows, train_queries = _binned(con, "train", features, cats, p)
+    dtrain, train_rows, train_queries = _binned(
+        con, "train", features, cats, p, m=matrices.pop("train", None)
+    )
     if dtrain is None:
         raise ValueError("no training query has a positive: cannot train a ranker")
-    dvalid, valid_rows, valid_queries = _binned(con, "valid", features, cats, p, dtrain)
+    dvalid, valid_rows, valid_queries = _binned(
+        con, "valid", features, cats, p, dtrain, matrices.pop("valid", None)
+    )
     valid_sets = [dtrain]
     callbacks: list[Callable[..., Any]] = []
     if dvalid is not None:
