@@ -2,8 +2,8 @@
 
 Why it exists: the pipeline must label cold-start restaurants with no network and no model download,
 fast enough for 200,000 rows. A hand-written lexicon of dishes (with Korean spelling variants and
-common English names), generic business words and chain brands is scanned with one precompiled trie
-regex per field. The lexicon is data: each industry's `lexicon` lines in the taxonomy registry
+common English names), generic business words and chain brands is scanned with one character trie
+per field. The lexicon is data: each industry's `lexicon` lines in the taxonomy registry
 (recsys_assets/data/taxonomy.yaml) plus recsys_assets/data/lexicon_variants.yaml.
 
 Scoring rules (from the taxonomy RULES):
@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 
 from recsys_assets import taxonomy
@@ -45,6 +45,8 @@ STRENGTH_SCALE = 1.0  # evidence strength = 1 - exp(-total / scale)
 MAX_FIELD_CHARS = {"name": 300, "menu": 6000, "description": 3000}
 MAX_ITEMS = 120
 MAX_EVIDENCE = 24
+# the weight of the rank-th non-generic menu item (at most MAX_ITEMS items), computed once
+_POSITION_WEIGHTS = tuple(1.0 + POSITION_BONUS * POSITION_DECAY**rank for rank in range(MAX_ITEMS))
 
 # ------------------------------------------------------------------------------------------------
 # Lexicon: the `lexicon` lines of every industry in the taxonomy registry (recsys_assets/data/
@@ -91,6 +93,12 @@ class _Entry:
     weights: tuple[float, ...]
     generic: bool = False
 
+    @cached_property
+    def nonzero(self) -> tuple[tuple[int, float], ...]:
+        """(industry index, weight) of the non-zero weights: the only ones that move a score that
+        starts at +0.0 and grows by max() or addition."""
+        return tuple((i, w) for i, w in enumerate(self.weights) if w)
+
 
 def _parse_lexicon(tax: Taxonomy) -> dict[str, dict[str, dict[str, float]]]:
     """scope -> term -> industry -> weight (the last line wins for a repeated term/industry)."""
@@ -108,31 +116,45 @@ def _parse_lexicon(tax: Taxonomy) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def _trie_pattern(words: Iterable[str]) -> re.Pattern[str]:
-    """One lookahead regex that reports, at every position, the longest lexicon word starting there.
-
-    A trie-shaped alternation keeps the scan in C (sre) and makes it linear in the text length.
-    """
+def _trie(words: Iterable[str]) -> dict:
+    """A character trie of the lexicon words; the key "" marks the end of a word."""
     trie: dict = {}
     for word in words:
         node = trie
         for ch in word:
             node = node.setdefault(ch, {})
         node[""] = {}
+    return trie
 
-    def build(node: dict) -> str:
-        end = "" in node
-        alts = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch != ""]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 and not end else "(?:" + "|".join(alts) + ")"
-        return body + "?" if end else body
 
-    return re.compile("(?=(" + build(trie) + "))")
+def _trie_matches(trie: dict, text: str) -> list[tuple[int, str]]:
+    """(start, word) of the longest lexicon word starting at each position of ``text``.
+
+    A dictionary walk from the positions whose character starts a word: cheaper than a lookahead
+    regex over the trie, which tries every first character's branch in turn at every position.
+    """
+    found: list[tuple[int, str]] = []
+    n = len(text)
+    for i, ch in enumerate(text):
+        node = trie.get(ch)
+        if node is None:
+            continue
+        end = i + 1 if "" in node else 0
+        j = i + 1
+        while j < n:
+            node = node.get(text[j])
+            if node is None:
+                break
+            j += 1
+            if "" in node:
+                end = j
+        if end:
+            found.append((i, text[i:end]))
+    return found
 
 
 class _Lexicon:
-    """The compiled lexicon of one taxonomy: lookup dictionaries plus one trie regex per scope."""
+    """The compiled lexicon of one taxonomy: lookup dictionaries plus one trie per scope."""
 
     def __init__(self, tax: Taxonomy) -> None:
         self.codes = tax.codes
@@ -166,8 +188,8 @@ class _Lexicon:
         self.full = full
         self.item_suffix = {t: _Entry(self.vector(ws)) for t, ws in parsed["menu_ending"].items()}
         self.name_suffix = {t: _Entry(self.vector(ws)) for t, ws in parsed["name_ending"].items()}
-        self.menu_re = _trie_pattern(t for t in menu if not t.isascii())
-        self.full_re = _trie_pattern(t for t in full if not t.isascii())
+        self.menu_trie = _trie(t for t in menu if not t.isascii())
+        self.full_trie = _trie(t for t in full if not t.isascii())
         self.menu_ascii = {t: e for t, e in menu.items() if t.isascii()}
         self.full_ascii = {t: e for t, e in full.items() if t.isascii()}
 
@@ -181,25 +203,15 @@ class _Lexicon:
         """All maximal lexicon matches in ``text``: (start, end, term, entry), ordered by start."""
         table = self.full if full else self.menu
         ascii_table = self.full_ascii if full else self.menu_ascii
-        found: list[tuple[int, int, str, _Entry]] = []
-        for m in (self.full_re if full else self.menu_re).finditer(text):
-            term = m.group(1)
-            found.append((m.start(), m.start() + len(term), term, table[term]))
+        found: list[tuple[int, int, str, _Entry]] = [
+            (start, start + len(term), term, table[term])
+            for start, term in _trie_matches(self.full_trie if full else self.menu_trie, text)
+        ]
         if ascii_table:
-            tokens = [(m.start(), m.end(), m.group()) for m in _ASCII_RE.finditer(text)]
-            for i, (s, e, tok) in enumerate(tokens):
-                if i + 1 < len(tokens) and tokens[i + 1][0] == e + 1:
-                    pair = tok + " " + tokens[i + 1][2]
-                    entry = ascii_table.get(pair)
-                    if entry is not None:
-                        found.append((s, tokens[i + 1][1], pair, entry))
-                        continue
-                entry = ascii_table.get(tok)
-                if entry is None and tok.endswith("s"):
-                    entry = ascii_table.get(tok[:-1])
-                if entry is not None:
-                    found.append((s, e, tok, entry))
-            found.sort(key=lambda x: (x[0], -x[1]))
+            extra = _ascii_matches(ascii_table, text)
+            if extra:  # else the trie's matches are already in order (one per start)
+                found += extra
+                found.sort(key=lambda x: (x[0], -x[1]))
         # drop matches contained in an earlier, longer one (양념갈비 hides 갈비; 순대국 hides 순대)
         kept: list[tuple[int, int, str, _Entry]] = []
         max_end = -1
@@ -209,6 +221,26 @@ class _Lexicon:
             kept.append(match)
             max_end = match[1]
         return kept
+
+
+def _ascii_matches(ascii_table: dict[str, _Entry], text: str) -> list[tuple[int, int, str, _Entry]]:
+    """Whole-word matches of the ASCII lexicon: a two-word term first, else the word (or its
+    singular)."""
+    found: list[tuple[int, int, str, _Entry]] = []
+    tokens = [(m.start(), m.end(), m.group()) for m in _ASCII_RE.finditer(text)]
+    for i, (s, e, tok) in enumerate(tokens):
+        if i + 1 < len(tokens) and tokens[i + 1][0] == e + 1:
+            pair = tok + " " + tokens[i + 1][2]
+            entry = ascii_table.get(pair)
+            if entry is not None:
+                found.append((s, tokens[i + 1][1], pair, entry))
+                continue
+        entry = ascii_table.get(tok)
+        if entry is None and tok.endswith("s"):
+            entry = ascii_table.get(tok[:-1])
+        if entry is not None:
+            found.append((s, e, tok, entry))
+    return found
 
 
 # ------------------------------------------------------------------------------------------------
@@ -370,7 +402,7 @@ def _menu_items(lex: _Lexicon, menu: object) -> list[tuple[_ItemScore, tuple[str
 
 
 def _item_score(vec: list[float], terms: tuple[str, ...], generic: bool) -> _ItemScore:
-    sparse = tuple((i, w) for i, w in enumerate(vec) if w)
+    sparse = _sparse(vec)
     top = max(range(len(vec)), key=lambda i: (vec[i], -i))
     return _ItemScore(sparse, terms, generic, top)
 
@@ -392,7 +424,8 @@ def _score_name(lex: _Lexicon, name: str) -> tuple[list[float], list[str]]:
     evidence: list[str] = []
     name = _strip_branch(name)
     for _, _, term, entry in lex.scan(name, full=True):
-        vec = [max(a, b) for a, b in zip(vec, entry.weights, strict=False)]
+        for i, w in entry.nonzero:
+            vec[i] = max(vec[i], w)
         evidence.append("name:" + term)
     # Chinese-restaurant endings (신흥각, 동해루): only the last syllable of the first word, weak.
     first = name.split(" ")[0] if name else ""
@@ -410,13 +443,20 @@ def _score_description(lex: _Lexicon, desc: str) -> tuple[list[float], list[str]
     for _, _, term, entry in lex.scan(desc, full=True):
         if entry.generic:
             continue
-        vec = [a + DESC_WEIGHT * b for a, b in zip(vec, entry.weights, strict=False)]
+        for i, w in entry.nonzero:
+            vec[i] += DESC_WEIGHT * w
         evidence.append("desc:" + term)
     return [min(v, DESC_CAP) for v in vec], evidence
 
 
-# A field's contribution: (score vector, evidence), or None when the field has no text.
-_Part = tuple[tuple[float, ...], tuple[str, ...]] | None
+# A field's contribution: ((industry index, score) for its non-zero scores, evidence), or None
+# when the field has no text. Sparse because predict adds it to every restaurant's scores, and
+# adding a zero changes no score (scores start at +0.0 and only grow by addition, never -0.0).
+_Part = tuple[tuple[tuple[int, float], ...], tuple[str, ...]] | None
+
+
+def _sparse(vec: list[float]) -> tuple[tuple[int, float], ...]:
+    return tuple((i, w) for i, w in enumerate(vec) if w)
 
 
 def _name_part(lex: _Lexicon, name: object) -> _Part:
@@ -424,7 +464,7 @@ def _name_part(lex: _Lexicon, name: object) -> _Part:
     if not text:
         return None
     vec, evidence = _score_name(lex, text)
-    return tuple(vec), tuple(evidence)
+    return _sparse(vec), tuple(evidence)
 
 
 def _desc_part(lex: _Lexicon, description: object) -> _Part:
@@ -432,7 +472,7 @@ def _desc_part(lex: _Lexicon, description: object) -> _Part:
     if not text:
         return None
     vec, evidence = _score_description(lex, text)
-    return tuple(vec), tuple(evidence)
+    return _sparse(vec), tuple(evidence)
 
 
 class OfflineLabeler:
@@ -455,7 +495,8 @@ class OfflineLabeler:
         # each field's part is cached by its text (None and NaN are not worth a cache entry)
         part = lex.name_part(name) if isinstance(name, str) else _name_part(lex, name)
         if part is not None:
-            scores = [a + b for a, b in zip(scores, part[0], strict=False)]
+            for i, w in part[0]:
+                scores[i] += w
             evidence += part[1]
 
         item_tops: set[int] = set()
@@ -466,7 +507,7 @@ class OfflineLabeler:
             if scored.generic:
                 weight = 1.0
             else:
-                weight = 1.0 + POSITION_BONUS * POSITION_DECAY**rank
+                weight = _POSITION_WEIGHTS[rank]
                 rank += 1
                 item_tops.add(scored.top)
             for i, w in scored.sparse:
@@ -478,7 +519,8 @@ class OfflineLabeler:
         else:
             part = _desc_part(lex, description)
         if part is not None:
-            scores = [a + b for a, b in zip(scores, part[0], strict=False)]
+            for i, w in part[0]:
+                scores[i] += w
             evidence += part[1]
 
         # A hodgepodge of dishes from three or more cuisines plus drinking snacks is a pub's anju
@@ -508,7 +550,7 @@ def _dedupe(items: list[str]) -> tuple[str, ...]:
 def _decide(lex: _Lexicon, scores: list[float], evidence: tuple[str, ...]) -> OfflinePrediction:
     """Turn raw scores into a prediction; ties break by taxonomy order (deterministic)."""
     codes = lex.codes
-    total = sum(s for s in scores if s > 0)
+    total = sum([s for s in scores if s > 0])
     # the best two by score, ties to the lower index (as sorting by (-score, index) would give)
     top = scores.index(max(scores))
     rest = list(scores)

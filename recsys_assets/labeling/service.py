@@ -428,7 +428,7 @@ class _Aborted(Exception):
 
 def _finish(ids, cols: _Columns, report) -> pd.DataFrame:
     keep = [i for i, v in enumerate(cols.industry) if v is not None]
-    labeled_at = pd.to_datetime([cols.labeled_at[i] for i in keep], utc=True)
+    labeled_at = _stamps([cols.labeled_at[i] for i in keep])
     frame = pd.DataFrame(
         {
             "restaurant_id": ids.iloc[keep].reset_index(drop=True),
@@ -444,6 +444,14 @@ def _finish(ids, cols: _Columns, report) -> pd.DataFrame:
     report.remaining = report.total - len(keep)
     report.label_distribution = dict(Counter(frame["industry"].tolist()).most_common())
     return frame
+
+
+def _stamps(values: list[Any]) -> pd.DatetimeIndex:
+    """``pd.to_datetime(values, utc=True)``, converting one value when all rows share one stamp
+    (every row of an offline run carries the run's ``now``)."""
+    if values and all(v is values[0] for v in values):
+        return pd.to_datetime(values[:1], utc=True).repeat(len(values))
+    return pd.to_datetime(values, utc=True)
 
 
 def _llm_setup(settings: Settings, llm_options: Any, engine_config: Any, *, need_key: bool):
