@@ -355,39 +355,57 @@ def test_killed_run_is_failed_and_alerted_at_next_start(recsys_home, good_data, 
         assert len(hook.payloads) == 1
 
 
-def test_event_log_unsynced_while_the_run_executes_only(tmp_path):
-    """During a CLI run Dagster's SQLite event log (the run's shard and the index) commits with
-    synchronous=NORMAL and is not checkpointed at each event's close; afterwards its
-    connections are at SQLite's default again, the log is checkpointed, and every event is
-    there."""
+def test_storage_unsynced_while_the_run_executes_only(tmp_path, monkeypatch):
+    """During a CLI run Dagster's SQLite storage (the run's event log shard, the index and the
+    runs table) commits with synchronous=NORMAL and is not checkpointed at each close; the run's
+    shard is created with synchronous=OFF; afterwards the connections are at SQLite's default
+    again, the log is checkpointed, and every event and run update is there."""
     import sqlalchemy
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 
-    from recsys_assets.orchestration.cli_runs import _event_log_unsynced
+    from recsys_assets import sqlite_sync
+    from recsys_assets.orchestration.cli_runs import _storage_unsynced
 
-    def synchronous(shard: str) -> int:
-        with instance.event_log_storage._connect(shard) as conn:
+    def synchronous(shard: str | None) -> int:
+        storage = instance.event_log_storage
+        connect = storage._connect(shard) if shard else instance.run_storage.connect()
+        with connect as conn:
             return conn.execute(sqlalchemy.text("PRAGMA synchronous")).scalar()
 
+    levels: list[tuple[list[str], str]] = []
+    real = sqlite_sync.sqlite_synchronous
+
+    def spy(files, level):
+        levels.append((sorted(Path(f).name for f in files), level))
+        return real(files, level)
+
+    monkeypatch.setattr(sqlite_sync, "sqlite_synchronous", spy)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
         storage = instance.event_log_storage
         before = synchronous(INDEX_SHARD_NAME)
-        with _event_log_unsynced(instance, run.run_id):
+        assert synchronous(None) == before
+        with _storage_unsynced(instance, run.run_id):
             wal = Path(storage.path_for_shard(run.run_id) + "-wal")
             for i in range(5):
                 instance.report_engine_event(f"event {i}", run)
+            instance.add_run_tags(run.run_id, {"k": "v"})
             assert wal.stat().st_size > 0  # not checkpointed away at each close
             assert synchronous(run.run_id) == synchronous(INDEX_SHARD_NAME) == 1  # NORMAL
+            assert synchronous(None) == 1
         assert synchronous(run.run_id) == synchronous(INDEX_SHARD_NAME) == before != 1
+        assert synchronous(None) == before
         assert not wal.exists() or wal.stat().st_size == 0
         messages = [e.message for e in instance.all_logs(run.run_id)]
         assert [f"event {i}" for i in range(5)] == [m for m in messages if m.startswith("event")]
+        assert instance.get_run_by_id(run.run_id).tags["k"] == "v"
+        shard = f"{run.run_id}.db"
+        assert levels == [([shard], "OFF"), (sorted([shard, "index.db", "runs.db"]), "NORMAL")]
 
     # An event log that is not SQLite's files is left alone.
     with dg.DagsterInstance.ephemeral() as instance:
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
-        with _event_log_unsynced(instance, run.run_id):
+        with _storage_unsynced(instance, run.run_id):
             instance.report_engine_event("in memory", run)
         assert [e.message for e in instance.all_logs(run.run_id)][-1] == "in memory"
 
