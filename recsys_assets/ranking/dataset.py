@@ -34,6 +34,7 @@ import pandas as pd
 from recsys_assets import taxonomy
 from recsys_assets.ranking import sql
 from recsys_assets.ranking.token_features import candidate_features
+from recsys_assets.threads import in_thread
 from recsys_assets.warehouse.tables import (
     industry_product_stats_params,
     industry_product_stats_select,
@@ -496,17 +497,10 @@ def _in_background(
     runs: numpy and Python work there release the GIL to DuckDB, and DuckDB work to numpy. Its
     failure is raised after the block; the block's own failure first waits for it to end. The
     cursor sees committed tables only, so `con` must not be inside a transaction."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with con.cursor() as cur, ThreadPoolExecutor(1, thread_name_prefix="rk-dataset") as pool:
+    with con.cursor() as cur:
         _copy_settings(con, cur)
-        future = pool.submit(work, cur)
-        try:
+        with in_thread("rk-dataset", work, cur):
             yield
-        finally:
-            error = future.exception()  # waits
-    if error is not None:
-        raise error
 
 
 def _copy_settings(con: duckdb.DuckDBPyConnection, cur: duckdb.DuckDBPyConnection) -> None:
